@@ -1,0 +1,1 @@
+"""Capture a vision-language model's attention, every layer and head, and view it in the browser."""

@@ -1,0 +1,266 @@
+"""The on-disk sample format: the one place that writes, reads and validates it.
+
+A sample is a folder holding meta.json, one float16 (H, N, N) file per layer, a
+head-mean and a head-max (N, N) file per layer, and the image. SPEC.md describes
+every field; web/src/format.ts is the TypeScript twin of this module, and both
+are tested against fixtures/sample_tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+INDEX_FILE = "index.json"
+TOKEN_TYPES = ("text", "image", "special")
+BYTES_PER_VALUE = 2  # float16
+
+
+class FormatError(ValueError):
+    """A sample folder or meta.json that does not follow the format."""
+
+
+def layer_file(layer: int) -> str:
+    return f"attn_layer_{layer:02d}.bin"
+
+
+def head_mean_file(layer: int) -> str:
+    return f"attn_mean_layer_{layer:02d}.bin"
+
+
+def head_max_file(layer: int) -> str:
+    return f"attn_max_layer_{layer:02d}.bin"
+
+
+def sample_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
+    """Bytes of all attention files: per layer H heads plus the mean and max matrices."""
+    return num_layers * (num_heads + 2) * seq_len * seq_len * BYTES_PER_VALUE
+
+
+# ---------------------------------------------------------------- validation
+
+_REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format_version": int,
+    "model": str,
+    "prompt": str,
+    "image_path": str,
+    "image_size": list,
+    "num_layers": int,
+    "num_heads": int,
+    "seq_len": int,
+    "dtype": str,
+    "tokens": list,
+    "image_grid": dict,
+    "layer_files": list,
+    "head_mean_files": list,
+    "head_max_files": list,
+}
+
+
+def validate_meta(meta: Any) -> None:
+    """Raise FormatError naming the first field that breaks the format."""
+    if not isinstance(meta, dict):
+        raise FormatError("meta.json must hold a JSON object")
+    for field, kind in _REQUIRED_FIELDS.items():
+        if field not in meta:
+            raise FormatError(f"meta.json lacks the field '{field}'")
+        if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
+            raise FormatError(f"meta.json field '{field}' has the wrong type")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise FormatError(f"format_version {meta['format_version']} is newer than this tool ({FORMAT_VERSION})")
+    if meta["dtype"] != "float16":
+        raise FormatError(f"dtype must be float16, not {meta['dtype']!r}")
+    n, layers, heads = meta["seq_len"], meta["num_layers"], meta["num_heads"]
+    if n < 1 or layers < 1 or heads < 1:
+        raise FormatError("seq_len, num_layers and num_heads must be positive")
+    for field in ("layer_files", "head_mean_files", "head_max_files"):
+        names = meta[field]
+        if len(names) != layers or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+            raise FormatError(f"'{field}' must list {layers} plain file names")
+    if not _is_plain_name(meta["image_path"]):
+        raise FormatError("'image_path' must be a plain file name inside the sample")
+    _validate_tokens(meta["tokens"], n)
+    _validate_grid(meta["image_grid"], meta["tokens"], n)
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _validate_tokens(tokens: list[Any], n: int) -> None:
+    if len(tokens) != n:
+        raise FormatError(f"tokens has {len(tokens)} entries but seq_len is {n}")
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, dict) or tok.get("id") != i:
+            raise FormatError(f"tokens[{i}] must be an object with id {i}")
+        if not isinstance(tok.get("text"), str):
+            raise FormatError(f"tokens[{i}] lacks a text string")
+        if tok.get("type") not in TOKEN_TYPES:
+            raise FormatError(f"tokens[{i}].type must be one of {TOKEN_TYPES}")
+        if tok["type"] == "image" and not _is_pair(tok.get("grid_pos")):
+            raise FormatError(f"tokens[{i}] is an image token without grid_pos [row, col]")
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
+
+
+def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -> None:
+    for key in ("rows", "cols", "start_idx", "end_idx"):
+        if not isinstance(grid.get(key), int):
+            raise FormatError(f"image_grid lacks the integer '{key}'")
+    start, end = grid["start_idx"], grid["end_idx"]
+    if not 0 <= start <= end < n or end - start + 1 != grid["rows"] * grid["cols"]:
+        raise FormatError("image_grid span does not match rows × cols inside the sequence")
+    for i in range(start, end + 1):
+        offset = i - start
+        if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != [offset // grid["cols"], offset % grid["cols"]]:
+            raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
+
+
+def validate_sample(sample_dir: Path) -> dict[str, Any]:
+    """Check meta.json and every file's size; return the meta."""
+    meta = read_meta(sample_dir)
+    n, heads = meta["seq_len"], meta["num_heads"]
+    expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
+    for name in meta["head_mean_files"] + meta["head_max_files"]:
+        expected[name] = n * n * BYTES_PER_VALUE
+    for name, size in expected.items():
+        path = sample_dir / name
+        if not path.is_file():
+            raise FormatError(f"{path} is missing")
+        if path.stat().st_size != size:
+            raise FormatError(f"{path} has {path.stat().st_size} bytes, expected {size}")
+    if not (sample_dir / meta["image_path"]).is_file():
+        raise FormatError(f"the image {meta['image_path']} is missing")
+    return meta
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_meta(sample_dir: Path) -> dict[str, Any]:
+    path = Path(sample_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FormatError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path} is not valid JSON: {err}") from None
+    validate_meta(meta)
+    return meta
+
+
+def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """Memory-map one layer as (H, N, N) float16 without reading it."""
+    n = meta["seq_len"]
+    return np.memmap(Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n))
+
+
+def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
+    """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
+    names = {"mean": meta["head_mean_files"], "max": meta["head_max_files"]}[kind]
+    n = meta["seq_len"]
+    return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+
+
+# ---------------------------------------------------------------- writing
+
+
+class SampleWriter:
+    """Writes a sample into a hidden sibling folder and renames it into place on commit.
+
+    Until commit() the target path is untouched, so an interrupted run leaves no
+    folder that looks like a sample; close() without commit() removes the partial one.
+    """
+
+    def __init__(self, target: Path, overwrite: bool = False) -> None:
+        self.target = Path(target)
+        if self.target.exists() and not self.target.is_dir():
+            raise FormatError(f"{self.target} exists and is not a folder")
+        if (self.target / META_FILE).exists() and not overwrite:
+            raise FormatError(f"{self.target} already holds a sample; pass --overwrite to replace it")
+        if self.target.exists() and any(self.target.iterdir()) and not (self.target / META_FILE).exists():
+            raise FormatError(f"{self.target} is a non-empty folder that is not a sample; choose another --output-dir")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=self.target.parent))
+        self.tmp.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        if array.dtype != np.float16:
+            raise FormatError(f"{name}: attention must be float16, got {array.dtype}")
+        np.ascontiguousarray(array).tofile(self.tmp / name)
+
+    def write_layer(self, layer: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray) -> None:
+        """Store one layer: (H, N, N) attention plus its (N, N) head mean and max."""
+        self.write_array(layer_file(layer), attn)
+        self.write_array(head_mean_file(layer), head_mean)
+        self.write_array(head_max_file(layer), head_max)
+
+    def copy_file(self, source: Path, name: str) -> None:
+        shutil.copyfile(source, self.tmp / name)
+
+    def commit(self, meta: dict[str, Any]) -> Path:
+        """Write meta.json, check the whole sample, then swap it into place."""
+        _write_json_atomic(self.tmp / META_FILE, meta)
+        validate_sample(self.tmp)
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            self.target.rename(old)
+        self.tmp.rename(self.target)
+        if old is not None:
+            shutil.rmtree(old)
+        write_index(self.target.parent)
+        return self.target
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_index(parent: Path) -> None:
+    """List the parent's samples in index.json so a static host needs no directory listing."""
+    _write_json_atomic(Path(parent) / INDEX_FILE, {"samples": list_samples(parent)})
+
+
+def list_samples(parent: Path) -> list[dict[str, Any]]:
+    entries = []
+    for child in sorted(Path(parent).iterdir()):
+        if child.name.startswith(".") or not (child / META_FILE).is_file():
+            continue
+        try:
+            meta = read_meta(child)
+        except FormatError:
+            continue
+        entries.append(
+            {
+                "name": child.name,
+                "model": meta["model"],
+                "prompt": meta["prompt"],
+                "mode": meta.get("mode", "prefill"),
+                "seq_len": meta["seq_len"],
+                "num_layers": meta["num_layers"],
+                "num_heads": meta["num_heads"],
+            }
+        )
+    return entries

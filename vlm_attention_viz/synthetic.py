@@ -1,0 +1,130 @@
+"""Synthetic samples in the real format, for viewer tests and benchmarks at any size.
+
+The attention has the structure real VLM maps show: sinks on the first tokens,
+a local band near the diagonal, and text tokens that focus on one image region.
+Layers can share files through hard links (--distinct-layers) so that a sample of
+36 layers × 32 heads at N=8,192 fits on a normal disk.
+
+    python -m vlm_attention_viz.synthetic --output-dir output/synth_2100 --seq-len 2100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import sample_format as fmt
+
+PREFIX = ["<|im_start|>", "user", "\n", "<|vision_start|>"]
+SUFFIX_TEXT = ["<|vision_end|>", "Describe", " this", " image", " in", " detail", "."]
+TAIL = ["<|im_end|>", "\n", "<|im_start|>", "assistant", "\n"]
+WORDS = [" the", " red", " cat", " sits", " on", " a", " wooden", " table", " near", " window", ","]
+SPECIAL = {"<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>"}
+
+
+def grid_for(image_tokens: int, aspect: float = 16 / 9) -> tuple[int, int]:
+    rows = max(1, round((image_tokens / aspect) ** 0.5))
+    return rows, max(1, image_tokens // rows)
+
+
+def build_tokens(seq_len: int) -> tuple[list[dict], dict]:
+    """Lay out prompt tokens, an image grid that fills most of seq_len, and answer words."""
+    fixed = len(PREFIX) + len(SUFFIX_TEXT) + len(TAIL)
+    rows, cols = grid_for(max(1, int((seq_len - fixed) * 0.9)))
+    extra = seq_len - fixed - rows * cols
+    texts = PREFIX + ["[IMG]"] * (rows * cols) + SUFFIX_TEXT + [WORDS[i % len(WORDS)] for i in range(extra)] + TAIL
+    start = len(PREFIX)
+    tokens = []
+    for i, text in enumerate(texts):
+        tok: dict = {"id": i, "text": text, "type": "special" if text in SPECIAL else "text"}
+        if start <= i < start + rows * cols:
+            tok.update(type="image", grid_pos=[(i - start) // cols, (i - start) % cols])
+        tokens.append(tok)
+    grid = {"rows": rows, "cols": cols, "start_idx": start, "end_idx": start + rows * cols - 1}
+    return tokens, grid
+
+
+def layer_attention(tokens: list[dict], grid: dict, heads: int, layer: int, seed: int, chunk: int = 256) -> np.ndarray:
+    """One layer's causal (H, N, N) float16 attention, computed in row chunks."""
+    n = len(tokens)
+    rng = np.random.default_rng(seed * 1000 + layer)
+    is_image = np.array([t["type"] == "image" for t in tokens])
+    pos = np.array([t.get("grid_pos", [0, 0]) for t in tokens], dtype=np.float32)
+    cols = np.arange(n)
+    out = np.empty((heads, n, n), dtype=np.float16)
+    for h in range(heads):
+        sink, width = 4.0 + rng.random() * 4, 2.0 + 30 * rng.random()
+        focus = rng.random((n, 2)) * [grid["rows"], grid["cols"]]  # where each query looks in the image
+        for r0 in range(0, n, chunk):
+            rows = np.arange(r0, min(n, r0 + chunk))
+            logits = -np.abs(rows[:, None] - cols[None, :]) / width
+            logits[:, :3] += sink
+            d2 = ((pos[None, :, :] - focus[rows][:, None, :]) ** 2).sum(-1)
+            logits += np.where(is_image[None, :] & ~is_image[rows][:, None], 3.0 * np.exp(-d2 / 8.0), 0.0)
+            logits += 0.3 * rng.standard_normal(logits.shape)
+            logits = np.where(cols[None, :] <= rows[:, None], logits, -np.inf)
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            out[h, rows] = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float16)
+    return out
+
+
+def write_synthetic(target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool) -> Path:
+    tokens, grid = build_tokens(seq_len)
+    writer = fmt.SampleWriter(target, overwrite=overwrite)
+    with writer:
+        image = Image.linear_gradient("L").resize((grid["cols"] * 32, grid["rows"] * 32)).convert("RGB")
+        image.save(writer.tmp / "image.png")
+        for layer in range(layers):
+            source = layer % distinct_layers
+            if source != layer:  # hard links: the same bytes under another layer's name
+                for name in (fmt.layer_file, fmt.head_mean_file, fmt.head_max_file):
+                    os.link(writer.tmp / name(source), writer.tmp / name(layer))
+                continue
+            attn = layer_attention(tokens, grid, heads, layer, seed)
+            mean = attn.mean(axis=0, dtype=np.float32).astype(np.float16)
+            writer.write_layer(layer, attn, mean, attn.max(axis=0))
+            del attn
+        meta = {
+            "format_version": fmt.FORMAT_VERSION,
+            "model": "synthetic",
+            "model_type": "synthetic",
+            "mode": "prefill",
+            "prompt": "Describe this image in detail.",
+            "image_path": "image.png",
+            "image_size": list(image.size),
+            "original_image_size": list(image.size),
+            "num_layers": layers,
+            "num_heads": heads,
+            "num_kv_heads": heads,
+            "seq_len": seq_len,
+            "dtype": "float16",
+            "tokens": tokens,
+            "image_grid": grid,
+            "layer_files": [fmt.layer_file(i) for i in range(layers)],
+            "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
+            "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
+        }
+        return writer.commit(meta)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--seq-len", type=int, default=600)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--distinct-layers", type=int, default=None, help="compute this many layers, hard-link the rest")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args()
+    distinct = min(args.layers, args.distinct_layers or args.layers)
+    path = write_synthetic(args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
