@@ -1,0 +1,1 @@
+// Entry point: wires data, state and views together.
