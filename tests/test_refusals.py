@@ -1,0 +1,116 @@
+"""Bad inputs: one clear line on stderr, a non-zero exit, no traceback, nothing written, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from conftest import folder_digest, run, striped_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, gqa_model: Path, photo: Path) -> Path:
+    """A parent folder holding one good sample, which every refused run must leave byte-identical."""
+    root = tmp_path_factory.mktemp("refusals")
+    assert run("--image", photo, "--prompt", "Hi", "--output-dir", root / "out" / "kept", "--model", gqa_model) == 0
+    return root
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], workspace: Path, args: list, mentions: str) -> None:
+    before = folder_digest(workspace)
+    code = run(*args)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("error: ") and mentions in err, err
+    assert "Traceback" not in err
+    assert folder_digest(workspace) == before  # nothing written, nothing lost, no partial folder
+
+
+def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple[list, str]]:
+    text = workspace / "notes.jpg"
+    text.write_text("this is not a picture")
+    truncated = workspace / "cut.jpg"
+    striped_image(200, 120).save(truncated, quality=95)
+    truncated.write_bytes(truncated.read_bytes()[:1500])
+    weightless = workspace / "weightless"
+    if not weightless.exists():
+        shutil.copytree(gqa_model, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
+    kept = workspace / "out" / "kept"
+    base = ["--prompt", "Describe.", "--model", gqa_model]
+    return {
+        "missing image": (["--image", workspace / "nope.png", "--output-dir", kept, "--overwrite", *base], "image not found"),
+        "text named .jpg": (["--image", text, "--output-dir", kept, "--overwrite", *base], "not an image"),
+        "truncated jpeg": (["--image", truncated, "--output-dir", kept, "--overwrite", *base], "truncated"),
+        "empty prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "  ", "--model", gqa_model], "prompt is empty"),
+        "output dir is a file": (["--image", photo, "--output-dir", text, *base], "not a folder"),
+        "inside a file": (["--image", photo, "--output-dir", text / "sample", *base], "not a folder"),
+        "existing sample": (["--image", photo, "--output-dir", kept, *base], "--overwrite"),
+        "unknown model type": (["--image", photo, "--output-dir", kept, "--overwrite", *base, "--model-type", "llava-9"], "unknown --model-type"),
+        "model without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", weightless], "no weights"),
+        "folder without config": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", workspace / "out"], "no config.json"),
+        "foreign folder": (["--image", photo, "--output-dir", workspace, *base], "not a sample"),
+        "zero max pixels": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"], "--max-pixels"),
+    }
+
+
+CASES = ["missing image", "text named .jpg", "truncated jpeg", "empty prompt", "output dir is a file", "inside a file", "existing sample",
+         "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused(case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, mentions = bad_inputs(workspace, gqa_model, photo)[case]
+    assert_refused(capsys, workspace, args, mentions)
+
+
+def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+    bad_inputs(workspace, gqa_model, photo)  # same files present before and after
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
+    assert_refused(capsys, workspace, args, "needs about")
+
+
+def cli_process(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vlm_attention_viz", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_weights_unavailable_offline_get_a_clear_message(tmp_path: Path, photo: Path) -> None:
+    process = cli_process("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm",
+                          env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and "offline" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_ctrl_c_leaves_no_folder_behind(tmp_path: Path, gqa_model: Path) -> None:
+    """A real SIGINT while the sample is being written (a ~2,000-token run takes seconds here)."""
+    image = tmp_path / "big.png"
+    striped_image(1600, 1200).save(image)
+    out = tmp_path / "out"
+    process = cli_process("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000)
+    while not list(out.glob(".sample.partial-*")) and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert not out.exists()  # neither the sample, nor its partial folder, nor the parent it created
