@@ -26,7 +26,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
-DEFAULT_ROW_BUDGET = 256 * 2**20  # bytes of float32 scores per chunk on the device
+DEFAULT_ROW_BUDGET = 32 * 2**20  # bytes of float32 scores per chunk on the device
 
 
 @dataclass
@@ -85,16 +85,18 @@ class AttentionRecorder:
     @staticmethod
     def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, row0: int, scaling: float) -> torch.Tensor:
         """softmax(QK^T * scale + mask) for query rows row0.. in float32: (H, c, N)."""
-        scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+        # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
+        scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
         rows = torch.arange(row0, row0 + query.shape[1], device=query.device)
         if mask is None:  # sdpa's mask creation returns None for a plain causal mask
             causal = torch.arange(key.shape[1], device=query.device)[None, :] <= rows[:, None]
-            scores = scores.masked_fill(~causal, float("-inf"))
+            scores.masked_fill_(~causal, float("-inf"))
         elif mask.dtype == torch.bool:  # True = may attend
-            scores = scores.masked_fill(~mask[0, :, row0 : row0 + query.shape[1]].to(query.device), float("-inf"))
+            scores.masked_fill_(~mask[0, :, row0 : row0 + query.shape[1]].to(query.device), float("-inf"))
         else:  # additive float mask
-            scores = scores + mask[0, :, row0 : row0 + query.shape[1]].to(query.device, torch.float32)
-        return torch.softmax(scores, dim=-1)
+            scores.add_(mask[0, :, row0 : row0 + query.shape[1]].to(query.device, torch.float32))
+        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+        return scores.div_(scores.sum(dim=-1, keepdim=True))
 
     def _image_mass(self, probs: torch.Tensor, row0: int) -> torch.Tensor:
         """Per head: summed over this chunk's query rows after the image, the attention they give to image tokens."""
