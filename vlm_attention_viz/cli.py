@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .extract import DEFAULT_MODEL, DTYPES, MODES, Request, extract
+from .extract import DEFAULT_MODEL, DTYPES, Request, extract
 from .models import ADAPTERS
 from .sample_format import FormatError
 
@@ -38,7 +38,14 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mode",
         default="prefill",
-        help=f"what to capture: {', '.join(MODES)} = the attention over the prompt as the model reads it (default: prefill)",
+        help="prefill = the attention over the prompt as the model reads it; generate = answer first (greedy, the "
+        "model's normal attention), then the attention over prompt + answer (default: prefill)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="generate mode: the most answer tokens to generate (default: 256); each adds to N, and size grows with N^2",
     )
     parser.add_argument(
         "--device",

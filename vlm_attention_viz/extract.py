@@ -21,11 +21,11 @@ from .capture import AttentionRecorder, capturing
 from .errors import UserError
 from .images import BROWSER_FORMATS, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
-from .tokens import build_tokens
+from .tokens import build_tokens, mark_answer
 from .writer import BackgroundWriter
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Thinking"
-MODES = ("prefill",)
+MODES = ("prefill", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 
@@ -41,6 +41,7 @@ class Request:
     device: str | None = None  # None: cuda when present, else cpu; "auto": spread over every GPU
     dtype: str = "auto"
     max_pixels: int | None = None
+    max_new_tokens: int = 256
     overwrite: bool = False
     progress: bool = True
 
@@ -66,6 +67,9 @@ def extract(request: Request) -> Result:
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype)
     prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+    prompt_len = prepared.input_ids.shape[1]
+    if request.mode == "generate":
+        generate_answer(model, prepared, request.max_new_tokens)
     language = adapter.language_config(model)
     layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
@@ -76,6 +80,7 @@ def extract(request: Request) -> Result:
         text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress)
         image_name = copy_image(writer, request.image, image, image_format)
         ids = prepared.input_ids[0].tolist()
+        tokens = build_tokens(processor.tokenizer, ids, prepared.image_token_id, prepared.grid_cols)
         meta = {
             "format_version": fmt.FORMAT_VERSION,
             "model": request.model,
@@ -90,7 +95,7 @@ def extract(request: Request) -> Result:
             "num_kv_heads": language.num_key_value_heads,
             "seq_len": seq_len,
             "dtype": "float16",
-            "tokens": build_tokens(processor.tokenizer, ids, prepared.image_token_id, prepared.grid_cols),
+            "tokens": tokens,
             "image_grid": image_grid(prepared),
             "layer_files": [fmt.layer_file(i) for i in range(layers)],
             "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
@@ -98,6 +103,8 @@ def extract(request: Request) -> Result:
             "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
             "extraction": {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": 0.0, "bytes": size},
         }
+        if request.mode == "generate":
+            meta.update(answer_fields(tokens, prompt_len, request.max_new_tokens))
         seconds = time.perf_counter() - started
         meta["extraction"]["seconds"] = round(seconds, 3)
         path = writer.commit(meta)
@@ -110,6 +117,8 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("the prompt is empty; pass --prompt with some text")
     if request.mode not in MODES:
         raise UserError(f"unknown --mode {request.mode!r}; supported: {', '.join(MODES)}")
+    if request.mode == "generate" and request.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
     if request.max_pixels is not None and request.max_pixels < 1:
         raise UserError("--max-pixels must be a positive number of pixels")
     fmt.check_target(request.output_dir, request.overwrite)
@@ -154,6 +163,39 @@ def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: i
             f"the sample needs about {format_bytes(size)} ({layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes) "
             f"but only {format_bytes(free)} is free at {existing}; lower --max-pixels or free some space"
         )
+
+
+def generate_answer(model: Any, prepared: PreparedInputs, max_new_tokens: int) -> None:
+    """Greedy generation with the model's normal attention, then the inputs extended to prompt + answer.
+
+    The answer is exactly what a plain greedy generate() gives; the capture pass then reads
+    the whole sequence at once. Per-token inputs beside input_ids get ones for the attention
+    mask and zeros (= text) for token types on the new tokens.
+    """
+    inputs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in prepared.model_inputs.items()}
+    with torch.inference_mode():
+        sequence = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None)
+    prompt_len = prepared.input_ids.shape[1]
+    answer = sequence[:, prompt_len:].cpu()
+    extended = {}
+    for key, value in prepared.model_inputs.items():
+        if key == "input_ids":
+            value = torch.cat([value, answer], dim=1)
+        elif isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (1, prompt_len):
+            fill = torch.ones_like(answer) if key == "attention_mask" else torch.zeros_like(answer)
+            value = torch.cat([value, fill.to(value.dtype)], dim=1)
+        extended[key] = value
+    prepared.model_inputs = extended
+
+
+def answer_fields(tokens: list[dict[str, Any]], answer_start: int, max_new_tokens: int) -> dict[str, Any]:
+    """meta.json's generate-mode fields; marks the answer's tokens (and thinking) in place."""
+    mark_answer(tokens, answer_start)
+    return {
+        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False, "new_tokens": len(tokens) - answer_start},
+        "answer": "".join(t["text"] for t in tokens[answer_start:]),
+        "answer_start": answer_start,
+    }
 
 
 def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, layers: int, heads: int, progress: bool) -> Any:
