@@ -66,15 +66,18 @@ class AttentionRecorder:
         chunk = max(1, self.row_budget // (heads * n * 4))
         mass = torch.zeros(heads, dtype=torch.float64, device=query.device)
         for row0 in range(0, n, chunk):
-            probs = self._probabilities(query[0, :, row0 : row0 + chunk].float(), key[0], mask, row0, scaling)
+            rows = min(chunk, n - row0)
+            # Under the plain causal mask, keys after the chunk's last row get exactly 0: skip them.
+            width = row0 + rows if mask is None else n
+            probs = self._probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, row0, scaling)
             mass += self._image_mass(probs, row0)
             self.sink(
                 AttentionRows(
                     layer=layer,
                     row0=row0,
-                    attn=probs.half().cpu().numpy(),
-                    head_mean=probs.mean(dim=0).half().cpu().numpy(),
-                    head_max=probs.amax(dim=0).half().cpu().numpy(),
+                    attn=_to_host(probs.half(), n),
+                    head_mean=_to_host(probs.mean(dim=0).half(), n),
+                    head_max=_to_host(probs.amax(dim=0).half(), n),
                 )
             )
             del probs
@@ -84,7 +87,7 @@ class AttentionRecorder:
 
     @staticmethod
     def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, row0: int, scaling: float) -> torch.Tensor:
-        """softmax(QK^T * scale + mask) for query rows row0.. in float32: (H, c, N)."""
+        """softmax(QK^T * scale + mask) for query rows row0.. over the given keys, in float32: (H, c, keys)."""
         # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
         scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
         rows = torch.arange(row0, row0 + query.shape[1], device=query.device)
@@ -105,6 +108,16 @@ class AttentionRecorder:
         if first >= probs.shape[1]:
             return torch.zeros(probs.shape[0], dtype=torch.float64, device=probs.device)
         return probs[:, first:, start : end + 1].sum(dim=(1, 2)).double()
+
+
+def _to_host(values: torch.Tensor, n: int) -> np.ndarray:
+    """float16 rows as a NumPy array, zero-filled out to N key columns."""
+    host = values.cpu().numpy()
+    if host.shape[-1] == n:
+        return host
+    full = np.zeros((*host.shape[:-1], n), dtype=np.float16)
+    full[..., : host.shape[-1]] = host
+    return full
 
 
 _active: AttentionRecorder | None = None
