@@ -88,7 +88,8 @@ def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str) -> d
     return {"kind": kind, "peak_above_model": rss.above_baseline, "seconds": seconds, "seq_len": prepared.input_ids.shape[1], "layers": layers, "heads": heads}
 
 
-def write_same_bytes(folder: Path, size: int) -> float:
+def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
+    """Seconds to write `size` bytes in 4 MiB blocks; with sync, until they are on the device."""
     block = os.urandom(4 * 2**20)
     path = folder / "write_baseline.bin"
     started = time.perf_counter()
@@ -96,6 +97,8 @@ def write_same_bytes(folder: Path, size: int) -> float:
         for _ in range(size // len(block)):
             f.write(block)
         f.write(block[: size % len(block)])
+        if sync:
+            os.fsync(f.fileno())
     seconds = time.perf_counter() - started
     path.unlink()
     return seconds
@@ -128,12 +131,14 @@ def main() -> None:
     results = {kind: run_child(kind, model_dir, image, args.max_pixels, sample) for kind in ("plain", "streaming", "output_attentions")}
     stream = results["streaming"]
     size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"])
-    write_seconds = write_same_bytes(args.workdir, size)
-    print(f"model: tiny Qwen3-VL, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens; CPU threads {torch.get_num_threads()}")
+    cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
+    print(f"model: tiny Qwen3-VL, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
+    print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     for kind, result in results.items():
         print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")
     print(f"one layer of attention (H x N^2 x 2 bytes): {format_bytes(stream['heads'] * stream['seq_len'] ** 2 * 2)}")
-    print(f"sample bytes: {format_bytes(size)}; writing them alone: {write_seconds:.1f} s; streaming capture: {stream['seconds']:.1f} s")
+    print(f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)")
+    print(f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from .capture import AttentionRecorder, capturing
 from .errors import UserError
 from .images import BROWSER_FORMATS, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
-from .tokens import build_tokens, mark_answer
+from .generate import answer_fields, generate_answer
+from .tokens import build_tokens
 from .writer import BackgroundWriter
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Thinking"
@@ -78,37 +79,50 @@ def extract(request: Request) -> Result:
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
         text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress)
-        image_name = copy_image(writer, request.image, image, image_format)
-        ids = prepared.input_ids[0].tolist()
-        tokens = build_tokens(processor.tokenizer, ids, prepared.image_token_id, prepared.grid_cols)
         meta = {
             "format_version": fmt.FORMAT_VERSION,
-            "model": request.model,
-            "model_type": adapter.name,
-            "mode": request.mode,
-            "prompt": request.prompt,
-            "image_path": image_name,
+            **model_fields(request, adapter, language),
+            "image_path": copy_image(writer, request.image, image, image_format),
             "image_size": list(prepared.image_size),
             "original_image_size": list(image.size),
-            "num_layers": layers,
-            "num_heads": heads,
-            "num_kv_heads": language.num_key_value_heads,
-            "seq_len": seq_len,
-            "dtype": "float16",
-            "tokens": tokens,
-            "image_grid": image_grid(prepared),
-            "layer_files": [fmt.layer_file(i) for i in range(layers)],
-            "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
-            "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
+            **sequence_fields(request, processor.tokenizer, prepared, prompt_len),
+            **file_fields(layers),
             "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
-            "extraction": {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": 0.0, "bytes": size},
         }
-        if request.mode == "generate":
-            meta.update(answer_fields(tokens, prompt_len, request.max_new_tokens))
         seconds = time.perf_counter() - started
-        meta["extraction"]["seconds"] = round(seconds, 3)
+        meta["extraction"] = {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 3), "bytes": size}
         path = writer.commit(meta)
     return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
+
+
+def model_fields(request: Request, adapter: ModelAdapter, language: Any) -> dict[str, Any]:
+    return {
+        "model": request.model,
+        "model_type": adapter.name,
+        "mode": request.mode,
+        "prompt": request.prompt,
+        "num_layers": language.num_hidden_layers,
+        "num_heads": language.num_attention_heads,
+        "num_kv_heads": language.num_key_value_heads,
+        "dtype": "float16",
+    }
+
+
+def sequence_fields(request: Request, tokenizer: Any, prepared: PreparedInputs, prompt_len: int) -> dict[str, Any]:
+    """seq_len, tokens[] and image_grid; in generate mode also the answer fields."""
+    tokens = build_tokens(tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols)
+    fields = {"seq_len": len(tokens), "tokens": tokens, "image_grid": image_grid(prepared)}
+    if request.mode == "generate":
+        fields.update(answer_fields(tokens, prompt_len, request.max_new_tokens))
+    return fields
+
+
+def file_fields(layers: int) -> dict[str, list[str]]:
+    return {
+        "layer_files": [fmt.layer_file(i) for i in range(layers)],
+        "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
+        "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
+    }
 
 
 def check_inputs(request: Request) -> tuple[Image.Image, str]:
@@ -163,39 +177,6 @@ def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: i
             f"the sample needs about {format_bytes(size)} ({layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes) "
             f"but only {format_bytes(free)} is free at {existing}; lower --max-pixels or free some space"
         )
-
-
-def generate_answer(model: Any, prepared: PreparedInputs, max_new_tokens: int) -> None:
-    """Greedy generation with the model's normal attention, then the inputs extended to prompt + answer.
-
-    The answer is exactly what a plain greedy generate() gives; the capture pass then reads
-    the whole sequence at once. Per-token inputs beside input_ids get ones for the attention
-    mask and zeros (= text) for token types on the new tokens.
-    """
-    inputs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in prepared.model_inputs.items()}
-    with torch.inference_mode():
-        sequence = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None)
-    prompt_len = prepared.input_ids.shape[1]
-    answer = sequence[:, prompt_len:].cpu()
-    extended = {}
-    for key, value in prepared.model_inputs.items():
-        if key == "input_ids":
-            value = torch.cat([value, answer], dim=1)
-        elif isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (1, prompt_len):
-            fill = torch.ones_like(answer) if key == "attention_mask" else torch.zeros_like(answer)
-            value = torch.cat([value, fill.to(value.dtype)], dim=1)
-        extended[key] = value
-    prepared.model_inputs = extended
-
-
-def answer_fields(tokens: list[dict[str, Any]], answer_start: int, max_new_tokens: int) -> dict[str, Any]:
-    """meta.json's generate-mode fields; marks the answer's tokens (and thinking) in place."""
-    mark_answer(tokens, answer_start)
-    return {
-        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False, "new_tokens": len(tokens) - answer_start},
-        "answer": "".join(t["text"] for t in tokens[answer_start:]),
-        "answer_start": answer_start,
-    }
 
 
 def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, layers: int, heads: int, progress: bool) -> Any:
