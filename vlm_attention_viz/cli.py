@@ -38,6 +38,7 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mode",
         default="prefill",
+        metavar="{prefill,generate}",
         help="prefill = the attention over the prompt as the model reads it; generate = answer first (greedy, the "
         "model's normal attention), then the attention over prompt + answer (default: prefill)",
     )
@@ -55,6 +56,7 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         default="auto",
+        metavar="{auto,float32,bfloat16,float16}",
         help=f"model weights: auto (float32 on cpu, bfloat16 on GPU), {', '.join(DTYPES)}; attention is always computed "
         "in float32 and stored as float16",
     )
@@ -64,7 +66,7 @@ def extract_parser() -> argparse.ArgumentParser:
         help="resize the image to at most this many pixels; caps the image tokens at about max_pixels / 1024 for Qwen3-VL "
         "(default: the checkpoint's processor setting)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir (never replaced without it)")
     return parser
 
 
