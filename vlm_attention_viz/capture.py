@@ -148,10 +148,11 @@ AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
 def capturing(model: PreTrainedModel, language_config_key: str, recorder: AttentionRecorder) -> Iterator[None]:
     """Within the block, the language model's attention runs through the recorder; the vision tower stays on sdpa."""
     global _active
+    previous = getattr(model.config, language_config_key)._attn_implementation
     model.set_attn_implementation({language_config_key: CAPTURE_IMPLEMENTATION})
     _active = recorder
     try:
         yield
     finally:
         _active = None
-        model.set_attn_implementation({language_config_key: "sdpa"})
+        model.set_attn_implementation({language_config_key: previous})
