@@ -42,6 +42,8 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     truncated = workspace / "cut.jpg"
     striped_image(200, 120).save(truncated, quality=95)
     truncated.write_bytes(truncated.read_bytes()[:1500])
+    sliver = workspace / "sliver.png"
+    striped_image(1, 300).save(sliver)
     weightless = workspace / "weightless"
     if not weightless.exists():
         shutil.copytree(gqa_model, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -51,6 +53,7 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
         "missing image": (["--image", workspace / "nope.png", "--output-dir", kept, "--overwrite", *base], "image not found"),
         "text named .jpg": (["--image", text, "--output-dir", kept, "--overwrite", *base], "not an image"),
         "truncated jpeg": (["--image", truncated, "--output-dir", kept, "--overwrite", *base], "truncated"),
+        "aspect ratio over 200": (["--image", sliver, "--output-dir", kept, "--overwrite", *base], "aspect ratio"),
         "empty prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "  ", "--model", gqa_model], "prompt is empty"),
         "output dir is a file": (["--image", photo, "--output-dir", text, *base], "not a folder"),
         "inside a file": (["--image", photo, "--output-dir", text / "sample", *base], "not a folder"),
@@ -63,7 +66,7 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     }
 
 
-CASES = ["missing image", "text named .jpg", "truncated jpeg", "empty prompt", "output dir is a file", "inside a file", "existing sample",
+CASES = ["missing image", "text named .jpg", "truncated jpeg", "aspect ratio over 200", "empty prompt", "output dir is a file", "inside a file", "existing sample",
          "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels"]
 
 

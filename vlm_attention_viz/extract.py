@@ -67,7 +67,10 @@ def extract(request: Request) -> Result:
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype)
-    prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+    try:
+        prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+    except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
+        raise UserError(f"the processor cannot take this image: {first_line(err)}") from None
     prompt_len = prepared.input_ids.shape[1]
     if request.mode == "generate":
         generate_answer(model, prepared, request.max_new_tokens)
