@@ -76,6 +76,7 @@ def demo_parser() -> argparse.ArgumentParser:
         description="Build (once) a seeded tiny random-weight Qwen3-VL, draw an image, and extract a sample on the CPU.",
     )
     parser.add_argument("--output-dir", type=Path, default=Path("output/demo"), help="the sample folder (default: output/demo)")
+    parser.add_argument("--mode", default="prefill", metavar="{prefill,generate}", help="generate: the random model writes 24 tokens first")
     return parser
 
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args = demo_parser().parse_args(argv[1:])
             quiet_transformers()
-            result = run_demo(args.output_dir)
+            result = run_demo(args.output_dir, args.mode)
         else:
             args = extract_parser().parse_args(argv)
             quiet_transformers()

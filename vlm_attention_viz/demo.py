@@ -9,19 +9,31 @@ from PIL import Image, ImageDraw
 from .extract import Request, Result, extract
 from .tiny import TinyShape, build_tiny_checkpoint
 
-DEMO_SHAPE = TinyShape(layers=4, heads=4, kv_heads=2)
+DEMO_SHAPE = TinyShape(layers=4, heads=4, kv_heads=2, thinking=True)  # like the default Qwen3-VL-2B-Thinking
+DEMO_NEW_TOKENS = 24
 DEMO_PROMPT = "Describe this image in detail. Where is the sun?"
 DEMO_MAX_PIXELS = 448 * 256
 
 
-def run_demo(output_dir: Path) -> Result:
+def run_demo(output_dir: Path, mode: str = "prefill") -> Result:
     cache = Path(output_dir).parent / ".tiny-model"
-    model = cache / "tiny-qwen3-vl-demo"
+    model = cache / "tiny-qwen3-vl-thinking-demo"
     if not (model / "config.json").is_file():  # built once, then reused: same seed, same weights
         build_tiny_checkpoint(model, DEMO_SHAPE)
     image = cache / "demo.png"
     draw_demo_image().save(image)
-    return extract(Request(image=image, prompt=DEMO_PROMPT, output_dir=Path(output_dir), model=str(model), device="cpu", max_pixels=DEMO_MAX_PIXELS, overwrite=True))
+    request = Request(
+        image=image,
+        prompt=DEMO_PROMPT,
+        output_dir=Path(output_dir),
+        model=str(model),
+        mode=mode,
+        max_new_tokens=DEMO_NEW_TOKENS,
+        device="cpu",
+        max_pixels=DEMO_MAX_PIXELS,
+        overwrite=True,
+    )
+    return extract(request)
 
 
 def draw_demo_image(width: int = 448, height: int = 256) -> Image.Image:
