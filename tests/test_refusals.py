@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import folder_digest, run, striped_image
+from vlm_attention_viz import sample_format as fmt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +33,8 @@ def assert_refused(capsys: pytest.CaptureFixture[str], workspace: Path, args: li
     code = run(*args)
     err = capsys.readouterr().err
     assert code != 0
-    assert err.count("\n") == 1 and err.startswith("error: ") and mentions in err, err
+    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]  # minus a progress bar
+    assert len(lines) == 1 and lines[0].startswith("error: ") and mentions in lines[0], err
     assert "Traceback" not in err
     assert folder_digest(workspace) == before  # nothing written, nothing lost, no partial folder
 
@@ -117,3 +120,18 @@ def test_ctrl_c_leaves_no_folder_behind(tmp_path: Path, gqa_model: Path) -> None
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err
     assert not out.exists()  # neither the sample, nor its partial folder, nor the parent it created
+
+
+def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+    """The disk fills after the first rows are on it: one line, and the partial sample is gone."""
+    bad_inputs(workspace, gqa_model, photo)
+    real_write = fmt.SampleWriter.write_layer_rows
+
+    def write_then_fill_up(self: fmt.SampleWriter, layer: int, *args) -> None:
+        if layer > 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, layer, *args)
+
+    monkeypatch.setattr(fmt.SampleWriter, "write_layer_rows", write_then_fill_up)
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
+    assert_refused(capsys, workspace, args, "disk filled up")
