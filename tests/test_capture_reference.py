@@ -102,3 +102,20 @@ def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_f
         mine = sorted((c for c in chunks if c.layer == layer), key=lambda c: c.row0)
         np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(np.concatenate([c.head_max for c in mine]).astype(np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+
+
+def test_every_mask_form_gives_the_same_rows() -> None:
+    """The mask may arrive as None (causal), boolean (True attends) or additive float; all mean the same here."""
+    torch.manual_seed(0)
+    heads, kv_heads, n, dim = 4, 2, 37, 8
+    query, key = torch.randn(1, heads, n, dim), torch.randn(1, kv_heads, n, dim)
+    allowed = torch.tril(torch.ones(n, n, dtype=torch.bool))[None, None]
+    additive = torch.zeros(1, 1, n, n).masked_fill(~allowed, float("-inf"))
+    results = []
+    for mask in (None, allowed, additive):
+        chunks: list = []
+        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(0, query, key, mask, dim**-0.5)
+        results.append(np.concatenate([c.attn for c in sorted(chunks, key=lambda c: c.row0)], axis=1))
+    expected = torch.softmax(query @ key.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * dim**-0.5 + additive, dim=-1)[0]
+    for stored in results:
+        np.testing.assert_allclose(stored.astype(np.float32), expected.numpy(), rtol=RTOL, atol=ATOL)
