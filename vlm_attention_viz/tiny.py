@@ -136,9 +136,23 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     tokenizer = build_tokenizer()
     torch.manual_seed(shape.seed)
     model = Qwen3VLForConditionalGeneration(build_config(shape, tokenizer)).eval()
+    _answer_in_readable_tokens(model, tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
     (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=1), encoding="utf-8")
     return folder
+
+
+def _answer_in_readable_tokens(model: Qwen3VLForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> None:
+    """Zero the output rows of tokens that are not printable text on their own (stray UTF-8 bytes, control
+    characters, special tokens). Their logits become 0 while the readable tokens' random logits are spread
+    around 0, so greedy decoding picks readable ones and a demo answer shows words, not replacement marks."""
+    unreadable = [i for i in range(len(tokenizer)) if not _readable(tokenizer.decode([i]))]
+    with torch.no_grad():
+        model.lm_head.weight[unreadable] = 0.0
+
+
+def _readable(text: str) -> bool:
+    return text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in SPECIAL_TOKENS + THINK_TOKENS
