@@ -98,9 +98,10 @@ def cli_process(*args: str | Path, env: dict[str, str] | None = None) -> subproc
     )
 
 
-def test_weights_unavailable_offline_get_a_clear_message(tmp_path: Path, photo: Path) -> None:
-    process = cli_process("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm",
-                          env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+@pytest.mark.parametrize("model_type", [[], ["--model-type", "qwen3-vl"]], ids=["detected", "given"])
+def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], tmp_path: Path, photo: Path) -> None:
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm", *model_type]
+    process = cli_process(*args, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0 and "Traceback" not in err
     assert err.strip().splitlines() == [err.strip()] and "offline" in err

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from . import sample_format as fmt
 from .capture import AttentionRecorder, capturing
 from .errors import UserError
+from .generate import answer_fields, generate_answer
 from .images import BROWSER_FORMATS, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
-from .generate import answer_fields, generate_answer
 from .tokens import build_tokens
 from .writer import BackgroundWriter
 
@@ -169,7 +169,7 @@ def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype) ->
     try:
         return adapter.load_model(source, device, dtype), adapter.load_processor(source)
     except OSError as err:
-        raise UserError(f"cannot load {source}: {first_line(err)} (offline? set HF_HUB_OFFLINE=0 or pass a local folder)") from None
+        raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
 
 
 def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: int) -> None:
@@ -189,7 +189,7 @@ def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prep
     background = BackgroundWriter(lambda rows: writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max), layer_bytes)
     bar = tqdm(total=layers, unit="layer", desc="capturing", disable=not progress)
     recorder = AttentionRecorder(background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update())
-    inputs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in prepared.model_inputs.items()}
+    inputs = prepared.on(model.device)
     try:
         with capturing(model, adapter.language_config_key, recorder), torch.inference_mode():
             model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head

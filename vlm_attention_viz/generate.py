@@ -17,9 +17,8 @@ def generate_answer(model: Any, prepared: PreparedInputs, max_new_tokens: int) -
     the whole sequence at once. Per-token inputs beside input_ids get ones for the attention
     mask and zeros (= text) for token types on the new tokens.
     """
-    inputs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in prepared.model_inputs.items()}
     with torch.inference_mode():
-        sequence = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None)
+        sequence = model.generate(**prepared.on(model.device), max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None)
     prompt_len = prepared.input_ids.shape[1]
     answer = sequence[:, prompt_len:].cpu()
     extended = {}

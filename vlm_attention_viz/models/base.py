@@ -30,6 +30,10 @@ class PreparedInputs:
     def input_ids(self) -> torch.Tensor:
         return self.model_inputs["input_ids"]
 
+    def on(self, device: torch.device) -> dict[str, Any]:
+        """The model inputs moved to the device of the model's first layers."""
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.model_inputs.items()}
+
 
 class ModelAdapter(ABC):
     """Subclass per model family and register it in models/__init__.py."""
