@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def quiet_transformers() -> None:
     """Our own progress bar and summary say what happens; transformers' loading bars and notices would bury them."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # its retry notices would bury the one-line error when the hub is unreachable
