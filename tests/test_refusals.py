@@ -13,6 +13,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
@@ -136,3 +137,9 @@ def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Pa
     monkeypatch.setattr(fmt.SampleWriter, "write_layer_rows", write_then_fill_up)
     args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
     assert_refused(capsys, workspace, args, "disk filled up")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused(workspace: Path, gqa_model: Path, photo: Path, capsys) -> None:
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model, "--device", "cuda"]
+    assert_refused(capsys, workspace, args, "no CUDA GPU")
