@@ -1,0 +1,52 @@
+// Pure maths on attention: pulling one row or column out of a raw float16
+// matrix, combining several vectors, and the per-view normalisation range.
+// Shared by the worker (extraction, combining) and the main thread (range).
+
+import { decodeStrided } from "./float16";
+
+export type Axis = "row" | "col";
+export type Reduce = "mean" | "max" | "min";
+
+/** attention[index, :] (axis "row") or attention[:, index] (axis "col") of an (n, n) float16 matrix. */
+export function matrixVector(matrix: Uint16Array, n: number, index: number, axis: Axis): Float32Array {
+  return axis === "row" ? decodeStrided(matrix, index * n, n, 1) : decodeStrided(matrix, index, n, n);
+}
+
+/** Element-wise mean, max or min of equally long vectors. */
+export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
+  const [first, ...rest] = vectors;
+  if (!first) throw new Error("reduceVectors needs at least one vector");
+  const out = Float32Array.from(first);
+  for (const vector of rest) {
+    for (let j = 0; j < out.length; j++) {
+      const v = vector[j]!;
+      if (reduce === "max") out[j] = Math.max(out[j]!, v);
+      else if (reduce === "min") out[j] = Math.min(out[j]!, v);
+      else out[j] = out[j]! + v;
+    }
+  }
+  if (reduce === "mean") for (let j = 0; j < out.length; j++) out[j] = out[j]! / vectors.length;
+  return out;
+}
+
+export interface ValueRange {
+  lo: number;
+  hi: number;
+}
+
+/**
+ * Min and max of the values whose index is not skipped. Attention sinks (the
+ * first token, special tokens) take most of the mass in Qwen's maps, so the
+ * viewer can leave them out to keep the rest visible.
+ */
+export function normalisationRange(values: Float32Array, skip: Uint8Array | null): ValueRange {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let j = 0; j < values.length; j++) {
+    if (skip?.[j]) continue;
+    const v = values[j]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
+}

@@ -1,0 +1,113 @@
+// The image at its natural aspect ratio with the heatmap on an overlay canvas.
+// The grid is painted into an ImageData of grid size (cols × rows), put on a
+// small canvas, then scaled onto the overlay with smoothing off: one
+// putImageData and one drawImage per redraw, whatever the grid size.
+
+import { LUTS, lutIndex, type Heat } from "./color";
+import type { ImageGrid } from "./format";
+import { formatWeight, type Tooltip } from "./tooltip";
+
+export class ImagePanel {
+  private grid: ImageGrid | null = null;
+  private heat: Heat | null = null;
+  private opacity = 0.75;
+  private selected: number | null = null;
+  private readonly gridCanvas = document.createElement("canvas");
+
+  constructor(
+    private readonly image: HTMLImageElement,
+    private readonly overlay: HTMLCanvasElement,
+    private readonly tooltip: Tooltip,
+    private readonly onSelect: (token: number) => void,
+  ) {
+    new ResizeObserver(() => this.fitOverlay()).observe(image);
+    overlay.addEventListener("mousemove", (event) => this.hover(event));
+    overlay.addEventListener("mouseleave", () => tooltip.hide());
+    overlay.addEventListener("click", (event) => this.click(event));
+  }
+
+  /** Show a sample's image; resolves once it is decoded, rejects when it cannot load. */
+  async setSample(imageUrl: string, grid: ImageGrid): Promise<void> {
+    this.grid = grid;
+    this.heat = null;
+    this.gridCanvas.width = grid.cols;
+    this.gridCanvas.height = grid.rows;
+    this.image.src = imageUrl;
+    try {
+      await this.image.decode();
+    } catch {
+      throw new Error(`the image ${decodeURIComponent(imageUrl.split("/").pop() ?? "")} cannot be loaded`);
+    }
+    this.fitOverlay();
+  }
+
+  update(heat: Heat | null, selected: number | null, opacity: number): void {
+    this.heat = heat;
+    this.selected = selected;
+    this.opacity = opacity;
+    this.draw();
+  }
+
+  private fitOverlay(): void {
+    const ratio = window.devicePixelRatio || 1;
+    this.overlay.width = Math.max(1, Math.round(this.image.clientWidth * ratio));
+    this.overlay.height = Math.max(1, Math.round(this.image.clientHeight * ratio));
+    this.draw();
+  }
+
+  private draw(): void {
+    const ctx = this.overlay.getContext("2d")!;
+    ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    if (!this.grid || !this.heat) return;
+    this.paintGrid(this.grid, this.heat);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.gridCanvas, 0, 0, this.overlay.width, this.overlay.height);
+    this.outlineSelectedPatch(ctx, this.grid);
+  }
+
+  private paintGrid(grid: ImageGrid, heat: Heat): void {
+    const lut = LUTS[heat.palette];
+    const pixels = new ImageData(grid.cols, grid.rows);
+    const data = pixels.data;
+    for (let cell = 0; cell < grid.rows * grid.cols; cell++) {
+      const at = lutIndex(heat.values[grid.startIdx + cell]!, heat.lo, heat.hi) * 4;
+      data[cell * 4] = lut[at]!;
+      data[cell * 4 + 1] = lut[at + 1]!;
+      data[cell * 4 + 2] = lut[at + 2]!;
+      data[cell * 4 + 3] = lut[at + 3]! * this.opacity;
+    }
+    this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
+  }
+
+  private outlineSelectedPatch(ctx: CanvasRenderingContext2D, grid: ImageGrid): void {
+    if (this.selected === null || this.selected < grid.startIdx || this.selected > grid.endIdx) return;
+    const cell = this.selected - grid.startIdx;
+    const w = this.overlay.width / grid.cols;
+    const h = this.overlay.height / grid.rows;
+    ctx.strokeStyle = "#ff3b30";
+    ctx.lineWidth = 2;
+    ctx.strokeRect((cell % grid.cols) * w + 1, Math.floor(cell / grid.cols) * h + 1, w - 2, h - 2);
+  }
+
+  /** The grid cell under a mouse event, or null outside the grid. */
+  private cellAt(event: MouseEvent): { row: number; col: number; token: number } | null {
+    if (!this.grid) return null;
+    const box = this.overlay.getBoundingClientRect();
+    const col = Math.floor(((event.clientX - box.left) / box.width) * this.grid.cols);
+    const row = Math.floor(((event.clientY - box.top) / box.height) * this.grid.rows);
+    if (col < 0 || row < 0 || col >= this.grid.cols || row >= this.grid.rows) return null;
+    return { row, col, token: this.grid.startIdx + row * this.grid.cols + col };
+  }
+
+  private hover(event: MouseEvent): void {
+    const cell = this.cellAt(event);
+    if (!cell) return this.tooltip.hide();
+    const weight = this.heat ? ` · weight ${formatWeight(this.heat.values[cell.token]!)}` : "";
+    this.tooltip.show(`patch row ${cell.row}, col ${cell.col} · token #${cell.token}${weight}`, event.clientX, event.clientY);
+  }
+
+  private click(event: MouseEvent): void {
+    const cell = this.cellAt(event);
+    if (cell) this.onSelect(cell.token);
+  }
+}
