@@ -26,7 +26,7 @@ function suffixRange(length: number, size: number): RangeAnswer {
 
 function closedOrOpenRange(first: string, last: string, size: number): RangeAnswer {
   const start = toNumber(first);
-  const end = last === "" ? size - 1 : toNumber(last);
+  const end = last === "" ? Infinity : toNumber(last);
   if (end < start) return { kind: "whole" }; // syntactically invalid: ignore it
   if (start >= size) return { kind: "unsatisfiable" };
   return { kind: "part", start, end: Math.min(end, size - 1) };
