@@ -41,9 +41,14 @@ async function startDev(dataDir: string): Promise<RunningServer> {
   return { url: `http://127.0.0.1:${port}/`, close: () => server.close() };
 }
 
+/** `npm run build` into `outDir`, quietly. */
+export async function buildViewer(outDir: string): Promise<void> {
+  await build(testConfig(os.tmpdir(), { build: { outDir, emptyOutDir: true } }));
+}
+
 async function startPreview(dataDir: string): Promise<RunningServer> {
   const outDir = await mkdtemp(path.join(os.tmpdir(), "vav-dist-"));
-  await build(testConfig(dataDir, { build: { outDir, emptyOutDir: true } }));
+  await buildViewer(outDir);
   const server = await preview(testConfig(dataDir, { build: { outDir }, preview: { host: "127.0.0.1", port: 0 } }));
   const { port } = server.httpServer.address() as AddressInfo;
   const close = async (): Promise<void> => {
