@@ -35,14 +35,19 @@ export interface ValueRange {
 }
 
 /**
- * Min and max of the values whose index is not skipped. Attention sinks (the
- * first token, special tokens) take most of the mass in Qwen's maps, so the
- * viewer can leave them out to keep the rest visible.
+ * Min and max of values[start..end) whose index is not skipped. Attention
+ * sinks (the first token, special tokens) take most of the mass in Qwen's
+ * maps, so the viewer can leave them out to keep the rest visible.
  */
-export function normalisationRange(values: Float32Array, skip: Uint8Array | null): ValueRange {
+export function normalisationRange(
+  values: Float32Array,
+  skip: Uint8Array | null,
+  start = 0,
+  end = values.length,
+): ValueRange {
   let lo = Infinity;
   let hi = -Infinity;
-  for (let j = 0; j < values.length; j++) {
+  for (let j = start; j < end; j++) {
     if (skip?.[j]) continue;
     const v = values[j]!;
     if (v < lo) lo = v;

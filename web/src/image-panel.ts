@@ -20,7 +20,7 @@ export class ImagePanel {
     private readonly tooltip: Tooltip,
     private readonly onSelect: (token: number) => void,
   ) {
-    new ResizeObserver(() => this.fitOverlay()).observe(image);
+    new ResizeObserver(() => this.fitToPanel()).observe(image.parentElement!.parentElement!);
     overlay.addEventListener("mousemove", (event) => this.hover(event));
     overlay.addEventListener("mouseleave", () => tooltip.hide());
     overlay.addEventListener("click", (event) => this.click(event));
@@ -38,7 +38,7 @@ export class ImagePanel {
     } catch {
       throw new Error(`the image ${decodeURIComponent(imageUrl.split("/").pop() ?? "")} cannot be loaded`);
     }
-    this.fitOverlay();
+    this.fitToPanel();
   }
 
   update(heat: Heat | null, selected: number | null, opacity: number): void {
@@ -48,10 +48,20 @@ export class ImagePanel {
     this.draw();
   }
 
-  private fitOverlay(): void {
+  /** Scale the image to fill the panel at its natural aspect ratio, and the overlay with it. */
+  private fitToPanel(): void {
+    const panel = this.image.parentElement!.parentElement!;
+    const { naturalWidth, naturalHeight } = this.image;
+    if (!naturalWidth || !naturalHeight) return;
+    const style = getComputedStyle(panel);
+    const width = panel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const height = panel.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    const scale = Math.max(0.01, Math.min(width / naturalWidth, height / naturalHeight));
+    this.image.style.width = `${Math.floor(naturalWidth * scale)}px`;
+    this.image.style.height = `${Math.floor(naturalHeight * scale)}px`;
     const ratio = window.devicePixelRatio || 1;
-    this.overlay.width = Math.max(1, Math.round(this.image.clientWidth * ratio));
-    this.overlay.height = Math.max(1, Math.round(this.image.clientHeight * ratio));
+    this.overlay.width = Math.max(1, Math.round(naturalWidth * scale * ratio));
+    this.overlay.height = Math.max(1, Math.round(naturalHeight * scale * ratio));
     this.draw();
   }
 

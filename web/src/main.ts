@@ -1,7 +1,7 @@
 // Entry point: one state object, one path from a user action to pixels:
 // action → state (+ URL) → worker asks for one vector → both panels recolour.
 
-import { normalisationRange } from "./attention";
+import { normalisationRange, type ValueRange } from "./attention";
 import { type Heat } from "./color";
 import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
@@ -47,6 +47,7 @@ bindShortcuts({
   deselect: () => change({ token: null }),
 });
 window.addEventListener("popstate", () => void restoreFromUrl());
+exposeAutomationHook();
 void start();
 
 function element<T extends HTMLElement>(id: string): T {
@@ -169,19 +170,31 @@ async function refresh(): Promise<void> {
   redraw();
 }
 
-function currentHeat(settings: Settings): Heat | null {
+interface Heats {
+  tokens: Heat;
+  /** The image panel scales over the image tokens alone, so the spatial pattern always shows. */
+  image: Heat;
+}
+
+function currentHeats(settings: Settings): Heats | null {
   if (!app.values || !app.loaded) return null;
-  const range = normalisationRange(app.values, settings.excludeSinks ? app.loaded.sinks : null);
-  return { values: app.values, lo: range.lo, hi: range.hi, palette: settings.palette };
+  const { values } = app;
+  const skip = settings.excludeSinks ? app.loaded.sinks : null;
+  const { startIdx, endIdx } = app.loaded.meta.imageGrid;
+  const heat = (range: ValueRange): Heat => ({ values, lo: range.lo, hi: range.hi, palette: settings.palette });
+  return {
+    tokens: heat(normalisationRange(values, skip)),
+    image: heat(normalisationRange(values, skip, startIdx, endIdx + 1)),
+  };
 }
 
 function redraw(): void {
   const settings = controls.settings();
-  const heat = currentHeat(settings);
+  const heats = currentHeats(settings);
   const token = app.view?.token ?? null;
-  imagePanel.update(heat, token, settings.opacity);
-  tokenPanel.update(heat, token);
-  if (!heat) return;
+  imagePanel.update(heats?.image ?? null, token, settings.opacity);
+  tokenPanel.update(heats?.tokens ?? null, token);
+  if (!heats) return;
   performance.mark("vav:draw");
   if (!app.firstHeatmapDrawn) {
     app.firstHeatmapDrawn = true;
@@ -192,7 +205,7 @@ function redraw(): void {
 /** Redraw only what a display setting touches. */
 function settingChanged(changed: keyof Settings): void {
   const settings = controls.settings();
-  if (changed === "opacity") imagePanel.update(currentHeat(settings), app.view?.token ?? null, settings.opacity);
+  if (changed === "opacity") imagePanel.update(currentHeats(settings)?.image ?? null, app.view?.token ?? null, settings.opacity);
   else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
   else redraw();
 }
@@ -210,6 +223,19 @@ function showStatus(): void {
     direction[view.dir],
     selected,
   ].join(" · ");
+}
+
+/**
+ * window.vav, for browser tests and the benchmark: a canvas has no DOM per
+ * token, so they ask here where a token's cell is and what the view shows.
+ */
+function exposeAutomationHook(): void {
+  Object.assign(window, {
+    vav: {
+      tokenBox: (token: number) => tokenPanel.clientBox(token),
+      values: () => (app.values ? Array.from(app.values) : null),
+    },
+  });
 }
 
 function showError(text: string): void {

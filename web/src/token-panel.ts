@@ -55,9 +55,19 @@ export class TokenPanel {
     this.draw();
   }
 
-  /** The cell that shows a token, for tests and the image-patch link. */
-  cellFor(token: number): Cell | undefined {
+  private cellFor(token: number): Cell | undefined {
     return this.layout?.cells[this.layout.cellOf[token]!];
+  }
+
+  /** Where a token's cell is in the window, scrolled into view first. */
+  clientBox(token: number): { x: number; y: number; w: number; h: number } | null {
+    const cell = this.cellFor(token);
+    if (!cell) return null;
+    const panel = this.canvas.parentElement!;
+    const top = this.canvas.offsetTop + cell.y;
+    if (top < panel.scrollTop || top + LINE_HEIGHT > panel.scrollTop + panel.clientHeight) panel.scrollTop = top - 40;
+    const box = this.canvas.getBoundingClientRect();
+    return { x: box.left + cell.x, y: box.top + cell.y, w: cell.w, h: LINE_HEIGHT };
   }
 
   private relayout(): void {
