@@ -73,7 +73,7 @@ export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOp
     const token = tokens[i]!;
     place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n"));
   }
-  return { cells, cellOf, height: y + LINE_HEIGHT };
+  return { cells, cellOf, height: (cells.at(-1)?.y ?? 0) + LINE_HEIGHT };
 }
 
 /** The cell under a point, or undefined. */
