@@ -96,8 +96,10 @@ async function openSample(name: string, asked: Partial<ViewState>, history: "pus
     element("panels").hidden = false;
     tokenPanel.setCollapseImage(controls.settings().collapseImage);
     tokenPanel.setSample(meta);
-    await imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid);
-    await client.open(sampleUrl.href, meta, cacheBytes);
+    await Promise.all([
+      imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid),
+      client.open(sampleUrl.href, meta, cacheBytes),
+    ]);
     app.loaded = { meta, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
@@ -144,7 +146,6 @@ function setView(view: ViewState, history: "push" | "replace" | "none"): void {
 async function refresh(): Promise<void> {
   const view = app.view;
   const request = ++app.request;
-  showStatus();
   if (!view || view.token === null) {
     app.values = null;
     return redraw();
@@ -189,6 +190,7 @@ function currentHeats(settings: Settings): Heats | null {
 }
 
 function redraw(): void {
+  showStatus(); // with the pixels, so one frame shows both
   const settings = controls.settings();
   const heats = currentHeats(settings);
   const token = app.view?.token ?? null;
