@@ -15,6 +15,7 @@ import {
   referenceVector,
   sampleFile,
   shownValues,
+  tokenBox,
   viewParams,
 } from "./viewer-page";
 
@@ -43,12 +44,15 @@ async function editMeta(dir: string, edit: (meta: Record<string, unknown>) => vo
 
 /** The fixture, and broken copies: a truncated .bin, a meta without a field, a meta whose sizes lie. */
 async function makeSamples(): Promise<void> {
-  await copyFixture("sample_tiny");
+  await copyFixture("sample_tiny"); // first in the list, so the viewer opens it by default
   const truncated = await copyFixture("truncated");
   await truncate(path.join(truncated, "attn_mean_layer_00.bin"), N * N); // half its bytes
   await truncate(path.join(truncated, "attn_layer_00.bin"), 2 * N * N * 2);
   await editMeta(await copyFixture("missing_field"), (meta) => delete meta["num_heads"]);
   await editMeta(await copyFixture("wrong_size"), (meta) => (meta["num_heads"] = 4));
+  await editMeta(await copyFixture("sample_with_html"), (meta) => {
+    (meta["tokens"] as { text: string }[])[28]!.text = '<img src=x onerror="document.title=1">';
+  });
 }
 
 beforeAll(async () => {
@@ -78,7 +82,7 @@ function expectClose(actual: number[] | null, expected: number[]): void {
 }
 
 describe("a good sample", () => {
-  test("opens on the last token, head mean, and shows that row", async () => {
+  test("opens the first sample of the list on the last token, head mean, and shows that row", async () => {
     await openViewer(page, server.url);
     const params = viewParams(page);
     expect(params.get("sample")).toBe("sample_tiny");
@@ -92,7 +96,7 @@ describe("a good sample", () => {
   }, TIMEOUT);
 
   test("clicking a text token changes the image overlay and the token colours", async () => {
-    await openViewer(page, server.url);
+    await openViewer(page, server.url, "sample=sample_tiny");
     const overlay = await canvasPixels(page, "image-overlay");
     const tokens = await canvasPixels(page, "tokens");
     await expectRedraw(page, () => clickToken(page, 28)); // " image"
@@ -105,14 +109,14 @@ describe("a good sample", () => {
   }, TIMEOUT);
 
   test("clicking an image patch selects its image token", async () => {
-    await openViewer(page, server.url);
+    await openViewer(page, server.url, "sample=sample_tiny");
     const centre = await patchCentre(page, 1, 2, GRID.rows, GRID.cols);
     await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
     expect(viewParams(page).get("token")).toBe(String(GRID.start + 1 * GRID.cols + 2));
   }, TIMEOUT);
 
   test("←/→ step layers, ↑/↓ cycle mean, max and heads, Tab flips direction, Escape deselects", async () => {
-    await openViewer(page, server.url, "token=30");
+    await openViewer(page, server.url, "sample=sample_tiny&token=30");
     const step = async (key: string) => {
       const before = await canvasPixels(page, "image-overlay");
       await expectRedraw(page, () => page.keyboard.press(key));
@@ -142,7 +146,7 @@ describe("a good sample", () => {
   }, TIMEOUT);
 
   test("the direction and head controls show the column or a single head", async () => {
-    await openViewer(page, server.url, "token=30");
+    await openViewer(page, server.url, "sample=sample_tiny&token=30");
     const layer0 = sampleFile(dataDir, "sample_tiny", "attn_layer_00.bin");
     await expectRedraw(page, () => page.selectOption("#direction", "tgt"));
     const mean = sampleFile(dataDir, "sample_tiny", "attn_mean_layer_00.bin");
@@ -172,8 +176,20 @@ describe("a good sample", () => {
     expect(viewParams(page).get("token")).toBe("27");
   }, TIMEOUT);
 
+  test("the sample picker lists index.json and switches samples", async () => {
+    await openViewer(page, server.url, "sample=sample_tiny");
+    const names = await page.locator("#sample option").evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
+    expect(names).toEqual(expect.arrayContaining(["sample_tiny", "sample_with_html", "truncated"]));
+    await page.selectOption("#sample", "sample_with_html");
+    await expect.poll(() => viewParams(page).get("sample")).toBe("sample_with_html");
+    await page.waitForFunction(() => performance.getEntriesByName("vav:first-heatmap").length === 2);
+    await page.goBack();
+    await expect.poll(() => viewParams(page).get("sample")).toBe("sample_tiny");
+    await expect.poll(() => page.locator("#sample").inputValue()).toBe("sample_tiny");
+  }, TIMEOUT);
+
   test("display settings recolour without refetching; collapse toggles the [IMG] cells", async () => {
-    await openViewer(page, server.url);
+    await openViewer(page, server.url, "sample=sample_tiny");
     const overlay = await canvasPixels(page, "image-overlay");
     await page.locator("#opacity").fill("0.2");
     await expect.poll(async () => (await canvasPixels(page, "image-overlay")).digest).not.toBe(overlay.digest);
@@ -187,8 +203,34 @@ describe("a good sample", () => {
     expect(viewParams(page).get("token")).toBe("10");
   }, TIMEOUT);
 
+  test("hovering a token or a patch shows its text, position and weight", async () => {
+    await openViewer(page, server.url, "sample=sample_tiny&token=33");
+    const mean = referenceVector(sampleFile(dataDir, "sample_tiny", "attn_mean_layer_00.bin"), N, 0, 33, "row");
+    const box = await tokenBox(page, 28);
+    await page.mouse.move(box.x + box.w / 2, box.y + box.h / 2);
+    await expect.poll(() => page.locator("#tooltip").textContent()).toBe(`" image" · #28 · text · weight ${mean[28]!.toPrecision(4)}`);
+    const centre = await patchCentre(page, 2, 6, GRID.rows, GRID.cols);
+    await page.mouse.move(centre.x, centre.y);
+    const patchToken = GRID.start + 2 * GRID.cols + 6;
+    await expect
+      .poll(() => page.locator("#tooltip").textContent())
+      .toBe(`patch row 2, col 6 · token #${patchToken} · weight ${mean[patchToken]!.toPrecision(4)}`);
+  }, TIMEOUT);
+
+  test("token text is shown as text, never parsed as HTML", async () => {
+    await openViewer(page, server.url, "sample=sample_with_html&token=30");
+    const box = await tokenBox(page, 28);
+    await page.mouse.move(box.x + box.w / 2, box.y + box.h / 2);
+    await expect.poll(() => page.locator("#tooltip").textContent()).toContain('<img src=x onerror=\\"document.title=1\\">');
+    expect(await page.locator("#tooltip *").count()).toBe(0);
+    await expectRedraw(page, () => page.mouse.click(box.x + box.w / 2, box.y + box.h / 2));
+    expect(await page.locator("#status").textContent()).toContain("#28 \"<img src=x");
+    expect(await page.locator("img").count()).toBe(1); // only the sample image
+    expect(await page.title()).toBe("VLM Attention Viz");
+  }, TIMEOUT);
+
   test("a screenshot shows the heatmap over the image", async () => {
-    await openViewer(page, server.url, "token=28");
+    await openViewer(page, server.url, "sample=sample_tiny&token=28");
     await mkdir("test-results", { recursive: true });
     await page.screenshot({ path: "test-results/viewer-page.png" });
     const shot = await page.locator("#image-wrap").screenshot({ path: "test-results/viewer-heatmap.png" });
