@@ -8,6 +8,7 @@
 // Debian's Chromium. Prints the figures as a Markdown table. No figure is asserted here.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statfsSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -32,15 +33,18 @@ const { values: args } = parseArgs({
   },
 });
 
+const sizes = args.sizes.split(",").map(Number);
+for (const count of [...sizes, Number(args.clicks), Number(args["cache-mb"]), Number(args["first-runs"])])
+  if (!Number.isInteger(count) || count <= 0) fail("--sizes, --clicks, --cache-mb and --first-runs take positive integers");
 const { module: harness } = await runnerImport(path.join(WEB_DIR, "test/browser/harness.ts"), { configFile: false, logLevel: "warn" });
 const workDir = path.resolve(args["work-dir"]);
-const results = [];
 try {
-  for (const n of args.sizes.split(",").map(Number)) {
-    const name = ensureSample(n);
-    results.push({ n, ...(await benchSample(name)) });
-  }
+  const results = [];
+  for (const n of sizes) results.push({ n, ...(await benchSample(ensureSample(n))) });
+  await printEnvironment();
   printTable(results);
+} catch (error) {
+  fail(error instanceof Error ? error.message : String(error));
 } finally {
   if (args.clean) rmSync(workDir, { recursive: true, force: true });
 }
@@ -68,7 +72,7 @@ function checkDiskSpace(n) {
   const needed = DISTINCT_LAYERS * (HEADS + 2) * n * n * 2;
   const root = existsSync(workDir) ? workDir : path.dirname(workDir);
   const { bavail, bsize } = statfsSync(root);
-  // Twice the size: the writer keeps a partial folder until the sample validates, plus headroom.
+  // 20 % headroom: the disk is shared with whatever else runs.
   if (bavail * bsize < needed * 1.2) fail(`N=${n} needs ${gib(needed)} free in ${root}, only ${gib(bavail * bsize)} left`);
 }
 
@@ -128,6 +132,13 @@ async function interactiveSession(url, meta) {
   } finally {
     await browser.close();
   }
+}
+
+async function printEnvironment() {
+  const browser = await harness.launchBrowser();
+  const version = browser.version();
+  await browser.close();
+  console.log(`Chromium ${version} (headless, --disable-gpu), ${os.cpus().length} CPUs, ${gib(os.totalmem())} RAM, Node ${process.version}, cacheMB=${args["cache-mb"]}\n`);
 }
 
 function printTable(all) {
