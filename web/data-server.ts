@@ -1,25 +1,34 @@
 // Vite plugin: serves DATA_DIR under /data/ for `npm run dev` and `npm run preview`,
 // with byte ranges and nothing outside DATA_DIR. /data/index.json is always generated
 // from the sample folders, even if DATA_DIR holds an index.json, so the list is never stale.
+import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Connect, Plugin } from "vite";
+import type { Connect, Logger, Plugin } from "vite";
 import { listSamples } from "./server/sample-index.ts";
 import { serveFile } from "./server/serve-files.ts";
 
-export const DATA_MOUNT = "/data";
+const MOUNT = "/data/";
 
 export function dataServer(dataDir: string): Plugin {
   const handler = dataHandler(dataDir);
-  return {
-    name: "vav-data-server",
-    configureServer: (server) => void server.middlewares.use(DATA_MOUNT, handler),
-    configurePreviewServer: (server) => void server.middlewares.use(DATA_MOUNT, handler),
+  const install = (server: { middlewares: Connect.Server; config: { logger: Logger } }): void => {
+    announce(dataDir, server.config.logger);
+    server.middlewares.use(handler);
   };
+  return { name: "vav-data-server", configureServer: install, configurePreviewServer: install };
+}
+
+function announce(dataDir: string, logger: Logger): void {
+  if (existsSync(dataDir)) logger.info(`  samples: ${dataDir} at ${MOUNT}`);
+  else logger.warn(`  samples: ${dataDir} does not exist; run the extractor or set DATA_DIR`);
 }
 
 function dataHandler(dataDir: string): Connect.NextHandleFunction {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const answer = isIndexRead(req) ? sendIndex(dataDir, req, res) : serveFile(dataDir, req, res);
+  return (req: IncomingMessage, res: ServerResponse, next: Connect.NextFunction) => {
+    const urlPath = (req.url ?? "").split("?")[0];
+    if (!urlPath.startsWith(MOUNT)) return next();
+    const relative = urlPath.slice(MOUNT.length - 1); // keeps its leading "/"
+    const answer = isIndexRead(req, relative) ? sendIndex(dataDir, req, res) : serveFile(dataDir, relative, req, res);
     answer.catch((error: unknown) => {
       if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain" });
       res.end(String(error));
@@ -27,8 +36,8 @@ function dataHandler(dataDir: string): Connect.NextHandleFunction {
   };
 }
 
-function isIndexRead(req: IncomingMessage): boolean {
-  return (req.method === "GET" || req.method === "HEAD") && req.url?.split("?")[0] === "/index.json";
+function isIndexRead(req: IncomingMessage, relative: string): boolean {
+  return (req.method === "GET" || req.method === "HEAD") && relative === "/index.json";
 }
 
 async function sendIndex(dataDir: string, req: IncomingMessage, res: ServerResponse): Promise<void> {

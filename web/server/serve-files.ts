@@ -24,13 +24,12 @@ export function contentTypeOf(file: string): string {
   return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream";
 }
 
-/** Answers a request whose URL is relative to `root`. */
-export async function serveFile(root: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** Answers a request for `urlPath` (percent-encoded, relative to `root`, without the query). */
+export async function serveFile(root: string, urlPath: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.writeHead(405, { Allow: "GET, HEAD" }).end();
     return;
   }
-  const urlPath = (req.url ?? "/").split("?")[0];
   const resolved = await resolveInside(root, urlPath);
   if (!resolved.ok) {
     res.writeHead(resolved.status, { "Content-Type": "text/plain" }).end(resolved.status === 403 ? "Forbidden" : "Not found");

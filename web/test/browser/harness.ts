@@ -35,10 +35,16 @@ function testConfig(dataDir: string, extra: InlineConfig): InlineConfig {
 }
 
 async function startDev(dataDir: string): Promise<RunningServer> {
-  const server = await createServer(testConfig(dataDir, { server: { host: "127.0.0.1", port: 0 } }));
+  // Its own dependency cache: test files run in parallel and would race on node_modules/.vite.
+  const cacheDir = await mkdtemp(path.join(os.tmpdir(), "vav-vite-cache-"));
+  const server = await createServer(testConfig(dataDir, { cacheDir, server: { host: "127.0.0.1", port: 0 } }));
   await server.listen();
   const { port } = server.httpServer!.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/`, close: () => server.close() };
+  const close = async (): Promise<void> => {
+    await server.close();
+    await rm(cacheDir, { recursive: true, force: true });
+  };
+  return { url: `http://127.0.0.1:${port}/`, close };
 }
 
 /** `npm run build` into `outDir`, quietly. */

@@ -7,8 +7,8 @@ import type { RunningServer } from "./harness.ts";
 
 export async function startStaticHost(root: string): Promise<RunningServer> {
   const server = http.createServer((req, res) => {
-    if (req.url?.split("?")[0].endsWith("/")) req.url = req.url.replace(/\/(\?|$)/, "/index.html$1");
-    serveFile(root, req, res).catch(() => res.writeHead(500).end());
+    const urlPath = (req.url ?? "/").split("?")[0];
+    serveFile(root, urlPath.endsWith("/") ? `${urlPath}index.html` : urlPath, req, res).catch(() => res.writeHead(500).end());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

@@ -19,6 +19,8 @@ beforeAll(async () => {
   await buildViewer(site);
   await cp(path.join(FIXTURES, "sample_tiny"), path.join(site, "data", "sample_tiny"), { recursive: true });
   await cp(path.join(FIXTURES, "index.json"), path.join(site, "data", "index.json"));
+  // A second copy elsewhere on the host, for ?data=.
+  await cp(path.join(site, "data"), path.join(tmp, "www", "samples"), { recursive: true });
   browser = await launchBrowser();
 }, 60_000);
 
@@ -37,6 +39,19 @@ async function openCollectingFailures(page: Page, url: string): Promise<string[]
   const response = await page.goto(url, { waitUntil: "load" });
   expect(response?.status()).toBe(200);
   return failures;
+}
+
+/** Opens the viewer on head 0 (a range of a layer file) and returns the data responses it got. */
+async function openViewerOnHead(page: Page, url: string, extraQuery = ""): Promise<{ path: string; status: number }[]> {
+  const data: { path: string; status: number }[] = [];
+  page.on("response", (response) => {
+    const { pathname } = new URL(response.url());
+    if (/\.(json|bin)$/.test(pathname)) data.push({ path: pathname, status: response.status() });
+  });
+  await page.goto(`${url}?${extraQuery}sample=sample_tiny&layer=0&head=0&token=39&dir=src`);
+  await page.waitForFunction(() => performance.getEntriesByName("vav:first-heatmap").length > 0 || !document.getElementById("error")!.hidden);
+  expect(await page.locator("#error").isHidden()).toBe(true);
+  return data;
 }
 
 /** A closed range request from the page, as the viewer's worker makes them. */
@@ -71,6 +86,18 @@ describe("the build on a plain static host", () => {
     const range = await fetchRangeInPage(page, "./data/sample_tiny/attn_layer_00.bin", `bytes=${head1}-${2 * head1 - 1}`);
     expect(range).toEqual({ status: 206, bytes: head1, contentRange: `bytes ${head1}-${2 * head1 - 1}/${3 * head1}` });
   });
+
+  test("the viewer draws its first heatmap from ./data/, reading the layer by range", async () => {
+    const responses = await openViewerOnHead(await browser.newPage(), `${host.url}viewer/`);
+    expect(responses).toContainEqual({ path: "/viewer/data/index.json", status: 200 });
+    expect(responses).toContainEqual({ path: "/viewer/data/sample_tiny/attn_layer_00.bin", status: 206 });
+  });
+
+  test("?data= points the viewer at a data folder elsewhere on the host", async () => {
+    const responses = await openViewerOnHead(await browser.newPage(), `${host.url}viewer/`, "data=../samples/&");
+    expect(responses).toContainEqual({ path: "/samples/sample_tiny/attn_layer_00.bin", status: 206 });
+    expect(responses.filter((r) => r.path.startsWith("/viewer/data/"))).toEqual([]);
+  });
 });
 
 describe("npm run preview", () => {
@@ -84,5 +111,10 @@ describe("npm run preview", () => {
     const range = await fetchRangeInPage(page, "./data/sample_tiny/attn_mean_layer_01.bin", "bytes=-80");
     expect(range).toEqual({ status: 206, bytes: 80, contentRange: "bytes 3120-3199/3200" });
     expect(failures).toEqual([]);
+  });
+
+  test("the viewer draws its first heatmap from the plugin's /data/", async () => {
+    const responses = await openViewerOnHead(await browser.newPage(), preview.url);
+    expect(responses).toContainEqual({ path: "/data/sample_tiny/attn_layer_00.bin", status: 206 });
   });
 });
