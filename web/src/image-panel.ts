@@ -23,7 +23,8 @@ export class ImagePanel {
     new ResizeObserver(() => this.fitToPanel()).observe(image.parentElement!.parentElement!);
     overlay.addEventListener("mousemove", (event) => this.hover(event));
     overlay.addEventListener("mouseleave", () => tooltip.hide());
-    overlay.addEventListener("click", (event) => this.click(event));
+    // Select on press rather than click: the view starts loading before the button is released.
+    overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
 
   /** Show a sample's image; resolves once it is decoded, rejects when it cannot load. */
@@ -116,7 +117,7 @@ export class ImagePanel {
     this.tooltip.show(`patch row ${cell.row}, col ${cell.col} · token #${cell.token}${weight}`, event.clientX, event.clientY);
   }
 
-  private click(event: MouseEvent): void {
+  private press(event: MouseEvent): void {
     const cell = this.cellAt(event);
     if (cell) this.onSelect(cell.token);
   }

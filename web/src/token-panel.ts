@@ -35,7 +35,8 @@ export class TokenPanel {
     new ResizeObserver(() => this.relayout()).observe(canvas.parentElement!);
     canvas.addEventListener("mousemove", (event) => this.hover(event));
     canvas.addEventListener("mouseleave", () => tooltip.hide());
-    canvas.addEventListener("click", (event) => this.click(event));
+    // Select on press rather than click: the view starts loading before the button is released.
+    canvas.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
 
   setSample(meta: SampleMeta): void {
@@ -162,7 +163,7 @@ export class TokenPanel {
     this.tooltip.show(describeCell(cell, this.meta, this.heat), event.clientX, event.clientY);
   }
 
-  private click(event: MouseEvent): void {
+  private press(event: MouseEvent): void {
     const cell = this.cellUnder(event);
     // The collapsed image block stands for many tokens; its patches are picked on the image.
     if (cell && cell.kind !== "image-block") this.onSelect(cell.first);
