@@ -1,14 +1,18 @@
-// Where the worker gets (N, N) float16 matrices: the byte-bounded cache first,
-// then one range request. Concurrent asks for the same matrix share one fetch.
+// Where the worker gets raw float16 attention: (N, N) matrices through the
+// byte-bounded cache (one range request each; concurrent asks share a fetch),
+// and single rows, which a cold view reads with a 2·N-byte range instead of
+// waiting for the N² block (128 MiB at N=8,192).
 
 import { ByteLru } from "./cache";
-import { fetchSpan } from "./fetch-range";
-import { layerFileBytes, matrixBytes } from "./format";
+import { fetchSpan, type FileSpan } from "./fetch-range";
+import { BYTES_PER_VALUE, layerFileBytes, matrixBytes } from "./format";
 import type { HeadChoice, SampleFiles } from "./protocol";
 
 export class MatrixSource {
   private readonly cache: ByteLru<Uint16Array>;
   private readonly inFlight = new Map<string, Promise<Uint16Array>>();
+  private wanted: [number, HeadChoice][] = [];
+  private warming = false;
 
   constructor(
     private readonly sampleUrl: string,
@@ -48,19 +52,51 @@ export class MatrixSource {
     return `${layer}:${head}`;
   }
 
+  /**
+   * Fetch these matrices into the cache in the background, most wanted first,
+   * one at a time: a browser opens only six connections to a host, and a view's
+   * own reads must not queue behind 128 MiB prefetches. A newer call replaces the list.
+   */
+  warm(wanted: [number, HeadChoice][]): void {
+    this.wanted = wanted.filter(([layer, head]) => !this.isCached(layer, head));
+    if (!this.warming) void this.warmNext();
+  }
+
+  private async warmNext(): Promise<void> {
+    this.warming = true;
+    for (let next = this.wanted.shift(); next; next = this.wanted.shift()) {
+      // A failed prefetch is reported when (if) that matrix is really asked for.
+      if (!this.isCached(...next)) await this.matrix(...next).catch(() => undefined);
+    }
+    this.warming = false;
+  }
+
+  /** Row `index` of a matrix: a view of the cached matrix, or one small range read. */
+  async row(layer: number, head: HeadChoice, index: number): Promise<Uint16Array> {
+    const n = this.files.seqLen;
+    const cached = this.cache.get(this.key(layer, head));
+    if (cached) return cached.subarray(index * n, (index + 1) * n);
+    const span = this.matrixSpan(layer, head);
+    const rowBytes = n * BYTES_PER_VALUE;
+    return new Uint16Array(await fetchSpan({ ...span, start: span.start + index * rowBytes, length: rowBytes }));
+  }
+
   private async fetchMatrix(layer: number, head: HeadChoice): Promise<Uint16Array> {
-    const { seqLen } = this.files;
-    const bytes = matrixBytes(seqLen);
+    return new Uint16Array(await fetchSpan(this.matrixSpan(layer, head)));
+  }
+
+  /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */
+  private matrixSpan(layer: number, head: HeadChoice): FileSpan {
+    const bytes = matrixBytes(this.files.seqLen);
     const name = this.fileName(layer, head);
     const isHead = typeof head === "number";
-    const buffer = await fetchSpan({
+    return {
       url: new URL(encodeURIComponent(name), this.sampleUrl).href,
       name,
       fileBytes: isHead ? layerFileBytes(this.files) : bytes,
       start: isHead ? head * bytes : 0,
       length: bytes,
-    });
-    return new Uint16Array(buffer);
+    };
   }
 
   private fileName(layer: number, head: HeadChoice): string {

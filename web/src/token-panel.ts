@@ -64,9 +64,11 @@ export class TokenPanel {
   clientBox(token: number): { x: number; y: number; w: number; h: number } | null {
     const cell = this.cellFor(token);
     if (!cell) return null;
-    const panel = this.canvas.parentElement!;
-    const top = this.canvas.offsetTop + cell.y;
-    if (top < panel.scrollTop || top + LINE_HEIGHT > panel.scrollTop + panel.clientHeight) panel.scrollTop = top - 40;
+    const panel = this.canvas.parentElement!.getBoundingClientRect();
+    const top = this.canvas.getBoundingClientRect().top + cell.y;
+    if (top < panel.top || top + LINE_HEIGHT > panel.bottom) {
+      this.canvas.parentElement!.scrollTop += top - panel.top - panel.height / 2;
+    }
     const box = this.canvas.getBoundingClientRect();
     return { x: box.left + cell.x, y: box.top + cell.y, w: cell.w, h: LINE_HEIGHT };
   }

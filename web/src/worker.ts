@@ -3,6 +3,7 @@
 // copied) to the main thread; nothing here decodes a whole matrix.
 
 import { matrixVector, reduceVectors } from "./attention";
+import { decodeStrided } from "./float16";
 import { MatrixSource } from "./matrix-source";
 import type { FromWorker, ToWorker, VectorRequest } from "./protocol";
 
@@ -22,7 +23,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
     const vector = await computeVector(message.request);
     reply({ id: message.id, ok: true, vector }, [vector.buffer]);
-    prefetchNeighbours(message.request);
+    prefetch(message.request);
   } catch (error) {
     reply({ id: message.id, ok: false, error: error instanceof Error ? error.message : String(error) });
   }
@@ -39,23 +40,27 @@ function openSource(): MatrixSource {
 
 /** Tokens are combined within each layer first, then the layers are reduced. */
 async function computeVector(request: VectorRequest): Promise<Float32Array> {
-  const matrices = openSource();
   const perLayer: Float32Array[] = [];
   for (let layer = request.firstLayer; layer <= request.lastLayer; layer++) {
-    const matrix = await matrices.matrix(layer, request.head);
-    const vectors = request.indices.map((index) => matrixVector(matrix, seqLen, index, request.axis));
+    const vectors = await Promise.all(request.indices.map((index) => tokenVector(request, layer, index)));
     perLayer.push(vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine));
   }
   return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, request.layerReduce);
 }
 
-/** Warm the cache with the layers ←/→ would show next (same head or aggregate). */
-function prefetchNeighbours(request: VectorRequest): void {
-  if (request.firstLayer !== request.lastLayer) return;
+/** A row needs N values and can be read alone; a column is strided over the whole matrix. */
+async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
   const matrices = openSource();
-  for (const layer of [request.firstLayer + 1, request.firstLayer - 1]) {
-    if (layer < 0 || layer >= numLayers || matrices.isCached(layer, request.head)) continue;
-    // A failed prefetch is reported when (if) that layer is really asked for.
-    matrices.matrix(layer, request.head).catch(() => undefined);
-  }
+  if (request.axis === "row") return decodeStrided(await matrices.row(layer, request.head, index), 0, seqLen, 1);
+  return matrixVector(await matrices.matrix(layer, request.head), seqLen, index, "col");
+}
+
+/**
+ * Warm the cache for what comes next: the whole matrix of this layer (the next
+ * click is a cached read), then the layers ←/→ would show (same head or aggregate).
+ */
+function prefetch(request: VectorRequest): void {
+  if (request.firstLayer !== request.lastLayer) return; // a range of layers would flush the cache
+  const layers = [request.firstLayer, request.firstLayer + 1, request.firstLayer - 1];
+  openSource().warm(layers.filter((l) => l >= 0 && l < numLayers).map((l) => [l, request.head]));
 }

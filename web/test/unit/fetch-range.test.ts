@@ -118,6 +118,28 @@ describe("MatrixSource", () => {
     expect(served.requests.slice(1)).toEqual(["attn_mean_layer_00.bin whole", "attn_max_layer_00.bin whole"]);
   });
 
+  test("a row of an uncached matrix is one 2·N-byte range; of a cached one, no request", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    const expected = fixtureBits("attn_layer_01.bin").slice((2 * N + 7) * N, (2 * N + 8) * N); // head 2, row 7
+    expect(await source.row(1, 2, 7)).toEqual(expected);
+    const rowStart = (2 * N + 7) * N * 2;
+    expect(served.requests).toEqual([`attn_layer_01.bin bytes=${rowStart}-${rowStart + 2 * N - 1}`]);
+    await source.matrix(1, 2);
+    expect(await source.row(1, 2, 7)).toEqual(expected);
+    expect(served.requests).toHaveLength(2);
+  });
+
+  test("warm() fetches the wanted matrices one after another, skipping cached ones", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    await source.matrix(0, "max");
+    source.warm([[0, "max"], [1, "max"], [0, "mean"]]);
+    await expect.poll(() => source.isCached(0, "mean")).toBe(true);
+    expect(source.isCached(1, "max")).toBe(true);
+    expect(served.requests).toEqual(["attn_max_layer_00.bin whole", "attn_max_layer_01.bin whole", "attn_mean_layer_00.bin whole"]);
+  });
+
   test("keeps within its byte budget", async () => {
     const served = await started({ ranges: true });
     const source = new MatrixSource(served.url, meta, 2 * BLOCK);
