@@ -26,15 +26,21 @@ export async function fetchSpan(span: FileSpan): Promise<ArrayBuffer> {
   const whole = span.start === 0 && span.length === span.fileBytes;
   const headers: HeadersInit = whole ? {} : { Range: `bytes=${span.start}-${span.start + span.length - 1}` };
   const response = await fetch(span.url, { headers });
-  if (response.status === 416) throw sizeError(span, "fewer");
+  if (response.status === 416) throw sizeError(span, totalSize(response) ?? "fewer");
   if (!response.ok) throw new Error(`${span.name}: HTTP ${response.status} ${response.statusText}`);
   if (response.status === 206) return readPartial(response, span);
   return readWhole(response, span);
 }
 
-async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuffer> {
+// The file size a server states in Content-Range: "bytes a-b/size", or "bytes */size" with a 416.
+function totalSize(response: Response): number | undefined {
   const total = /\/(\d+)$/.exec(response.headers.get("Content-Range") ?? "")?.[1];
-  if (total !== undefined && Number(total) !== span.fileBytes) {
+  return total === undefined ? undefined : Number(total);
+}
+
+async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuffer> {
+  const total = totalSize(response);
+  if (total !== undefined && total !== span.fileBytes) {
     await response.body?.cancel();
     throw sizeError(span, total);
   }
