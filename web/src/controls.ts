@@ -1,16 +1,19 @@
 // The controls bar and the keyboard shortcuts. Controls only report what the
 // user asked for; main.ts changes the state and redraws.
 
+import type { Reduce } from "./attention";
 import type { PaletteName } from "./color";
 import type { SampleEntry, SampleMeta } from "./format";
 import type { HeadChoice } from "./protocol";
-import { headCycle, type Direction, type ViewState } from "./state";
+import { headCycle, layerSpan, type Combine, type Direction, type ViewState } from "./state";
 
 export interface Settings {
   palette: PaletteName;
   opacity: number;
   excludeSinks: boolean;
   collapseImage: boolean;
+  /** A press on a token selects its whole word. */
+  selectWords: boolean;
 }
 
 export interface ControlHandlers {
@@ -18,6 +21,9 @@ export interface ControlHandlers {
   layer(layer: number): void;
   head(head: HeadChoice): void;
   direction(dir: Direction): void;
+  layerReduce(reduce: Reduce | null): void;
+  layerEnd(layer: number): void;
+  combine(combine: Combine): void;
   settings(changed: keyof Settings): void;
 }
 
@@ -26,6 +32,7 @@ export interface ShortcutHandlers {
   stepHead(delta: number): void;
   toggleDirection(): void;
   deselect(): void;
+  stepToken(delta: number): void;
 }
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -44,6 +51,11 @@ export class Controls {
   private readonly opacity = byId<HTMLInputElement>("opacity");
   private readonly excludeSinks = byId<HTMLInputElement>("exclude-sinks");
   private readonly collapseImage = byId<HTMLInputElement>("collapse-image");
+  private readonly layerReduce = byId<HTMLSelectElement>("layer-reduce");
+  private readonly layerEnd = byId<HTMLInputElement>("layer-end");
+  private readonly layerEndValue = byId<HTMLOutputElement>("layer-end-value");
+  private readonly combine = byId<HTMLSelectElement>("combine");
+  private readonly selectWords = byId<HTMLInputElement>("select-words");
 
   constructor(handlers: ControlHandlers) {
     this.sample.addEventListener("change", () => handlers.sample(this.sample.value));
@@ -54,6 +66,10 @@ export class Controls {
     this.opacity.addEventListener("input", () => handlers.settings("opacity"));
     this.excludeSinks.addEventListener("change", () => handlers.settings("excludeSinks"));
     this.collapseImage.addEventListener("change", () => handlers.settings("collapseImage"));
+    this.layerReduce.addEventListener("change", () => handlers.layerReduce((this.layerReduce.value || null) as Reduce | null));
+    this.layerEnd.addEventListener("input", () => handlers.layerEnd(Number(this.layerEnd.value)));
+    this.combine.addEventListener("change", () => handlers.combine(this.combine.value as Combine));
+    this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -71,6 +87,7 @@ export class Controls {
   /** Fit the layer range and the head list to a sample. */
   configure(meta: SampleMeta): void {
     this.layer.max = String(meta.numLayers - 1);
+    this.layerEnd.max = String(meta.numLayers - 1);
     this.head.replaceChildren(
       ...headCycle(meta.numHeads).map((head) => {
         const option = document.createElement("option");
@@ -87,6 +104,12 @@ export class Controls {
     this.layerValue.value = String(view.layer);
     this.head.value = String(view.head);
     this.direction.value = view.dir;
+    this.layerReduce.value = view.layerReduce ?? "";
+    this.layerEnd.value = String(view.layerEnd);
+    this.layerEnd.parentElement!.hidden = !view.layerReduce;
+    const [first, last] = layerSpan(view);
+    this.layerEndValue.value = `${first}–${last}`;
+    this.combine.value = view.combine;
   }
 
   settings(): Settings {
@@ -95,6 +118,7 @@ export class Controls {
       opacity: Number(this.opacity.value),
       excludeSinks: this.excludeSinks.checked,
       collapseImage: this.collapseImage.checked,
+      selectWords: this.selectWords.checked,
     };
   }
 }
@@ -103,7 +127,7 @@ function parseHead(value: string): HeadChoice {
   return value === "mean" || value === "max" ? value : Number(value);
 }
 
-/** §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect. */
+/** §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens. */
 export function bindShortcuts(handlers: ShortcutHandlers): void {
   const actions: Record<string, () => void> = {
     ArrowLeft: () => handlers.stepLayer(-1),
@@ -112,6 +136,8 @@ export function bindShortcuts(handlers: ShortcutHandlers): void {
     ArrowDown: () => handlers.stepHead(1),
     Tab: () => handlers.toggleDirection(),
     Escape: () => handlers.deselect(),
+    "[": () => handlers.stepToken(-1),
+    "]": () => handlers.stepToken(1),
   };
   document.addEventListener("keydown", (event) => {
     const action = actions[event.key];

@@ -11,7 +11,7 @@ export class ImagePanel {
   private grid: ImageGrid | null = null;
   private heat: Heat | null = null;
   private opacity = 0.75;
-  private selected: number | null = null;
+  private selected: number[] = [];
   private readonly gridCanvas = document.createElement("canvas");
 
   constructor(
@@ -42,7 +42,7 @@ export class ImagePanel {
     this.fitToPanel();
   }
 
-  update(heat: Heat | null, selected: number | null, opacity: number): void {
+  update(heat: Heat | null, selected: number[], opacity: number): void {
     this.heat = heat;
     this.selected = selected;
     this.opacity = opacity;
@@ -73,7 +73,7 @@ export class ImagePanel {
     this.paintGrid(this.grid, this.heat);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.gridCanvas, 0, 0, this.overlay.width, this.overlay.height);
-    this.outlineSelectedPatch(ctx, this.grid);
+    this.outlineSelectedPatches(ctx, this.grid);
   }
 
   private paintGrid(grid: ImageGrid, heat: Heat): void {
@@ -90,14 +90,16 @@ export class ImagePanel {
     this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
   }
 
-  private outlineSelectedPatch(ctx: CanvasRenderingContext2D, grid: ImageGrid): void {
-    if (this.selected === null || this.selected < grid.startIdx || this.selected > grid.endIdx) return;
-    const cell = this.selected - grid.startIdx;
+  private outlineSelectedPatches(ctx: CanvasRenderingContext2D, grid: ImageGrid): void {
     const w = this.overlay.width / grid.cols;
     const h = this.overlay.height / grid.rows;
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
-    ctx.strokeRect((cell % grid.cols) * w + 1, Math.floor(cell / grid.cols) * h + 1, w - 2, h - 2);
+    for (const token of this.selected) {
+      if (token < grid.startIdx || token > grid.endIdx) continue;
+      const cell = token - grid.startIdx;
+      ctx.strokeRect((cell % grid.cols) * w + 1, Math.floor(cell / grid.cols) * h + 1, w - 2, h - 2);
+    }
   }
 
   /** The grid cell under a mouse event, or null outside the grid. */

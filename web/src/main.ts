@@ -7,9 +7,10 @@ import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
 import { parseIndex, parseMeta, type SampleMeta } from "./format";
 import { ImagePanel } from "./image-panel";
-import { completeView, headLabel, stepHead, viewFromParams, viewToParams, type Direction, type ViewState } from "./state";
+import { completeView, headLabel, layerSpan, stepHead, viewFromParams, viewToParams, type Direction, type ViewState } from "./state";
 import { TokenPanel } from "./token-panel";
 import { Tooltip } from "./tooltip";
+import { selectionText, stepToken, wordAt } from "./words";
 
 const params = new URLSearchParams(location.search);
 const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
@@ -38,13 +39,17 @@ const controls = new Controls({
   layer: (layer) => change({ layer }),
   head: (head) => change({ head }),
   direction: (dir) => change({ dir }),
+  layerReduce: (layerReduce) => change({ layerReduce }),
+  layerEnd: (layerEnd) => change({ layerEnd }),
+  combine: (combine) => change({ combine }),
   settings: settingChanged,
 });
 bindShortcuts({
   stepLayer: (delta) => app.loaded && app.view && change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) }),
   stepHead: (delta) => app.loaded && app.view && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
   toggleDirection: () => app.view && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
-  deselect: () => change({ token: null }),
+  deselect: () => change({ tokens: [] }),
+  stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
 });
 window.addEventListener("popstate", () => void restoreFromUrl());
 exposeAutomationHook();
@@ -122,8 +127,10 @@ async function restoreFromUrl(): Promise<void> {
   if (app.loaded && app.view) setView(completeView(asked, app.view.sample, app.loaded.meta), "none");
 }
 
+/** A press on a token or patch: select it, or its whole word when word selection is on. */
 function select(token: number): void {
-  change({ token });
+  if (!app.loaded) return;
+  change({ tokens: controls.settings().selectWords ? wordAt(app.loaded.meta.tokens, token) : [token] });
 }
 
 /** A user change to the view: record it in history, then fetch and draw. */
@@ -146,19 +153,20 @@ function setView(view: ViewState, history: "push" | "replace" | "none"): void {
 async function refresh(): Promise<void> {
   const view = app.view;
   const request = ++app.request;
-  if (!view || view.token === null) {
+  if (!view || view.tokens.length === 0) {
     app.values = null;
     return redraw();
   }
   try {
+    const [firstLayer, lastLayer] = layerSpan(view);
     const values = await client.vector({
-      firstLayer: view.layer,
-      lastLayer: view.layer,
-      layerReduce: "mean",
+      firstLayer,
+      lastLayer,
+      layerReduce: view.layerReduce ?? "mean",
       head: view.head,
       axis: view.dir === "src" ? "row" : "col",
-      indices: [view.token],
-      combine: "mean",
+      indices: view.tokens,
+      combine: view.combine,
     });
     if (request !== app.request) return; // the user has moved on
     hideError();
@@ -193,9 +201,9 @@ function redraw(): void {
   showStatus(); // with the pixels, so one frame shows both
   const settings = controls.settings();
   const heats = currentHeats(settings);
-  const token = app.view?.token ?? null;
-  imagePanel.update(heats?.image ?? null, token, settings.opacity);
-  tokenPanel.update(heats?.tokens ?? null, token);
+  const selected = app.view?.tokens ?? [];
+  imagePanel.update(heats?.image ?? null, selected, settings.opacity);
+  tokenPanel.update(heats?.tokens ?? null, selected);
   if (!heats) return;
   performance.mark("vav:draw");
   if (!app.firstHeatmapDrawn) {
@@ -207,9 +215,9 @@ function redraw(): void {
 /** Redraw only what a display setting touches. */
 function settingChanged(changed: keyof Settings): void {
   const settings = controls.settings();
-  if (changed === "opacity") imagePanel.update(currentHeats(settings)?.image ?? null, app.view?.token ?? null, settings.opacity);
+  if (changed === "opacity") imagePanel.update(currentHeats(settings)?.image ?? null, app.view?.tokens ?? [], settings.opacity);
   else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
-  else redraw();
+  else if (changed !== "selectWords") redraw();
 }
 
 function showStatus(): void {
@@ -217,14 +225,24 @@ function showStatus(): void {
   if (!view || !loaded) return;
   const { meta } = loaded;
   const direction: Record<Direction, string> = { src: "Source→Target", tgt: "Target←Source" };
-  const selected = view.token === null ? "no token selected" : `${view.dir}: #${view.token} ${JSON.stringify(meta.tokens[view.token]!.text)}`;
+  const [first, last] = layerSpan(view);
+  const layers = first === last ? `Layer ${first}` : `Layers ${first}–${last} (${view.layerReduce})`;
   element("status").textContent = [
-    `Layer ${view.layer} of ${meta.numLayers - 1}`,
+    `${layers} of ${meta.numLayers - 1}`,
     headLabel(view.head),
     `${meta.seqLen} tokens`,
     direction[view.dir],
-    selected,
+    describeSelection(view, meta),
   ].join(" · ");
+}
+
+/** "src: #28 " image"", or for a word "src: #32–#33 " wooden" (mean of 2 tokens)". */
+function describeSelection(view: ViewState, meta: SampleMeta): string {
+  const { tokens } = view;
+  if (tokens.length === 0) return "no token selected";
+  const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
+  const combined = tokens.length === 1 ? "" : ` (${view.combine} of ${tokens.length} tokens)`;
+  return `${view.dir}: ${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}${combined}`;
 }
 
 /**

@@ -22,7 +22,7 @@ export class TokenPanel {
   private meta: SampleMeta | null = null;
   private layout: Layout | null = null;
   private heat: Heat | null = null;
-  private selected: number | null = null;
+  private selected: number[] = [];
   private collapseImage = true;
   private ratio = 1;
   private readonly textLayer = document.createElement("canvas");
@@ -50,7 +50,7 @@ export class TokenPanel {
     this.relayout();
   }
 
-  update(heat: Heat | null, selected: number | null): void {
+  update(heat: Heat | null, selected: number[]): void {
     this.heat = heat;
     this.selected = selected;
     this.draw();
@@ -146,11 +146,12 @@ export class TokenPanel {
   }
 
   private outlineSelection(ctx: CanvasRenderingContext2D): void {
-    const cell = this.selected === null ? undefined : this.cellFor(this.selected);
-    if (!cell) return;
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
-    ctx.strokeRect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
+    for (const token of this.selected) {
+      const cell = this.cellFor(token);
+      if (cell) ctx.strokeRect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
+    }
   }
 
   private cellUnder(event: MouseEvent): Cell | undefined {
