@@ -3,7 +3,7 @@
 
 import type { ImageGrid, Token } from "./format";
 
-export type CellKind = "text" | "special" | "image" | "image-block" | "partial";
+export type CellKind = "text" | "thinking" | "special" | "image" | "image-block" | "partial";
 
 export interface Cell {
   x: number;
@@ -21,12 +21,14 @@ export interface Layout {
   height: number;
   /** cellOf[token] = index into cells. */
   cellOf: Int32Array;
+  /** Where the answer's first line starts, when the sequence has one. */
+  sectionTop?: number;
 }
 
 export const LINE_HEIGHT = 20;
 const PADDING = 6; // horizontal, inside a cell
 const GAP = 2;
-const SECTION_GAP = 12; // before the answer (issue 4)
+export const SECTION_GAP = 14; // before the answer (issue 4)
 
 export interface LayoutOptions {
   width: number;
@@ -44,7 +46,8 @@ export function tokenLabel(token: Token): string {
 
 function cellKind(token: Token): CellKind {
   if (token.type === "special" || token.type === "image") return token.type;
-  return token.text === "" ? "partial" : "text";
+  if (token.text === "") return "partial";
+  return token.thinking ? "thinking" : "text";
 }
 
 export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOptions): Layout {
@@ -73,7 +76,9 @@ export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOp
     const token = tokens[i]!;
     place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n"));
   }
-  return { cells, cellOf, height: (cells.at(-1)?.y ?? 0) + LINE_HEIGHT };
+  const height = (cells.at(-1)?.y ?? 0) + LINE_HEIGHT;
+  const section = options.sectionStart;
+  return section && section < tokens.length ? { cells, cellOf, height, sectionTop: cells[cellOf[section]!]!.y } : { cells, cellOf, height };
 }
 
 /** The cell under a point, or undefined. */

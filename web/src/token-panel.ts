@@ -5,12 +5,13 @@
 
 import { CSS_COLOURS, lutIndex, type Heat } from "./color";
 import type { SampleMeta } from "./format";
-import { cellAt, layoutTokens, LINE_HEIGHT, type Cell, type Layout } from "./token-layout";
+import { cellAt, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
 import { formatWeight, type Tooltip } from "./tooltip";
 
 const FONT = "13px ui-monospace, monospace";
 const TEXT_COLOUR: Record<Cell["kind"], string> = {
   text: "#111",
+  thinking: "#6d28d9", // the model's thinking span, apart from its answer
   special: "#9a9a9a", // dimmed
   image: "#6b7280",
   "image-block": "#374151",
@@ -108,12 +109,27 @@ export class TokenPanel {
       ctx.fillStyle = TEXT_COLOUR[cell.kind];
       ctx.fillText(cell.label, cell.x + 3, y);
     }
+    if (layout.sectionTop !== undefined) this.markAnswer(ctx, layout.sectionTop);
     ctx.setLineDash([2, 2]); // partial characters: a dashed frame says "part of the next token's character"
     ctx.strokeStyle = TEXT_COLOUR.partial;
     ctx.lineWidth = 1;
     for (const cell of layout.cells.filter((c) => c.kind === "partial")) {
       ctx.strokeRect(cell.x + 0.5, cell.y + 1.5, cell.w - 1, LINE_HEIGHT - 3);
     }
+  }
+
+  /** A rule and a label in the gap above the answer, so it reads apart from the prompt. */
+  private markAnswer(ctx: CanvasRenderingContext2D, top: number): void {
+    const y = top - SECTION_GAP / 2;
+    ctx.fillStyle = "#2563eb";
+    ctx.fillRect(0, y, this.canvas.width / this.ratio, 1);
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(8, y - 6, 50, 12);
+    ctx.fillStyle = "#2563eb";
+    ctx.fillText("answer", 12, y);
+    ctx.font = FONT;
   }
 
   private draw(): void {

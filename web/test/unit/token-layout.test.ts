@@ -36,6 +36,15 @@ describe("layoutTokens", () => {
     const answer = layout.cells[layout.cellOf[32]!]!;
     expect(answer.x).toBe(0);
     expect(answer.y).toBeGreaterThan(layout.cells[layout.cellOf[31]!]!.y + LINE_HEIGHT);
+    expect(layout.sectionTop).toBe(answer.y);
+  });
+
+  test("thinking tokens get their own kind, so they show apart from the answer", () => {
+    const thinking = meta.tokens.map((t) => (t.id === 33 ? { ...t, thinking: true } : t));
+    const layout = layoutTokens(thinking, meta.imageGrid, { width: 2000, collapseImage: true, measure });
+    expect(layout.cells[layout.cellOf[33]!]!.kind).toBe("thinking");
+    expect(layout.cells[layout.cellOf[34]!]!.kind).toBe("text");
+    expect(layout.sectionTop).toBeUndefined();
   });
 
   test("cellAt finds the cell under a point", () => {
