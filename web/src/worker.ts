@@ -40,11 +40,16 @@ function openSource(): MatrixSource {
 
 /** Tokens are combined within each layer first, then the layers are reduced. */
 async function computeVector(request: VectorRequest): Promise<Float32Array> {
-  const perLayer: Float32Array[] = [];
-  for (let layer = request.firstLayer; layer <= request.lastLayer; layer++) {
+  const layerVector = async (layer: number): Promise<Float32Array> => {
     const vectors = await Promise.all(request.indices.map((index) => tokenVector(request, layer, index)));
-    perLayer.push(vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine));
-  }
+    return vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine);
+  };
+  const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
+  // Rows are small reads and go in parallel; a column needs a whole matrix per
+  // layer, so those go one at a time to bound memory.
+  const perLayer: Float32Array[] = [];
+  if (request.axis === "row") perLayer.push(...(await Promise.all(layers.map(layerVector))));
+  else for (const layer of layers) perLayer.push(await layerVector(layer));
   return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, request.layerReduce);
 }
 
