@@ -7,10 +7,11 @@ import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
 import { parseIndex, parseMeta, type SampleMeta } from "./format";
 import { ImagePanel } from "./image-panel";
-import { completeView, headLabel, layerSpan, stepHead, viewFromParams, viewToParams, type Direction, type ViewState } from "./state";
+import { completeView, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "./state";
+import { statusText } from "./status";
 import { TokenPanel } from "./token-panel";
 import { Tooltip } from "./tooltip";
-import { selectionText, stepToken, wordAt } from "./words";
+import { stepToken, wordAt } from "./words";
 
 const params = new URLSearchParams(location.search);
 const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
@@ -51,6 +52,7 @@ bindShortcuts({
   deselect: () => change({ tokens: [] }),
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
 });
+tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may restore the checkbox
 window.addEventListener("popstate", () => void restoreFromUrl());
 exposeAutomationHook();
 void start();
@@ -99,7 +101,6 @@ async function openSample(name: string, asked: Partial<ViewState>, history: "pus
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     controls.configure(meta);
     element("panels").hidden = false;
-    tokenPanel.setCollapseImage(controls.settings().collapseImage);
     tokenPanel.setSample(meta);
     await Promise.all([
       imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid),
@@ -221,28 +222,7 @@ function settingChanged(changed: keyof Settings): void {
 }
 
 function showStatus(): void {
-  const { view, loaded } = app;
-  if (!view || !loaded) return;
-  const { meta } = loaded;
-  const direction: Record<Direction, string> = { src: "Source→Target", tgt: "Target←Source" };
-  const [first, last] = layerSpan(view);
-  const layers = first === last ? `Layer ${first}` : `Layers ${first}–${last} (${view.layerReduce})`;
-  element("status").textContent = [
-    `${layers} of ${meta.numLayers - 1}`,
-    headLabel(view.head),
-    `${meta.seqLen} tokens`,
-    direction[view.dir],
-    describeSelection(view, meta),
-  ].join(" · ");
-}
-
-/** "src: #28 " image"", or for a word "src: #32–#33 " wooden" (mean of 2 tokens)". */
-function describeSelection(view: ViewState, meta: SampleMeta): string {
-  const { tokens } = view;
-  if (tokens.length === 0) return "no token selected";
-  const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
-  const combined = tokens.length === 1 ? "" : ` (${view.combine} of ${tokens.length} tokens)`;
-  return `${view.dir}: ${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}${combined}`;
+  if (app.view && app.loaded) element("status").textContent = statusText(app.view, app.loaded.meta);
 }
 
 /**

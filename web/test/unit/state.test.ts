@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/format";
 import { completeView, headCycle, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "../../src/state";
+import { statusText } from "../../src/status";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
@@ -69,5 +70,19 @@ describe("layerSpan", () => {
     const view = completeView({ layer: 1, layerEnd: 0 }, "s", meta);
     expect(layerSpan(view)).toEqual([1, 1]);
     expect(layerSpan({ ...view, layerReduce: "mean" })).toEqual([0, 1]);
+  });
+});
+
+describe("statusText", () => {
+  test("names layer, head, token count, direction and the selected token", () => {
+    const view = completeView({ layer: 1, head: 2, tokens: [28] }, "s", meta);
+    expect(statusText(view, meta)).toBe('Layer 1 of 1 · head 2 · 40 tokens · Source→Target · src: #28 " image"');
+  });
+  test("a layer range and a combined selection say so", () => {
+    const view = completeView({ layerEnd: 1, layerReduce: "max", tokens: [27, 28], combine: "max", dir: "tgt" }, "s", meta);
+    expect(statusText(view, meta)).toBe('Layers 0–1 (max) of 1 · all heads (mean) · 40 tokens · Target←Source · tgt: #27–#28 " this image" (max of 2 tokens)');
+  });
+  test("no selection", () => {
+    expect(statusText(completeView({ tokens: [] }, "s", meta), meta)).toContain("no token selected");
   });
 });
