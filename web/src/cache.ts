@@ -48,6 +48,11 @@ export class ByteLru<V extends { byteLength: number }> {
     this.bytes -= old.byteLength;
   }
 
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+
   private evictOldest(): void {
     const oldest = this.entries.keys().next();
     if (!oldest.done) this.delete(oldest.value);

@@ -71,6 +71,12 @@ export class MatrixSource {
     this.warming = false;
   }
 
+  /** Stop warming and let go of the cache: another sample is being opened. */
+  close(): void {
+    this.wanted = [];
+    this.cache.clear();
+  }
+
   /** Row `index` of a matrix: a view of the cached matrix, or one small range read. */
   async row(layer: number, head: HeadChoice, index: number): Promise<Uint16Array> {
     const n = this.files.seqLen;

@@ -15,6 +15,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   try {
     if (message.type === "open") {
+      source?.close();
       source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
       seqLen = message.files.seqLen;
       numLayers = message.files.layerFiles.length;

@@ -13,6 +13,8 @@ describe("ByteLru", () => {
     expect(cache.usedBytes).toBe(30);
     cache.delete("b");
     expect([cache.usedBytes, cache.size]).toEqual([10, 1]);
+    cache.clear();
+    expect([cache.usedBytes, cache.size, cache.has("a")]).toEqual([0, 0, false]);
   });
 
   test("evicts the least recently used until the new value fits", () => {

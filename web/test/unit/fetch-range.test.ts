@@ -140,6 +140,18 @@ describe("MatrixSource", () => {
     expect(served.requests).toEqual(["attn_max_layer_00.bin whole", "attn_max_layer_01.bin whole", "attn_mean_layer_00.bin whole"]);
   });
 
+  test("close() drops the warming list and the cache", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    await source.matrix(1, "max");
+    source.warm([[0, "max"], [0, "mean"], [1, "mean"]]);
+    source.close(); // the first warm fetch has started; the other two never will
+    await source.matrix(0, "max");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(served.requests).toEqual(["attn_max_layer_01.bin whole", "attn_max_layer_00.bin whole"]);
+    expect(source.isCached(1, "max")).toBe(false);
+  });
+
   test("keeps within its byte budget", async () => {
     const served = await started({ ranges: true });
     const source = new MatrixSource(served.url, meta, 2 * BLOCK);
