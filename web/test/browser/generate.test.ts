@@ -109,7 +109,9 @@ test("a layer range reduced by mean, max or min matches the reference", async ()
   await openViewer(page, server.url, "token=34&head=1&dir=tgt");
   const perLayer = [row("attn_layer_00.bin", 1, 34, "col"), row("attn_layer_01.bin", 1, 34, "col")];
   const colours = await canvasPixels(page, "tokens"); // a column after the image: no image token looks at it
+  expect(await page.locator("#layer-end").isVisible()).toBe(false);
   await page.selectOption("#layer-reduce", "mean");
+  expect(await page.locator("#layer-end").isVisible()).toBe(true);
   await expectRedraw(page, () => page.locator("#layer-end").fill("1"));
   expect(viewParams(page).get("lreduce")).toBe("mean");
   expect(viewParams(page).get("layerEnd")).toBe("1");

@@ -269,6 +269,7 @@ describe("a bad sample shows its message instead of a blank page", () => {
     await openViewer(page, server.url, "sample=missing_field");
     expect(await page.locator("#error").isVisible()).toBe(true);
     expect(await errorText()).toContain("meta.json lacks the field 'num_heads'");
+    expect(await page.locator("#panels").isVisible()).toBe(false);
   }, TIMEOUT);
 
   test("a sample without its image", async () => {
