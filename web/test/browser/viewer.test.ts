@@ -50,7 +50,7 @@ async function makeSamples(): Promise<void> {
   await truncate(path.join(truncated, "attn_layer_00.bin"), 2 * N * N * 2);
   await editMeta(await copyFixture("missing_field"), (meta) => delete meta["num_heads"]);
   await editMeta(await copyFixture("wrong_size"), (meta) => (meta["num_heads"] = 4));
-  await rm(path.join(await copyFixture("no_image"), "image.png"));
+  await rm(path.join(await copyFixture("without_image"), "image.png"));
   await editMeta(await copyFixture("sample_with_html"), (meta) => {
     (meta["tokens"] as { text: string }[])[28]!.text = '<img src=x onerror="document.title=1">';
   });
@@ -273,8 +273,8 @@ describe("a bad sample shows its message instead of a blank page", () => {
   }, TIMEOUT);
 
   test("a sample without its image", async () => {
-    await openViewer(page, server.url, "sample=no_image");
-    expect(await errorText()).toBe('Sample "no_image" cannot be shown: the image image.png cannot be loaded');
+    await openViewer(page, server.url, "sample=without_image");
+    expect(await errorText()).toBe('Sample "without_image" cannot be shown: the image image.png cannot be loaded');
   }, TIMEOUT);
 
   test("a meta.json whose sizes do not match the files", async () => {
