@@ -1,5 +1,5 @@
-// Pure maths on attention: pulling one row or column out of a raw float16
-// matrix, combining several vectors, and the per-view normalisation range.
+// Pure maths on attention: pulling one row or column out of raw float16 rows,
+// combining several vectors, and the per-view normalisation range.
 // Shared by the worker (extraction, combining) and the main thread (range).
 
 import { decodeStrided } from "./float16";
@@ -7,9 +7,25 @@ import { decodeStrided } from "./float16";
 export type Axis = "row" | "col";
 export type Reduce = "mean" | "max" | "min";
 
-/** attention[index, :] (axis "row") or attention[:, index] (axis "col") of an (n, n) float16 matrix. */
-export function matrixVector(matrix: Uint16Array, n: number, index: number, axis: Axis): Float32Array {
-  return axis === "row" ? decodeStrided(matrix, index * n, n, 1) : decodeStrided(matrix, index, n, n);
+/**
+ * The rows a view of token `index` needs, as [first, count]: a row is itself; a
+ * column needs rows index..N-1 only, because under the causal mask (SPEC §1)
+ * every earlier row is zero at column `index`. For a text token late in the
+ * sequence that is a small part of the N² matrix.
+ */
+export function rowsNeeded(n: number, index: number, axis: Axis): [number, number] {
+  return axis === "row" ? [index, 1] : [index, n - index];
+}
+
+/**
+ * attention[index, :] (axis "row") or attention[:, index] (axis "col") of an
+ * (n, n) matrix, from the float16 rows that rowsNeeded() names.
+ */
+export function vectorFromRows(rows: Uint16Array, n: number, index: number, axis: Axis): Float32Array {
+  if (axis === "row") return decodeStrided(rows, 0, n, 1);
+  const column = new Float32Array(n);
+  column.set(decodeStrided(rows, index, n - index, n), index);
+  return column;
 }
 
 /** Element-wise mean, max or min of equally long vectors. */

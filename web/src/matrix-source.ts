@@ -1,6 +1,6 @@
 // Where the worker gets raw float16 attention: (N, N) matrices through the
 // byte-bounded cache (one range request each; concurrent asks share a fetch),
-// and single rows, which a cold view reads with a 2·N-byte range instead of
+// and runs of rows, which a cold view reads with a small range instead of
 // waiting for the N² block (128 MiB at N=8,192).
 
 import { ByteLru } from "./cache";
@@ -77,14 +77,17 @@ export class MatrixSource {
     this.cache.clear();
   }
 
-  /** Row `index` of a matrix: a view of the cached matrix, or one small range read. */
-  async row(layer: number, head: HeadChoice, index: number): Promise<Uint16Array> {
+  /**
+   * Rows first..first+count-1 of a matrix, row-major: a view into the cached
+   * matrix, or one range read of just those rows.
+   */
+  async rows(layer: number, head: HeadChoice, first: number, count: number): Promise<Uint16Array> {
     const n = this.files.seqLen;
     const cached = this.cache.get(this.key(layer, head));
-    if (cached) return cached.subarray(index * n, (index + 1) * n);
+    if (cached) return cached.subarray(first * n, (first + count) * n);
     const span = this.matrixSpan(layer, head);
     const rowBytes = n * BYTES_PER_VALUE;
-    return new Uint16Array(await fetchSpan({ ...span, start: span.start + index * rowBytes, length: rowBytes }));
+    return new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: count * rowBytes }));
   }
 
   private async fetchMatrix(layer: number, head: HeadChoice): Promise<Uint16Array> {

@@ -2,8 +2,7 @@
 // answers each request with one Float32Array of length N, transferred (not
 // copied) to the main thread; nothing here decodes a whole matrix.
 
-import { matrixVector, reduceVectors } from "./attention";
-import { decodeStrided } from "./float16";
+import { reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
 import { MatrixSource } from "./matrix-source";
 import type { FromWorker, ToWorker, VectorRequest } from "./protocol";
 
@@ -46,19 +45,19 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
     return vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine);
   };
   const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
-  // Rows are small reads and go in parallel; a column needs a whole matrix per
-  // layer, so those go one at a time to bound memory.
+  // Rows are small reads and go in parallel; a column can need most of a
+  // matrix per layer, so those go one at a time to bound memory.
   const perLayer: Float32Array[] = [];
   if (request.axis === "row") perLayer.push(...(await Promise.all(layers.map(layerVector))));
   else for (const layer of layers) perLayer.push(await layerVector(layer));
   return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, request.layerReduce);
 }
 
-/** A row needs N values and can be read alone; a column is strided over the whole matrix. */
+/** One token's row or column, from the rows it needs (cached, or read alone). */
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
-  const matrices = openSource();
-  if (request.axis === "row") return decodeStrided(await matrices.row(layer, request.head, index), 0, seqLen, 1);
-  return matrixVector(await matrices.matrix(layer, request.head), seqLen, index, "col");
+  const [first, count] = rowsNeeded(seqLen, index, request.axis);
+  const rows = await openSource().rows(layer, request.head, first, count);
+  return vectorFromRows(rows, seqLen, index, request.axis);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { matrixVector, normalisationRange, reduceVectors } from "../../src/attention";
+import { normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/attention";
 import { halfToFloat } from "../../src/float16";
 import { fixtureBits } from "./fixture";
 
@@ -11,15 +11,25 @@ function headBlock(layer: number, head: number): Uint16Array {
   return fixtureBits(`attn_layer_0${layer}.bin`).slice(head * N * N, (head + 1) * N * N);
 }
 
+/** A token's vector from a whole matrix, through the rows the worker would read. */
+function vectorOf(matrix: Uint16Array, index: number, axis: "row" | "col"): Float32Array {
+  const [first, count] = rowsNeeded(N, index, axis);
+  return vectorFromRows(matrix.subarray(first * N, (first + count) * N), N, index, axis);
+}
+
 describe("rows and columns of a matrix", () => {
   const block = headBlock(1, 2);
-  test("a row is attention[i, :]", () => {
-    const row = matrixVector(block, N, 30, "row");
+  test("a row is attention[i, :], read from that row alone", () => {
+    expect(rowsNeeded(N, 30, "row")).toEqual([30, 1]);
+    const row = vectorOf(block, 30, "row");
     for (let j = 0; j < N; j++) expect(row[j]).toBe(Math.fround(halfToFloat(block[30 * N + j]!)));
   });
-  test("a column is attention[:, j]", () => {
-    const column = matrixVector(block, N, 5, "col");
-    for (let i = 0; i < N; i++) expect(column[i]).toBe(Math.fround(halfToFloat(block[i * N + 5]!)));
+  test("a column is attention[:, j], read from rows j..N-1: the rows before are zero under the causal mask", () => {
+    expect(rowsNeeded(N, 5, "col")).toEqual([5, N - 5]);
+    for (const j of [0, 5, 24, 39]) {
+      const column = vectorOf(block, j, "col");
+      for (let i = 0; i < N; i++) expect(column[i]).toBe(Math.fround(halfToFloat(block[i * N + j]!)));
+    }
   });
 });
 
@@ -30,10 +40,10 @@ describe("head aggregation agrees with the sample's stored head mean and max", (
         const mean = fixtureBits(`attn_mean_layer_0${layer}.bin`);
         const max = fixtureBits(`attn_max_layer_0${layer}.bin`);
         for (const index of [0, 4, 25, 39]) {
-          const heads = Array.from({ length: HEADS }, (_, h) => matrixVector(headBlock(layer, h), N, index, axis));
-          const storedMean = matrixVector(mean, N, index, axis);
+          const heads = Array.from({ length: HEADS }, (_, h) => vectorOf(headBlock(layer, h), index, axis));
+          const storedMean = vectorOf(mean, index, axis);
           reduceVectors(heads, "mean").forEach((v, j) => expect(v).toBeCloseTo(storedMean[j]!, 3)); // float16 rounding
-          expect(reduceVectors(heads, "max")).toEqual(matrixVector(max, N, index, axis)); // max is exact
+          expect(reduceVectors(heads, "max")).toEqual(vectorOf(max, index, axis)); // max is exact
         }
       });
     }

@@ -118,15 +118,15 @@ describe("MatrixSource", () => {
     expect(served.requests.slice(1)).toEqual(["attn_mean_layer_00.bin whole", "attn_max_layer_00.bin whole"]);
   });
 
-  test("a row of an uncached matrix is one 2·N-byte range; of a cached one, no request", async () => {
+  test("rows of an uncached matrix are one range read; of a cached one, no request", async () => {
     const served = await started({ ranges: true });
     const source = new MatrixSource(served.url, meta, 10 * BLOCK);
-    const expected = fixtureBits("attn_layer_01.bin").slice((2 * N + 7) * N, (2 * N + 8) * N); // head 2, row 7
-    expect(await source.row(1, 2, 7)).toEqual(expected);
-    const rowStart = (2 * N + 7) * N * 2;
-    expect(served.requests).toEqual([`attn_layer_01.bin bytes=${rowStart}-${rowStart + 2 * N - 1}`]);
+    const expected = fixtureBits("attn_layer_01.bin").slice((2 * N + 7) * N, (2 * N + 10) * N); // head 2, rows 7..9
+    expect(await source.rows(1, 2, 7, 3)).toEqual(expected);
+    const start = (2 * N + 7) * N * 2;
+    expect(served.requests).toEqual([`attn_layer_01.bin bytes=${start}-${start + 3 * 2 * N - 1}`]);
     await source.matrix(1, 2);
-    expect(await source.row(1, 2, 7)).toEqual(expected);
+    expect(await source.rows(1, 2, 7, 3)).toEqual(expected);
     expect(served.requests).toHaveLength(2);
   });
 
