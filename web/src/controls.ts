@@ -3,6 +3,7 @@
 
 import type { Reduce } from "./attention";
 import type { PaletteName } from "./color";
+import { byId } from "./dom";
 import type { SampleEntry, SampleMeta } from "./format";
 import type { HeadChoice } from "./protocol";
 import { headCycle, layerSpan, type Combine, type Direction, type ViewState } from "./state";
@@ -33,12 +34,6 @@ export interface ShortcutHandlers {
   toggleDirection(): void;
   deselect(): void;
   stepToken(delta: number): void;
-}
-
-function byId<T extends HTMLElement>(id: string): T {
-  const element = document.getElementById(id);
-  if (!element) throw new Error(`index.html lacks #${id}`);
-  return element as T;
 }
 
 export class Controls {

@@ -5,6 +5,7 @@ import { normalisationRange, type ValueRange } from "./attention";
 import { type Heat } from "./color";
 import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
+import { byId } from "./dom";
 import { parseIndex, parseMeta, type SampleMeta } from "./format";
 import { ImagePanel } from "./image-panel";
 import { completeView, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "./state";
@@ -32,9 +33,9 @@ const app = {
 };
 
 const client = new DataClient();
-const tooltip = new Tooltip(element("tooltip"));
-const imagePanel = new ImagePanel(element("image"), element("image-overlay"), tooltip, select);
-const tokenPanel = new TokenPanel(element("tokens"), tooltip, select);
+const tooltip = new Tooltip(byId("tooltip"));
+const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip, select);
+const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
 const controls = new Controls({
   sample: (name) => void openSample(name, {}, "push"),
   layer: (layer) => change({ layer }),
@@ -56,10 +57,6 @@ tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may 
 window.addEventListener("popstate", () => void restoreFromUrl());
 exposeAutomationHook();
 void start();
-
-function element<T extends HTMLElement>(id: string): T {
-  return document.getElementById(id) as T;
-}
 
 function withSlash(path: string): string {
   return path.endsWith("/") ? path : `${path}/`;
@@ -100,7 +97,7 @@ async function openSample(name: string, asked: Partial<ViewState>, history: "pus
   try {
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     controls.configure(meta);
-    element("panels").hidden = false;
+    byId("panels").hidden = false;
     tokenPanel.setSample(meta);
     await Promise.all([
       imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid),
@@ -111,7 +108,7 @@ async function openSample(name: string, asked: Partial<ViewState>, history: "pus
     hideError();
     setView(completeView(asked, name, meta), history);
   } catch (error) {
-    element("panels").hidden = true;
+    byId("panels").hidden = true;
     showError(`Sample "${name}" cannot be shown: ${message(error)}`);
   }
 }
@@ -222,7 +219,7 @@ function settingChanged(changed: keyof Settings): void {
 }
 
 function showStatus(): void {
-  if (app.view && app.loaded) element("status").textContent = statusText(app.view, app.loaded.meta);
+  if (app.view && app.loaded) byId("status").textContent = statusText(app.view, app.loaded.meta);
 }
 
 /**
@@ -239,13 +236,13 @@ function exposeAutomationHook(): void {
 }
 
 function showError(text: string): void {
-  const box = element("error");
+  const box = byId("error");
   box.textContent = text;
   box.hidden = false;
 }
 
 function hideError(): void {
-  element("error").hidden = true;
+  byId("error").hidden = true;
 }
 
 function message(error: unknown): string {
