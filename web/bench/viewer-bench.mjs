@@ -1,7 +1,7 @@
 // Browser benchmark of the viewer on synthetic samples of 36 layers × 32 heads.
 //
-//   cd web && node bench/viewer-bench.mjs [--sizes 2100,8192] [--work-dir /tmp/vav-bench]
-//                                         [--clicks 40] [--cache-mb 512] [--clean]
+//   cd web && npm run bench:viewer -- [--sizes 2100,8192] [--work-dir /tmp/vav-bench]
+//                                   [--clicks 40] [--cache-mb 512] [--clean]
 //
 // Generates the samples once with `python -m vlm_attention_viz.synthetic` (reused on later
 // runs; --clean deletes them at the end), serves them with the Vite dev server and drives
