@@ -77,12 +77,20 @@ function checkDiskSpace(n) {
 }
 
 async function benchSample(name) {
-  const server = await harness.startServer({ dataDir: workDir });
+  const meta = JSON.parse(readFileSync(path.join(workDir, name, "meta.json"), "utf8"));
+  const query = viewQuery(name, meta);
+  // The built app shows what a static host serves; the dev server adds Vite's per-module transforms.
+  const firstHeatmapBuiltMs = await withServer("preview", (url) => firstHeatmapRuns(`${url}?${query}`));
+  return withServer("dev", async (url) => {
+    const firstHeatmapDevMs = await firstHeatmapRuns(`${url}?${query}`);
+    return { ...(await interactiveSession(`${url}?${query}`, meta)), firstHeatmapBuiltMs, firstHeatmapDevMs };
+  });
+}
+
+async function withServer(mode, use) {
+  const server = await harness.startServer({ dataDir: workDir, mode });
   try {
-    const meta = JSON.parse(readFileSync(path.join(workDir, name, "meta.json"), "utf8"));
-    const query = viewQuery(name, meta);
-    const firstHeatmapMs = await firstHeatmapRuns(`${server.url}?${query}`);
-    return { ...(await interactiveSession(`${server.url}?${query}`, meta)), firstHeatmapMs };
+    return await use(server.url);
   } finally {
     await server.close();
   }
@@ -94,7 +102,7 @@ function viewQuery(name, meta) {
   return new URLSearchParams({ sample: name, layer: "0", head: "mean", token: String(token), dir: "src", cacheMB: args["cache-mb"] }).toString();
 }
 
-/** Fresh pages, after one unmeasured load that lets Vite transform the modules. */
+/** Fresh pages, after one unmeasured load (Vite transforms modules on first request). */
 async function firstHeatmapRuns(url) {
   const browser = await harness.launchBrowser();
   try {
@@ -138,13 +146,15 @@ async function printEnvironment() {
   const browser = await harness.launchBrowser();
   const version = browser.version();
   await browser.close();
-  console.log(`Chromium ${version} (headless, --disable-gpu), ${os.cpus().length} CPUs, ${gib(os.totalmem())} RAM, Node ${process.version}, cacheMB=${args["cache-mb"]}\n`);
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(" ");
+  console.log(`Chromium ${version} (headless, --disable-gpu), ${os.cpus().length} CPUs (load ${load}), ${gib(os.totalmem())} RAM, Node ${process.version}, cacheMB=${args["cache-mb"]}\n`);
 }
 
 function printTable(all) {
   const p = (values, q) => (values.length ? percentile(values, q).toFixed(1) : "n/a");
   const rows = [
-    ["time to first heatmap, median of runs (ms)", (r) => `${p(r.firstHeatmapMs, 50)} (${r.firstHeatmapMs.map((t) => t.toFixed(0)).join(", ")})`],
+    ["time to first heatmap, built app, median (runs) (ms)", (r) => `${p(r.firstHeatmapBuiltMs, 50)} (${r.firstHeatmapBuiltMs.map((t) => t.toFixed(0)).join(", ")})`],
+    ["time to first heatmap, dev server, median (runs) (ms)", (r) => `${p(r.firstHeatmapDevMs, 50)} (${r.firstHeatmapDevMs.map((t) => t.toFixed(0)).join(", ")})`],
     ...[["tokenSrc", "token click, Source→Target"], ["overlay", "image patch click"], ["tokenTgt", "token click, Target←Source"]].flatMap(([key, label]) => [
       [`${label}: input → draw, p50 / p95 (ms)`, (r) => `${p(r[key].draw, 50)} / ${p(r[key].draw, 95)}`],
       [`${label}: input → next frame, p50 / p95 (ms)`, (r) => `${p(r[key].frame, 50)} / ${p(r[key].frame, 95)} (${r[key].frame.length} draws, ${r[key].missed} no redraw)`],
