@@ -80,8 +80,10 @@ async function benchSample(name) {
   const meta = JSON.parse(readFileSync(path.join(workDir, name, "meta.json"), "utf8"));
   const query = viewQuery(name, meta);
   // The built app shows what a static host serves; the dev server adds Vite's per-module transforms.
+  progress(`${name}: first heatmap, built app`);
   const firstHeatmapBuiltMs = await withServer("preview", (url) => firstHeatmapRuns(`${url}?${query}`));
   return withServer("dev", async (url) => {
+    progress(`${name}: first heatmap, dev server`);
     const firstHeatmapDevMs = await firstHeatmapRuns(`${url}?${query}`);
     return { ...(await interactiveSession(`${url}?${query}`, meta)), firstHeatmapBuiltMs, firstHeatmapDevMs };
   });
@@ -129,10 +131,12 @@ async function interactiveSession(url, meta) {
     await openViewer(page, url);
     await waitForNetworkIdle(page);
     const clicks = Number(args.clicks);
+    progress("clicks");
     const tokenSrc = await clickLatencies(page, "#tokens", clicks);
     const overlay = await clickLatencies(page, "#image-overlay", clicks);
     await pressKey(page, "Tab");
     const tokenTgt = await clickLatencies(page, "#tokens", clicks);
+    progress("layer switches");
     const warm = await layerSwitch(page, "warm", [1, 2, 3, 4, 5]);
     const cold = await layerSwitch(page, "cold", [12, 18, 24, 30, 35].filter((l) => l < meta.num_layers));
     const memory = await monitor.stop();
@@ -181,6 +185,10 @@ function mib(bytes) {
 
 function gib(bytes) {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+function progress(step) {
+  console.error(`[${new Date().toISOString().slice(11, 19)}] ${step}`);
 }
 
 function fail(message) {
