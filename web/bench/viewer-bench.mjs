@@ -1,7 +1,7 @@
 // Browser benchmark of the viewer on synthetic samples of 36 layers × 32 heads.
 //
-//   cd web && node bench/viewer-bench.mjs [--sizes 2100,8192] [--work-dir /tmp/vav-bench]
-//                                         [--clicks 40] [--cache-mb 512] [--clean]
+//   cd web && npm run bench:viewer -- [--sizes 2100,8192] [--work-dir /tmp/vav-bench]
+//                                   [--clicks 40] [--cache-mb 512] [--clean]
 //
 // Generates the samples once with `python -m vlm_attention_viz.synthetic` (reused on later
 // runs; --clean deletes them at the end), serves them with the Vite dev server and drives
@@ -77,12 +77,22 @@ function checkDiskSpace(n) {
 }
 
 async function benchSample(name) {
-  const server = await harness.startServer({ dataDir: workDir });
+  const meta = JSON.parse(readFileSync(path.join(workDir, name, "meta.json"), "utf8"));
+  const query = viewQuery(name, meta);
+  // The built app shows what a static host serves; the dev server adds Vite's per-module transforms.
+  progress(`${name}: first heatmap, built app`);
+  const firstHeatmapBuiltMs = await withServer("preview", (url) => firstHeatmapRuns(`${url}?${query}`));
+  return withServer("dev", async (url) => {
+    progress(`${name}: first heatmap, dev server`);
+    const firstHeatmapDevMs = await firstHeatmapRuns(`${url}?${query}`);
+    return { ...(await interactiveSession(`${url}?${query}`, meta)), firstHeatmapBuiltMs, firstHeatmapDevMs };
+  });
+}
+
+async function withServer(mode, use) {
+  const server = await harness.startServer({ dataDir: workDir, mode });
   try {
-    const meta = JSON.parse(readFileSync(path.join(workDir, name, "meta.json"), "utf8"));
-    const query = viewQuery(name, meta);
-    const firstHeatmapMs = await firstHeatmapRuns(`${server.url}?${query}`);
-    return { ...(await interactiveSession(`${server.url}?${query}`, meta)), firstHeatmapMs };
+    return await use(server.url);
   } finally {
     await server.close();
   }
@@ -94,7 +104,7 @@ function viewQuery(name, meta) {
   return new URLSearchParams({ sample: name, layer: "0", head: "mean", token: String(token), dir: "src", cacheMB: args["cache-mb"] }).toString();
 }
 
-/** Fresh pages, after one unmeasured load that lets Vite transform the modules. */
+/** Fresh pages, after one unmeasured load (Vite transforms modules on first request). */
 async function firstHeatmapRuns(url) {
   const browser = await harness.launchBrowser();
   try {
@@ -121,10 +131,12 @@ async function interactiveSession(url, meta) {
     await openViewer(page, url);
     await waitForNetworkIdle(page);
     const clicks = Number(args.clicks);
+    progress("clicks");
     const tokenSrc = await clickLatencies(page, "#tokens", clicks);
     const overlay = await clickLatencies(page, "#image-overlay", clicks);
     await pressKey(page, "Tab");
     const tokenTgt = await clickLatencies(page, "#tokens", clicks);
+    progress("layer switches");
     const warm = await layerSwitch(page, "warm", [1, 2, 3, 4, 5]);
     const cold = await layerSwitch(page, "cold", [12, 18, 24, 30, 35].filter((l) => l < meta.num_layers));
     const memory = await monitor.stop();
@@ -138,13 +150,15 @@ async function printEnvironment() {
   const browser = await harness.launchBrowser();
   const version = browser.version();
   await browser.close();
-  console.log(`Chromium ${version} (headless, --disable-gpu), ${os.cpus().length} CPUs, ${gib(os.totalmem())} RAM, Node ${process.version}, cacheMB=${args["cache-mb"]}\n`);
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(" ");
+  console.log(`Chromium ${version} (headless, --disable-gpu), ${os.cpus().length} CPUs (load ${load}), ${gib(os.totalmem())} RAM, Node ${process.version}, cacheMB=${args["cache-mb"]}\n`);
 }
 
 function printTable(all) {
   const p = (values, q) => (values.length ? percentile(values, q).toFixed(1) : "n/a");
   const rows = [
-    ["time to first heatmap, median of runs (ms)", (r) => `${p(r.firstHeatmapMs, 50)} (${r.firstHeatmapMs.map((t) => t.toFixed(0)).join(", ")})`],
+    ["time to first heatmap, built app, median (runs) (ms)", (r) => `${p(r.firstHeatmapBuiltMs, 50)} (${r.firstHeatmapBuiltMs.map((t) => t.toFixed(0)).join(", ")})`],
+    ["time to first heatmap, dev server, median (runs) (ms)", (r) => `${p(r.firstHeatmapDevMs, 50)} (${r.firstHeatmapDevMs.map((t) => t.toFixed(0)).join(", ")})`],
     ...[["tokenSrc", "token click, Source→Target"], ["overlay", "image patch click"], ["tokenTgt", "token click, Target←Source"]].flatMap(([key, label]) => [
       [`${label}: input → draw, p50 / p95 (ms)`, (r) => `${p(r[key].draw, 50)} / ${p(r[key].draw, 95)}`],
       [`${label}: input → next frame, p50 / p95 (ms)`, (r) => `${p(r[key].frame, 50)} / ${p(r[key].frame, 95)} (${r[key].frame.length} draws, ${r[key].missed} no redraw)`],
@@ -171,6 +185,10 @@ function mib(bytes) {
 
 function gib(bytes) {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+function progress(step) {
+  console.error(`[${new Date().toISOString().slice(11, 19)}] ${step}`);
 }
 
 function fail(message) {
