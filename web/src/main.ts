@@ -1,1 +1,250 @@
-// Entry point: wires data, state and views together.
+// Entry point: one state object, one path from a user action to pixels:
+// action → state (+ URL) → worker asks for one vector → both panels recolour.
+
+import { normalisationRange, type ValueRange } from "./attention";
+import { type Heat } from "./color";
+import { Controls, bindShortcuts, type Settings } from "./controls";
+import { DataClient } from "./data-client";
+import { byId } from "./dom";
+import { parseIndex, parseMeta, type SampleMeta } from "./format";
+import { ImagePanel } from "./image-panel";
+import { completeView, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "./state";
+import { statusText } from "./status";
+import { TokenPanel } from "./token-panel";
+import { Tooltip } from "./tooltip";
+import { stepToken, wordAt } from "./words";
+
+const params = new URLSearchParams(location.search);
+const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
+const cacheBytes = (Number(params.get("cacheMB")) || 512) * 2 ** 20;
+
+interface Loaded {
+  meta: SampleMeta;
+  /** 1 for tokens left out of the normalisation: the first token and special tokens. */
+  sinks: Uint8Array;
+}
+
+const app = {
+  loaded: null as Loaded | null,
+  view: null as ViewState | null,
+  values: null as Float32Array | null,
+  request: 0, // only the newest request may draw
+  firstHeatmapDrawn: false,
+};
+
+const client = new DataClient();
+const tooltip = new Tooltip(byId("tooltip"));
+const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip, select);
+const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
+const controls = new Controls({
+  sample: (name) => void openSample(name, {}, "push"),
+  layer: (layer) => change({ layer }),
+  head: (head) => change({ head }),
+  direction: (dir) => change({ dir }),
+  layerReduce: (layerReduce) => change({ layerReduce }),
+  layerEnd: (layerEnd) => change({ layerEnd }),
+  combine: (combine) => change({ combine }),
+  settings: settingChanged,
+});
+bindShortcuts({
+  stepLayer: (delta) => app.loaded && app.view && change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) }),
+  stepHead: (delta) => app.loaded && app.view && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
+  toggleDirection: () => app.view && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
+  deselect: () => change({ tokens: [] }),
+  stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
+});
+tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may restore the checkbox
+window.addEventListener("popstate", () => void restoreFromUrl());
+exposeAutomationHook();
+void start();
+
+function withSlash(path: string): string {
+  return path.endsWith("/") ? path : `${path}/`;
+}
+
+function clamp(value: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, value));
+}
+
+async function fetchJson(url: URL): Promise<unknown> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url.pathname} answered HTTP ${response.status}`);
+  try {
+    return await response.json();
+  } catch {
+    throw new Error(`${url.pathname} is not valid JSON`);
+  }
+}
+
+async function start(): Promise<void> {
+  try {
+    const entries = parseIndex(await fetchJson(new URL("index.json", dataRoot)));
+    controls.listSamples(entries);
+    const asked = viewFromParams(params);
+    const name = asked.sample ?? entries[0]?.name;
+    if (!name) return showError(`No samples in ${dataRoot.href}: run the extractor first.`);
+    await openSample(name, asked, "replace");
+  } catch (error) {
+    showError(`Cannot list samples: ${message(error)}`);
+  }
+}
+
+async function openSample(name: string, asked: Partial<ViewState>, history: "push" | "replace" | "none"): Promise<void> {
+  app.request++;
+  app.loaded = null;
+  app.values = null;
+  const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
+  try {
+    const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
+    controls.configure(meta);
+    byId("panels").hidden = false;
+    tokenPanel.setSample(meta);
+    await Promise.all([
+      imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid),
+      client.open(sampleUrl.href, meta, cacheBytes),
+    ]);
+    app.loaded = { meta, sinks: sinkMask(meta) };
+    app.firstHeatmapDrawn = false;
+    hideError();
+    setView(completeView(asked, name, meta), history);
+  } catch (error) {
+    byId("panels").hidden = true;
+    showError(`Sample "${name}" cannot be shown: ${message(error)}`);
+  }
+}
+
+function sinkMask(meta: SampleMeta): Uint8Array {
+  const mask = new Uint8Array(meta.seqLen);
+  meta.tokens.forEach((token, i) => (mask[i] = i === 0 || token.type === "special" ? 1 : 0));
+  return mask;
+}
+
+async function restoreFromUrl(): Promise<void> {
+  const asked = viewFromParams(new URLSearchParams(location.search));
+  if (asked.sample && asked.sample !== app.view?.sample) return openSample(asked.sample, asked, "none");
+  if (app.loaded && app.view) setView(completeView(asked, app.view.sample, app.loaded.meta), "none");
+}
+
+/** A press on a token or patch: select it, or its whole word when word selection is on. */
+function select(token: number): void {
+  if (!app.loaded) return;
+  change({ tokens: controls.settings().selectWords ? wordAt(app.loaded.meta.tokens, token) : [token] });
+}
+
+/** A user change to the view: record it in history, then fetch and draw. */
+function change(patch: Partial<ViewState>): void {
+  if (!app.view || !app.loaded) return;
+  const next = { ...app.view, ...patch };
+  if (JSON.stringify(next) === JSON.stringify(app.view)) return;
+  setView(next, "push");
+}
+
+function setView(view: ViewState, history: "push" | "replace" | "none"): void {
+  app.view = view;
+  const url = `?${viewToParams(view, new URLSearchParams(location.search))}`;
+  if (history === "push") window.history.pushState(null, "", url);
+  if (history === "replace") window.history.replaceState(null, "", url);
+  controls.showView(view);
+  void refresh();
+}
+
+async function refresh(): Promise<void> {
+  const view = app.view;
+  const request = ++app.request;
+  if (!view || view.tokens.length === 0) {
+    app.values = null;
+    return redraw();
+  }
+  try {
+    const [firstLayer, lastLayer] = layerSpan(view);
+    const values = await client.vector({
+      firstLayer,
+      lastLayer,
+      layerReduce: view.layerReduce ?? "mean",
+      head: view.head,
+      axis: view.dir === "src" ? "row" : "col",
+      indices: view.tokens,
+      combine: view.combine,
+    });
+    if (request !== app.request) return; // the user has moved on
+    hideError();
+    app.values = values;
+  } catch (error) {
+    if (request !== app.request) return;
+    app.values = null;
+    showError(message(error));
+  }
+  redraw();
+}
+
+interface Heats {
+  tokens: Heat;
+  /** The image panel scales over the image tokens alone, so the spatial pattern always shows. */
+  image: Heat;
+}
+
+function currentHeats(settings: Settings): Heats | null {
+  if (!app.values || !app.loaded) return null;
+  const { values } = app;
+  const skip = settings.excludeSinks ? app.loaded.sinks : null;
+  const { startIdx, endIdx } = app.loaded.meta.imageGrid;
+  const heat = (range: ValueRange): Heat => ({ values, lo: range.lo, hi: range.hi, palette: settings.palette });
+  return {
+    tokens: heat(normalisationRange(values, skip)),
+    image: heat(normalisationRange(values, skip, startIdx, endIdx + 1)),
+  };
+}
+
+function redraw(): void {
+  showStatus(); // with the pixels, so one frame shows both
+  const settings = controls.settings();
+  const heats = currentHeats(settings);
+  const selected = app.view?.tokens ?? [];
+  imagePanel.update(heats?.image ?? null, selected, settings.opacity);
+  tokenPanel.update(heats?.tokens ?? null, selected);
+  if (!heats) return;
+  performance.mark("vav:draw");
+  if (!app.firstHeatmapDrawn) {
+    app.firstHeatmapDrawn = true;
+    performance.mark("vav:first-heatmap");
+  }
+}
+
+/** Redraw only what a display setting touches. */
+function settingChanged(changed: keyof Settings): void {
+  const settings = controls.settings();
+  if (changed === "opacity") imagePanel.update(currentHeats(settings)?.image ?? null, app.view?.tokens ?? [], settings.opacity);
+  else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
+  else if (changed !== "selectWords") redraw();
+}
+
+function showStatus(): void {
+  if (app.view && app.loaded) byId("status").textContent = statusText(app.view, app.loaded.meta);
+}
+
+/**
+ * window.vav, for browser tests and the benchmark: a canvas has no DOM per
+ * token, so they ask here where a token's cell is and what the view shows.
+ */
+function exposeAutomationHook(): void {
+  Object.assign(window, {
+    vav: {
+      tokenBox: (token: number) => tokenPanel.clientBox(token),
+      values: () => (app.values ? Array.from(app.values) : null),
+    },
+  });
+}
+
+function showError(text: string): void {
+  const box = byId("error");
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function hideError(): void {
+  byId("error").hidden = true;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

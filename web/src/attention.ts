@@ -1,0 +1,73 @@
+// Pure maths on attention: pulling one row or column out of raw float16 rows,
+// combining several vectors, and the per-view normalisation range.
+// Shared by the worker (extraction, combining) and the main thread (range).
+
+import { decodeStrided } from "./float16";
+
+export type Axis = "row" | "col";
+export type Reduce = "mean" | "max" | "min";
+
+/**
+ * The rows a view of token `index` needs, as [first, count]: a row is itself; a
+ * column needs rows index..N-1 only, because under the causal mask (SPEC §1)
+ * every earlier row is zero at column `index`. For a text token late in the
+ * sequence that is a small part of the N² matrix.
+ */
+export function rowsNeeded(n: number, index: number, axis: Axis): [number, number] {
+  return axis === "row" ? [index, 1] : [index, n - index];
+}
+
+/**
+ * attention[index, :] (axis "row") or attention[:, index] (axis "col") of an
+ * (n, n) matrix, from the float16 rows that rowsNeeded() names.
+ */
+export function vectorFromRows(rows: Uint16Array, n: number, index: number, axis: Axis): Float32Array {
+  if (axis === "row") return decodeStrided(rows, 0, n, 1);
+  const column = new Float32Array(n);
+  column.set(decodeStrided(rows, index, n - index, n), index);
+  return column;
+}
+
+/** Element-wise mean, max or min of equally long vectors. */
+export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
+  const [first, ...rest] = vectors;
+  if (!first) throw new Error("reduceVectors needs at least one vector");
+  const out = Float32Array.from(first);
+  for (const vector of rest) {
+    for (let j = 0; j < out.length; j++) {
+      const v = vector[j]!;
+      if (reduce === "max") out[j] = Math.max(out[j]!, v);
+      else if (reduce === "min") out[j] = Math.min(out[j]!, v);
+      else out[j] = out[j]! + v;
+    }
+  }
+  if (reduce === "mean") for (let j = 0; j < out.length; j++) out[j] = out[j]! / vectors.length;
+  return out;
+}
+
+export interface ValueRange {
+  lo: number;
+  hi: number;
+}
+
+/**
+ * Min and max of values[start..end) whose index is not skipped. Attention
+ * sinks (the first token, special tokens) take most of the mass in Qwen's
+ * maps, so the viewer can leave them out to keep the rest visible.
+ */
+export function normalisationRange(
+  values: Float32Array,
+  skip: Uint8Array | null,
+  start = 0,
+  end = values.length,
+): ValueRange {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let j = start; j < end; j++) {
+    if (skip?.[j]) continue;
+    const v = values[j]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
+}

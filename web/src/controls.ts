@@ -1,0 +1,143 @@
+// The controls bar and the keyboard shortcuts. Controls only report what the
+// user asked for; main.ts changes the state and redraws.
+
+import type { Reduce } from "./attention";
+import type { PaletteName } from "./color";
+import { byId } from "./dom";
+import type { SampleEntry, SampleMeta } from "./format";
+import type { HeadChoice } from "./protocol";
+import { headCycle, layerSpan, type Combine, type Direction, type ViewState } from "./state";
+
+export interface Settings {
+  palette: PaletteName;
+  opacity: number;
+  excludeSinks: boolean;
+  collapseImage: boolean;
+  /** A press on a token selects its whole word. */
+  selectWords: boolean;
+}
+
+export interface ControlHandlers {
+  sample(name: string): void;
+  layer(layer: number): void;
+  head(head: HeadChoice): void;
+  direction(dir: Direction): void;
+  layerReduce(reduce: Reduce | null): void;
+  layerEnd(layer: number): void;
+  combine(combine: Combine): void;
+  settings(changed: keyof Settings): void;
+}
+
+export interface ShortcutHandlers {
+  stepLayer(delta: number): void;
+  stepHead(delta: number): void;
+  toggleDirection(): void;
+  deselect(): void;
+  stepToken(delta: number): void;
+}
+
+export class Controls {
+  private readonly sample = byId<HTMLSelectElement>("sample");
+  private readonly layer = byId<HTMLInputElement>("layer");
+  private readonly layerValue = byId<HTMLOutputElement>("layer-value");
+  private readonly head = byId<HTMLSelectElement>("head");
+  private readonly direction = byId<HTMLSelectElement>("direction");
+  private readonly palette = byId<HTMLSelectElement>("palette");
+  private readonly opacity = byId<HTMLInputElement>("opacity");
+  private readonly excludeSinks = byId<HTMLInputElement>("exclude-sinks");
+  private readonly collapseImage = byId<HTMLInputElement>("collapse-image");
+  private readonly layerReduce = byId<HTMLSelectElement>("layer-reduce");
+  private readonly layerEnd = byId<HTMLInputElement>("layer-end");
+  private readonly layerEndValue = byId<HTMLOutputElement>("layer-end-value");
+  private readonly combine = byId<HTMLSelectElement>("combine");
+  private readonly selectWords = byId<HTMLInputElement>("select-words");
+
+  constructor(handlers: ControlHandlers) {
+    this.sample.addEventListener("change", () => handlers.sample(this.sample.value));
+    this.layer.addEventListener("input", () => handlers.layer(Number(this.layer.value)));
+    this.head.addEventListener("change", () => handlers.head(parseHead(this.head.value)));
+    this.direction.addEventListener("change", () => handlers.direction(this.direction.value as Direction));
+    this.palette.addEventListener("change", () => handlers.settings("palette"));
+    this.opacity.addEventListener("input", () => handlers.settings("opacity"));
+    this.excludeSinks.addEventListener("change", () => handlers.settings("excludeSinks"));
+    this.collapseImage.addEventListener("change", () => handlers.settings("collapseImage"));
+    this.layerReduce.addEventListener("change", () => handlers.layerReduce((this.layerReduce.value || null) as Reduce | null));
+    this.layerEnd.addEventListener("input", () => handlers.layerEnd(Number(this.layerEnd.value)));
+    this.combine.addEventListener("change", () => handlers.combine(this.combine.value as Combine));
+    this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
+  }
+
+  listSamples(entries: SampleEntry[]): void {
+    this.sample.replaceChildren(
+      ...entries.map((entry) => {
+        const option = document.createElement("option");
+        option.value = entry.name;
+        option.textContent = `${entry.name} (${entry.seqLen} tokens, ${entry.mode})`;
+        option.title = entry.prompt;
+        return option;
+      }),
+    );
+  }
+
+  /** Fit the layer range and the head list to a sample. */
+  configure(meta: SampleMeta): void {
+    this.layer.max = String(meta.numLayers - 1);
+    this.layerEnd.max = String(meta.numLayers - 1);
+    this.head.replaceChildren(
+      ...headCycle(meta.numHeads).map((head) => {
+        const option = document.createElement("option");
+        option.value = String(head);
+        option.textContent = typeof head === "number" ? `head ${head}` : `aggregated: ${head}`;
+        return option;
+      }),
+    );
+  }
+
+  showView(view: ViewState): void {
+    this.sample.value = view.sample;
+    this.layer.value = String(view.layer);
+    this.layerValue.value = String(view.layer);
+    this.head.value = String(view.head);
+    this.direction.value = view.dir;
+    this.layerReduce.value = view.layerReduce ?? "";
+    this.layerEnd.value = String(view.layerEnd);
+    this.layerEnd.parentElement!.hidden = !view.layerReduce;
+    const [first, last] = layerSpan(view);
+    this.layerEndValue.value = `${first}–${last}`;
+    this.combine.value = view.combine;
+  }
+
+  settings(): Settings {
+    return {
+      palette: this.palette.value as PaletteName,
+      opacity: Number(this.opacity.value),
+      excludeSinks: this.excludeSinks.checked,
+      collapseImage: this.collapseImage.checked,
+      selectWords: this.selectWords.checked,
+    };
+  }
+}
+
+function parseHead(value: string): HeadChoice {
+  return value === "mean" || value === "max" ? value : Number(value);
+}
+
+/** §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens. */
+export function bindShortcuts(handlers: ShortcutHandlers): void {
+  const actions: Record<string, () => void> = {
+    ArrowLeft: () => handlers.stepLayer(-1),
+    ArrowRight: () => handlers.stepLayer(1),
+    ArrowUp: () => handlers.stepHead(-1),
+    ArrowDown: () => handlers.stepHead(1),
+    Tab: () => handlers.toggleDirection(),
+    Escape: () => handlers.deselect(),
+    "[": () => handlers.stepToken(-1),
+    "]": () => handlers.stepToken(1),
+  };
+  document.addEventListener("keydown", (event) => {
+    const action = actions[event.key];
+    if (!action || event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault(); // the focused slider or select must not also move
+    action();
+  });
+}

@@ -1,0 +1,45 @@
+// The main thread's side of the worker: each call is a promise of its answer.
+
+import type { FromWorker, SampleFiles, ToWorker, VectorRequest } from "./protocol";
+
+type Pending = { resolve: (message: FromWorker & { ok: true }) => void; reject: (error: Error) => void };
+
+// Distributes the ToWorker union over Omit so each variant keeps its own fields.
+type Unsent<T> = T extends unknown ? Omit<T, "id"> : never;
+
+export class DataClient {
+  private readonly worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  constructor() {
+    this.worker.onmessage = (event: MessageEvent<FromWorker>) => this.settle(event.data);
+  }
+
+  /** Point the worker at a sample; its cache starts empty. */
+  async open(sampleUrl: string, files: SampleFiles, cacheBytes: number): Promise<void> {
+    await this.send({ type: "open", sampleUrl, files, cacheBytes });
+  }
+
+  async vector(request: VectorRequest): Promise<Float32Array> {
+    const answer = await this.send({ type: "vector", request });
+    if (!answer.vector) throw new Error("the worker answered without a vector");
+    return answer.vector;
+  }
+
+  private send(message: Unsent<ToWorker>): Promise<FromWorker & { ok: true }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...message, id } as ToWorker);
+    });
+  }
+
+  private settle(message: FromWorker): void {
+    const waiting = this.pending.get(message.id);
+    if (!waiting) return;
+    this.pending.delete(message.id);
+    if (message.ok) waiting.resolve(message);
+    else waiting.reject(new Error(message.error));
+  }
+}

@@ -1,0 +1,7 @@
+// The one way the code finds its elements in index.html.
+
+export function byId<T extends HTMLElement>(id: string): T {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`index.html lacks #${id}`);
+  return element as T;
+}

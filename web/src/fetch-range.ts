@@ -1,0 +1,83 @@
+// Reading one byte span of a .bin file over HTTP. It asks for a closed single
+// range; a server that ignores Range answers 200 with the whole file, and then
+// the body is streamed and only the wanted span is kept, so a 4 GiB layer file
+// never sits in memory. Every answer is checked against the size the meta
+// promises, so a truncated file gives a clear message instead of garbage.
+
+export class TruncatedFileError extends Error {
+  override name = "TruncatedFileError";
+}
+
+export interface FileSpan {
+  url: string;
+  name: string; // for messages
+  fileBytes: number; // the size the format promises
+  start: number;
+  length: number;
+}
+
+function sizeError(span: FileSpan, actual: number | string): TruncatedFileError {
+  return new TruncatedFileError(
+    `${span.name} has ${actual} bytes, expected ${span.fileBytes}: the file is truncated or does not match meta.json`,
+  );
+}
+
+export async function fetchSpan(span: FileSpan): Promise<ArrayBuffer> {
+  const whole = span.start === 0 && span.length === span.fileBytes;
+  const headers: HeadersInit = whole ? {} : { Range: `bytes=${span.start}-${span.start + span.length - 1}` };
+  const response = await fetch(span.url, { headers });
+  if (response.status === 416) throw sizeError(span, totalSize(response) ?? "fewer");
+  if (!response.ok) throw new Error(`${span.name}: HTTP ${response.status} ${response.statusText}`);
+  if (response.status === 206) return readPartial(response, span);
+  return readWhole(response, span);
+}
+
+// The file size a server states in Content-Range: "bytes a-b/size", or "bytes */size" with a 416.
+function totalSize(response: Response): number | undefined {
+  const total = /\/(\d+)$/.exec(response.headers.get("Content-Range") ?? "")?.[1];
+  return total === undefined ? undefined : Number(total);
+}
+
+async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuffer> {
+  const total = totalSize(response);
+  if (total !== undefined && total !== span.fileBytes) {
+    await response.body?.cancel();
+    throw sizeError(span, total);
+  }
+  const buffer = await response.arrayBuffer();
+  if (buffer.byteLength !== span.length) throw sizeError(span, "fewer");
+  return buffer;
+}
+
+async function readWhole(response: Response, span: FileSpan): Promise<ArrayBuffer> {
+  const declared = response.headers.get("Content-Length");
+  if (declared !== null && Number(declared) !== span.fileBytes) {
+    await response.body?.cancel();
+    throw sizeError(span, declared);
+  }
+  if (!response.body) throw new Error(`${span.name}: empty response`);
+  const out = new Uint8Array(span.length);
+  const end = span.start + span.length;
+  const reader = response.body.getReader();
+  let at = 0; // byte offset of the next chunk inside the file
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    copyOverlap(value, at, out, span.start, end);
+    at += value.byteLength;
+    // With a trusted Content-Length the rest of the file is not needed.
+    if (declared !== null && at >= end) {
+      await reader.cancel();
+      return out.buffer;
+    }
+  }
+  if (at !== span.fileBytes) throw sizeError(span, at);
+  return out.buffer;
+}
+
+/** Copy the part of `chunk` (at file offset `at`) that falls inside [start, end) into `out`. */
+function copyOverlap(chunk: Uint8Array, at: number, out: Uint8Array, start: number, end: number): void {
+  const from = Math.max(start, at);
+  const to = Math.min(end, at + chunk.byteLength);
+  if (from < to) out.set(chunk.subarray(from - at, to - at), from - start);
+}

@@ -1,0 +1,198 @@
+// The sample format as the viewer reads it: the TypeScript twin of
+// vlm_attention_viz/sample_format.py (SPEC.md §1). Parsing validates everything
+// the viewer relies on, so the rest of the code can trust a SampleMeta.
+
+export const FORMAT_VERSION = 1;
+export const BYTES_PER_VALUE = 2; // float16
+
+export type TokenType = "text" | "image" | "special";
+
+export interface Token {
+  id: number;
+  text: string;
+  type: TokenType;
+  gridPos?: [number, number];
+  /** Issue 4 (generate mode): the token was written by the model. */
+  generated?: boolean;
+  /** Issue 4: the token belongs to a thinking span. */
+  thinking?: boolean;
+}
+
+export interface ImageGrid {
+  rows: number;
+  cols: number;
+  startIdx: number;
+  endIdx: number;
+}
+
+export interface SampleMeta {
+  model: string;
+  prompt: string;
+  mode: string;
+  imagePath: string;
+  imageSize: [number, number];
+  numLayers: number;
+  numHeads: number;
+  seqLen: number;
+  tokens: Token[];
+  imageGrid: ImageGrid;
+  layerFiles: string[];
+  headMeanFiles: string[];
+  headMaxFiles: string[];
+  /** Issue 4: index of the first answer token, when the sample holds one. */
+  answerStart?: number;
+}
+
+export interface SampleEntry {
+  name: string;
+  model: string;
+  prompt: string;
+  mode: string;
+  seqLen: number;
+  numLayers: number;
+  numHeads: number;
+}
+
+export class FormatError extends Error {
+  override name = "FormatError";
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function field<T>(obj: Json, key: string, check: (v: unknown) => v is T, what: string, where = "meta.json"): T {
+  if (!(key in obj)) throw new FormatError(`${where} lacks the field '${key}'`);
+  const value = obj[key];
+  if (!check(value)) throw new FormatError(`${where} field '${key}' must be ${what}`);
+  return value;
+}
+
+const isString = (v: unknown): v is string => typeof v === "string";
+const isInt = (v: unknown): v is number => Number.isInteger(v);
+const isList = (v: unknown): v is unknown[] => Array.isArray(v);
+const isIntPair = (v: unknown): v is [number, number] => isList(v) && v.length === 2 && v.every(isInt);
+
+function isPlainName(name: unknown): name is string {
+  return isString(name) && name !== "" && name !== "." && name !== ".." && !/[\\/]/.test(name);
+}
+
+function fileList(obj: Json, key: string, layers: number): string[] {
+  const names = field(obj, key, isList, "a list");
+  if (names.length !== layers || !names.every(isPlainName)) {
+    throw new FormatError(`'${key}' must list ${layers} plain file names`);
+  }
+  return names as string[];
+}
+
+/** Parse and validate a meta.json value; throws FormatError naming the first problem. */
+export function parseMeta(raw: unknown): SampleMeta {
+  if (!isObject(raw)) throw new FormatError("meta.json must hold a JSON object");
+  const version = field(raw, "format_version", isInt, "an integer");
+  if (version > FORMAT_VERSION) {
+    throw new FormatError(`format_version ${version} is newer than this viewer (${FORMAT_VERSION})`);
+  }
+  if (field(raw, "dtype", isString, "a string") !== "float16") throw new FormatError("dtype must be float16");
+  const numLayers = field(raw, "num_layers", isInt, "an integer");
+  const numHeads = field(raw, "num_heads", isInt, "an integer");
+  const seqLen = field(raw, "seq_len", isInt, "an integer");
+  if (numLayers < 1 || numHeads < 1 || seqLen < 1) {
+    throw new FormatError("seq_len, num_layers and num_heads must be positive");
+  }
+  const imagePath = field(raw, "image_path", isString, "a string");
+  if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
+  const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
+  const answerStart = raw["answer_start"];
+  return {
+    model: field(raw, "model", isString, "a string"),
+    prompt: field(raw, "prompt", isString, "a string"),
+    mode: isString(raw["mode"]) ? raw["mode"] : "prefill",
+    imagePath,
+    imageSize: field(raw, "image_size", isIntPair, "[width, height]"),
+    numLayers,
+    numHeads,
+    seqLen,
+    tokens,
+    imageGrid: parseGrid(field(raw, "image_grid", isObject, "an object"), tokens),
+    layerFiles: fileList(raw, "layer_files", numLayers),
+    headMeanFiles: fileList(raw, "head_mean_files", numLayers),
+    headMaxFiles: fileList(raw, "head_max_files", numLayers),
+    ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
+  };
+}
+
+function parseTokens(list: unknown[], seqLen: number): Token[] {
+  if (list.length !== seqLen) {
+    throw new FormatError(`tokens has ${list.length} entries but seq_len is ${seqLen}`);
+  }
+  return list.map((raw, i) => {
+    if (!isObject(raw) || raw["id"] !== i) throw new FormatError(`tokens[${i}] must be an object with id ${i}`);
+    if (!isString(raw["text"])) throw new FormatError(`tokens[${i}] lacks a text string`);
+    const type = raw["type"];
+    if (type !== "text" && type !== "image" && type !== "special") {
+      throw new FormatError(`tokens[${i}].type must be text, image or special`);
+    }
+    const token: Token = { id: i, text: raw["text"], type };
+    if (type === "image") {
+      if (!isIntPair(raw["grid_pos"])) throw new FormatError(`tokens[${i}] is an image token without grid_pos [row, col]`);
+      token.gridPos = raw["grid_pos"];
+    }
+    if (raw["generated"] === true) token.generated = true;
+    if (raw["thinking"] === true) token.thinking = true;
+    return token;
+  });
+}
+
+function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
+  const where = "image_grid";
+  const grid: ImageGrid = {
+    rows: field(raw, "rows", isInt, "an integer", where),
+    cols: field(raw, "cols", isInt, "an integer", where),
+    startIdx: field(raw, "start_idx", isInt, "an integer", where),
+    endIdx: field(raw, "end_idx", isInt, "an integer", where),
+  };
+  const { rows, cols, startIdx, endIdx } = grid;
+  if (!(0 <= startIdx && startIdx <= endIdx && endIdx < tokens.length) || endIdx - startIdx + 1 !== rows * cols) {
+    throw new FormatError("image_grid span does not match rows × cols inside the sequence");
+  }
+  for (let i = startIdx; i <= endIdx; i++) {
+    const offset = i - startIdx;
+    const pos = tokens[i]!.gridPos;
+    if (tokens[i]!.type !== "image" || pos?.[0] !== Math.floor(offset / cols) || pos[1] !== offset % cols) {
+      throw new FormatError(`tokens[${i}] does not sit at its row-major place in image_grid`);
+    }
+  }
+  return grid;
+}
+
+/** Parse index.json: the list of samples under a data root. */
+export function parseIndex(raw: unknown): SampleEntry[] {
+  if (!isObject(raw)) throw new FormatError("index.json must hold a JSON object");
+  const samples = field(raw, "samples", isList, "a list", "index.json");
+  return samples.map((entry, i) => {
+    const where = `index.json samples[${i}]`;
+    if (!isObject(entry)) throw new FormatError(`${where} must be an object`);
+    const name = field(entry, "name", isPlainName, "a plain folder name", where);
+    return {
+      name,
+      model: isString(entry["model"]) ? entry["model"] : "",
+      prompt: isString(entry["prompt"]) ? entry["prompt"] : "",
+      mode: isString(entry["mode"]) ? entry["mode"] : "prefill",
+      seqLen: isInt(entry["seq_len"]) ? entry["seq_len"] : 0,
+      numLayers: isInt(entry["num_layers"]) ? entry["num_layers"] : 0,
+      numHeads: isInt(entry["num_heads"]) ? entry["num_heads"] : 0,
+    };
+  });
+}
+
+/** Bytes of one (N, N) float16 matrix: one head of a layer file, or a whole mean/max file. */
+export function matrixBytes(seqLen: number): number {
+  return seqLen * seqLen * BYTES_PER_VALUE;
+}
+
+/** Bytes a layer file must have: H stacked (N, N) matrices. */
+export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
+  return meta.numHeads * matrixBytes(meta.seqLen);
+}

@@ -1,0 +1,117 @@
+// Where the worker gets raw float16 attention: (N, N) matrices through the
+// byte-bounded cache (one range request each; concurrent asks share a fetch),
+// and runs of rows, which a cold view reads with a small range instead of
+// waiting for the N² block (128 MiB at N=8,192).
+
+import { ByteLru } from "./cache";
+import { fetchSpan, type FileSpan } from "./fetch-range";
+import { BYTES_PER_VALUE, layerFileBytes, matrixBytes } from "./format";
+import type { HeadChoice, SampleFiles } from "./protocol";
+
+export class MatrixSource {
+  private readonly cache: ByteLru<Uint16Array>;
+  private readonly inFlight = new Map<string, Promise<Uint16Array>>();
+  private wanted: [number, HeadChoice][] = [];
+  private warming = false;
+
+  constructor(
+    private readonly sampleUrl: string,
+    private readonly files: SampleFiles,
+    cacheBytes: number,
+  ) {
+    this.cache = new ByteLru(cacheBytes);
+  }
+
+  get cachedBytes(): number {
+    return this.cache.usedBytes;
+  }
+
+  isCached(layer: number, head: HeadChoice): boolean {
+    return this.cache.has(this.key(layer, head));
+  }
+
+  /** The raw float16 matrix of one layer: a head's block, or the head mean or max. */
+  matrix(layer: number, head: HeadChoice): Promise<Uint16Array> {
+    const key = this.key(layer, head);
+    const cached = this.cache.get(key);
+    if (cached) return Promise.resolve(cached);
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.fetchMatrix(layer, head)
+        .then((matrix) => {
+          this.cache.set(key, matrix);
+          return matrix;
+        })
+        .finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private key(layer: number, head: HeadChoice): string {
+    return `${layer}:${head}`;
+  }
+
+  /**
+   * Fetch these matrices into the cache in the background, most wanted first,
+   * one at a time: a browser opens only six connections to a host, and a view's
+   * own reads must not queue behind 128 MiB prefetches. A newer call replaces the list.
+   */
+  warm(wanted: [number, HeadChoice][]): void {
+    this.wanted = wanted.filter(([layer, head]) => !this.isCached(layer, head));
+    if (!this.warming) void this.warmNext();
+  }
+
+  private async warmNext(): Promise<void> {
+    this.warming = true;
+    for (let next = this.wanted.shift(); next; next = this.wanted.shift()) {
+      // A failed prefetch is reported when (if) that matrix is really asked for.
+      if (!this.isCached(...next)) await this.matrix(...next).catch(() => undefined);
+    }
+    this.warming = false;
+  }
+
+  /** Stop warming and let go of the cache: another sample is being opened. */
+  close(): void {
+    this.wanted = [];
+    this.cache.clear();
+  }
+
+  /**
+   * Rows first..first+count-1 of a matrix, row-major: a view into the cached
+   * matrix, or one range read of just those rows.
+   */
+  async rows(layer: number, head: HeadChoice, first: number, count: number): Promise<Uint16Array> {
+    const n = this.files.seqLen;
+    const cached = this.cache.get(this.key(layer, head));
+    if (cached) return cached.subarray(first * n, (first + count) * n);
+    const span = this.matrixSpan(layer, head);
+    const rowBytes = n * BYTES_PER_VALUE;
+    return new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: count * rowBytes }));
+  }
+
+  private async fetchMatrix(layer: number, head: HeadChoice): Promise<Uint16Array> {
+    return new Uint16Array(await fetchSpan(this.matrixSpan(layer, head)));
+  }
+
+  /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */
+  private matrixSpan(layer: number, head: HeadChoice): FileSpan {
+    const bytes = matrixBytes(this.files.seqLen);
+    const name = this.fileName(layer, head);
+    const isHead = typeof head === "number";
+    return {
+      url: new URL(encodeURIComponent(name), this.sampleUrl).href,
+      name,
+      fileBytes: isHead ? layerFileBytes(this.files) : bytes,
+      start: isHead ? head * bytes : 0,
+      length: bytes,
+    };
+  }
+
+  private fileName(layer: number, head: HeadChoice): string {
+    const { layerFiles, headMeanFiles, headMaxFiles } = this.files;
+    if (head === "mean") return headMeanFiles[layer]!;
+    if (head === "max") return headMaxFiles[layer]!;
+    return layerFiles[layer]!;
+  }
+}

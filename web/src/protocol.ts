@@ -1,0 +1,38 @@
+// Messages between the main thread (data-client.ts) and the worker (worker.ts).
+
+import type { Axis, Reduce } from "./attention";
+
+/** Which matrix of a layer: one head, or the precomputed mean or max over heads. */
+export type HeadChoice = number | "mean" | "max";
+
+/** The files and sizes the worker needs; a subset of SampleMeta. */
+export interface SampleFiles {
+  seqLen: number;
+  numHeads: number;
+  layerFiles: string[];
+  headMeanFiles: string[];
+  headMaxFiles: string[];
+}
+
+/**
+ * One vector for the view. The simple case is one layer and one token; the
+ * same request also asks for a range of layers reduced by mean/max/min, and
+ * for several tokens (a word) combined by mean or max.
+ */
+export interface VectorRequest {
+  firstLayer: number;
+  lastLayer: number;
+  layerReduce: Reduce;
+  head: HeadChoice;
+  axis: Axis;
+  indices: number[];
+  combine: "mean" | "max";
+}
+
+export type ToWorker =
+  | { type: "open"; id: number; sampleUrl: string; files: SampleFiles; cacheBytes: number }
+  | { type: "vector"; id: number; request: VectorRequest };
+
+export type FromWorker =
+  | { id: number; ok: true; vector?: Float32Array }
+  | { id: number; ok: false; error: string };

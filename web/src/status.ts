@@ -1,0 +1,30 @@
+// The status bar's line: layer(s), head or aggregate, token count, direction
+// and the selection, e.g.
+// Layer 12 of 35 · all heads (mean) · 512 tokens · Source→Target · src: #297 "cat"
+
+import type { SampleMeta } from "./format";
+import { headLabel, layerSpan, type Direction, type ViewState } from "./state";
+import { selectionText } from "./words";
+
+const DIRECTION: Record<Direction, string> = { src: "Source→Target", tgt: "Target←Source" };
+
+export function statusText(view: ViewState, meta: SampleMeta): string {
+  const [first, last] = layerSpan(view);
+  const layers = first === last ? `Layer ${first}` : `Layers ${first}–${last} (${view.layerReduce})`;
+  return [
+    `${layers} of ${meta.numLayers - 1}`,
+    headLabel(view.head),
+    `${meta.seqLen} tokens`,
+    DIRECTION[view.dir],
+    describeSelection(view, meta),
+  ].join(" · ");
+}
+
+/** `src: #28 " image"`, or for a word `src: #32–#33 " wooden" (mean of 2 tokens)`. */
+function describeSelection(view: ViewState, meta: SampleMeta): string {
+  const { tokens } = view;
+  if (tokens.length === 0) return "no token selected";
+  const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
+  const combined = tokens.length === 1 ? "" : ` (${view.combine} of ${tokens.length} tokens)`;
+  return `${view.dir}: ${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}${combined}`;
+}

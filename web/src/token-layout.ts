@@ -1,0 +1,87 @@
+// Where each token cell sits in the token panel: a wrapped text flow, computed
+// once per (sample, width, collapse) and then only recoloured.
+
+import type { ImageGrid, Token } from "./format";
+
+export type CellKind = "text" | "thinking" | "special" | "image" | "image-block" | "partial";
+
+export interface Cell {
+  x: number;
+  y: number;
+  w: number;
+  /** The tokens the cell stands for: one, or the whole image for a collapsed block. */
+  first: number;
+  last: number;
+  label: string;
+  kind: CellKind;
+}
+
+export interface Layout {
+  cells: Cell[];
+  height: number;
+  /** cellOf[token] = index into cells. */
+  cellOf: Int32Array;
+  /** Where the answer's first line starts, when the sequence has one. */
+  sectionTop?: number;
+}
+
+export const LINE_HEIGHT = 20;
+const PADDING = 6; // horizontal, inside a cell
+const GAP = 2;
+export const SECTION_GAP = 14; // before the answer (issue 4)
+
+export interface LayoutOptions {
+  width: number;
+  collapseImage: boolean;
+  /** A token that starts a new section (the answer), drawn on a fresh line after a gap. */
+  sectionStart?: number;
+  measure: (text: string) => number;
+}
+
+/** What a token shows: whitespace made visible, and a mark for a partial character. */
+export function tokenLabel(token: Token): string {
+  if (token.text === "") return "·";
+  return token.text.replace(/\n/g, "↵").replace(/\t/g, "⇥");
+}
+
+function cellKind(token: Token): CellKind {
+  if (token.type === "special" || token.type === "image") return token.type;
+  if (token.text === "") return "partial";
+  return token.thinking ? "thinking" : "text";
+}
+
+export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOptions): Layout {
+  const cells: Cell[] = [];
+  const cellOf = new Int32Array(tokens.length);
+  const widths = new Map<string, number>(); // labels repeat a lot ([IMG], " the")
+  let x = 0;
+  let y = 0;
+  const place = (cell: Omit<Cell, "x" | "y" | "w">, breakAfter: boolean) => {
+    let w = widths.get(cell.label);
+    if (w === undefined) widths.set(cell.label, (w = Math.ceil(options.measure(cell.label)) + PADDING));
+    if (x > 0 && x + w > options.width) [x, y] = [0, y + LINE_HEIGHT];
+    cells.push({ ...cell, x, y, w });
+    for (let t = cell.first; t <= cell.last; t++) cellOf[t] = cells.length - 1;
+    x += w + GAP;
+    if (breakAfter) [x, y] = [0, y + LINE_HEIGHT];
+  };
+  for (let i = 0; i < tokens.length; i++) {
+    if (i === options.sectionStart && i > 0) [x, y] = [0, y + (x > 0 ? LINE_HEIGHT : 0) + SECTION_GAP];
+    if (options.collapseImage && i === grid.startIdx) {
+      const label = `[IMAGE ${grid.cols}×${grid.rows}]`;
+      place({ first: grid.startIdx, last: grid.endIdx, label, kind: "image-block" }, false);
+      i = grid.endIdx;
+      continue;
+    }
+    const token = tokens[i]!;
+    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n"));
+  }
+  const height = (cells.at(-1)?.y ?? 0) + LINE_HEIGHT;
+  const section = options.sectionStart;
+  return section && section < tokens.length ? { cells, cellOf, height, sectionTop: cells[cellOf[section]!]!.y } : { cells, cellOf, height };
+}
+
+/** The cell under a point, or undefined. */
+export function cellAt(layout: Layout, x: number, y: number): Cell | undefined {
+  return layout.cells.find((c) => x >= c.x && x < c.x + c.w && y >= c.y && y < c.y + LINE_HEIGHT);
+}

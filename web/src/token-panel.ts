@@ -1,0 +1,209 @@
+// The token panel: one canvas holding the sequence as a wrapped text flow.
+// Text is rendered once per layout into a transparent layer; a recolour paints
+// the backgrounds (batched by colour: at most 256 fills), stamps the text layer
+// on top and outlines the selection.
+
+import { CSS_COLOURS, lutIndex, type Heat } from "./color";
+import type { SampleMeta } from "./format";
+import { cellAt, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
+import { formatWeight, type Tooltip } from "./tooltip";
+
+const FONT = "13px ui-monospace, monospace";
+const TEXT_COLOUR: Record<Cell["kind"], string> = {
+  text: "#111",
+  thinking: "#6d28d9", // the model's thinking span, apart from its answer
+  special: "#9a9a9a", // dimmed
+  image: "#6b7280",
+  "image-block": "#374151",
+  partial: "#b45309",
+};
+const MAX_CANVAS_PIXELS = 32000; // browsers refuse taller canvases
+
+export class TokenPanel {
+  private meta: SampleMeta | null = null;
+  private layout: Layout | null = null;
+  private heat: Heat | null = null;
+  private selected: number[] = [];
+  private collapseImage = true;
+  private ratio = 1;
+  private readonly textLayer = document.createElement("canvas");
+
+  constructor(
+    private readonly canvas: HTMLCanvasElement,
+    private readonly tooltip: Tooltip,
+    private readonly onSelect: (token: number) => void,
+  ) {
+    new ResizeObserver(() => this.relayout()).observe(canvas.parentElement!);
+    canvas.addEventListener("mousemove", (event) => this.hover(event));
+    canvas.addEventListener("mouseleave", () => tooltip.hide());
+    // Select on press rather than click: the view starts loading before the button is released.
+    canvas.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
+  }
+
+  setSample(meta: SampleMeta): void {
+    this.meta = meta;
+    this.heat = null;
+    this.relayout();
+  }
+
+  setCollapseImage(collapse: boolean): void {
+    this.collapseImage = collapse;
+    this.relayout();
+  }
+
+  update(heat: Heat | null, selected: number[]): void {
+    this.heat = heat;
+    this.selected = selected;
+    this.draw();
+  }
+
+  private cellFor(token: number): Cell | undefined {
+    return this.layout?.cells[this.layout.cellOf[token]!];
+  }
+
+  /** Where a token's cell is in the window, scrolled into view first. */
+  clientBox(token: number): { x: number; y: number; w: number; h: number } | null {
+    const cell = this.cellFor(token);
+    if (!cell) return null;
+    const panel = this.canvas.parentElement!.getBoundingClientRect();
+    const top = this.canvas.getBoundingClientRect().top + cell.y;
+    if (top < panel.top || top + LINE_HEIGHT > panel.bottom) {
+      this.canvas.parentElement!.scrollTop += top - panel.top - panel.height / 2;
+    }
+    const box = this.canvas.getBoundingClientRect();
+    return { x: box.left + cell.x, y: box.top + cell.y, w: cell.w, h: LINE_HEIGHT };
+  }
+
+  private relayout(): void {
+    if (!this.meta) return;
+    const width = this.canvas.parentElement!.clientWidth - 16;
+    const ctx = this.textLayer.getContext("2d")!;
+    ctx.font = FONT;
+    this.layout = layoutTokens(this.meta.tokens, this.meta.imageGrid, {
+      width,
+      collapseImage: this.collapseImage,
+      ...(this.meta.answerStart !== undefined ? { sectionStart: this.meta.answerStart } : {}),
+      measure: (text) => ctx.measureText(text).width,
+    });
+    this.ratio = Math.min(window.devicePixelRatio || 1, MAX_CANVAS_PIXELS / this.layout.height);
+    for (const canvas of [this.canvas, this.textLayer]) {
+      canvas.width = Math.round(width * this.ratio);
+      canvas.height = Math.round(this.layout.height * this.ratio);
+    }
+    this.canvas.style.height = `${this.layout.height}px`;
+    this.renderText(this.layout);
+    this.draw();
+  }
+
+  private renderText(layout: Layout): void {
+    const ctx = this.textLayer.getContext("2d")!;
+    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    ctx.font = FONT;
+    ctx.textBaseline = "middle";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = "rgba(255,255,255,0.85)"; // a halo keeps text readable on any colour
+    for (const cell of layout.cells) {
+      const y = cell.y + LINE_HEIGHT / 2;
+      ctx.strokeText(cell.label, cell.x + 3, y);
+      ctx.fillStyle = TEXT_COLOUR[cell.kind];
+      ctx.fillText(cell.label, cell.x + 3, y);
+    }
+    if (layout.sectionTop !== undefined) this.markAnswer(ctx, layout.sectionTop);
+    ctx.setLineDash([2, 2]); // partial characters: a dashed frame says "part of the next token's character"
+    ctx.strokeStyle = TEXT_COLOUR.partial;
+    ctx.lineWidth = 1;
+    for (const cell of layout.cells.filter((c) => c.kind === "partial")) {
+      ctx.strokeRect(cell.x + 0.5, cell.y + 1.5, cell.w - 1, LINE_HEIGHT - 3);
+    }
+  }
+
+  /** A rule and a label in the gap above the answer, so it reads apart from the prompt. */
+  private markAnswer(ctx: CanvasRenderingContext2D, top: number): void {
+    const y = top - SECTION_GAP / 2;
+    ctx.fillStyle = "#2563eb";
+    ctx.fillRect(0, y, this.canvas.width / this.ratio, 1);
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(8, y - 6, 50, 12);
+    ctx.fillStyle = "#2563eb";
+    ctx.fillText("answer", 12, y);
+    ctx.font = FONT;
+  }
+
+  private draw(): void {
+    if (!this.layout) return;
+    const ctx = this.canvas.getContext("2d")!;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    if (this.heat) this.paintBackgrounds(ctx, this.layout.cells, this.heat);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.textLayer, 0, 0);
+    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    this.outlineSelection(ctx);
+  }
+
+  /** One path and one fill per colour in use, instead of a fillStyle change per cell. */
+  private paintBackgrounds(ctx: CanvasRenderingContext2D, cells: Cell[], heat: Heat): void {
+    const buckets: Cell[][] = [];
+    for (const cell of cells) {
+      const index = lutIndex(cellValue(cell, heat.values), heat.lo, heat.hi);
+      (buckets[index] ??= []).push(cell);
+    }
+    const colours = CSS_COLOURS[heat.palette];
+    buckets.forEach((bucket, index) => {
+      ctx.beginPath();
+      for (const cell of bucket) ctx.rect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
+      ctx.fillStyle = colours[index]!;
+      ctx.fill();
+    });
+  }
+
+  private outlineSelection(ctx: CanvasRenderingContext2D): void {
+    ctx.strokeStyle = "#ff3b30";
+    ctx.lineWidth = 2;
+    for (const token of this.selected) {
+      const cell = this.cellFor(token);
+      if (cell) ctx.strokeRect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
+    }
+  }
+
+  private cellUnder(event: MouseEvent): Cell | undefined {
+    if (!this.layout) return undefined;
+    const box = this.canvas.getBoundingClientRect();
+    return cellAt(this.layout, event.clientX - box.left, event.clientY - box.top);
+  }
+
+  private hover(event: MouseEvent): void {
+    const cell = this.cellUnder(event);
+    if (!cell || !this.meta) return this.tooltip.hide();
+    this.tooltip.show(describeCell(cell, this.meta, this.heat), event.clientX, event.clientY);
+  }
+
+  private press(event: MouseEvent): void {
+    const cell = this.cellUnder(event);
+    // The collapsed image block stands for many tokens; its patches are picked on the image.
+    if (cell && cell.kind !== "image-block") this.onSelect(cell.first);
+  }
+}
+
+/** A single token's value, or the strongest one of a collapsed image block. */
+function cellValue(cell: Cell, values: Float32Array): number {
+  let value = values[cell.first]!;
+  for (let t = cell.first + 1; t <= cell.last; t++) value = Math.max(value, values[t]!);
+  return value;
+}
+
+function describeCell(cell: Cell, meta: SampleMeta, heat: Heat | null): string {
+  if (cell.kind === "image-block") {
+    const { cols, rows } = meta.imageGrid;
+    const weight = heat ? ` · max weight ${formatWeight(cellValue(cell, heat.values))}` : "";
+    return `image ${cols}×${rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
+  }
+  const token = meta.tokens[cell.first]!;
+  const weight = heat ? ` · weight ${formatWeight(heat.values[cell.first]!)}` : "";
+  const partial = token.text === "" ? " (part of a character)" : "";
+  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${weight}`;
+}

@@ -1,0 +1,71 @@
+// The data worker: owns fetching, the raw float16 cache and decoding. It
+// answers each request with one Float32Array of length N, transferred (not
+// copied) to the main thread; nothing here decodes a whole matrix.
+
+import { reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
+import { MatrixSource } from "./matrix-source";
+import type { FromWorker, ToWorker, VectorRequest } from "./protocol";
+
+let source: MatrixSource | undefined;
+let seqLen = 0;
+let numLayers = 0;
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  try {
+    if (message.type === "open") {
+      source?.close();
+      source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
+      seqLen = message.files.seqLen;
+      numLayers = message.files.layerFiles.length;
+      reply({ id: message.id, ok: true });
+      return;
+    }
+    const vector = await computeVector(message.request);
+    reply({ id: message.id, ok: true, vector }, [vector.buffer]);
+    prefetch(message.request);
+  } catch (error) {
+    reply({ id: message.id, ok: false, error: error instanceof Error ? error.message : String(error) });
+  }
+};
+
+function reply(message: FromWorker, transfer: Transferable[] = []): void {
+  (self as unknown as Worker).postMessage(message, transfer);
+}
+
+function openSource(): MatrixSource {
+  if (!source) throw new Error("no sample is open");
+  return source;
+}
+
+/** Tokens are combined within each layer first, then the layers are reduced. */
+async function computeVector(request: VectorRequest): Promise<Float32Array> {
+  const layerVector = async (layer: number): Promise<Float32Array> => {
+    const vectors = await Promise.all(request.indices.map((index) => tokenVector(request, layer, index)));
+    return vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine);
+  };
+  const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
+  // Rows are small reads and go in parallel; a column can need most of a
+  // matrix per layer, so those go one at a time to bound memory.
+  const perLayer: Float32Array[] = [];
+  if (request.axis === "row") perLayer.push(...(await Promise.all(layers.map(layerVector))));
+  else for (const layer of layers) perLayer.push(await layerVector(layer));
+  return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, request.layerReduce);
+}
+
+/** One token's row or column, from the rows it needs (cached, or read alone). */
+async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
+  const [first, count] = rowsNeeded(seqLen, index, request.axis);
+  const rows = await openSource().rows(layer, request.head, first, count);
+  return vectorFromRows(rows, seqLen, index, request.axis);
+}
+
+/**
+ * Warm the cache for what comes next: the whole matrix of this layer (the next
+ * click is a cached read), then the layers ←/→ would show (same head or aggregate).
+ */
+function prefetch(request: VectorRequest): void {
+  if (request.firstLayer !== request.lastLayer) return; // a range of layers would flush the cache
+  const layers = [request.firstLayer, request.firstLayer + 1, request.firstLayer - 1];
+  openSource().warm(layers.filter((l) => l >= 0 && l < numLayers).map((l) => [l, request.head]));
+}

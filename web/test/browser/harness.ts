@@ -1,0 +1,77 @@
+// Shared set-up for browser tests and the benchmark's TypeScript callers: a real Vite
+// server over a data folder, and Debian's Chromium driven by playwright-core.
+import { mkdtemp, rm } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium, type Browser } from "playwright-core";
+import { build, createServer, mergeConfig, preview, type InlineConfig } from "vite";
+import { viewerConfig } from "../../vite.config";
+
+export const CHROMIUM_PATH = "/usr/bin/chromium";
+export const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+export interface RunningServer {
+  url: string; // ends with "/"
+  close: () => Promise<void>;
+}
+
+/** A Vite dev server, or a preview of a fresh build, on a free loopback port. */
+export async function startServer(options: { dataDir: string; mode?: "dev" | "preview" }): Promise<RunningServer> {
+  return options.mode === "preview" ? startPreview(options.dataDir) : startDev(options.dataDir);
+}
+
+function testConfig(dataDir: string, extra: InlineConfig): InlineConfig {
+  const quiet: InlineConfig = { configFile: false, logLevel: "warn", clearScreen: false };
+  return mergeConfig(mergeConfig(viewerConfig(path.resolve(dataDir)), quiet), extra);
+}
+
+async function startDev(dataDir: string): Promise<RunningServer> {
+  // Its own dependency cache: test files run in parallel and would race on node_modules/.vite.
+  const cacheDir = await mkdtemp(path.join(os.tmpdir(), "vav-vite-cache-"));
+  const server = await createServer(testConfig(dataDir, { cacheDir, server: { host: "127.0.0.1", port: 0 } }));
+  await server.listen();
+  const { port } = server.httpServer!.address() as AddressInfo;
+  const close = async (): Promise<void> => {
+    await server.close();
+    await rm(cacheDir, { recursive: true, force: true });
+  };
+  return { url: `http://127.0.0.1:${port}/`, close };
+}
+
+/** `npm run build` into `outDir`, quietly. */
+export async function buildViewer(outDir: string): Promise<void> {
+  await build(testConfig(os.tmpdir(), { build: { outDir, emptyOutDir: true } }));
+}
+
+async function startPreview(dataDir: string): Promise<RunningServer> {
+  const outDir = await mkdtemp(path.join(os.tmpdir(), "vav-dist-"));
+  await buildViewer(outDir);
+  const server = await preview(testConfig(dataDir, { build: { outDir }, preview: { host: "127.0.0.1", port: 0 } }));
+  const { port } = server.httpServer.address() as AddressInfo;
+  const close = async (): Promise<void> => {
+    await server.close();
+    await rm(outDir, { recursive: true, force: true });
+  };
+  return { url: `http://127.0.0.1:${port}/`, close };
+}
+
+/** Headless Chromium with its XDG folders in a temp dir that goes away with the browser. */
+export async function launchBrowser(): Promise<Browser> {
+  const xdg = await mkdtemp(path.join(os.tmpdir(), "vav-chromium-"));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: CHROMIUM_FLAGS,
+    env: { ...process.env, XDG_CONFIG_HOME: xdg, XDG_CACHE_HOME: xdg },
+  });
+  browser.on("disconnected", () => void rm(xdg, { recursive: true, force: true }));
+  return browser;
+}

@@ -1,0 +1,54 @@
+import { describe, expect, test } from "vitest";
+import { ByteLru } from "../../src/cache";
+
+const block = (bytes: number) => new Uint8Array(bytes);
+
+describe("ByteLru", () => {
+  test("counts the bytes of what it holds", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(30));
+    cache.set("b", block(20));
+    expect(cache.usedBytes).toBe(50);
+    cache.set("a", block(10)); // replacing a key replaces its bytes
+    expect(cache.usedBytes).toBe(30);
+    cache.delete("b");
+    expect([cache.usedBytes, cache.size]).toEqual([10, 1]);
+    cache.clear();
+    expect([cache.usedBytes, cache.size, cache.has("a")]).toEqual([0, 0, false]);
+  });
+
+  test("evicts the least recently used until the new value fits", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(40));
+    cache.set("b", block(40));
+    cache.set("c", block(20));
+    cache.get("a"); // a is now the most recent; b is the oldest
+    cache.set("d", block(30));
+    expect(["a", "b", "c", "d"].map((k) => cache.has(k))).toEqual([true, false, true, true]);
+    expect(cache.usedBytes).toBe(90);
+    cache.set("e", block(100)); // needs everything gone
+    expect(["a", "c", "d", "e"].map((k) => cache.has(k))).toEqual([false, false, false, true]);
+    expect(cache.usedBytes).toBe(100);
+  });
+
+  test("does not store a value larger than the whole budget, and keeps the rest", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(60));
+    cache.set("huge", block(101));
+    expect(cache.has("huge")).toBe(false);
+    expect(cache.has("a")).toBe(true);
+    expect(cache.usedBytes).toBe(60);
+  });
+
+  test("has() does not refresh recency; get() does", () => {
+    const cache = new ByteLru<Uint8Array>(2);
+    cache.set("a", block(1));
+    cache.set("b", block(1));
+    cache.has("a");
+    cache.set("c", block(1));
+    expect(cache.has("a")).toBe(false);
+    cache.get("b");
+    cache.set("d", block(1));
+    expect([cache.has("b"), cache.has("c")]).toEqual([true, false]);
+  });
+});

@@ -1,0 +1,91 @@
+import { statSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, test } from "vitest";
+import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta } from "../../src/format";
+import { FIXTURE_DIR, fixtureMetaJson } from "./fixture";
+
+function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
+  const meta = fixtureMetaJson();
+  edit(meta);
+  return meta;
+}
+
+describe("parseMeta on the fixture", () => {
+  const meta = parseMeta(fixtureMetaJson());
+
+  test("reads sizes, files, tokens and the image grid", () => {
+    expect([meta.numLayers, meta.numHeads, meta.seqLen]).toEqual([2, 3, 40]);
+    expect(meta.layerFiles).toEqual(["attn_layer_00.bin", "attn_layer_01.bin"]);
+    expect(meta.headMeanFiles[1]).toBe("attn_mean_layer_01.bin");
+    expect(meta.imageGrid).toEqual({ rows: 3, cols: 7, startIdx: 4, endIdx: 24 });
+    expect(meta.tokens[12]).toEqual({ id: 12, text: "[IMG]", type: "image", gridPos: [1, 1] });
+    expect(meta.tokens[0]!.type).toBe("special");
+    expect(meta.imageSize).toEqual([224, 96]);
+    expect(meta.answerStart).toBeUndefined();
+  });
+
+  test("the byte sizes it expects are the fixture files' sizes", () => {
+    const size = (name: string) => statSync(path.join(FIXTURE_DIR, name)).size;
+    expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta));
+    expect(size(meta.headMeanFiles[0]!)).toBe(matrixBytes(meta.seqLen));
+    expect(size(meta.headMaxFiles[1]!)).toBe(matrixBytes(meta.seqLen));
+  });
+
+  test("keeps the generate-mode fields when present", () => {
+    const meta = parseMeta(
+      broken((m) => {
+        m.answer_start = 36;
+        m.tokens[37].generated = true;
+        m.tokens[37].thinking = true;
+      }),
+    );
+    expect(meta.answerStart).toBe(36);
+    expect(meta.tokens[37]).toMatchObject({ generated: true, thinking: true });
+  });
+});
+
+describe("parseMeta refuses a broken meta.json with a message naming the problem", () => {
+  const required = [
+    "format_version", "model", "prompt", "image_path", "image_size", "num_layers", "num_heads", "seq_len",
+    "dtype", "tokens", "image_grid", "layer_files", "head_mean_files", "head_max_files",
+  ];
+  test.each(required)("without '%s'", (field) => {
+    expect(() => parseMeta(broken((m) => delete m[field]))).toThrow(new FormatError(`meta.json lacks the field '${field}'`));
+  });
+
+  const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
+    ["not an object", () => undefined, /JSON object/],
+    ["a newer format_version", (m) => (m.format_version = 2), /newer than this viewer/],
+    ["another dtype", (m) => (m.dtype = "float32"), /float16/],
+    ["a string seq_len", (m) => (m.seq_len = "40"), /'seq_len' must be an integer/],
+    ["zero heads", (m) => (m.num_heads = 0), /must be positive/],
+    ["fewer tokens than seq_len", (m) => m.tokens.pop(), /tokens has 39 entries but seq_len is 40/],
+    ["a token with the wrong id", (m) => (m.tokens[5].id = 6), /tokens\[5\] must be an object with id 5/],
+    ["a token without text", (m) => delete m.tokens[30].text, /tokens\[30\] lacks a text string/],
+    ["an unknown token type", (m) => (m.tokens[30].type = "audio"), /tokens\[30\].type/],
+    ["an image token without grid_pos", (m) => delete m.tokens[6].grid_pos, /tokens\[6\] is an image token without grid_pos/],
+    ["a grid that does not fit its span", (m) => (m.image_grid.rows = 4), /rows × cols/],
+    ["a grid position out of order", (m) => (m.tokens[5].grid_pos = [0, 0]), /tokens\[5\] does not sit at its row-major place/],
+    ["too few layer files", (m) => m.layer_files.pop(), /'layer_files' must list 2 plain file names/],
+    ["a file name with a path", (m) => (m.head_max_files[0] = "../x.bin"), /'head_max_files' must list/],
+    ["an image path outside the sample", (m) => (m.image_path = "/etc/passwd"), /image_path/],
+  ];
+  test.each(cases)("with %s", (_name, edit, message) => {
+    const raw = _name === "not an object" ? [] : broken(edit);
+    expect(() => parseMeta(raw)).toThrow(message);
+  });
+});
+
+describe("parseIndex", () => {
+  test("reads the fixture index", () => {
+    const raw = JSON.parse(readFileSync(path.join(FIXTURE_DIR, "../index.json"), "utf8"));
+    expect(parseIndex(raw)).toEqual([
+      { name: "sample_tiny", model: "synthetic", prompt: "Describe this image in detail.", mode: "prefill", seqLen: 40, numLayers: 2, numHeads: 3 },
+    ]);
+  });
+
+  test("refuses entries without a plain folder name", () => {
+    expect(() => parseIndex({ samples: [{ name: "../up" }] })).toThrow(/samples\[0\] field 'name'/);
+    expect(() => parseIndex({})).toThrow(/lacks the field 'samples'/);
+  });
+});

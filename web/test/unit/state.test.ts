@@ -1,0 +1,88 @@
+import { describe, expect, test } from "vitest";
+import { parseMeta } from "../../src/format";
+import { completeView, headCycle, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "../../src/state";
+import { statusText } from "../../src/status";
+import { fixtureMetaJson } from "./fixture";
+
+const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
+
+describe("the view in the URL", () => {
+  const single: ViewState = { sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt" };
+
+  test("round-trips through the query, keeping other parameters", () => {
+    const params = viewToParams(single, new URLSearchParams("data=../out/&cacheMB=64&lreduce=max"));
+    expect(params.get("data")).toBe("../out/");
+    expect(params.get("cacheMB")).toBe("64");
+    expect(params.has("lreduce")).toBe(false); // a single-layer view drops the old range
+    expect(completeView(viewFromParams(params), "s1", meta)).toEqual(single);
+  });
+
+  test("a word over a layer range round-trips too", () => {
+    const word: ViewState = { ...single, layer: 0, layerEnd: 1, layerReduce: "min", tokens: [32, 33], combine: "max" };
+    const params = viewToParams(word, new URLSearchParams());
+    expect(params.toString()).toBe("sample=s1&layer=0&head=2&token=32%2C33&dir=tgt&lreduce=min&layerEnd=1&combine=max");
+    expect(completeView(viewFromParams(params), "s1", meta)).toEqual(word);
+  });
+
+  test("'none' means no token; an aggregate is a head", () => {
+    expect(viewFromParams(new URLSearchParams("token=none&head=max"))).toEqual({ tokens: [], head: "max" });
+  });
+
+  test("garbled values are ignored, not guessed", () => {
+    const garbled = "layer=-1&head=avg&token=3.5&dir=up&sample=&lreduce=sum&combine=min&token=1,,2";
+    expect(viewFromParams(new URLSearchParams(garbled))).toEqual({});
+  });
+});
+
+describe("completeView", () => {
+  test("fills defaults: layer 0, head mean, the last token, source→target", () => {
+    expect(completeView({}, "s", meta)).toEqual({
+      sample: "s", layer: 0, layerEnd: 0, layerReduce: null, head: "mean", tokens: [39], combine: "mean", dir: "src",
+    });
+  });
+
+  test("opens on the answer's first token when the sample has one", () => {
+    expect(completeView({}, "s", { ...meta, answerStart: 36 }).tokens).toEqual([36]);
+  });
+
+  test("clamps what the sample does not have", () => {
+    const view = completeView({ layer: 9, layerEnd: 7, head: 3, tokens: [38, 400], dir: "tgt" }, "s", meta);
+    expect(view).toMatchObject({ layer: 1, layerEnd: 1, head: "mean", tokens: [39], dir: "tgt" });
+  });
+
+  test("keeps a deselected token deselected", () => {
+    expect(completeView({ tokens: [] }, "s", meta).tokens).toEqual([]);
+  });
+});
+
+describe("stepping heads", () => {
+  test("cycles mean, max, then each head, and wraps both ways", () => {
+    expect(headCycle(3)).toEqual(["mean", "max", 0, 1, 2]);
+    expect(stepHead("mean", 1, 3)).toBe("max");
+    expect(stepHead("max", 1, 3)).toBe(0);
+    expect(stepHead(2, 1, 3)).toBe("mean");
+    expect(stepHead("mean", -1, 3)).toBe(2);
+  });
+});
+
+describe("layerSpan", () => {
+  test("one layer without a reduction, else the range in either order", () => {
+    const view = completeView({ layer: 1, layerEnd: 0 }, "s", meta);
+    expect(layerSpan(view)).toEqual([1, 1]);
+    expect(layerSpan({ ...view, layerReduce: "mean" })).toEqual([0, 1]);
+  });
+});
+
+describe("statusText", () => {
+  test("names layer, head, token count, direction and the selected token", () => {
+    const view = completeView({ layer: 1, head: 2, tokens: [28] }, "s", meta);
+    expect(statusText(view, meta)).toBe('Layer 1 of 1 · head 2 · 40 tokens · Source→Target · src: #28 " image"');
+  });
+  test("a layer range and a combined selection say so", () => {
+    const view = completeView({ layerEnd: 1, layerReduce: "max", tokens: [27, 28], combine: "max", dir: "tgt" }, "s", meta);
+    expect(statusText(view, meta)).toBe('Layers 0–1 (max) of 1 · all heads (mean) · 40 tokens · Target←Source · tgt: #27–#28 " this image" (max of 2 tokens)');
+  });
+  test("no selection", () => {
+    expect(statusText(completeView({ tokens: [] }, "s", meta), meta)).toContain("no token selected");
+  });
+});

@@ -1,0 +1,65 @@
+import { describe, expect, test } from "vitest";
+import { parseMeta } from "../../src/format";
+import { LINE_HEIGHT, cellAt, layoutTokens, tokenLabel } from "../../src/token-layout";
+import { fixtureMetaJson } from "./fixture";
+
+const meta = parseMeta(fixtureMetaJson());
+const measure = (text: string) => text.length * 8; // a monospace stand-in for canvas measureText
+
+describe("layoutTokens", () => {
+  test("collapsed: the image grid is one block; every token maps to its cell", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 2000, collapseImage: true, measure });
+    const block = layout.cells.find((c) => c.kind === "image-block")!;
+    expect(block).toMatchObject({ first: 4, last: 24, label: "[IMAGE 7×3]" });
+    expect(layout.cells).toHaveLength(40 - 21 + 1);
+    for (let t = 4; t <= 24; t++) expect(layout.cells[layout.cellOf[t]!]).toBe(block);
+    expect(layout.cells[layout.cellOf[26]!]!.label).toBe("Describe");
+  });
+
+  test("expanded: one [IMG] cell per image token", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 2000, collapseImage: false, measure });
+    expect(layout.cells).toHaveLength(40);
+    expect(layout.cells.filter((c) => c.kind === "image")).toHaveLength(21);
+  });
+
+  test("wraps at the width and breaks the line after a newline token", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 200, collapseImage: false, measure });
+    for (const cell of layout.cells) expect(cell.x === 0 || cell.x + cell.w <= 200).toBe(true);
+    const afterNewline = layout.cells[layout.cellOf[3]!]!; // token 2 is "\n"
+    expect(afterNewline.x).toBe(0);
+    expect(afterNewline.y).toBeGreaterThan(layout.cells[layout.cellOf[2]!]!.y);
+    expect(layout.height).toBe(layout.cells.at(-1)!.y + LINE_HEIGHT);
+  });
+
+  test("starts the answer on a line of its own", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 2000, collapseImage: true, sectionStart: 32, measure });
+    const answer = layout.cells[layout.cellOf[32]!]!;
+    expect(answer.x).toBe(0);
+    expect(answer.y).toBeGreaterThan(layout.cells[layout.cellOf[31]!]!.y + LINE_HEIGHT);
+    expect(layout.sectionTop).toBe(answer.y);
+  });
+
+  test("thinking tokens get their own kind, so they show apart from the answer", () => {
+    const thinking = meta.tokens.map((t) => (t.id === 33 ? { ...t, thinking: true } : t));
+    const layout = layoutTokens(thinking, meta.imageGrid, { width: 2000, collapseImage: true, measure });
+    expect(layout.cells[layout.cellOf[33]!]!.kind).toBe("thinking");
+    expect(layout.cells[layout.cellOf[34]!]!.kind).toBe("text");
+    expect(layout.sectionTop).toBeUndefined();
+  });
+
+  test("cellAt finds the cell under a point", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 2000, collapseImage: true, measure });
+    const cell = layout.cells[layout.cellOf[28]!]!;
+    expect(cellAt(layout, cell.x + 1, cell.y + 1)).toBe(cell);
+    expect(cellAt(layout, 1999, layout.height + 5)).toBeUndefined();
+  });
+});
+
+describe("tokenLabel", () => {
+  test("makes whitespace visible and marks partial characters", () => {
+    expect(tokenLabel({ id: 0, text: "a\n", type: "text" })).toBe("a↵");
+    expect(tokenLabel({ id: 0, text: "\t", type: "text" })).toBe("⇥");
+    expect(tokenLabel({ id: 0, text: "", type: "text" })).toBe("·");
+    expect(tokenLabel({ id: 0, text: "<b>x</b>", type: "text" })).toBe("<b>x</b>"); // drawn as text, never HTML
+  });
+});
