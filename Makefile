@@ -27,8 +27,10 @@ test: test-python test-web
 test-python: $(VENV_STAMP)
 	$(PY) -m pytest -q
 
-# The viewer's tests (filled in by the web side).
-test-web: $(WEB_STAMP)
+# Unit, data-server and browser tests (real Chromium); the browser tests extract
+# samples with the venv's Python, so they need both set-ups.
+test-web: $(VENV_STAMP) $(WEB_STAMP)
+	cd web && npm test
 
 # Extraction memory and speed figures for BENCHMARKS.md (a script, not a test).
 bench: $(VENV_STAMP)
