@@ -1,8 +1,11 @@
-// Reading one byte span of a .bin file over HTTP. It asks for a closed single
-// range; a server that ignores Range answers 200 with the whole file, and then
-// the body is streamed and only the wanted span is kept, so a 4 GiB layer file
-// never sits in memory. Every answer is checked against the size the meta
-// promises, so a truncated file gives a clear message instead of garbage.
+// Reading one byte span of a .bin file over HTTP. It always asks for a closed
+// single range, even for a whole file: a 206 answer has a known length and is
+// read into one buffer of that size, with no chunk list left for the GC (a 128
+// MiB matrix must not cost twice that while it arrives). A server that ignores
+// Range answers 200 with the whole file; that fallback streams the body and
+// keeps only the wanted span, so a 4 GiB layer file never sits in memory.
+// Every answer is checked against the size the meta promises, so a truncated
+// file gives a clear message instead of garbage.
 
 export class TruncatedFileError extends Error {
   override name = "TruncatedFileError";
@@ -23,9 +26,7 @@ function sizeError(span: FileSpan, actual: number | string): TruncatedFileError 
 }
 
 export async function fetchSpan(span: FileSpan): Promise<ArrayBuffer> {
-  const whole = span.start === 0 && span.length === span.fileBytes;
-  const headers: HeadersInit = whole ? {} : { Range: `bytes=${span.start}-${span.start + span.length - 1}` };
-  const response = await fetch(span.url, { headers });
+  const response = await fetch(span.url, { headers: { Range: `bytes=${span.start}-${span.start + span.length - 1}` } });
   if (response.status === 416) throw sizeError(span, totalSize(response) ?? "fewer");
   if (!response.ok) throw new Error(`${span.name}: HTTP ${response.status} ${response.statusText}`);
   if (response.status === 206) return readPartial(response, span);

@@ -1,7 +1,10 @@
 // Where the worker gets raw float16 attention: (N, N) matrices through the
 // byte-bounded cache (one range request each; concurrent asks share a fetch),
 // and runs of rows, which a cold view reads with a small range instead of
-// waiting for the N² block (128 MiB at N=8,192).
+// waiting for the N² block (128 MiB at N=8,192). Every read in flight holds a
+// reservation in the cache's budget, so the worker's attention bytes (cache +
+// in flight) stay within it: whole matrices are only ever prefetched, and a
+// prefetch that does not fit is skipped rather than pushing memory over.
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
@@ -10,7 +13,7 @@ import type { HeadChoice, SampleFiles } from "./protocol";
 
 export class MatrixSource {
   private readonly cache: ByteLru<Uint16Array>;
-  private readonly inFlight = new Map<string, Promise<Uint16Array>>();
+  private readonly inFlight = new Map<string, Promise<Uint16Array | null>>();
   private wanted: [number, HeadChoice][] = [];
   private warming = false;
 
@@ -26,23 +29,36 @@ export class MatrixSource {
     return this.cache.usedBytes;
   }
 
+  /** Bytes of reads in flight, counted against the same budget. */
+  get inFlightBytes(): number {
+    return this.cache.reservedBytes;
+  }
+
   isCached(layer: number, head: HeadChoice): boolean {
     return this.cache.has(this.key(layer, head));
   }
 
-  /** The raw float16 matrix of one layer: a head's block, or the head mean or max. */
-  matrix(layer: number, head: HeadChoice): Promise<Uint16Array> {
+  /**
+   * The raw float16 matrix of one layer (a head's block, or the head mean or
+   * max), or null when the budget has no room for it beside the reads in flight.
+   */
+  matrix(layer: number, head: HeadChoice): Promise<Uint16Array | null> {
     const key = this.key(layer, head);
     const cached = this.cache.get(key);
     if (cached) return Promise.resolve(cached);
     let pending = this.inFlight.get(key);
     if (!pending) {
+      const bytes = matrixBytes(this.files.seqLen);
+      if (!this.cache.tryReserve(bytes)) return Promise.resolve(null);
       pending = this.fetchMatrix(layer, head)
+        .finally(() => {
+          this.cache.release(bytes);
+          this.inFlight.delete(key);
+        })
         .then((matrix) => {
           this.cache.set(key, matrix);
           return matrix;
-        })
-        .finally(() => this.inFlight.delete(key));
+        });
       this.inFlight.set(key, pending);
     }
     return pending;
@@ -56,9 +72,13 @@ export class MatrixSource {
    * Fetch these matrices into the cache in the background, most wanted first,
    * one at a time: a browser opens only six connections to a host, and a view's
    * own reads must not queue behind 128 MiB prefetches. A newer call replaces the list.
+   * Only as many as the budget holds are kept, and the cached ones among them
+   * become the most recent, so making room for the others evicts older views first.
    */
   warm(wanted: [number, HeadChoice][]): void {
-    this.wanted = wanted.filter(([layer, head]) => !this.isCached(layer, head));
+    const fitting = wanted.slice(0, Math.floor(this.cache.maxBytes / matrixBytes(this.files.seqLen)));
+    for (const [layer, head] of [...fitting].reverse()) this.cache.get(this.key(layer, head));
+    this.wanted = fitting.filter(([layer, head]) => !this.isCached(layer, head));
     if (!this.warming) void this.warmNext();
   }
 
@@ -78,16 +98,23 @@ export class MatrixSource {
   }
 
   /**
-   * Rows first..first+count-1 of a matrix, row-major: a view into the cached
-   * matrix, or one range read of just those rows.
+   * Hand rows first..first+count-1 of a matrix (row-major) to `use`: a view
+   * into the cached matrix, or one range read of just those rows, whose bytes
+   * are reserved in the budget until `use` is done with them.
    */
-  async rows(layer: number, head: HeadChoice, first: number, count: number): Promise<Uint16Array> {
+  async withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
     const n = this.files.seqLen;
     const cached = this.cache.get(this.key(layer, head));
-    if (cached) return cached.subarray(first * n, (first + count) * n);
+    if (cached) return use(cached.subarray(first * n, (first + count) * n));
     const span = this.matrixSpan(layer, head);
     const rowBytes = n * BYTES_PER_VALUE;
-    return new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: count * rowBytes }));
+    const bytes = count * rowBytes;
+    this.cache.reserve(bytes);
+    try {
+      return use(new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: bytes })));
+    } finally {
+      this.cache.release(bytes);
+    }
   }
 
   private async fetchMatrix(layer: number, head: HeadChoice): Promise<Uint16Array> {

@@ -56,8 +56,7 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
 /** One token's row or column, from the rows it needs (cached, or read alone). */
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
   const [first, count] = rowsNeeded(seqLen, index, request.axis);
-  const rows = await openSource().rows(layer, request.head, first, count);
-  return vectorFromRows(rows, seqLen, index, request.axis);
+  return openSource().withRows(layer, request.head, first, count, (rows) => vectorFromRows(rows, seqLen, index, request.axis));
 }
 
 /**

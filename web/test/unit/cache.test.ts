@@ -51,4 +51,36 @@ describe("ByteLru", () => {
     cache.set("d", block(1));
     expect([cache.has("b"), cache.has("c")]).toEqual([true, false]);
   });
+
+  test("reservations for reads in flight share the budget: room is made before the bytes arrive", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(40));
+    cache.set("b", block(40));
+    expect(cache.tryReserve(50)).toBe(true); // evicts a, the oldest
+    expect([cache.has("a"), cache.has("b"), cache.usedBytes, cache.reservedBytes]).toEqual([false, true, 40, 50]);
+    cache.set("c", block(20)); // fits beside b and the reservation only by evicting b
+    expect([cache.has("b"), cache.usedBytes + cache.reservedBytes]).toEqual([false, 70]);
+    cache.release(50);
+    cache.set("d", block(50)); // the landed read
+    expect([cache.usedBytes, cache.reservedBytes]).toEqual([70, 0]);
+  });
+
+  test("an optional read that cannot fit beside the others is refused and evicts nothing", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(30));
+    expect(cache.tryReserve(60)).toBe(true);
+    expect(cache.tryReserve(60)).toBe(false);
+    expect([cache.has("a"), cache.reservedBytes]).toEqual([true, 60]);
+  });
+
+  test("a read the view waits for is reserved even over the budget, after evicting everything", () => {
+    const cache = new ByteLru<Uint8Array>(100);
+    cache.set("a", block(30));
+    cache.reserve(80);
+    cache.reserve(40);
+    expect([cache.size, cache.reservedBytes]).toEqual([0, 120]);
+    cache.release(120);
+    expect(cache.reservedBytes).toBe(0);
+  });
 });
+

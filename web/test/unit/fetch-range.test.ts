@@ -51,6 +51,9 @@ async function started(options: { ranges: boolean; cut?: number }): Promise<Serv
 }
 afterAll(() => servers.forEach((s) => s.close()));
 
+/** The request line of a whole (N, N) file: one closed range over all of it. */
+const whole = (name: string) => `${name} bytes=0-${BLOCK - 1}`;
+
 const head2 = (served: Served) => ({
   url: `${served.url}attn_layer_01.bin`,
   name: "attn_layer_01.bin",
@@ -78,10 +81,15 @@ describe("fetchSpan", () => {
     expect(new Uint16Array(buffer)).toEqual(fixtureBits("attn_layer_01.bin").slice(2 * N * N));
   });
 
-  test("a whole (N, N) file is fetched without a Range header", async () => {
+  test("a whole (N, N) file is asked for as one closed range too, so its length is known up front", async () => {
     const buffer = await fetchSpan({ url: `${ranged.url}attn_max_layer_00.bin`, name: "m", fileBytes: BLOCK, start: 0, length: BLOCK });
     expect(new Uint16Array(buffer)).toEqual(fixtureBits("attn_max_layer_00.bin"));
-    expect(ranged.requests.at(-1)).toBe("attn_max_layer_00.bin whole");
+    expect(ranged.requests.at(-1)).toBe(`attn_max_layer_00.bin bytes=0-${BLOCK - 1}`);
+  });
+
+  test("a whole file from a server that ignores Range is read from the 200 answer", async () => {
+    const buffer = await fetchSpan({ url: `${plain.url}attn_max_layer_00.bin`, name: "m", fileBytes: BLOCK, start: 0, length: BLOCK });
+    expect(new Uint16Array(buffer)).toEqual(fixtureBits("attn_max_layer_00.bin"));
   });
 });
 
@@ -115,18 +123,19 @@ describe("MatrixSource", () => {
     expect(source.cachedBytes).toBe(BLOCK);
     expect(await source.matrix(0, "mean")).toEqual(fixtureBits("attn_mean_layer_00.bin"));
     expect(await source.matrix(0, "max")).toEqual(fixtureBits("attn_max_layer_00.bin"));
-    expect(served.requests.slice(1)).toEqual(["attn_mean_layer_00.bin whole", "attn_max_layer_00.bin whole"]);
+    expect(served.requests.slice(1)).toEqual([`attn_mean_layer_00.bin bytes=0-${BLOCK - 1}`, `attn_max_layer_00.bin bytes=0-${BLOCK - 1}`]);
   });
 
   test("rows of an uncached matrix are one range read; of a cached one, no request", async () => {
     const served = await started({ ranges: true });
     const source = new MatrixSource(served.url, meta, 10 * BLOCK);
     const expected = fixtureBits("attn_layer_01.bin").slice((2 * N + 7) * N, (2 * N + 10) * N); // head 2, rows 7..9
-    expect(await source.rows(1, 2, 7, 3)).toEqual(expected);
+    const copy = (rows: Uint16Array) => rows.slice();
+    expect(await source.withRows(1, 2, 7, 3, copy)).toEqual(expected);
     const start = (2 * N + 7) * N * 2;
     expect(served.requests).toEqual([`attn_layer_01.bin bytes=${start}-${start + 3 * 2 * N - 1}`]);
     await source.matrix(1, 2);
-    expect(await source.rows(1, 2, 7, 3)).toEqual(expected);
+    expect(await source.withRows(1, 2, 7, 3, copy)).toEqual(expected);
     expect(served.requests).toHaveLength(2);
   });
 
@@ -137,7 +146,7 @@ describe("MatrixSource", () => {
     source.warm([[0, "max"], [1, "max"], [0, "mean"]]);
     await expect.poll(() => source.isCached(0, "mean")).toBe(true);
     expect(source.isCached(1, "max")).toBe(true);
-    expect(served.requests).toEqual(["attn_max_layer_00.bin whole", "attn_max_layer_01.bin whole", "attn_mean_layer_00.bin whole"]);
+    expect(served.requests).toEqual([whole("attn_max_layer_00.bin"), whole("attn_max_layer_01.bin"), whole("attn_mean_layer_00.bin")]);
   });
 
   test("close() drops the warming list and the cache", async () => {
@@ -148,7 +157,7 @@ describe("MatrixSource", () => {
     source.close(); // the first warm fetch has started; the other two never will
     await source.matrix(0, "max");
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(served.requests).toEqual(["attn_max_layer_01.bin whole", "attn_max_layer_00.bin whole"]);
+    expect(served.requests).toEqual([whole("attn_max_layer_01.bin"), whole("attn_max_layer_00.bin")]);
     expect(source.isCached(1, "max")).toBe(false);
   });
 
@@ -158,5 +167,44 @@ describe("MatrixSource", () => {
     for (const head of [0, 1, 2]) await source.matrix(0, head);
     expect(source.cachedBytes).toBe(2 * BLOCK);
     expect([0, 1, 2].map((h) => source.isCached(0, h))).toEqual([false, true, true]);
+  });
+
+  test("a whole-matrix fetch makes room before it starts and counts as in flight until it lands", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 2 * BLOCK);
+    for (const head of [0, 1]) await source.matrix(0, head);
+    const landing = source.matrix(0, 2);
+    expect([source.cachedBytes, source.inFlightBytes]).toEqual([BLOCK, BLOCK]); // head 0 evicted already
+    await landing;
+    expect([source.cachedBytes, source.inFlightBytes]).toEqual([2 * BLOCK, 0]);
+    expect([0, 1, 2].map((h) => source.isCached(0, h))).toEqual([false, true, true]);
+  });
+
+  test("a prefetch that does not fit beside the reads in flight is skipped, not fetched", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 2 * BLOCK);
+    const inFlight = [source.matrix(0, 0), source.matrix(0, 1)];
+    expect(await source.matrix(0, 2)).toBeNull();
+    await Promise.all(inFlight);
+    expect(served.requests).toHaveLength(2);
+  });
+
+  test("rows read alone hold their bytes in the budget while they are used, then let go", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    const heldWhileUsed = await source.withRows(1, 2, 7, 3, () => source.inFlightBytes);
+    expect(heldWhileUsed).toBe(3 * N * 2);
+    expect(source.inFlightBytes).toBe(0);
+  });
+
+  test("warm() keeps only what the budget holds and protects those wanted that are cached", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 2 * BLOCK);
+    await source.matrix(0, "max"); // wanted, but the least recent
+    await source.matrix(0, "mean"); // not wanted
+    source.warm([[0, "max"], [1, "max"], [1, "mean"]]);
+    await expect.poll(() => source.isCached(1, "max")).toBe(true);
+    expect([source.isCached(0, "max"), source.isCached(0, "mean"), source.isCached(1, "mean")]).toEqual([true, false, false]);
+    expect(served.requests).toHaveLength(3);
   });
 });
