@@ -17,5 +17,21 @@ $(WEB_STAMP): web/package.json
 	cd web && npm install --no-audit --no-fund
 	touch $@
 
-test: setup
+# A tiny random Qwen3-VL on the CPU writes output/demo, then the viewer serves output/.
+demo: setup
+	$(PY) -m vlm_attention_viz demo --output-dir output/demo
+	cd web && npm run dev
+
+test: test-python test-web
+
+test-python: $(VENV_STAMP)
 	$(PY) -m pytest -q
+
+# Unit, data-server and browser tests (real Chromium); the browser tests extract
+# samples with the venv's Python, so they need both set-ups.
+test-web: $(VENV_STAMP) $(WEB_STAMP)
+	cd web && npm test
+
+# Extraction memory and speed figures for BENCHMARKS.md (a script, not a test).
+bench: $(VENV_STAMP)
+	$(PY) benchmarks/extract_memory.py

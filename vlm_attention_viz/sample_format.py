@@ -175,6 +175,18 @@ def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind
 # ---------------------------------------------------------------- writing
 
 
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a target that is a file, a foreign folder, or a sample to keep; cheap, so callers check it first."""
+    target = Path(target)
+    for ancestor in [target, *target.parents]:
+        if ancestor.exists() and not ancestor.is_dir():
+            raise FormatError(f"{ancestor} exists and is not a folder")
+    if (target / META_FILE).exists() and not overwrite:
+        raise FormatError(f"{target} already holds a sample; pass --overwrite to replace it")
+    if target.is_dir() and any(target.iterdir()) and not (target / META_FILE).exists():
+        raise FormatError(f"{target} is a non-empty folder that is not a sample; choose another --output-dir")
+
+
 class SampleWriter:
     """Writes a sample into a hidden sibling folder and renames it into place on commit.
 
@@ -184,13 +196,11 @@ class SampleWriter:
 
     def __init__(self, target: Path, overwrite: bool = False) -> None:
         self.target = Path(target)
-        if self.target.exists() and not self.target.is_dir():
-            raise FormatError(f"{self.target} exists and is not a folder")
-        if (self.target / META_FILE).exists() and not overwrite:
-            raise FormatError(f"{self.target} already holds a sample; pass --overwrite to replace it")
-        if self.target.exists() and any(self.target.iterdir()) and not (self.target / META_FILE).exists():
-            raise FormatError(f"{self.target} is a non-empty folder that is not a sample; choose another --output-dir")
+        check_target(self.target, overwrite)
+        # Parents this writer creates are removed again if the sample is never committed.
+        self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
         self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.committed = False
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=self.target.parent))
         self.tmp.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
 
@@ -211,6 +221,29 @@ class SampleWriter:
         self.write_array(head_mean_file(layer), head_mean)
         self.write_array(head_max_file(layer), head_max)
 
+    def write_layer_rows(self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray) -> None:
+        """Store query rows row0.. of one layer: attn (H, c, N), head_mean and head_max (c, N), all float16.
+
+        Rows land at their final offsets, so a layer is written in pieces and never held whole.
+        """
+        heads, rows, n = attn.shape
+        for h in range(heads):
+            self._write_at(layer_file(layer), 2 * (h * n + row0) * n, attn[h])
+        self._write_at(head_mean_file(layer), 2 * row0 * n, head_mean)
+        self._write_at(head_max_file(layer), 2 * row0 * n, head_max)
+
+    def _write_at(self, name: str, offset: int, array: np.ndarray) -> None:
+        if array.dtype != np.float16:
+            raise FormatError(f"{name}: attention must be float16, got {array.dtype}")
+        fd = os.open(self.tmp / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            data = memoryview(np.ascontiguousarray(array).astype("<f2", copy=False)).cast("B")
+            while data:
+                written = os.pwrite(fd, data, offset)
+                data, offset = data[written:], offset + written
+        finally:
+            os.close(fd)
+
     def copy_file(self, source: Path, name: str) -> None:
         shutil.copyfile(source, self.tmp / name)
 
@@ -226,10 +259,17 @@ class SampleWriter:
         if old is not None:
             shutil.rmtree(old)
         write_index(self.target.parent)
+        self.committed = True
         return self.target
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.committed:
+            for parent in reversed(self.created_parents):
+                try:
+                    parent.rmdir()
+                except OSError:  # no longer empty: someone else wrote there
+                    break
 
 
 def _write_json_atomic(path: Path, value: Any) -> None:

@@ -1,0 +1,145 @@
+"""Extraction benchmark (a script, not a test): memory and time of streaming capture on the CPU.
+
+A tiny random Qwen3-VL with many layers reads an image of N >= 1,500 tokens. Each
+measurement runs in its own process so that peaks do not mix:
+  - streaming: the extractor's capture pass, writing a real sample;
+  - output_attentions: the same model on eager attention with output_attentions=True;
+  - plain: the same forward pass with no attention kept (the floor).
+Peak memory is the resident set's highest value during the pass minus its value just
+before it (model and inputs already loaded), sampled every 2 ms. Time: the capture pass
+against writing the same number of bytes to the same disk.
+
+    .venv/bin/python benchmarks/extract_memory.py [--layers 24] [--max-pixels 1600000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+from PIL import Image
+
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.extract import capture_to, format_bytes
+from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+
+PROMPT = "Describe this image in detail."
+
+
+class PeakRss:
+    """Highest resident set size seen while the block runs, sampled by a thread."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakRss:
+        self.baseline = self.process.memory_info().rss
+        self.peak = self.baseline
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    @property
+    def above_baseline(self) -> int:
+        return self.peak - self.baseline
+
+
+def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str) -> dict:
+    torch.set_grad_enabled(False)
+    adapter = adapter_named("qwen3-vl")
+    processor = adapter.load_processor(model_dir)
+    prepared = adapter.prepare(processor, Image.open(image).convert("RGB"), PROMPT, max_pixels)
+    attn = "eager" if kind == "output_attentions" else "sdpa"
+    model = adapter.model_class.from_pretrained(model_dir, attn_implementation=attn).eval()
+    config = adapter.language_config(model)
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    started = time.perf_counter()
+    with PeakRss() as rss:
+        if kind == "streaming":
+            with fmt.SampleWriter(Path(out), overwrite=True) as writer:
+                capture_to(writer, model, adapter, prepared, layers, heads, progress=False)
+        elif kind == "output_attentions":
+            kept = model(**prepared.model_inputs, output_attentions=True, logits_to_keep=1).attentions
+            del kept
+        else:
+            model(**prepared.model_inputs, use_cache=False, logits_to_keep=1)
+    seconds = time.perf_counter() - started
+    return {"kind": kind, "peak_above_model": rss.above_baseline, "seconds": seconds, "seq_len": prepared.input_ids.shape[1], "layers": layers, "heads": heads}
+
+
+def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
+    """Seconds to write `size` bytes in 4 MiB blocks; with sync, until they are on the device."""
+    block = os.urandom(4 * 2**20)
+    path = folder / "write_baseline.bin"
+    started = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.write(block[: size % len(block)])
+        if sync:
+            os.fsync(f.fileno())
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return seconds
+
+
+def run_child(kind: str, model_dir: Path, image: Path, max_pixels: int, out: Path) -> dict:
+    args = [sys.executable, __file__, "--child", kind, "--model-dir", str(model_dir), "--image", str(image), "--max-pixels", str(max_pixels), "--out", str(out)]
+    return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--max-pixels", type=int, default=1_600_000, help="image pixels; tokens ~ max_pixels / 1024")
+    parser.add_argument("--workdir", type=Path, default=Path("bench-output"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.model_dir, args.image, args.max_pixels, args.out)))
+        return
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    model_dir = build_tiny_checkpoint(args.workdir / f"tiny-{args.layers}-layers", TinyShape(layers=args.layers, heads=4, kv_heads=2))
+    image = args.workdir / "bench.png"
+    Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
+    sample = args.workdir / "bench-sample"
+    results = {kind: run_child(kind, model_dir, image, args.max_pixels, sample) for kind in ("plain", "streaming", "output_attentions")}
+    stream = results["streaming"]
+    size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"])
+    cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
+    print(f"model: tiny Qwen3-VL, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
+    print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    for kind, result in results.items():
+        print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")
+    print(f"one layer of attention (H x N^2 x 2 bytes): {format_bytes(stream['heads'] * stream['seq_len'] ** 2 * 2)}")
+    print(f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)")
+    print(f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Tiny real Qwen3-VL checkpoints, built once per test session and saved with save_pretrained."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vlm_attention_viz.cli import main
+from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+
+# Query heads != KV heads, two layers.
+GQA = TinyShape(layers=2, heads=4, kv_heads=2, seed=0)
+# Plain multi-head attention, three layers, another width.
+MHA = TinyShape(layers=3, heads=3, kv_heads=3, hidden=48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def gqa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("gqa"), GQA)
+
+
+@pytest.fixture(scope="session")
+def mha_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("mha"), MHA)
+
+
+def striped_image(width: int, height: int) -> Image.Image:
+    """Non-uniform content, so attention differs between patches."""
+    image = Image.new("RGB", (width, height))
+    image.putdata([((x * 7) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(height) for x in range(width)])
+    return image
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300x170 px: the processor makes it 288x160 = a 5x9 token grid (non-square, odd sides)."""
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    striped_image(300, 170).save(path)
+    return path
+
+
+def run(*args: str | Path) -> int:
+    """The CLI as a user runs it, in this process (no model reload cost per test)."""
+    return main([str(a) for a in args])
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

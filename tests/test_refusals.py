@@ -1,0 +1,145 @@
+"""Bad inputs: one clear line on stderr, a non-zero exit, no traceback, nothing written, nothing lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import folder_digest, run, striped_image
+from vlm_attention_viz import sample_format as fmt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, gqa_model: Path, photo: Path) -> Path:
+    """A parent folder holding one good sample, which every refused run must leave byte-identical."""
+    root = tmp_path_factory.mktemp("refusals")
+    assert run("--image", photo, "--prompt", "Hi", "--output-dir", root / "out" / "kept", "--model", gqa_model) == 0
+    return root
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], workspace: Path, args: list, mentions: str) -> None:
+    before = folder_digest(workspace)
+    code = run(*args)
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]  # minus a progress bar
+    assert len(lines) == 1 and lines[0].startswith("error: ") and mentions in lines[0], err
+    assert "Traceback" not in err
+    assert folder_digest(workspace) == before  # nothing written, nothing lost, no partial folder
+
+
+def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple[list, str]]:
+    text = workspace / "notes.jpg"
+    text.write_text("this is not a picture")
+    truncated = workspace / "cut.jpg"
+    striped_image(200, 120).save(truncated, quality=95)
+    truncated.write_bytes(truncated.read_bytes()[:1500])
+    sliver = workspace / "sliver.png"
+    striped_image(1, 300).save(sliver)
+    weightless = workspace / "weightless"
+    if not weightless.exists():
+        shutil.copytree(gqa_model, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
+    kept = workspace / "out" / "kept"
+    base = ["--prompt", "Describe.", "--model", gqa_model]
+    return {
+        "missing image": (["--image", workspace / "nope.png", "--output-dir", kept, "--overwrite", *base], "image not found"),
+        "text named .jpg": (["--image", text, "--output-dir", kept, "--overwrite", *base], "not an image"),
+        "truncated jpeg": (["--image", truncated, "--output-dir", kept, "--overwrite", *base], "truncated"),
+        "aspect ratio over 200": (["--image", sliver, "--output-dir", kept, "--overwrite", *base], "aspect ratio"),
+        "empty prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "  ", "--model", gqa_model], "prompt is empty"),
+        "output dir is a file": (["--image", photo, "--output-dir", text, *base], "not a folder"),
+        "inside a file": (["--image", photo, "--output-dir", text / "sample", *base], "not a folder"),
+        "existing sample": (["--image", photo, "--output-dir", kept, *base], "--overwrite"),
+        "unknown model type": (["--image", photo, "--output-dir", kept, "--overwrite", *base, "--model-type", "llava-9"], "unknown --model-type"),
+        "model without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", weightless], "no weights"),
+        "folder without config": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", workspace / "out"], "no config.json"),
+        "foreign folder": (["--image", photo, "--output-dir", workspace, *base], "not a sample"),
+        "zero max pixels": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"], "--max-pixels"),
+    }
+
+
+CASES = ["missing image", "text named .jpg", "truncated jpeg", "aspect ratio over 200", "empty prompt", "output dir is a file", "inside a file", "existing sample",
+         "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused(case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, mentions = bad_inputs(workspace, gqa_model, photo)[case]
+    assert_refused(capsys, workspace, args, mentions)
+
+
+def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+    bad_inputs(workspace, gqa_model, photo)  # same files present before and after
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
+    assert_refused(capsys, workspace, args, "needs about")
+
+
+def cli_process(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vlm_attention_viz", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("model_type", [[], ["--model-type", "qwen3-vl"]], ids=["detected", "given"])
+def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], tmp_path: Path, photo: Path) -> None:
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm", *model_type]
+    process = cli_process(*args, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and "offline" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_ctrl_c_leaves_no_folder_behind(tmp_path: Path, gqa_model: Path) -> None:
+    """A real SIGINT while the sample is being written (a ~2,000-token run takes seconds here)."""
+    image = tmp_path / "big.png"
+    striped_image(1600, 1200).save(image)
+    out = tmp_path / "out"
+    process = cli_process("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000)
+    while not list(out.glob(".sample.partial-*")) and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert not out.exists()  # neither the sample, nor its partial folder, nor the parent it created
+
+
+def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+    """The disk fills after the first rows are on it: one line, and the partial sample is gone."""
+    bad_inputs(workspace, gqa_model, photo)
+    real_write = fmt.SampleWriter.write_layer_rows
+
+    def write_then_fill_up(self: fmt.SampleWriter, layer: int, *args) -> None:
+        if layer > 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, layer, *args)
+
+    monkeypatch.setattr(fmt.SampleWriter, "write_layer_rows", write_then_fill_up)
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
+    assert_refused(capsys, workspace, args, "disk filled up")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused(workspace: Path, gqa_model: Path, photo: Path, capsys) -> None:
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model, "--device", "cuda"]
+    assert_refused(capsys, workspace, args, "no CUDA GPU")

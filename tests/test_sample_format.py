@@ -1,0 +1,59 @@
+"""The shared fixture validates, and what the writer writes the reader reads back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.synthetic import build_tokens
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sample_tiny"
+
+
+def test_shared_fixture_validates() -> None:
+    meta = fmt.validate_sample(FIXTURE)
+    assert (meta["seq_len"], meta["num_layers"], meta["num_heads"]) == (40, 2, 3)
+    rows = np.asarray(fmt.open_layer(FIXTURE, meta, 1), dtype=np.float32).sum(axis=-1)
+    np.testing.assert_allclose(rows, 1.0, atol=0.02)
+
+
+def small_meta(n: int, layers: int, heads: int) -> dict:
+    tokens, grid = build_tokens(n)
+    return {
+        "format_version": fmt.FORMAT_VERSION, "model": "test", "prompt": "p", "image_path": "image.png", "image_size": [64, 32],
+        "num_layers": layers, "num_heads": heads, "seq_len": n, "dtype": "float16", "tokens": tokens, "image_grid": grid,
+        "layer_files": [fmt.layer_file(i) for i in range(layers)],
+        "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
+        "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
+    }
+
+
+def test_rows_written_in_chunks_read_back_whole(tmp_path: Path) -> None:
+    n, layers, heads = 30, 2, 3
+    rng = np.random.default_rng(0)
+    attn = rng.random((layers, heads, n, n)).astype(np.float16)
+    (tmp_path / "image.png").write_bytes(b"png")
+    with fmt.SampleWriter(tmp_path / "out" / "s") as writer:
+        for layer in range(layers):
+            for row0 in (20, 0, 7):  # any order: rows land at their own offsets
+                rows = slice(row0, {0: 7, 7: 20, 20: n}[row0])
+                chunk = attn[layer, :, rows]
+                writer.write_layer_rows(layer, row0, chunk, chunk.mean(0).astype(np.float16), chunk.max(0))
+        writer.copy_file(tmp_path / "image.png", "image.png")
+        writer.commit(small_meta(n, layers, heads))
+    meta = fmt.validate_sample(tmp_path / "out" / "s")
+    for layer in range(layers):
+        assert np.array_equal(fmt.open_layer(tmp_path / "out" / "s", meta, layer), attn[layer])
+        assert np.array_equal(fmt.open_head_aggregate(tmp_path / "out" / "s", meta, layer, "max"), attn[layer].max(0))
+    assert [e["name"] for e in fmt.list_samples(tmp_path / "out")] == ["s"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["index.json", "s"]
+
+
+def test_uncommitted_writer_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), fmt.SampleWriter(tmp_path / "new" / "deeper" / "s") as writer:
+        writer.write_layer_rows(0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16))
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []

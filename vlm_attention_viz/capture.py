@@ -1,0 +1,158 @@
+"""Streaming attention capture through transformers' AttentionInterface.
+
+A forward pass with the capture implementation computes every attention output with
+sdpa, exactly as the model normally would, so hidden states and logits do not change.
+Beside it, the recorder recomputes softmax(QK^T * scale + mask) in float32 for a few
+query rows at a time (GQA key heads expanded to the query heads), casts the rows to
+float16 and hands them on together with their head mean and head max. A layer is never
+held whole: device memory is bounded by the row budget, and the host holds what the
+background writer has not yet written (see writer.py).
+
+Every row chunk passes through the one `sink` callable (the hook point), so a caller can
+write, test or inspect them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
+DEFAULT_ROW_BUDGET = 32 * 2**20  # bytes of float32 scores per chunk on the device
+
+
+@dataclass
+class AttentionRows:
+    """Query rows [row0, row0 + c) of one layer: what the sink receives."""
+
+    layer: int
+    row0: int
+    attn: np.ndarray  # (H, c, N) float16
+    head_mean: np.ndarray  # (c, N) float16, mean over heads taken in float32
+    head_max: np.ndarray  # (c, N) float16
+
+
+class AttentionRecorder:
+    """Turns each layer's queries and keys into stored rows, and tallies text-to-image mass."""
+
+    def __init__(
+        self,
+        sink: Callable[[AttentionRows], None],
+        num_layers: int,
+        num_heads: int,
+        image_span: tuple[int, int],
+        on_layer_done: Callable[[int], None] = lambda layer: None,
+        row_budget: int = DEFAULT_ROW_BUDGET,
+    ) -> None:
+        self.sink = sink
+        self.image_span = image_span
+        self.on_layer_done = on_layer_done
+        self.row_budget = row_budget
+        self.text_to_image = np.zeros((num_layers, num_heads), dtype=np.float64)
+
+    def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float) -> None:
+        batch, heads, n, _ = query.shape
+        if batch != 1 or key.shape[2] != n:
+            raise RuntimeError("capture needs one sequence and a full pass over it (no cache)")
+        key = repeat_kv(key, heads // key.shape[1]).float()
+        chunk = max(1, self.row_budget // (heads * n * 4))
+        mass = torch.zeros(heads, dtype=torch.float64, device=query.device)
+        for row0 in range(0, n, chunk):
+            rows = min(chunk, n - row0)
+            # Under the plain causal mask, keys after the chunk's last row get exactly 0: skip them.
+            width = row0 + rows if mask is None else n
+            probs = self._probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, row0, scaling)
+            mass += self._image_mass(probs, row0)
+            self.sink(
+                AttentionRows(
+                    layer=layer,
+                    row0=row0,
+                    attn=_to_host(probs.half(), n),
+                    head_mean=_to_host(probs.mean(dim=0).half(), n),
+                    head_max=_to_host(probs.amax(dim=0).half(), n),
+                )
+            )
+            del probs
+        first_text_row = self.image_span[1] + 1
+        self.text_to_image[layer] = (mass / max(1, n - first_text_row)).cpu().numpy()
+        self.on_layer_done(layer)
+
+    @staticmethod
+    def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, row0: int, scaling: float) -> torch.Tensor:
+        """softmax(QK^T * scale + mask) for query rows row0.. over the given keys, in float32: (H, c, keys)."""
+        # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
+        scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
+        rows = torch.arange(row0, row0 + query.shape[1], device=query.device)
+        if mask is None:  # sdpa's mask creation returns None for a plain causal mask
+            causal = torch.arange(key.shape[1], device=query.device)[None, :] <= rows[:, None]
+            scores.masked_fill_(~causal, float("-inf"))
+        elif mask.dtype == torch.bool:  # True = may attend
+            scores.masked_fill_(~mask[0, :, row0 : row0 + query.shape[1]].to(query.device), float("-inf"))
+        else:  # additive float mask
+            scores.add_(mask[0, :, row0 : row0 + query.shape[1]].to(query.device, torch.float32))
+        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+        return scores.div_(scores.sum(dim=-1, keepdim=True))
+
+    def _image_mass(self, probs: torch.Tensor, row0: int) -> torch.Tensor:
+        """Per head: summed over this chunk's query rows after the image, the attention they give to image tokens."""
+        start, end = self.image_span
+        first = max(0, end + 1 - row0)
+        if first >= probs.shape[1]:
+            return torch.zeros(probs.shape[0], dtype=torch.float64, device=probs.device)
+        return probs[:, first:, start : end + 1].sum(dim=(1, 2)).double()
+
+
+def _to_host(values: torch.Tensor, n: int) -> np.ndarray:
+    """float16 rows as a NumPy array, zero-filled out to N key columns."""
+    host = values.cpu().numpy()
+    if host.shape[-1] == n:
+        return host
+    full = np.zeros((*host.shape[:-1], n), dtype=np.float16)
+    full[..., : host.shape[-1]] = host
+    return full
+
+
+_active: AttentionRecorder | None = None
+
+
+def capture_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """The model's own sdpa output; the weights go to the active recorder, never back to the model."""
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    if _active is not None:
+        _active.record(module.layer_idx, query, key, attention_mask, scaling if scaling is not None else query.shape[-1] ** -0.5)
+    return output, None
+
+
+AttentionInterface.register(CAPTURE_IMPLEMENTATION, capture_attention_forward)
+# The model builds its mask for our implementation exactly as for sdpa, so the output matches sdpa bit for bit.
+AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+
+
+@contextmanager
+def capturing(model: PreTrainedModel, language_config_key: str, recorder: AttentionRecorder) -> Iterator[None]:
+    """Within the block, the language model's attention runs through the recorder; the vision tower stays on sdpa."""
+    global _active
+    previous = getattr(model.config, language_config_key)._attn_implementation
+    model.set_attn_implementation({language_config_key: CAPTURE_IMPLEMENTATION})
+    _active = recorder
+    try:
+        yield
+    finally:
+        _active = None
+        model.set_attn_implementation({language_config_key: previous})

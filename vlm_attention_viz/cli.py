@@ -1,0 +1,116 @@
+"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .extract import DEFAULT_MODEL, DTYPES, Request, extract
+from .models import ADAPTERS
+from .sample_format import FormatError
+
+EPILOG = """\
+Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
+It builds a tiny random-weight Qwen3-VL and runs this same pipeline on the CPU.
+
+Size on disk: layers x (heads + 2) x tokens^2 x 2 bytes (e.g. Qwen3-VL-8B at 2,040 tokens: 10.2 GB).
+"""
+
+
+def extract_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz",
+        description="Capture the self-attention of every LLM layer and head of a vision-language model for one image + prompt, "
+        "and write it as a sample folder for the viewer (format: SPEC.md).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--image", type=Path, required=True, help="the input image (any format Pillow reads; converted to RGB)")
+    parser.add_argument("--prompt", required=True, help="the text that follows the image in the user message")
+    parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model-type",
+        help=f"model family: {', '.join(sorted(ADAPTERS))} (default: detected from the checkpoint's config.json)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="prefill",
+        metavar="{prefill,generate}",
+        help="prefill = the attention over the prompt as the model reads it; generate = answer first (greedy, the "
+        "model's normal attention), then the attention over prompt + answer (default: prefill)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="generate mode: the most answer tokens to generate (default: 256); each adds to N, and size grows with N^2",
+    )
+    parser.add_argument(
+        "--device",
+        help='cpu, cuda, cuda:N, or auto = spread the layers over every GPU (device_map="auto", needs accelerate); '
+        "default: cuda when available, else cpu",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        metavar="{auto,float32,bfloat16,float16}",
+        help=f"model weights: auto (float32 on cpu, bfloat16 on GPU), {', '.join(DTYPES)}; attention is always computed "
+        "in float32 and stored as float16",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        help="resize the image to at most this many pixels; caps the image tokens at about max_pixels / 1024 for Qwen3-VL "
+        "(default: the checkpoint's processor setting)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir (never replaced without it)")
+    return parser
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz demo",
+        description="Build (once) a seeded tiny random-weight Qwen3-VL, draw an image, and extract a sample on the CPU.",
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("output/demo"), help="the sample folder (default: output/demo)")
+    parser.add_argument("--mode", default="prefill", metavar="{prefill,generate}", help="generate: the random model writes 24 tokens first")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["demo"]:
+            from .demo import run_demo  # builds a model: only imported when asked for
+
+            args = demo_parser().parse_args(argv[1:])
+            quiet_transformers()
+            result = run_demo(args.output_dir, args.mode)
+        else:
+            args = extract_parser().parse_args(argv)
+            quiet_transformers()
+            result = extract(Request(**vars(args)))
+    except (UserError, FormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a disk or permission problem outside our own checks
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(result.summary())
+    return 0
+
+
+def quiet_transformers() -> None:
+    """Our own progress bar and summary say what happens; transformers' loading bars and notices would bury them."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # its retry notices would bury the one-line error when the hub is unreachable

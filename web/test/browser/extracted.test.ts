@@ -1,0 +1,88 @@
+// The viewer over samples written by the real extractor: the tiny random-weight
+// Qwen3-VL run on the CPU by `python -m vlm_attention_viz demo`, in prefill and in
+// generate mode. This is the end-to-end path a user takes, model to pixels.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { parseMeta, type SampleMeta } from "../../src/format";
+import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { canvasPixels, clickToken, expectRedraw, openViewer, patchCentre, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+
+const REPO = path.resolve(import.meta.dirname, "../../..");
+const PYTHON = process.env.PYTHON ?? path.join(REPO, ".venv/bin/python");
+const TIMEOUT = 30_000;
+
+let dataDir: string;
+let server: RunningServer;
+let browser: Browser;
+let page: Page;
+
+function extractDemo(name: string, mode: "prefill" | "generate"): void {
+  const args = ["-m", "vlm_attention_viz", "demo", "--output-dir", path.join(dataDir, name), "--mode", mode];
+  execFileSync(PYTHON, args, { cwd: REPO, stdio: "pipe" });
+}
+
+async function readMeta(name: string): Promise<SampleMeta> {
+  return parseMeta(JSON.parse(await readFile(path.join(dataDir, name, "meta.json"), "utf8")));
+}
+
+const close = (actual: number[] | null, expected: number[]) => {
+  expect(actual!.length).toBe(expected.length);
+  actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
+};
+
+beforeAll(async () => {
+  if (!existsSync(PYTHON)) throw new Error(`no Python at ${PYTHON}: run \`make setup\` or set PYTHON`);
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-extracted-"));
+  extractDemo("prefill", "prefill");
+  extractDemo("generate", "generate");
+  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+}, 240_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+test("a text token of an extracted sample colours the image and the tokens with its stored row", async () => {
+  const meta = await readMeta("prefill");
+  const word = meta.tokens.findLastIndex((t) => t.type === "text" && t.text.trim().length > 0);
+  await openViewer(page, server.url, "sample=prefill");
+  const overlay = await canvasPixels(page, "image-overlay");
+  const tokens = await canvasPixels(page, "tokens");
+  await expectRedraw(page, () => clickToken(page, word));
+  expect(viewParams(page).get("token")).toBe(String(word));
+  expect((await canvasPixels(page, "image-overlay")).digest).not.toBe(overlay.digest);
+  expect((await canvasPixels(page, "tokens")).digest).not.toBe(tokens.digest);
+  const mean = sampleFile(dataDir, "prefill", meta.headMeanFiles[0]!);
+  close(await shownValues(page), referenceVector(mean, meta.seqLen, 0, word, "row"));
+}, TIMEOUT);
+
+test("an image patch of an extracted sample selects its token, and one head shows that head's column", async () => {
+  const meta = await readMeta("prefill");
+  const { rows, cols, startIdx } = meta.imageGrid;
+  await openViewer(page, server.url, "sample=prefill&dir=tgt&head=1&layer=1");
+  const centre = await patchCentre(page, rows - 1, 0, rows, cols);
+  await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+  const token = startIdx + (rows - 1) * cols;
+  expect(viewParams(page).get("token")).toBe(String(token));
+  const layer = sampleFile(dataDir, "prefill", meta.layerFiles[1]!);
+  close(await shownValues(page), referenceVector(layer, meta.seqLen, 1, token, "col"));
+}, TIMEOUT);
+
+test("a generate-mode sample opens on its answer with a heatmap, and ] steps through the answer", async () => {
+  const meta = await readMeta("generate");
+  const answerStart = meta.tokens.findIndex((t) => t.generated);
+  expect(answerStart).toBeGreaterThan(meta.imageGrid.endIdx);
+  await openViewer(page, server.url, "sample=generate");
+  expect(viewParams(page).get("token")).toBe(String(answerStart));
+  expect((await canvasPixels(page, "image-overlay")).painted).toBeGreaterThan(0);
+  await expectRedraw(page, () => page.keyboard.press("]"));
+  expect(Number(viewParams(page).get("token"))).toBeGreaterThan(answerStart);
+}, TIMEOUT);
