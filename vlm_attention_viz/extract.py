@@ -57,7 +57,7 @@ class Result:
 
     def summary(self) -> str:
         rows, cols = self.grid
-        return f"wrote {self.path}: {self.seq_len} tokens, image grid {rows}x{cols}, {format_bytes(self.bytes)} in {self.seconds:.1f} s"
+        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {format_bytes(self.bytes)} in {self.seconds:.1f} s"
 
 
 def extract(request: Request) -> Result:
