@@ -50,7 +50,7 @@ def extract_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--device",
-        help='cpu, cuda, cuda:N, or auto = spread the layers over every GPU (device_map="auto", needs accelerate); '
+        help='cpu, cuda, cuda:N, or auto = spread the layers over every GPU (device_map="auto"); '
         "default: cuda when available, else cpu",
     )
     parser.add_argument(

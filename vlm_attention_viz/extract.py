@@ -57,7 +57,7 @@ class Result:
 
     def summary(self) -> str:
         rows, cols = self.grid
-        return f"wrote {self.path}: {self.seq_len} tokens, image grid {rows}x{cols}, {format_bytes(self.bytes)} in {self.seconds:.1f} s"
+        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {format_bytes(self.bytes)} in {self.seconds:.1f} s"
 
 
 def extract(request: Request) -> Result:
@@ -147,11 +147,6 @@ def resolve_device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA GPU is visible to torch")
-    if device == "auto":
-        try:
-            import accelerate  # noqa: F401  (device_map="auto" needs it)
-        except ImportError:
-            raise UserError('--device auto spreads the model over GPUs with accelerate: pip install "vlm-attention-viz[gpu]"') from None
     return device
 
 

@@ -3,7 +3,7 @@
 // from the sample folders, even if DATA_DIR holds an index.json, so the list is never stale.
 import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Connect, Logger, Plugin } from "vite";
+import type { Connect, Logger, Plugin, PreviewServer, ViteDevServer } from "vite";
 import { listSamples } from "./server/sample-index.ts";
 import { serveFile } from "./server/serve-files.ts";
 
@@ -11,8 +11,9 @@ const MOUNT = "/data/";
 
 export function dataServer(dataDir: string): Plugin {
   const handler = dataHandler(dataDir);
-  const install = (server: { middlewares: Connect.Server; config: { logger: Logger } }): void => {
-    announce(dataDir, server.config.logger);
+  const install = (server: ViteDevServer | PreviewServer): void => {
+    // Only a listening server announces: vitest runs this config without one.
+    server.httpServer?.once("listening", () => announce(dataDir, server.config.logger));
     server.middlewares.use(handler);
   };
   return { name: "vav-data-server", configureServer: install, configurePreviewServer: install };

@@ -1,5 +1,6 @@
 // Shared set-up for browser tests and the benchmark's TypeScript callers: a real Vite
 // server over a data folder, and Debian's Chromium driven by playwright-core.
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -72,6 +73,7 @@ export async function launchBrowser(): Promise<Browser> {
     args: CHROMIUM_FLAGS,
     env: { ...process.env, XDG_CONFIG_HOME: xdg, XDG_CACHE_HOME: xdg },
   });
-  browser.on("disconnected", () => void rm(xdg, { recursive: true, force: true }));
+  // Synchronous, so the folder is gone before close() resolves and a caller can exit at once.
+  browser.on("disconnected", () => rmSync(xdg, { recursive: true, force: true }));
   return browser;
 }
