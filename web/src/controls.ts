@@ -93,18 +93,19 @@ export class Controls {
     );
   }
 
+  /** Called after every redraw, so it writes only what changed (an equal write can still dirty layout). */
   showView(view: ViewState): void {
-    this.sample.value = view.sample;
-    this.layer.value = String(view.layer);
-    this.layerValue.value = String(view.layer);
-    this.head.value = String(view.head);
-    this.direction.value = view.dir;
-    this.layerReduce.value = view.layerReduce ?? "";
-    this.layerEnd.value = String(view.layerEnd);
-    this.layerEnd.parentElement!.hidden = !view.layerReduce;
     const [first, last] = layerSpan(view);
-    this.layerEndValue.value = `${first}–${last}`;
-    this.combine.value = view.combine;
+    assign(this.sample, view.sample);
+    assign(this.layer, String(view.layer));
+    assign(this.layerValue, String(view.layer));
+    assign(this.head, String(view.head));
+    assign(this.direction, view.dir);
+    assign(this.layerReduce, view.layerReduce ?? "");
+    assign(this.layerEnd, String(view.layerEnd));
+    if (this.layerEnd.parentElement!.hidden !== !view.layerReduce) this.layerEnd.parentElement!.hidden = !view.layerReduce;
+    assign(this.layerEndValue, `${first}–${last}`);
+    assign(this.combine, view.combine);
   }
 
   settings(): Settings {
@@ -116,6 +117,10 @@ export class Controls {
       selectWords: this.selectWords.checked,
     };
   }
+}
+
+function assign(element: { value: string }, value: string): void {
+  if (element.value !== value) element.value = value;
 }
 
 function parseHead(value: string): HeadChoice {

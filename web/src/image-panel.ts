@@ -13,6 +13,7 @@ export class ImagePanel {
   private opacity = 0.75;
   private selected: number[] = [];
   private readonly gridCanvas = document.createElement("canvas");
+  private pixels: ImageData | null = null; // grid-sized, reused by every redraw
 
   constructor(
     private readonly image: HTMLImageElement,
@@ -33,6 +34,7 @@ export class ImagePanel {
     this.heat = null;
     this.gridCanvas.width = grid.cols;
     this.gridCanvas.height = grid.rows;
+    this.pixels = new ImageData(grid.cols, grid.rows);
     this.image.src = imageUrl;
     try {
       await this.image.decode();
@@ -69,16 +71,15 @@ export class ImagePanel {
   private draw(): void {
     const ctx = this.overlay.getContext("2d")!;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
-    if (!this.grid || !this.heat) return;
-    this.paintGrid(this.grid, this.heat);
+    if (!this.grid || !this.heat || !this.pixels) return;
+    this.paintGrid(this.grid, this.heat, this.pixels);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.gridCanvas, 0, 0, this.overlay.width, this.overlay.height);
     this.outlineSelectedPatches(ctx, this.grid);
   }
 
-  private paintGrid(grid: ImageGrid, heat: Heat): void {
+  private paintGrid(grid: ImageGrid, heat: Heat, pixels: ImageData): void {
     const lut = LUTS[heat.palette];
-    const pixels = new ImageData(grid.cols, grid.rows);
     const data = pixels.data;
     for (let cell = 0; cell < grid.rows * grid.cols; cell++) {
       const at = lutIndex(heat.values[grid.startIdx + cell]!, heat.lo, heat.hi) * 4;

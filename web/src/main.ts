@@ -18,6 +18,8 @@ const params = new URLSearchParams(location.search);
 const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
 const cacheBytes = (Number(params.get("cacheMB")) || 512) * 2 ** 20;
 
+type HistoryMode = "push" | "replace" | "none";
+
 interface Loaded {
   meta: SampleMeta;
   /** 1 for tokens left out of the normalisation: the first token and special tokens. */
@@ -30,6 +32,8 @@ const app = {
   values: null as Float32Array | null,
   request: 0, // only the newest request may draw
   firstHeatmapDrawn: false,
+  /** Views set since the page last showed one: their URLs wait for syncPage(). */
+  unsynced: [] as { url: string; history: HistoryMode }[],
 };
 
 const client = new DataClient();
@@ -89,7 +93,7 @@ async function start(): Promise<void> {
   }
 }
 
-async function openSample(name: string, asked: Partial<ViewState>, history: "push" | "replace" | "none"): Promise<void> {
+async function openSample(name: string, asked: Partial<ViewState>, history: HistoryMode): Promise<void> {
   app.request++;
   app.loaded = null;
   app.values = null;
@@ -139,13 +143,27 @@ function change(patch: Partial<ViewState>): void {
   setView(next, "push");
 }
 
-function setView(view: ViewState, history: "push" | "replace" | "none"): void {
+function setView(view: ViewState, history: HistoryMode): void {
   app.view = view;
-  const url = `?${viewToParams(view, new URLSearchParams(location.search))}`;
-  if (history === "push") window.history.pushState(null, "", url);
-  if (history === "replace") window.history.replaceState(null, "", url);
-  controls.showView(view);
-  void refresh();
+  app.unsynced.push({ url: `?${viewToParams(view, new URLSearchParams(location.search))}`, history });
+  void refresh(); // the worker starts before any bookkeeping
+}
+
+/**
+ * Bring the URL, the controls and the status line up to the view, once its
+ * pixels are drawn: a pushState costs milliseconds, and any DOM write before the
+ * worker's answer can put a whole frame between the click and its redraw. Every
+ * view set meanwhile keeps its own history entry.
+ */
+function syncPage(): void {
+  for (const { url, history } of app.unsynced) {
+    if (history === "push") window.history.pushState(null, "", url);
+    if (history === "replace") window.history.replaceState(null, "", url);
+  }
+  app.unsynced = [];
+  if (!app.view || !app.loaded) return;
+  controls.showView(app.view);
+  setText(byId("status"), statusText(app.view, app.loaded.meta));
 }
 
 async function refresh(): Promise<void> {
@@ -196,13 +214,16 @@ function currentHeats(settings: Settings): Heats | null {
 }
 
 function redraw(): void {
-  showStatus(); // with the pixels, so one frame shows both
   const settings = controls.settings();
   const heats = currentHeats(settings);
   const selected = app.view?.tokens ?? [];
   imagePanel.update(heats?.image ?? null, selected, settings.opacity);
   tokenPanel.update(heats?.tokens ?? null, selected);
-  if (!heats) return;
+  if (heats) markDrawn();
+  syncPage(); // in the same frame as the pixels
+}
+
+function markDrawn(): void {
   performance.mark("vav:draw");
   if (!app.firstHeatmapDrawn) {
     app.firstHeatmapDrawn = true;
@@ -218,8 +239,9 @@ function settingChanged(changed: keyof Settings): void {
   else if (changed !== "selectWords") redraw();
 }
 
-function showStatus(): void {
-  if (app.view && app.loaded) byId("status").textContent = statusText(app.view, app.loaded.meta);
+/** Text writes dirty layout even when equal, so only changes are written. */
+function setText(element: HTMLElement, text: string): void {
+  if (element.textContent !== text) element.textContent = text;
 }
 
 /**
