@@ -45,9 +45,37 @@ async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuf
     await response.body?.cancel();
     throw sizeError(span, total);
   }
-  const buffer = await response.arrayBuffer();
+  const buffer = await readExactly(response, span.length);
   if (buffer.byteLength !== span.length) throw sizeError(span, "fewer");
   return buffer;
+}
+
+/**
+ * A body of known length, in one buffer of that length: a BYOB reader fills it
+ * in place, so a 128 MiB matrix costs 128 MiB while it arrives (arrayBuffer()
+ * gathers the body and then copies it). A shorter body gives a shorter buffer.
+ */
+async function readExactly(response: Response, length: number): Promise<ArrayBuffer> {
+  const reader = byobReader(response);
+  if (!reader) return response.arrayBuffer();
+  let buffer = new ArrayBuffer(length);
+  let filled = 0;
+  while (filled < length) {
+    const { done, value } = await reader.read(new Uint8Array(buffer, filled, length - filled));
+    if (value) buffer = value.buffer; // each read hands the buffer back, moved
+    if (done || !value) break;
+    filled += value.byteLength;
+  }
+  await reader.cancel(); // nothing more is wanted, whatever the server still sends
+  return filled === length ? buffer : buffer.slice(0, filled);
+}
+
+function byobReader(response: Response): ReadableStreamBYOBReader | null {
+  try {
+    return response.body?.getReader({ mode: "byob" }) ?? null;
+  } catch {
+    return null; // a body that is not a byte stream
+  }
 }
 
 async function readWhole(response: Response, span: FileSpan): Promise<ArrayBuffer> {
