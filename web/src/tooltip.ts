@@ -1,13 +1,14 @@
 // The one floating tooltip. Text only: token text comes from the model and is
-// never parsed as HTML.
+// never parsed as HTML. It follows the mouse by transform, and its text is
+// rewritten only when it changes, so hovering does not dirty layout: a click
+// right after a move then finds no layout work queued in front of its redraw.
 
 export class Tooltip {
   constructor(private readonly element: HTMLElement) {}
 
   show(text: string, clientX: number, clientY: number): void {
-    this.element.textContent = text;
-    this.element.style.left = `${clientX + 12}px`;
-    this.element.style.top = `${clientY + 12}px`;
+    if (this.element.textContent !== text) this.element.textContent = text;
+    this.element.style.transform = `translate(${clientX + 12}px, ${clientY + 12}px)`;
     this.element.hidden = false;
   }
 
