@@ -177,6 +177,23 @@ describe("a good sample", () => {
     expect(viewParams(page).get("token")).toBe("27");
   }, TIMEOUT);
 
+  test("changes made before the view can draw each keep their own history entry", async () => {
+    await openViewer(page, server.url, "sample=sample_tiny&head=mean&token=30");
+    // Three ↓ in one task: the first two views are superseded before the worker answers.
+    await expectRedraw(page, () =>
+      page.evaluate(() => {
+        for (let i = 0; i < 3; i++) document.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown" }));
+      }),
+    );
+    expect(viewParams(page).get("head")).toBe("1");
+    expect(await page.locator("#head").inputValue()).toBe("1");
+    await page.goBack();
+    await expect.poll(() => viewParams(page).get("head")).toBe("0");
+    await page.goBack();
+    await expect.poll(() => viewParams(page).get("head")).toBe("max");
+    await expect.poll(() => page.locator("#head").inputValue()).toBe("max");
+  }, TIMEOUT);
+
   test("the sample picker lists index.json and switches samples", async () => {
     await openViewer(page, server.url, "sample=sample_tiny");
     const names = await page.locator("#sample option").evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
