@@ -9,7 +9,11 @@ export class ByteLru<V extends { byteLength: number }> {
   private bytes = 0;
   private reserved = 0;
 
-  constructor(readonly maxBytes: number) {}
+  /** `onEvict` sees each value pushed out to make room (its memory can be reused). */
+  constructor(
+    readonly maxBytes: number,
+    private readonly onEvict?: (value: V) => void,
+  ) {}
 
   /** Bytes held by cached values. */
   get usedBytes(): number {
@@ -94,7 +98,9 @@ export class ByteLru<V extends { byteLength: number }> {
   }
 
   private evictOldest(): void {
-    const oldest = this.entries.keys().next();
-    if (!oldest.done) this.delete(oldest.value);
+    const oldest = this.entries.entries().next();
+    if (oldest.done) return;
+    this.delete(oldest.value[0]);
+    this.onEvict?.(oldest.value[1]);
   }
 }

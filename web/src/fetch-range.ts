@@ -25,11 +25,16 @@ function sizeError(span: FileSpan, actual: number | string): TruncatedFileError 
   );
 }
 
-export async function fetchSpan(span: FileSpan): Promise<ArrayBuffer> {
+/**
+ * The span's bytes. `into` (span.length bytes, e.g. an evicted matrix's) is
+ * filled and handed back, moved, when the answer is a 206 byte stream; the
+ * caller must hold no other view of it.
+ */
+export async function fetchSpan(span: FileSpan, into?: ArrayBuffer): Promise<ArrayBuffer> {
   const response = await fetch(span.url, { headers: { Range: `bytes=${span.start}-${span.start + span.length - 1}` } });
   if (response.status === 416) throw sizeError(span, totalSize(response) ?? "fewer");
   if (!response.ok) throw new Error(`${span.name}: HTTP ${response.status} ${response.statusText}`);
-  if (response.status === 206) return readPartial(response, span);
+  if (response.status === 206) return readPartial(response, span, into);
   return readWhole(response, span);
 }
 
@@ -39,13 +44,13 @@ function totalSize(response: Response): number | undefined {
   return total === undefined ? undefined : Number(total);
 }
 
-async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuffer> {
+async function readPartial(response: Response, span: FileSpan, into?: ArrayBuffer): Promise<ArrayBuffer> {
   const total = totalSize(response);
   if (total !== undefined && total !== span.fileBytes) {
     await response.body?.cancel();
     throw sizeError(span, total);
   }
-  const buffer = await readExactly(response, span.length);
+  const buffer = await readExactly(response, span.length, into);
   if (buffer.byteLength !== span.length) throw sizeError(span, "fewer");
   return buffer;
 }
@@ -55,10 +60,10 @@ async function readPartial(response: Response, span: FileSpan): Promise<ArrayBuf
  * in place, so a 128 MiB matrix costs 128 MiB while it arrives (arrayBuffer()
  * gathers the body and then copies it). A shorter body gives a shorter buffer.
  */
-async function readExactly(response: Response, length: number): Promise<ArrayBuffer> {
+async function readExactly(response: Response, length: number, into?: ArrayBuffer): Promise<ArrayBuffer> {
   const reader = byobReader(response);
   if (!reader) return response.arrayBuffer();
-  let buffer = new ArrayBuffer(length);
+  let buffer = into?.byteLength === length ? into : new ArrayBuffer(length);
   let filled = 0;
   while (filled < length) {
     const { done, value } = await reader.read(new Uint8Array(buffer, filled, length - filled));

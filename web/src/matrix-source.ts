@@ -15,6 +15,12 @@ export class MatrixSource {
   private readonly cache: ByteLru<Uint16Array>;
   private readonly inFlight = new Map<string, Promise<Uint16Array | null>>();
   private wanted: [number, HeadChoice][] = [];
+  /**
+   * The buffer of the matrix evicted last, for the next matrix fetch to fill,
+   * so an eviction frees memory at once instead of when the GC gets to it.
+   * Cached matrices are only read synchronously, so nothing still sees it.
+   */
+  private spare: ArrayBuffer | null = null;
   private warming = false;
 
   constructor(
@@ -22,7 +28,9 @@ export class MatrixSource {
     private readonly files: SampleFiles,
     cacheBytes: number,
   ) {
-    this.cache = new ByteLru(cacheBytes);
+    this.cache = new ByteLru(cacheBytes, (evicted) => {
+      if (evicted.byteLength === matrixBytes(files.seqLen)) this.spare = evicted.buffer as ArrayBuffer;
+    });
   }
 
   get cachedBytes(): number {
@@ -41,6 +49,7 @@ export class MatrixSource {
   /**
    * The raw float16 matrix of one layer (a head's block, or the head mean or
    * max), or null when the budget has no room for it beside the reads in flight.
+   * Use it at once and keep no reference: once evicted, its memory is refilled.
    */
   matrix(layer: number, head: HeadChoice): Promise<Uint16Array | null> {
     const key = this.key(layer, head);
@@ -50,13 +59,14 @@ export class MatrixSource {
     if (!pending) {
       const bytes = matrixBytes(this.files.seqLen);
       if (!this.cache.tryReserve(bytes)) return Promise.resolve(null);
-      pending = this.fetchMatrix(layer, head)
+      pending = this.fetchMatrix(layer, head, this.takeSpare())
         .finally(() => {
           this.cache.release(bytes);
           this.inFlight.delete(key);
         })
         .then((matrix) => {
           this.cache.set(key, matrix);
+          this.spare = null; // only a fetch starting now could use what this evicted
           return matrix;
         });
       this.inFlight.set(key, pending);
@@ -94,6 +104,7 @@ export class MatrixSource {
   /** Stop warming and let go of the cache: another sample is being opened. */
   close(): void {
     this.wanted = [];
+    this.spare = null;
     this.cache.clear();
   }
 
@@ -110,6 +121,7 @@ export class MatrixSource {
     const rowBytes = n * BYTES_PER_VALUE;
     const bytes = count * rowBytes;
     this.cache.reserve(bytes);
+    this.spare = null; // a row read has no use for it: let the GC have it
     try {
       return use(new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: bytes })));
     } finally {
@@ -117,8 +129,14 @@ export class MatrixSource {
     }
   }
 
-  private async fetchMatrix(layer: number, head: HeadChoice): Promise<Uint16Array> {
-    return new Uint16Array(await fetchSpan(this.matrixSpan(layer, head)));
+  private async fetchMatrix(layer: number, head: HeadChoice, into: ArrayBuffer | null): Promise<Uint16Array> {
+    return new Uint16Array(await fetchSpan(this.matrixSpan(layer, head), into ?? undefined));
+  }
+
+  private takeSpare(): ArrayBuffer | null {
+    const spare = this.spare;
+    this.spare = null;
+    return spare;
   }
 
   /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */

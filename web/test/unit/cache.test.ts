@@ -82,5 +82,18 @@ describe("ByteLru", () => {
     cache.release(120);
     expect(cache.reservedBytes).toBe(0);
   });
+
+  test("onEvict sees what is pushed out to make room, not what is deleted or replaced", () => {
+    const evicted: number[] = [];
+    const cache = new ByteLru<Uint8Array>(100, (value) => evicted.push(value.byteLength));
+    cache.set("a", block(60));
+    cache.set("a", block(50)); // replaced
+    cache.set("b", block(10));
+    cache.delete("b");
+    cache.set("c", block(30));
+    expect(evicted).toEqual([]);
+    cache.tryReserve(40); // a must go
+    expect(evicted).toEqual([50]);
+  });
 });
 

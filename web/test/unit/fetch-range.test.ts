@@ -207,4 +207,15 @@ describe("MatrixSource", () => {
     expect([source.isCached(0, "max"), source.isCached(0, "mean"), source.isCached(1, "mean")]).toEqual([true, false, false]);
     expect(served.requests).toHaveLength(3);
   });
+
+  test("the next matrix fetch is read into the evicted matrix's memory", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, BLOCK);
+    const first = (await source.matrix(0, 0))!;
+    const second = await source.matrix(0, 1);
+    expect(first.length).toBe(0); // its buffer was handed to the read, so it is detached here
+    expect(second).toEqual(fixtureBits("attn_layer_00.bin").slice(N * N, 2 * N * N));
+    expect([source.cachedBytes, source.inFlightBytes]).toEqual([BLOCK, 0]);
+  });
 });
+
