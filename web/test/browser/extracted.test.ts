@@ -1,19 +1,15 @@
 // The viewer over samples written by the real extractor: the tiny random-weight
 // Qwen3-VL run on the CPU by `python -m vlm_attention_viz demo`, in prefill and in
 // generate mode. This is the end-to-end path a user takes, model to pixels.
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { parseMeta, type SampleMeta } from "../../src/format";
-import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { closeSession, openSession, runPython, type RunningServer } from "./harness";
 import { canvasPixels, clickToken, expectRedraw, openViewer, patchCentre, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
-const REPO = path.resolve(import.meta.dirname, "../../..");
-const PYTHON = process.env.PYTHON ?? path.join(REPO, ".venv/bin/python");
 const TIMEOUT = 30_000;
 
 let dataDir: string;
@@ -23,7 +19,7 @@ let page: Page;
 
 function extractDemo(name: string, mode: "prefill" | "generate"): void {
   const args = ["-m", "vlm_attention_viz", "demo", "--output-dir", path.join(dataDir, name), "--mode", mode];
-  execFileSync(PYTHON, args, { cwd: REPO, stdio: "pipe" });
+  runPython(args);
 }
 
 async function readMeta(name: string): Promise<SampleMeta> {
@@ -36,19 +32,14 @@ const close = (actual: number[] | null, expected: number[]) => {
 };
 
 beforeAll(async () => {
-  if (!existsSync(PYTHON)) throw new Error(`no Python at ${PYTHON}: run \`make setup\` or set PYTHON`);
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-extracted-"));
   extractDemo("prefill", "prefill");
   extractDemo("generate", "generate");
-  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  ({ server, browser } = await openSession(dataDir));
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
 }, 240_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => closeSession({ server, browser, dataDir }));
 
 test("a text token of an extracted sample colours the image and the tokens with its stored row", async () => {
   const meta = await readMeta("prefill");

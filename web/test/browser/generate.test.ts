@@ -1,11 +1,11 @@
 // Generate-mode viewing (issue 4) over a copy of the fixture whose meta marks
 // tokens 32.. as the model's answer: " wood" "en" " table" <|im_end|> …
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "vitest";
-import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { closeSession, openSession, type RunningServer } from "./harness";
 import { canvasPixels, clickToken, expectRedraw, openViewer, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
 const FIXTURE = path.resolve(import.meta.dirname, "../../../fixtures/sample_tiny");
@@ -30,14 +30,10 @@ beforeAll(async () => {
   for (let i = ANSWER_START; i < N; i++) meta.tokens[i].generated = true;
   meta.answer = meta.tokens.slice(ANSWER_START).map((t: { text: string }) => t.text).join("");
   await writeFile(path.join(sample, "meta.json"), JSON.stringify(meta));
-  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => closeSession({ server, browser, dataDir }));
 
 beforeEach(async () => {
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });

@@ -1,10 +1,10 @@
 // The harness itself: Chromium reaches the dev server and reads the generated sample list.
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { closeSession, openSession, type RunningServer } from "./harness";
 
 const FIXTURE = path.resolve(import.meta.dirname, "../../../fixtures/sample_tiny");
 let dataDir: string;
@@ -14,14 +14,10 @@ let browser: Browser;
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-data-"));
   await cp(FIXTURE, path.join(dataDir, "sample_tiny"), { recursive: true });
-  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => closeSession({ server, browser, dataDir }));
 
 test("a page on the dev server reads /data/index.json", async () => {
   const page = await browser.newPage();

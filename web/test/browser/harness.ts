@@ -1,6 +1,7 @@
 // Shared set-up for browser tests and the benchmark's TypeScript callers: a real Vite
 // server over a data folder, and Debian's Chromium driven by playwright-core.
-import { rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -76,4 +77,26 @@ export async function launchBrowser(): Promise<Browser> {
   // Synchronous, so the folder is gone before close() resolves and a caller can exit at once.
   browser.on("disconnected", () => rmSync(xdg, { recursive: true, force: true }));
   return browser;
+}
+
+export const REPO_DIR = path.resolve(import.meta.dirname, "../../..");
+
+/** Run the project's Python (`make setup`'s venv, or $PYTHON) in the repository, e.g. to write a sample. */
+export function runPython(args: string[]): void {
+  const python = process.env.PYTHON ?? path.join(REPO_DIR, ".venv/bin/python");
+  if (!existsSync(python)) throw new Error(`no Python at ${python}: run \`make setup\` or set PYTHON`);
+  execFileSync(python, args, { cwd: REPO_DIR, env: { ...process.env, PYTHONPATH: REPO_DIR }, stdio: "pipe" });
+}
+
+/** A dev server over dataDir and a browser, started together: the set-up of each viewer test file. */
+export async function openSession(dataDir: string): Promise<{ server: RunningServer; browser: Browser }> {
+  const [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  return { server, browser };
+}
+
+/** Undo openSession and remove its data folder; any part may be missing when the set-up failed. */
+export async function closeSession(parts: { server?: RunningServer; browser?: Browser; dataDir?: string }): Promise<void> {
+  await parts.browser?.close();
+  await parts.server?.close();
+  if (parts.dataDir) await rm(parts.dataDir, { recursive: true, force: true });
 }

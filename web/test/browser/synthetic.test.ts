@@ -1,19 +1,14 @@
 // The viewer over a synthetic sample written by vlm_attention_viz.synthetic:
 // a bigger sequence (N=300, image grid 15×16) whose token panel wraps and scrolls.
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { parseMeta, type SampleMeta } from "../../src/format";
-import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { closeSession, openSession, runPython, type RunningServer } from "./harness";
 import { clickToken, expectRedraw, openViewer, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
-const REPO = path.resolve(import.meta.dirname, "../../..");
-// `make test` sets up the repository's venv; PYTHON points elsewhere when needed.
-const PYTHON = process.env.PYTHON ?? path.join(REPO, ".venv/bin/python");
 const TIMEOUT = 30_000;
 
 let dataDir: string;
@@ -23,20 +18,15 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  if (!existsSync(PYTHON)) throw new Error(`no Python at ${PYTHON}: run \`make setup\` or set PYTHON`);
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-synth-"));
   const args = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(dataDir, "synth"), "--seq-len", "300", "--layers", "3", "--heads", "2"];
-  execFileSync(PYTHON, args, { cwd: REPO, env: { ...process.env, PYTHONPATH: REPO }, stdio: "pipe" });
+  runPython(args);
   meta = parseMeta(JSON.parse(await readFile(path.join(dataDir, "synth/meta.json"), "utf8")));
-  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  ({ server, browser } = await openSession(dataDir));
   page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => closeSession({ server, browser, dataDir }));
 
 const file = (name: string) => sampleFile(dataDir, "synth", name);
 const close = (actual: number[] | null, expected: number[]) => actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));

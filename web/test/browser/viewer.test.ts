@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
-import { launchBrowser, startServer, type RunningServer } from "./harness";
+import { closeSession, openSession, type RunningServer } from "./harness";
 import {
   canvasPixels,
   clickToken,
@@ -59,14 +59,10 @@ async function makeSamples(): Promise<void> {
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-viewer-"));
   await makeSamples();
-  [server, browser] = await Promise.all([startServer({ dataDir }), launchBrowser()]);
+  ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => closeSession({ server, browser, dataDir }));
 
 beforeEach(async () => {
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
