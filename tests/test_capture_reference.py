@@ -105,7 +105,7 @@ def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_f
 
 
 def test_every_mask_form_gives_the_same_rows() -> None:
-    """The mask may arrive as None (causal), boolean (True attends) or additive float; all mean the same here."""
+    """The causal mask may arrive as sdpa's own (None + causal), boolean (True attends) or additive float; all mean the same."""
     torch.manual_seed(0)
     heads, kv_heads, n, dim = 4, 2, 37, 8
     query, key = torch.randn(1, heads, n, dim), torch.randn(1, kv_heads, n, dim)
@@ -114,7 +114,7 @@ def test_every_mask_form_gives_the_same_rows() -> None:
     results = []
     for mask in (None, allowed, additive):
         chunks: list = []
-        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(0, query, key, mask, dim**-0.5)
+        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(0, query, key, mask, dim**-0.5, causal=mask is None)
         results.append(np.concatenate([c.attn for c in sorted(chunks, key=lambda c: c.row0)], axis=1))
     expected = torch.softmax(query @ key.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * dim**-0.5 + additive, dim=-1)[0]
     for stored in results:

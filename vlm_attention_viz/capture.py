@@ -9,7 +9,9 @@ held whole: device memory is bounded by the row budget, and the host holds what 
 background writer has not yet written (see writer.py).
 
 Every row chunk passes through the one `sink` callable (the hook point), so a caller can
-write, test or inspect them alike.
+write, test or inspect them alike. The same implementation serves the vision tower
+(vision_capture.py): a recorder is attached per sub-config, and the attention modules
+built from that sub-config report to it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,9 +41,54 @@ class AttentionRows:
     head_mean: np.ndarray  # (c, N) float16, mean over heads taken in float32
     head_max: np.ndarray  # (c, N) float16
 
+    @property
+    def nbytes(self) -> int:
+        return self.attn.nbytes + self.head_mean.nbytes + self.head_max.nbytes
+
+
+class Recorder(Protocol):
+    """What the capture implementation hands each attention call of the sub-model it watches."""
+
+    def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None: ...
+
+
+def attention_chunks(
+    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, scaling: float, row_budget: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(row0, softmax(QK^T * scale + mask) in float32, (H, c, keys)) for one sequence, a chunk of query rows at a time.
+
+    query (1, H, N, d); key (1, KV heads, N, d), expanded to H. Under a causal mask the keys after a
+    chunk's last row get exactly 0, so they are left out: the chunk is (H, c, row0 + c) wide.
+    """
+    batch, heads, n, _ = query.shape
+    if batch != 1 or key.shape[2] != n:
+        raise RuntimeError("capture needs one sequence and a full pass over it (no cache)")
+    key = repeat_kv(key, heads // key.shape[1]).float()
+    chunk = max(1, row_budget // (heads * n * 4))
+    for row0 in range(0, n, chunk):
+        rows = min(chunk, n - row0)
+        width = row0 + rows if causal else n
+        yield row0, _probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, causal, row0, scaling)
+
+
+def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, row0: int, scaling: float) -> torch.Tensor:
+    """softmax(QK^T * scale + mask) for query rows row0.. over the given keys, in float32: (H, c, keys)."""
+    # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
+    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
+    rows = torch.arange(row0, row0 + query.shape[1], device=query.device)
+    if causal:
+        allowed = torch.arange(key.shape[1], device=query.device)[None, :] <= rows[:, None]
+        scores.masked_fill_(~allowed, float("-inf"))
+    elif mask is not None and mask.dtype == torch.bool:  # True = may attend
+        scores.masked_fill_(~mask[0, :, row0 : row0 + query.shape[1]].to(query.device), float("-inf"))
+    elif mask is not None:  # additive float mask
+        scores.add_(mask[0, :, row0 : row0 + query.shape[1]].to(query.device, torch.float32))
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
+
 
 class AttentionRecorder:
-    """Turns each layer's queries and keys into stored rows, and tallies text-to-image mass."""
+    """Turns each LLM layer's queries and keys into stored rows, and tallies text-to-image mass."""
 
     def __init__(
         self,
@@ -58,48 +105,27 @@ class AttentionRecorder:
         self.row_budget = row_budget
         self.text_to_image = np.zeros((num_layers, num_heads), dtype=np.float64)
 
-    def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float) -> None:
-        batch, heads, n, _ = query.shape
-        if batch != 1 or key.shape[2] != n:
-            raise RuntimeError("capture needs one sequence and a full pass over it (no cache)")
-        key = repeat_kv(key, heads // key.shape[1]).float()
-        chunk = max(1, self.row_budget // (heads * n * 4))
-        mass = torch.zeros(heads, dtype=torch.float64, device=query.device)
-        for row0 in range(0, n, chunk):
-            rows = min(chunk, n - row0)
-            # Under the plain causal mask, keys after the chunk's last row get exactly 0: skip them.
-            width = row0 + rows if mask is None else n
-            probs = self._probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, row0, scaling)
+    def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+        self.record(module.layer_idx, query, key, mask, scaling, causal)
+
+    def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+        n = query.shape[2]
+        mass = torch.zeros(query.shape[1], dtype=torch.float64, device=query.device)
+        for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
             mass += self._image_mass(probs, row0)
             self.sink(
                 AttentionRows(
                     layer=layer,
                     row0=row0,
-                    attn=_to_host(probs.half(), n),
-                    head_mean=_to_host(probs.mean(dim=0).half(), n),
-                    head_max=_to_host(probs.amax(dim=0).half(), n),
+                    attn=to_host(probs.half(), n),
+                    head_mean=to_host(probs.mean(dim=0).half(), n),
+                    head_max=to_host(probs.amax(dim=0).half(), n),
                 )
             )
             del probs
         first_text_row = self.image_span[1] + 1
         self.text_to_image[layer] = (mass / max(1, n - first_text_row)).cpu().numpy()
         self.on_layer_done(layer)
-
-    @staticmethod
-    def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, row0: int, scaling: float) -> torch.Tensor:
-        """softmax(QK^T * scale + mask) for query rows row0.. over the given keys, in float32: (H, c, keys)."""
-        # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
-        scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
-        rows = torch.arange(row0, row0 + query.shape[1], device=query.device)
-        if mask is None:  # sdpa's mask creation returns None for a plain causal mask
-            causal = torch.arange(key.shape[1], device=query.device)[None, :] <= rows[:, None]
-            scores.masked_fill_(~causal, float("-inf"))
-        elif mask.dtype == torch.bool:  # True = may attend
-            scores.masked_fill_(~mask[0, :, row0 : row0 + query.shape[1]].to(query.device), float("-inf"))
-        else:  # additive float mask
-            scores.add_(mask[0, :, row0 : row0 + query.shape[1]].to(query.device, torch.float32))
-        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-        return scores.div_(scores.sum(dim=-1, keepdim=True))
 
     def _image_mass(self, probs: torch.Tensor, row0: int) -> torch.Tensor:
         """Per head: summed over this chunk's query rows after the image, the attention they give to image tokens."""
@@ -110,7 +136,7 @@ class AttentionRecorder:
         return probs[:, first:, start : end + 1].sum(dim=(1, 2)).double()
 
 
-def _to_host(values: torch.Tensor, n: int) -> np.ndarray:
+def to_host(values: torch.Tensor, n: int) -> np.ndarray:
     """float16 rows as a NumPy array, zero-filled out to N key columns."""
     host = values.cpu().numpy()
     if host.shape[-1] == n:
@@ -120,7 +146,8 @@ def _to_host(values: torch.Tensor, n: int) -> np.ndarray:
     return full
 
 
-_active: AttentionRecorder | None = None
+# Recorders by the id of the sub-config whose attention modules report to them.
+_active: dict[int, Recorder] = {}
 
 
 def capture_attention_forward(
@@ -130,13 +157,23 @@ def capture_attention_forward(
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
     scaling: float | None = None,
+    is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The model's own sdpa output; the weights go to the active recorder, never back to the model."""
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    if _active is not None:
-        _active.record(module.layer_idx, query, key, attention_mask, scaling if scaling is not None else query.shape[-1] ** -0.5)
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, is_causal=is_causal, **kwargs)
+    recorder = _active.get(id(getattr(module, "config", None)))
+    if recorder is not None:
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        recorder.on_attention(module, query, key, attention_mask, scale, sdpa_is_causal(module, query, attention_mask, is_causal))
     return output, None
+
+
+def sdpa_is_causal(module: torch.nn.Module, query: torch.Tensor, mask: torch.Tensor | None, is_causal: bool | None) -> bool:
+    """Whether sdpa applies its own causal mask to this call: the call's is_causal, else the module's, and only
+    without an explicit mask (the same rule as transformers' sdpa_attention_forward)."""
+    wanted = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    return bool(wanted) and mask is None and query.shape[2] > 1
 
 
 AttentionInterface.register(CAPTURE_IMPLEMENTATION, capture_attention_forward)
@@ -145,14 +182,19 @@ AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
 
 
 @contextmanager
-def capturing(model: PreTrainedModel, language_config_key: str, recorder: AttentionRecorder) -> Iterator[None]:
-    """Within the block, the language model's attention runs through the recorder; the vision tower stays on sdpa."""
+def capturing(
+    model: PreTrainedModel, language_config_key: str, recorder: Recorder, extra: dict[str, Recorder] | None = None
+) -> Iterator[None]:
+    """Within the block, the language model's attention runs through the recorder, and each sub-config named in
+    `extra` (e.g. the vision tower's) through its own; every other sub-model stays on sdpa."""
     global _active
-    previous = getattr(model.config, language_config_key)._attn_implementation
-    model.set_attn_implementation({language_config_key: CAPTURE_IMPLEMENTATION})
-    _active = recorder
+    recorders = {language_config_key: recorder, **(extra or {})}
+    configs = {key: getattr(model.config, key) for key in recorders}
+    previous = {key: config._attn_implementation for key, config in configs.items()}
+    model.set_attn_implementation({key: CAPTURE_IMPLEMENTATION for key in recorders})
+    _active = {id(configs[key]): rec for key, rec in recorders.items()}
     try:
         yield
     finally:
-        _active = None
-        model.set_attn_implementation({language_config_key: previous})
+        _active = {}
+        model.set_attn_implementation(previous)

@@ -10,28 +10,36 @@ import errno
 import queue
 import threading
 from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from .capture import AttentionRows
 from .errors import UserError
 
 _STOP = None
 
 
-class BackgroundWriter:
-    def __init__(self, write: Callable[[AttentionRows], None], max_pending_bytes: int) -> None:
+class Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+Rows = TypeVar("Rows", bound=Sized)  # AttentionRows, VisionRows: anything that knows its size
+
+
+class BackgroundWriter(Generic[Rows]):
+    def __init__(self, write: Callable[[Rows], None], max_pending_bytes: int) -> None:
         self._write = write
         self._max_pending = max_pending_bytes
         self._pending = 0
         self._room = threading.Condition()
-        self._queue: queue.Queue[AttentionRows | None] = queue.Queue()
+        self._queue: queue.Queue[Rows | None] = queue.Queue()
         self._error: BaseException | None = None
         self.bytes_written = 0
         self._thread = threading.Thread(target=self._run, name="attention-writer", daemon=True)
         self._thread.start()
 
-    def put(self, rows: AttentionRows) -> None:
+    def put(self, rows: Rows) -> None:
         """Queue rows for writing; waits while about a layer is already waiting."""
-        size = _nbytes(rows)
+        size = rows.nbytes
         with self._room:
             self._room.wait_for(lambda: self._pending == 0 or self._pending + size <= self._max_pending or self._error is not None)
             self._raise_if_failed()
@@ -57,11 +65,11 @@ class BackgroundWriter:
             if self._error is None:
                 try:
                     self._write(rows)
-                    self.bytes_written += _nbytes(rows)
+                    self.bytes_written += rows.nbytes
                 except BaseException as err:  # handed to the main thread by put()/finish()
                     self._error = err
             with self._room:
-                self._pending -= _nbytes(rows)
+                self._pending -= rows.nbytes
                 self._room.notify_all()
 
     def _raise_if_failed(self) -> None:
@@ -72,6 +80,3 @@ class BackgroundWriter:
             raise UserError("the disk filled up while writing the sample; nothing was kept") from None
         raise err
 
-
-def _nbytes(rows: AttentionRows) -> int:
-    return rows.attn.nbytes + rows.head_mean.nbytes + rows.head_max.nbytes
