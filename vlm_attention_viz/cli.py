@@ -15,7 +15,8 @@ EPILOG = """\
 Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
 It builds a tiny random-weight Qwen3-VL and runs this same pipeline on the CPU.
 
-Size on disk: layers x (heads + 2) x tokens^2 x 2 bytes (e.g. Qwen3-VL-8B at 2,040 tokens: 10.2 GB).
+Size on disk: layers x (heads + 2) x tokens^2 x 2 bytes (e.g. Qwen3-VL-8B at 2,040 tokens: 10.2 GB),
+plus with --vision-layers: blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes.
 """
 
 
@@ -65,6 +66,13 @@ def extract_parser() -> argparse.ArgumentParser:
         type=int,
         help="resize the image to at most this many pixels; caps the image tokens at about max_pixels / 1024 for Qwen3-VL "
         "(default: the checkpoint's processor setting)",
+    )
+    parser.add_argument(
+        "--vision-layers",
+        metavar="SPEC",
+        help="also capture the vision encoder's self-attention over the image's patches (before the merge) for these "
+        "blocks: all, lastK (e.g. last2), or a comma list of block indices (negative counts from the end, e.g. 0,-1); "
+        "each block adds (vision heads + 1) x patches^2 x 2 bytes",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir (never replaced without it)")
     return parser

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
-from .capture import AttentionRecorder, capturing
+from .capture import AttentionRecorder, AttentionRows, capturing
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import BROWSER_FORMATS, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
 from .tokens import build_tokens
+from .vision_capture import VisionPlan, VisionRecorder, VisionRows, check_vision_layers, plan_vision
 from .writer import BackgroundWriter
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Thinking"
@@ -43,6 +45,7 @@ class Request:
     dtype: str = "auto"
     max_pixels: int | None = None
     max_new_tokens: int = 256
+    vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
     overwrite: bool = False
     progress: bool = True
 
@@ -77,11 +80,12 @@ def extract(request: Request) -> Result:
     language = adapter.language_config(model)
     layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
-    size = fmt.sample_bytes(layers, heads, seq_len)
-    check_disk_room(request.output_dir, size, layers, heads, seq_len)
+    vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
+    size = fmt.sample_bytes(layers, heads, seq_len) + (vision.bytes if vision else 0)
+    check_disk_room(request.output_dir, size, size_formula(layers, heads, seq_len, vision))
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress)
+        text_to_image = capture_to(writer, model, adapter, prepared, vision, request.progress)
         meta = {
             "format_version": fmt.FORMAT_VERSION,
             **model_fields(request, adapter, language),
@@ -92,6 +96,8 @@ def extract(request: Request) -> Result:
             **file_fields(layers),
             "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
         }
+        if vision:
+            meta["vision"] = vision.meta()
         seconds = time.perf_counter() - started
         meta["extraction"] = {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 3), "bytes": size}
         path = writer.commit(meta)
@@ -138,6 +144,8 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("--max-new-tokens must be at least 1")
     if request.max_pixels is not None and request.max_pixels < 1:
         raise UserError("--max-pixels must be a positive number of pixels")
+    if request.vision_layers is not None:
+        check_vision_layers(request.vision_layers)
     fmt.check_target(request.output_dir, request.overwrite)
     return load_image(request.image)
 
@@ -167,26 +175,39 @@ def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype) ->
         raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
 
 
-def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: int) -> None:
+def size_formula(layers: int, heads: int, seq_len: int, vision: VisionPlan | None) -> str:
+    formula = f"{layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes"
+    if vision:
+        formula += f" + {len(vision.blocks)} vision blocks x ({vision.heads + 1} x {vision.patches}^2 + {vision.patches}) x 2 bytes"
+    return formula
+
+
+def check_disk_room(target: Path, size: int, formula: str) -> None:
     existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < size:
         raise UserError(
-            f"the sample needs about {format_bytes(size)} ({layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes) "
+            f"the sample needs about {format_bytes(size)} ({formula}) "
             f"but only {format_bytes(free)} is free at {existing}; lower --max-pixels or free some space"
         )
 
 
-def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, layers: int, heads: int, progress: bool) -> Any:
-    """One forward pass over the whole sequence; each layer's rows stream to disk as they are computed."""
+def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, vision: VisionPlan | None, progress: bool) -> Any:
+    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
+    language = adapter.language_config(model)
+    layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
-    background = BackgroundWriter(lambda rows: writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max), layer_bytes)
-    bar = tqdm(total=layers, unit="layer", desc="capturing", disable=not progress)
+    background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(lambda rows: write_rows(writer, rows), layer_bytes)
+    bar = tqdm(total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress)
     recorder = AttentionRecorder(background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update())
+    vision_recorder = None
+    if vision:
+        vision_recorder = VisionRecorder(background.put, vision.modules, vision.blocks, vision.geometry.patch_orders, on_block_done=lambda _: bar.update())
+    extra = {adapter.vision_config_key: vision_recorder} if vision_recorder else {}
     inputs = prepared.on(model.device)
     try:
-        with capturing(model, adapter.language_config_key, recorder), torch.inference_mode():
+        with capturing(model, adapter.language_config_key, recorder, extra), torch.inference_mode():
             model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
         background.finish()
     except BaseException:
@@ -194,7 +215,17 @@ def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prep
         raise
     finally:
         bar.close()
+    if vision_recorder:
+        writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
     return recorder.text_to_image
+
+
+def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
+    """Each chunk to its own files; one image per sample, so a vision chunk is always image 0's."""
+    if isinstance(rows, VisionRows):
+        writer.write_vision_rows(rows.block, rows.row0, rows.attn, rows.head_mean)
+    else:
+        writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
 
 
 def image_span(prepared: PreparedInputs) -> tuple[int, int]:

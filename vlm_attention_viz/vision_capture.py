@@ -14,12 +14,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from . import sample_format as fmt
 from .capture import DEFAULT_ROW_BUDGET, attention_chunks, to_host
 from .errors import UserError
+from .models import ModelAdapter, PreparedInputs
+from .models.base import VisionGeometry
 
 
 @dataclass
@@ -127,3 +131,45 @@ def vision_blocks(spec: str, depth: int) -> list[int]:
     if outside:
         raise UserError(f"--vision-layers {spec}: block {outside[0]} is out of range; the vision tower has {depth} blocks (0..{depth - 1}, or -{depth}..-1 from the end)")
     return sorted({i % depth for i in indices})
+
+
+@dataclass
+class VisionPlan:
+    """What --vision-layers captures, settled (and checked) after the model loads and before the capture pass."""
+
+    depth: int
+    heads: int
+    blocks: list[int]
+    geometry: VisionGeometry
+    modules: list[torch.nn.Module]
+
+    @property
+    def patches(self) -> int:
+        return self.geometry.rows * self.geometry.cols
+
+    @property
+    def bytes(self) -> int:
+        return fmt.vision_bytes(len(self.blocks), self.heads, self.patches)
+
+    def meta(self) -> dict[str, Any]:
+        """meta.json's `vision` field (SPEC.md §1)."""
+        return {
+            "num_blocks": self.depth,
+            "num_heads": self.heads,
+            "blocks": self.blocks,
+            "grid": {"rows": self.geometry.rows, "cols": self.geometry.cols},
+            "patch_size": self.geometry.patch_size,
+            "seq_len": self.patches,
+            "block_files": [fmt.vision_block_file(b) for b in self.blocks],
+            "head_mean_files": [fmt.vision_mean_file(b) for b in self.blocks],
+            "received_file": fmt.VISION_RECEIVED_FILE,
+        }
+
+
+def plan_vision(spec: str, adapter: ModelAdapter, model: torch.nn.Module, processor: Any, prepared: PreparedInputs) -> VisionPlan:
+    depth, heads = adapter.vision_shape(model)
+    blocks = vision_blocks(spec, depth)
+    modules = vision_attention_modules(model, adapter.vision_config(model))
+    if len(modules) != depth:
+        raise UserError(f"found {len(modules)} vision attention modules for a tower of {depth} blocks; vision capture cannot map them to blocks")
+    return VisionPlan(depth, heads, blocks, adapter.vision_geometry(processor, prepared), modules)
