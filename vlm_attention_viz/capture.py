@@ -182,17 +182,21 @@ AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
 
 
 @contextmanager
-def capturing(
-    model: PreTrainedModel, language_config_key: str, recorder: Recorder, extra: dict[str, Recorder] | None = None
-) -> Iterator[None]:
-    """Within the block, the language model's attention runs through the recorder, and each sub-config named in
-    `extra` (e.g. the vision tower's) through its own; every other sub-model stays on sdpa."""
+def capturing(model: PreTrainedModel, language_config_key: str, recorder: Recorder) -> Iterator[None]:
+    """Within the block, the language model's attention runs through the recorder; the vision tower stays on sdpa."""
+    with capturing_sub_models(model, {language_config_key: recorder}):
+        yield
+
+
+@contextmanager
+def capturing_sub_models(model: PreTrainedModel, recorders: dict[str, Recorder]) -> Iterator[None]:
+    """Within the block, the attention of each named sub-config (e.g. text_config, vision_config) runs through its
+    recorder; every other sub-model stays on its own implementation. Switched back after, even on error."""
     global _active
-    recorders = {language_config_key: recorder, **(extra or {})}
     configs = {key: getattr(model.config, key) for key in recorders}
     previous = {key: config._attn_implementation for key, config in configs.items()}
     model.set_attn_implementation({key: CAPTURE_IMPLEMENTATION for key in recorders})
-    _active = {id(configs[key]): rec for key, rec in recorders.items()}
+    _active = {id(configs[key]): recorder for key, recorder in recorders.items()}
     try:
         yield
     finally:

@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
-from .capture import AttentionRecorder, AttentionRows, capturing
+from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import BROWSER_FORMATS, load_image
@@ -201,13 +201,14 @@ def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prep
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(lambda rows: write_rows(writer, rows), layer_bytes)
     bar = tqdm(total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress)
     recorder = AttentionRecorder(background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update())
+    recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
     if vision:
         vision_recorder = VisionRecorder(background.put, vision.modules, vision.blocks, vision.geometry.patch_orders, on_block_done=lambda _: bar.update())
-    extra = {adapter.vision_config_key: vision_recorder} if vision_recorder else {}
+        recorders[adapter.vision_config_key] = vision_recorder
     inputs = prepared.on(model.device)
     try:
-        with capturing(model, adapter.language_config_key, recorder, extra), torch.inference_mode():
+        with capturing_sub_models(model, recorders), torch.inference_mode():
             model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
         background.finish()
     except BaseException:

@@ -2,7 +2,7 @@
 
 The vision tower calls its attention function once per image (the packed patches split
 by cu_seqlens), with no mask and is_causal=False. Switching the vision sub-config to the
-capture implementation (capture.capturing's `extra`) hands each call to a VisionRecorder:
+capture implementation (capture.capturing_sub_models) hands each call to a VisionRecorder:
 sdpa still computes the output, and for the chosen blocks the recorder streams
 softmax(QK^T * scale) in float32, row chunk by row chunk, with patches put in row-major
 order first. Beside the rows it sums the head mean's columns: the attention each patch

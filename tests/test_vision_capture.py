@@ -1,0 +1,191 @@
+"""Vision-encoder attention (--vision-layers) equals a float32 reference recomputed from each block's inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers.vision_utils import get_vision_position_ids
+
+from conftest import folder_digest, run, striped_image
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.models.base import merge_window_orders
+from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
+
+PROMPT = "Describe this image in detail."
+RTOL, ATOL = 2.0**-10, 1e-6  # float16 rounding, as in test_capture_reference.py
+ADAPTER = adapter_named("qwen3-vl")
+
+
+def load(model_dir: Path) -> tuple[torch.nn.Module, object]:
+    return ADAPTER.load_model(str(model_dir), "cpu", torch.float32), ADAPTER.load_processor(str(model_dir))
+
+
+def grab_block_inputs(model: torch.nn.Module) -> tuple[dict[int, tuple], list]:
+    """Forward pre-hooks on the vision blocks: per block, (hidden_states, cu_seqlens, position_embeddings)."""
+    grabbed: dict[int, tuple] = {}
+
+    def hook(index: int):
+        return lambda module, args, kwargs: grabbed.__setitem__(index, (args[0], kwargs["cu_seqlens"], kwargs["position_embeddings"]))
+
+    blocks = model.model.visual.blocks
+    return grabbed, [block.register_forward_pre_hook(hook(i), with_kwargs=True) for i, block in enumerate(blocks)]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def row_major(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
+    """Per image, the tower's patch index of each row-major patch, from the tower's own rotary (row, col) positions."""
+    positions = get_vision_position_ids(grid_thw, merge)
+    orders, start = [], 0
+    for _, rows, cols in grid_thw.tolist():
+        row_col = positions[start : start + rows * cols]
+        orders.append(torch.argsort(row_col[:, 0] * cols + row_col[:, 1]))
+        start += rows * cols
+    return orders
+
+
+def reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per image: softmax(QK^T / sqrt(d)) in float32 from the block's inputs (qkv, vision RoPE), patches row-major."""
+    hidden, cu_seqlens, (cos, sin) = inputs
+    attn = model.model.visual.blocks[block].attn
+    with torch.no_grad():
+        qkv = attn.qkv(model.model.visual.blocks[block].norm1(hidden)).float()
+    query, key, _ = qkv.reshape(hidden.shape[0], 3, attn.num_heads, -1).unbind(1)  # (patches, heads, d)
+    cos, sin = cos.float()[:, None], sin.float()[:, None]
+    query, key = rotate(query, cos, sin), rotate(key, cos, sin)
+    per_image = []
+    for image, order in enumerate(orders):
+        span = slice(int(cu_seqlens[image]), int(cu_seqlens[image + 1]))
+        q, k = query[span][order].transpose(0, 1), key[span][order].transpose(0, 1)
+        per_image.append(torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).numpy())
+    return per_image
+
+
+def reference_for_photo(model_dir: Path, photo: Path) -> dict[int, np.ndarray]:
+    model, processor = load(model_dir)
+    prepared = ADAPTER.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+    grabbed, hooks = grab_block_inputs(model)
+    with torch.no_grad():
+        model(**prepared.model_inputs)
+    for hook in hooks:
+        hook.remove()
+    orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
+    return {block: reference(model, block, grabbed[block], orders)[0] for block in grabbed}
+
+
+@pytest.fixture(scope="module")
+def samples(gqa_model: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("vision")
+    made = {}
+    for name, extra in {"plain": [], "all": ["--vision-layers", "all"], "last1": ["--vision-layers", "last1"]}.items():
+        made[name] = root / name
+        assert run("--image", photo, "--prompt", PROMPT, "--output-dir", made[name], "--model", gqa_model, "--device", "cpu", *extra) == 0
+    return made
+
+
+@pytest.mark.parametrize("name, blocks", [("all", [0, 1]), ("last1", [1])])
+def test_vision_files_equal_the_reference_from_block_inputs(samples: dict[str, Path], name: str, blocks: list[int], gqa_model: Path, photo: Path) -> None:
+    meta = fmt.validate_sample(samples[name])
+    vision = meta["vision"]
+    assert vision["blocks"] == blocks and vision["num_blocks"] == 2 and vision["num_heads"] == 2
+    # the photo is 288 x 160 px for the model: 9 x 5 tokens, 18 x 10 patches of 16 px before the 2 x 2 merge
+    assert vision["grid"] == {"rows": 10, "cols": 18} and vision["patch_size"] == 16 and vision["seq_len"] == 180
+    expected = reference_for_photo(gqa_model, photo)
+    received = np.asarray(fmt.open_vision_received(samples[name], meta), np.float32)
+    for i, block in enumerate(blocks):
+        ref = expected[block]
+        np.testing.assert_allclose(np.asarray(fmt.open_vision_block(samples[name], meta, i), np.float32), ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(np.asarray(fmt.open_vision_mean(samples[name], meta, i), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(received[i], ref.mean(0).sum(0), rtol=RTOL, atol=ATOL)
+        assert abs(received[i].mean() - 1) < 1e-3  # each row sums to 1, so the column sums average 1
+
+
+def test_vision_layers_leave_the_llm_files_unchanged(samples: dict[str, Path]) -> None:
+    plain = folder_digest(samples["plain"])
+    with_vision = folder_digest(samples["all"])
+    llm_files = [name for name in plain if name.startswith("attn_")]
+    assert len(llm_files) == 6 and all(with_vision[name] == plain[name] for name in llm_files)
+    assert "vision" not in fmt.read_meta(samples["plain"])
+
+
+def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model: Path) -> None:
+    model, processor = load(gqa_model)
+    images = [striped_image(300, 170), striped_image(140, 230)]
+    batch = processor.image_processor(images, return_tensors="pt")
+    grid_thw, merge = batch["image_grid_thw"], processor.image_processor.merge_size
+    assert grid_thw[0].tolist() != grid_thw[1].tolist()
+    visual = model.model.visual
+    modules = vision_attention_modules(model, model.config.vision_config)
+    assert len(modules) == 2
+    chunks: list[VisionRows] = []
+    # a small row budget splits every image of every block into several chunks
+    recorder = VisionRecorder(chunks.append, modules, [0, 1], merge_window_orders(grid_thw, merge), row_budget=2 * 180 * 4 * 16)
+    grabbed, hooks = grab_block_inputs(model)
+    with torch.no_grad():
+        plain = visual(batch["pixel_values"], grid_thw=grid_thw)
+        with capturing_sub_models(model, {"vision_config": recorder}):
+            captured = visual(batch["pixel_values"], grid_thw=grid_thw)
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(plain.last_hidden_state, captured.last_hidden_state) and torch.equal(plain.pooler_output, captured.pooler_output)
+    assert all(torch.equal(a, b) for a, b in zip(plain.deepstack_features, captured.deepstack_features, strict=True))
+    orders = row_major(grid_thw, merge)
+    for block in (0, 1):
+        for image, ref in enumerate(reference(model, block, grabbed[block], orders)):
+            mine = sorted((c for c in chunks if (c.block, c.image) == (block, image)), key=lambda c: c.row0)
+            assert len(mine) > 1
+            np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(np.concatenate([c.head_mean for c in mine]).astype(np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(recorder.received[(block, image)].numpy(), ref.mean(0).sum(0), rtol=1e-5)
+
+
+def test_merge_window_order_puts_the_towers_patches_row_major() -> None:
+    grid_thw = torch.tensor([[1, 10, 18], [1, 4, 6]])
+    for mine, towers in zip(merge_window_orders(grid_thw, 2), row_major(grid_thw, 2), strict=True):
+        assert torch.equal(mine, towers)
+
+
+def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Path, photo: Path) -> None:
+    model, processor = load(gqa_model)
+    prepared = ADAPTER.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+    geometry = ADAPTER.vision_geometry(processor, prepared)
+    tower_outputs: list = []
+    model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
+    recorders = {
+        "text_config": AttentionRecorder(lambda rows: None, 2, 4, (4, 48)),
+        "vision_config": VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.patch_orders),
+    }
+    with torch.no_grad():
+        plain = model(**prepared.model_inputs).logits
+        with capturing_sub_models(model, recorders):
+            captured = model(**prepared.model_inputs, use_cache=False).logits
+    assert torch.equal(plain, captured)
+    assert torch.equal(tower_outputs[0], tower_outputs[1])
+    assert model.config.vision_config._attn_implementation == "sdpa"  # switched back
+
+
+@pytest.mark.parametrize("spec", ["last3", "2", "-3", "0,5"])
+def test_out_of_range_blocks_are_refused_before_the_capture(spec: str, gqa_model: Path, photo: Path, tmp_path: Path, capsys) -> None:
+    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", spec], "the vision tower has")
+    assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("spec", ["last0", "first2", "1,,2", "", "all,1", "1.5"])
+def test_malformed_specs_are_refused_before_the_model_loads(spec: str, photo: Path, tmp_path: Path, capsys) -> None:
+    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", tmp_path / "no-model", "--vision-layers", spec], "is malformed")
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], args: list, mentions: str) -> None:
+    assert run(*args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
+    assert len(lines) == 1 and lines[0].startswith("error: --vision-layers") and mentions in lines[0], err
