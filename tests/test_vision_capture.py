@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -175,17 +177,53 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
 
 @pytest.mark.parametrize("spec", ["last3", "2", "-3", "0,5"])
 def test_out_of_range_blocks_are_refused_before_the_capture(spec: str, gqa_model: Path, photo: Path, tmp_path: Path, capsys) -> None:
-    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", spec], "the vision tower has")
+    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", spec], "--vision-layers", "the vision tower has")
     assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("spec", ["last0", "first2", "1,,2", "", "all,1", "1.5"])
 def test_malformed_specs_are_refused_before_the_model_loads(spec: str, photo: Path, tmp_path: Path, capsys) -> None:
-    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", tmp_path / "no-model", "--vision-layers", spec], "is malformed")
+    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", tmp_path / "no-model", "--vision-layers", spec], "--vision-layers", "is malformed")
 
 
-def assert_refused(capsys: pytest.CaptureFixture[str], args: list, mentions: str) -> None:
+def test_the_size_estimate_counts_the_vision_files(samples: dict[str, Path], gqa_model: Path, photo: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    llm_bytes = fmt.read_meta(samples["plain"])["extraction"]["bytes"]
+    meta = fmt.read_meta(samples["all"])
+    on_disk = sum((samples["all"] / name).stat().st_size for name in folder_digest(samples["all"]) if name.endswith(".bin"))
+    assert meta["extraction"]["bytes"] == llm_bytes + fmt.vision_bytes(2, 2, 180) == on_disk
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - llm_bytes, llm_bytes))  # room for the LLM files only
+    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", "all"]
+    assert_refused(capsys, args, "the sample needs about", "2 vision blocks x (3 x 180^2 + 180) x 2 bytes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Path) -> None:
+    """LoRA on the vision qkv: the wrapped tower's blocks are still found, and what is stored is the adapted attention."""
+    peft = pytest.importorskip("peft")
+    model, processor = load(gqa_model)
+    prepared = ADAPTER.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+    bare_modules = vision_attention_modules(model, model.config.vision_config)
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(target_modules=["qkv"], r=2, init_lora_weights=False))
+    modules = vision_attention_modules(wrapped, wrapped.config.vision_config)
+    assert len(modules) == 2 and all(a is b for a, b in zip(modules, bare_modules, strict=True))
+    chunks: list[VisionRows] = []
+    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(processor, prepared).patch_orders)
+    grabbed, hooks = grab_block_inputs(wrapped.get_base_model())
+    with torch.no_grad(), capturing_sub_models(wrapped, {"vision_config": recorder}):
+        wrapped(**prepared.model_inputs, use_cache=False)
+    for hook in hooks:
+        hook.remove()
+    orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
+    adapted = reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
+    np.testing.assert_allclose(chunks[0].attn.astype(np.float32), adapted, rtol=RTOL, atol=ATOL)
+    with wrapped.disable_adapter():
+        base = reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
+    assert np.abs(adapted - base).max() > 1e-3  # the LoRA changed the attention, so the test above tells them apart
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], args: list, starts: str, mentions: str) -> None:
     assert run(*args) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
-    assert len(lines) == 1 and lines[0].startswith("error: --vision-layers") and mentions in lines[0], err
+    assert len(lines) == 1 and lines[0].startswith(f"error: {starts}") and mentions in lines[0], err
