@@ -9,7 +9,9 @@ Peak memory is the resident set's highest value during the pass minus its value 
 before it (model and inputs already loaded), sampled every 2 ms. Time: the capture pass
 against writing the same number of bytes to the same disk.
 
-    .venv/bin/python benchmarks/extract_memory.py [--layers 24] [--max-pixels 1600000]
+    .venv/bin/python benchmarks/extract_memory.py [--layers 24] [--max-pixels 1600000] [--vision-layers all]
+
+With --vision-layers, the streaming run also captures those vision blocks (P = 4 x the image tokens).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.extract import capture_to, format_bytes
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.vision_capture import plan_vision
 
 PROMPT = "Describe this image in detail."
 
@@ -65,7 +68,7 @@ class PeakRss:
         return self.peak - self.baseline
 
 
-def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str) -> dict:
+def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str, vision_layers: str | None) -> dict:
     torch.set_grad_enabled(False)
     adapter = adapter_named("qwen3-vl")
     processor = adapter.load_processor(model_dir)
@@ -74,18 +77,20 @@ def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str) -> d
     model = adapter.model_class.from_pretrained(model_dir, attn_implementation=attn).eval()
     config = adapter.language_config(model)
     layers, heads = config.num_hidden_layers, config.num_attention_heads
+    vision = plan_vision(vision_layers, adapter, model, processor, prepared) if vision_layers and kind == "streaming" else None
     started = time.perf_counter()
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
-                capture_to(writer, model, adapter, prepared, layers, heads, progress=False)
+                capture_to(writer, model, adapter, prepared, layers, heads, progress=False, vision=vision)
         elif kind == "output_attentions":
             kept = model(**prepared.model_inputs, output_attentions=True, logits_to_keep=1).attentions
             del kept
         else:
             model(**prepared.model_inputs, use_cache=False, logits_to_keep=1)
     seconds = time.perf_counter() - started
-    return {"kind": kind, "peak_above_model": rss.above_baseline, "seconds": seconds, "seq_len": prepared.input_ids.shape[1], "layers": layers, "heads": heads}
+    vision_fields = {"vision_bytes": vision.bytes, "patches": vision.patches, "vision_blocks": len(vision.blocks), "vision_heads": vision.heads} if vision else {}
+    return {"kind": kind, "peak_above_model": rss.above_baseline, "seconds": seconds, "seq_len": prepared.input_ids.shape[1], "layers": layers, "heads": heads, **vision_fields}
 
 
 def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
@@ -104,8 +109,9 @@ def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
     return seconds
 
 
-def run_child(kind: str, model_dir: Path, image: Path, max_pixels: int, out: Path) -> dict:
+def run_child(kind: str, model_dir: Path, image: Path, max_pixels: int, out: Path, vision_layers: str | None) -> dict:
     args = [sys.executable, __file__, "--child", kind, "--model-dir", str(model_dir), "--image", str(image), "--max-pixels", str(max_pixels), "--out", str(out)]
+    args += ["--vision-layers", vision_layers] if vision_layers else []
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
@@ -114,13 +120,14 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--max-pixels", type=int, default=1_600_000, help="image pixels; tokens ~ max_pixels / 1024")
     parser.add_argument("--workdir", type=Path, default=Path("bench-output"))
+    parser.add_argument("--vision-layers", help="also capture these vision blocks in the streaming run (e.g. all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.model_dir, args.image, args.max_pixels, args.out)))
+        print(json.dumps(child(args.child, args.model_dir, args.image, args.max_pixels, args.out, args.vision_layers)))
         return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -128,15 +135,18 @@ def main() -> None:
     image = args.workdir / "bench.png"
     Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
     sample = args.workdir / "bench-sample"
-    results = {kind: run_child(kind, model_dir, image, args.max_pixels, sample) for kind in ("plain", "streaming", "output_attentions")}
+    results = {kind: run_child(kind, model_dir, image, args.max_pixels, sample, args.vision_layers) for kind in ("plain", "streaming", "output_attentions")}
     stream = results["streaming"]
-    size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"])
+    size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"]) + stream.get("vision_bytes", 0)
     cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
     print(f"model: tiny Qwen3-VL, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
     print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     for kind, result in results.items():
         print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")
     print(f"one layer of attention (H x N^2 x 2 bytes): {format_bytes(stream['heads'] * stream['seq_len'] ** 2 * 2)}")
+    if "patches" in stream:
+        block = stream["vision_heads"] * stream["patches"] ** 2 * 2
+        print(f"vision: {stream['vision_blocks']} blocks x {stream['vision_heads']} heads, P = {stream['patches']} patches; one block (Hv x P^2 x 2 bytes): {format_bytes(block)}")
     print(f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)")
     print(f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s")
 

@@ -85,7 +85,7 @@ def extract(request: Request) -> Result:
     check_disk_room(request.output_dir, size, size_formula(layers, heads, seq_len, vision))
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, vision, request.progress)
+        text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
         meta = {
             "format_version": fmt.FORMAT_VERSION,
             **model_fields(request, adapter, language),
@@ -192,10 +192,10 @@ def check_disk_room(target: Path, size: int, formula: str) -> None:
         )
 
 
-def capture_to(writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, vision: VisionPlan | None, progress: bool) -> Any:
+def capture_to(
+    writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, layers: int, heads: int, progress: bool, vision: VisionPlan | None = None
+) -> Any:
     """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
-    language = adapter.language_config(model)
-    layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(lambda rows: write_rows(writer, rows), layer_bytes)
