@@ -41,6 +41,27 @@ export interface SampleMeta {
   headMaxFiles: string[];
   /** Issue 4: index of the first answer token, when the sample holds one. */
   answerStart?: number;
+  /** Issue 5: the vision encoder's self-attention, when the sample was made with --vision-layers. */
+  vision?: VisionMeta;
+}
+
+/**
+ * The vision tower's captured blocks (VISION_FORMAT.md): per block a float16
+ * (heads, P, P) file and its head mean (P, P), plus one (blocks, P) file of the
+ * attention each patch receives. Patch p = r × cols + c, row-major.
+ */
+export interface VisionMeta {
+  numBlocks: number;
+  numHeads: number;
+  /** The captured block indices, ascending; files are listed in the same order. */
+  blocks: number[];
+  grid: { rows: number; cols: number };
+  patchSize: number;
+  /** P = rows × cols. */
+  seqLen: number;
+  blockFiles: string[];
+  headMeanFiles: string[];
+  receivedFile: string;
 }
 
 export interface SampleEntry {
@@ -79,10 +100,11 @@ function isPlainName(name: unknown): name is string {
   return isString(name) && name !== "" && name !== "." && name !== ".." && !/[\\/]/.test(name);
 }
 
-function fileList(obj: Json, key: string, layers: number): string[] {
-  const names = field(obj, key, isList, "a list");
-  if (names.length !== layers || !names.every(isPlainName)) {
-    throw new FormatError(`'${key}' must list ${layers} plain file names`);
+/** A list of `count` file names; `section` names the object holding it ("vision"), if not the top level. */
+function fileList(obj: Json, key: string, count: number, section = ""): string[] {
+  const names = field(obj, key, isList, "a list", section ? `meta.json ${section}` : "meta.json");
+  if (names.length !== count || !names.every(isPlainName)) {
+    throw new FormatError(`${section ? `${section} ` : ""}'${key}' must list ${count} plain file names`);
   }
   return names as string[];
 }
@@ -105,12 +127,13 @@ export function parseMeta(raw: unknown): SampleMeta {
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
   const answerStart = raw["answer_start"];
+  const imageSize = field(raw, "image_size", isIntPair, "[width, height]");
   return {
     model: field(raw, "model", isString, "a string"),
     prompt: field(raw, "prompt", isString, "a string"),
     mode: isString(raw["mode"]) ? raw["mode"] : "prefill",
     imagePath,
-    imageSize: field(raw, "image_size", isIntPair, "[width, height]"),
+    imageSize,
     numLayers,
     numHeads,
     seqLen,
@@ -120,6 +143,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
+    ...("vision" in raw ? { vision: parseVision(field(raw, "vision", isObject, "an object"), imageSize) } : {}),
   };
 }
 
@@ -167,6 +191,39 @@ function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
   return grid;
 }
 
+function parseVision(raw: Json, imageSize: [number, number]): VisionMeta {
+  const where = "meta.json vision";
+  const positive = (key: string): number => {
+    const value = field(raw, key, isInt, "an integer", where);
+    if (value < 1) throw new FormatError(`vision '${key}' must be positive`);
+    return value;
+  };
+  const numBlocks = positive("num_blocks");
+  const blocks = field(raw, "blocks", isList, "a list", where);
+  if (blocks.length === 0 || !blocks.every((b, i) => isInt(b) && b >= 0 && b < numBlocks && (i === 0 || b > (blocks[i - 1] as number)))) {
+    throw new FormatError(`vision 'blocks' must list block indices in [0, ${numBlocks}), ascending and unique`);
+  }
+  const grid = field(raw, "grid", isObject, "an object", where);
+  const rows = field(grid, "rows", isInt, "an integer", "meta.json vision.grid");
+  const cols = field(grid, "cols", isInt, "an integer", "meta.json vision.grid");
+  const vision: VisionMeta = {
+    numBlocks,
+    numHeads: positive("num_heads"),
+    blocks: blocks as number[],
+    grid: { rows, cols },
+    patchSize: positive("patch_size"),
+    seqLen: positive("seq_len"),
+    blockFiles: fileList(raw, "block_files", blocks.length, "vision"),
+    headMeanFiles: fileList(raw, "head_mean_files", blocks.length, "vision"),
+    receivedFile: field(raw, "received_file", isPlainName, "a plain file name", where),
+  };
+  if (rows < 1 || cols < 1 || rows * cols !== vision.seqLen) throw new FormatError("vision grid rows × cols must equal its seq_len");
+  if (cols * vision.patchSize !== imageSize[0] || rows * vision.patchSize !== imageSize[1]) {
+    throw new FormatError("vision grid × patch_size must cover image_size");
+  }
+  return vision;
+}
+
 /** Parse index.json: the list of samples under a data root. */
 export function parseIndex(raw: unknown): SampleEntry[] {
   if (!isObject(raw)) throw new FormatError("index.json must hold a JSON object");
@@ -195,4 +252,9 @@ export function matrixBytes(seqLen: number): number {
 /** Bytes a layer file must have: H stacked (N, N) matrices. */
 export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
   return meta.numHeads * matrixBytes(meta.seqLen);
+}
+
+/** Bytes of the received file: one float16 row of P per captured block. */
+export function visionReceivedBytes(vision: Pick<VisionMeta, "blocks" | "seqLen">): number {
+  return vision.blocks.length * vision.seqLen * BYTES_PER_VALUE;
 }

@@ -7,7 +7,10 @@ import { fixtureMetaJson } from "./fixture";
 const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
 
 describe("the view in the URL", () => {
-  const single: ViewState = { sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt" };
+  const single: ViewState = {
+    sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt",
+    overlay: "llm", vblocks: "all", patch: null,
+  };
 
   test("round-trips through the query, keeping other parameters", () => {
     const params = viewToParams(single, new URLSearchParams("data=../out/&cacheMB=64&lreduce=max"));
@@ -38,6 +41,7 @@ describe("completeView", () => {
   test("fills defaults: layer 0, head mean, the last token, source→target", () => {
     expect(completeView({}, "s", meta)).toEqual({
       sample: "s", layer: 0, layerEnd: 0, layerReduce: null, head: "mean", tokens: [39], combine: "mean", dir: "src",
+      overlay: "llm", vblocks: "all", patch: null,
     });
   });
 
