@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,41 @@ def test_uncommitted_writer_leaves_nothing(tmp_path: Path) -> None:
         writer.write_layer_rows(0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16))
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fixture_vision_blocks_read_back_and_received_is_the_column_sum_of_the_head_mean() -> None:
+    meta = fmt.validate_sample(FIXTURE)
+    vision = meta["vision"]
+    assert (vision["blocks"], vision["grid"], vision["seq_len"]) == ([2, 3], {"rows": 6, "cols": 14}, 84)
+    received = np.asarray(fmt.open_vision_received(FIXTURE, meta), dtype=np.float32)
+    for i in range(len(vision["blocks"])):
+        attn = np.asarray(fmt.open_vision_block(FIXTURE, meta, i), dtype=np.float32)
+        np.testing.assert_allclose(attn.sum(axis=-1), 1.0, atol=0.02)  # not causal: every row spans all patches
+        mean = np.asarray(fmt.open_vision_mean(FIXTURE, meta, i), dtype=np.float32)
+        np.testing.assert_allclose(mean, attn.mean(axis=0), atol=1e-3)
+        np.testing.assert_allclose(received[i], mean.sum(axis=0), rtol=0.01)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda v: v.update(blocks=[3, 2]), "ascending"),
+        (lambda v: v.update(blocks=[2, 4]), "below num_blocks"),
+        (lambda v: v.update(seq_len=83), "rows × cols"),
+        (lambda v: v.update(patch_size=14), "cover image_size"),
+        (lambda v: v.update(block_files=["../x.bin", "y.bin"]), "plain file names"),
+        (lambda v: v.pop("received_file"), "received_file"),
+    ],
+)
+def test_malformed_vision_field_is_refused(change, message: str) -> None:
+    meta = fmt.read_meta(FIXTURE)
+    change(meta["vision"])
+    with pytest.raises(fmt.FormatError, match=message):
+        fmt.validate_meta(meta)
+
+
+def test_vision_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    sample = Path(shutil.copytree(FIXTURE, tmp_path / "s"))
+    (sample / "vision_mean_block_03.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(fmt.FormatError, match="vision_mean_block_03.bin has 10 bytes"):
+        fmt.validate_sample(sample)

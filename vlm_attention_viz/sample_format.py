@@ -1,7 +1,8 @@
 """The on-disk sample format: the one place that writes, reads and validates it.
 
 A sample is a folder holding meta.json, one float16 (H, N, N) file per layer, a
-head-mean and a head-max (N, N) file per layer, and the image. SPEC.md describes
+head-mean and a head-max (N, N) file per layer, and the image; optionally the vision
+encoder's attention per captured block (the `vision` field). SPEC.md describes
 every field; web/src/format.ts is the TypeScript twin of this module, and both
 are tested against fixtures/sample_tiny.
 """
@@ -20,6 +21,7 @@ import numpy as np
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 INDEX_FILE = "index.json"
+VISION_RECEIVED_FILE = "vision_received.bin"
 TOKEN_TYPES = ("text", "image", "special")
 BYTES_PER_VALUE = 2  # float16
 
@@ -38,6 +40,19 @@ def head_mean_file(layer: int) -> str:
 
 def head_max_file(layer: int) -> str:
     return f"attn_max_layer_{layer:02d}.bin"
+
+
+def vision_block_file(block: int) -> str:
+    return f"vision_attn_block_{block:02d}.bin"
+
+
+def vision_mean_file(block: int) -> str:
+    return f"vision_mean_block_{block:02d}.bin"
+
+
+def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
+    """Bytes of the vision files: per captured block H heads plus the head mean, and one received vector."""
+    return num_blocks * ((num_heads + 1) * num_patches * num_patches + num_patches) * BYTES_PER_VALUE
 
 
 def sample_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
@@ -89,6 +104,8 @@ def validate_meta(meta: Any) -> None:
         raise FormatError("'image_path' must be a plain file name inside the sample")
     _validate_tokens(meta["tokens"], n)
     _validate_grid(meta["image_grid"], meta["tokens"], n)
+    if "vision" in meta:
+        _validate_vision(meta["vision"], meta["image_size"])
 
 
 def _is_plain_name(name: str) -> bool:
@@ -126,14 +143,56 @@ def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -
             raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
 
 
-def validate_sample(sample_dir: Path) -> dict[str, Any]:
-    """Check meta.json and every file's size; return the meta."""
-    meta = read_meta(sample_dir)
+_VISION_INT_FIELDS = ("num_blocks", "num_heads", "patch_size", "seq_len")
+
+
+def _validate_vision(vision: Any, image_size: list[Any]) -> None:
+    if not isinstance(vision, dict):
+        raise FormatError("meta.json field 'vision' must be an object")
+    for field in _VISION_INT_FIELDS:
+        if not isinstance(vision.get(field), int) or isinstance(vision[field], bool) or vision[field] < 1:
+            raise FormatError(f"vision lacks the positive integer '{field}'")
+    blocks = vision.get("blocks")
+    if not isinstance(blocks, list) or not blocks or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
+        raise FormatError("vision.blocks must be a non-empty list of block indices")
+    if blocks != sorted(set(blocks)) or not 0 <= blocks[0] <= blocks[-1] < vision["num_blocks"]:
+        raise FormatError(f"vision.blocks must be ascending, unique and below num_blocks ({vision['num_blocks']})")
+    for field in ("block_files", "head_mean_files"):
+        names = vision.get(field)
+        if not isinstance(names, list) or len(names) != len(blocks) or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+            raise FormatError(f"vision.{field} must list {len(blocks)} plain file names")
+    if not isinstance(vision.get("received_file"), str) or not _is_plain_name(vision["received_file"]):
+        raise FormatError("vision.received_file must be a plain file name inside the sample")
+    grid = vision.get("grid")
+    if not isinstance(grid, dict) or not all(isinstance(grid.get(k), int) and grid[k] >= 1 for k in ("rows", "cols")):
+        raise FormatError("vision.grid must hold positive integer 'rows' and 'cols'")
+    if grid["rows"] * grid["cols"] != vision["seq_len"]:
+        raise FormatError("vision.seq_len must equal vision.grid rows × cols")
+    if [grid["cols"] * vision["patch_size"], grid["rows"] * vision["patch_size"]] != image_size:
+        raise FormatError("vision.grid × patch_size must cover image_size exactly")
+
+
+def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
+    """Every attention file of the sample and its size in bytes."""
     n, heads = meta["seq_len"], meta["num_heads"]
     expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
     for name in meta["head_mean_files"] + meta["head_max_files"]:
         expected[name] = n * n * BYTES_PER_VALUE
-    for name, size in expected.items():
+    if "vision" in meta:
+        vision = meta["vision"]
+        p = vision["seq_len"]
+        for name in vision["block_files"]:
+            expected[name] = vision["num_heads"] * p * p * BYTES_PER_VALUE
+        for name in vision["head_mean_files"]:
+            expected[name] = p * p * BYTES_PER_VALUE
+        expected[vision["received_file"]] = len(vision["blocks"]) * p * BYTES_PER_VALUE
+    return expected
+
+
+def validate_sample(sample_dir: Path) -> dict[str, Any]:
+    """Check meta.json and every file's size; return the meta."""
+    meta = read_meta(sample_dir)
+    for name, size in _expected_sizes(meta).items():
         path = sample_dir / name
         if not path.is_file():
             raise FormatError(f"{path} is missing")
@@ -170,6 +229,27 @@ def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind
     names = {"mean": meta["head_mean_files"], "max": meta["head_max_files"]}[kind]
     n = meta["seq_len"]
     return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+
+
+def open_vision_block(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
+    """Memory-map the i-th captured vision block (meta["vision"]["blocks"][i]) as (heads, P, P) float16."""
+    vision = meta["vision"]
+    p = vision["seq_len"]
+    return np.memmap(Path(sample_dir) / vision["block_files"][index], dtype=np.float16, mode="r", shape=(vision["num_heads"], p, p))
+
+
+def open_vision_mean(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
+    """Memory-map the i-th captured vision block's head mean as (P, P) float16."""
+    vision = meta["vision"]
+    p = vision["seq_len"]
+    return np.memmap(Path(sample_dir) / vision["head_mean_files"][index], dtype=np.float16, mode="r", shape=(p, p))
+
+
+def open_vision_received(sample_dir: Path, meta: dict[str, Any]) -> np.memmap:
+    """Memory-map the attention each patch receives, per captured block: (blocks, P) float16."""
+    vision = meta["vision"]
+    shape = (len(vision["blocks"]), vision["seq_len"])
+    return np.memmap(Path(sample_dir) / vision["received_file"], dtype=np.float16, mode="r", shape=shape)
 
 
 # ---------------------------------------------------------------- writing
@@ -226,11 +306,24 @@ class SampleWriter:
 
         Rows land at their final offsets, so a layer is written in pieces and never held whole.
         """
-        heads, rows, n = attn.shape
+        self._write_head_rows(layer_file(layer), row0, attn)
+        self._write_at(head_mean_file(layer), 2 * row0 * attn.shape[2], head_mean)
+        self._write_at(head_max_file(layer), 2 * row0 * attn.shape[2], head_max)
+
+    def write_vision_rows(self, block: int, row0: int, attn: np.ndarray, head_mean: np.ndarray) -> None:
+        """Store query patches row0.. of one vision block: attn (heads, c, P) and head_mean (c, P), float16, row-major patches."""
+        self._write_head_rows(vision_block_file(block), row0, attn)
+        self._write_at(vision_mean_file(block), 2 * row0 * attn.shape[2], head_mean)
+
+    def write_vision_received(self, received: np.ndarray) -> None:
+        """Store the attention each patch receives, per captured block: (blocks, P)."""
+        self.write_array(VISION_RECEIVED_FILE, received)
+
+    def _write_head_rows(self, name: str, row0: int, attn: np.ndarray) -> None:
+        """Rows row0.. of every head of an (H, N, N) file, each at its final offset."""
+        heads, _, n = attn.shape
         for h in range(heads):
-            self._write_at(layer_file(layer), 2 * (h * n + row0) * n, attn[h])
-        self._write_at(head_mean_file(layer), 2 * row0 * n, head_mean)
-        self._write_at(head_max_file(layer), 2 * row0 * n, head_max)
+            self._write_at(name, 2 * (h * n + row0) * n, attn[h])
 
     def _write_at(self, name: str, offset: int, array: np.ndarray) -> None:
         if array.dtype != np.float16:

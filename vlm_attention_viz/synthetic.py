@@ -3,7 +3,9 @@
 The attention has the structure real VLM maps show: sinks on the first tokens,
 a local band near the diagonal, and text tokens that focus on one image region.
 Layers can share files through hard links (--distinct-layers) so that a sample of
-36 layers × 32 heads at N=8,192 fits on a normal disk.
+36 layers × 32 heads at N=8,192 fits on a normal disk. --vision-blocks adds vision-encoder
+attention over the image's patches (merge 2, 16 px patches): a local neighbourhood plus a
+ring of salient patches that every patch attends to, as edges are in real ViT maps.
 
     python -m vlm_attention_viz.synthetic --output-dir output/synth_2100 --seq-len 2100
 """
@@ -72,11 +74,57 @@ def layer_attention(tokens: list[dict], grid: dict, heads: int, layer: int, seed
     return out
 
 
-def write_synthetic(target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool) -> Path:
+VISION_MERGE, VISION_PATCH = 2, 16
+
+
+def vision_attention(rows: int, cols: int, heads: int, block: int, seed: int) -> np.ndarray:
+    """One vision block's (H, P, P) float32 attention over row-major patches; every row sums to 1 (not causal)."""
+    rng = np.random.default_rng(seed * 1000 + 500 + block)
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    ring = np.abs(np.hypot((r - (rows - 1) / 2) / rows, (c - (cols - 1) / 2) / cols) - 0.3) < 0.08
+    dist = np.hypot(r[:, None] - r[None, :], c[:, None] - c[None, :])
+    out = np.empty((heads, rows * cols, rows * cols), dtype=np.float32)
+    for h in range(heads):
+        logits = -dist / (1.0 + 3 * rng.random()) + (2.0 + 2 * rng.random()) * ring[None, :]
+        logits += 0.3 * rng.standard_normal(logits.shape)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out[h] = probs / probs.sum(axis=1, keepdims=True)
+    return out
+
+
+def write_vision(writer: fmt.SampleWriter, grid: dict, image_size: tuple[int, int], num_blocks: int, heads: int, seed: int) -> dict:
+    """Write the last `num_blocks` of a four-block vision tower; return meta's `vision` field."""
+    rows, cols = grid["rows"] * VISION_MERGE, grid["cols"] * VISION_MERGE
+    blocks = list(range(4 - num_blocks, 4))
+    received = np.empty((num_blocks, rows * cols), dtype=np.float32)
+    for i, block in enumerate(blocks):
+        attn = vision_attention(rows, cols, heads, block, seed)
+        mean = attn.mean(axis=0)
+        received[i] = mean.sum(axis=0)
+        writer.write_vision_rows(block, 0, attn.astype(np.float16), mean.astype(np.float16))
+    writer.write_vision_received(received.astype(np.float16))
+    assert [cols * VISION_PATCH, rows * VISION_PATCH] == list(image_size)
+    return {
+        "num_blocks": 4,
+        "num_heads": heads,
+        "blocks": blocks,
+        "grid": {"rows": rows, "cols": cols},
+        "patch_size": VISION_PATCH,
+        "seq_len": rows * cols,
+        "block_files": [fmt.vision_block_file(b) for b in blocks],
+        "head_mean_files": [fmt.vision_mean_file(b) for b in blocks],
+        "received_file": fmt.VISION_RECEIVED_FILE,
+    }
+
+
+def write_synthetic(
+    target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool, vision_blocks: int = 0, vision_heads: int = 2
+) -> Path:
     tokens, grid = build_tokens(seq_len)
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        image = Image.linear_gradient("L").resize((grid["cols"] * 32, grid["rows"] * 32)).convert("RGB")
+        size = grid["cols"] * VISION_MERGE * VISION_PATCH, grid["rows"] * VISION_MERGE * VISION_PATCH
+        image = Image.linear_gradient("L").resize(size).convert("RGB")
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers
@@ -108,6 +156,8 @@ def write_synthetic(target: Path, seq_len: int, layers: int, heads: int, distinc
             "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
             "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
         }
+        if vision_blocks:
+            meta["vision"] = write_vision(writer, grid, image.size, vision_blocks, vision_heads, seed)
         return writer.commit(meta)
 
 
@@ -118,11 +168,15 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--distinct-layers", type=int, default=None, help="compute this many layers, hard-link the rest")
+    parser.add_argument("--vision-blocks", type=int, default=0, choices=range(5), help="also write vision-encoder attention for this many blocks (of 4)")
+    parser.add_argument("--vision-heads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     distinct = min(args.layers, args.distinct_layers or args.layers)
-    path = write_synthetic(args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite)
+    path = write_synthetic(
+        args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite, args.vision_blocks, args.vision_heads
+    )
     print(f"wrote {path}")
 
 
