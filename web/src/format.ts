@@ -100,11 +100,10 @@ function isPlainName(name: unknown): name is string {
   return isString(name) && name !== "" && name !== "." && name !== ".." && !/[\\/]/.test(name);
 }
 
-/** A list of `count` file names; `section` names the object holding it ("vision"), if not the top level. */
-function fileList(obj: Json, key: string, count: number, section = ""): string[] {
-  const names = field(obj, key, isList, "a list", section ? `meta.json ${section}` : "meta.json");
-  if (names.length !== count || !names.every(isPlainName)) {
-    throw new FormatError(`${section ? `${section} ` : ""}'${key}' must list ${count} plain file names`);
+function fileList(obj: Json, key: string, layers: number): string[] {
+  const names = field(obj, key, isList, "a list");
+  if (names.length !== layers || !names.every(isPlainName)) {
+    throw new FormatError(`'${key}' must list ${layers} plain file names`);
   }
   return names as string[];
 }
@@ -143,7 +142,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
-    ...("vision" in raw ? { vision: parseVision(field(raw, "vision", isObject, "an object"), imageSize) } : {}),
+    ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
   };
 }
 
@@ -191,37 +190,46 @@ function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
   return grid;
 }
 
-function parseVision(raw: Json, imageSize: [number, number]): VisionMeta {
-  const where = "meta.json vision";
+/** The `vision` field, checked as sample_format.py checks it and with the same messages. */
+function parseVision(raw: unknown, imageSize: [number, number]): VisionMeta {
+  if (!isObject(raw)) throw new FormatError("meta.json field 'vision' must be an object");
   const positive = (key: string): number => {
-    const value = field(raw, key, isInt, "an integer", where);
-    if (value < 1) throw new FormatError(`vision '${key}' must be positive`);
+    const value = raw[key];
+    if (!isInt(value) || value < 1) throw new FormatError(`vision lacks the positive integer '${key}'`);
     return value;
   };
   const numBlocks = positive("num_blocks");
-  const blocks = field(raw, "blocks", isList, "a list", where);
-  if (blocks.length === 0 || !blocks.every((b, i) => isInt(b) && b >= 0 && b < numBlocks && (i === 0 || b > (blocks[i - 1] as number)))) {
-    throw new FormatError(`vision 'blocks' must list block indices in [0, ${numBlocks}), ascending and unique`);
+  const numHeads = positive("num_heads");
+  const patchSize = positive("patch_size");
+  const seqLen = positive("seq_len");
+  const blocks = raw["blocks"];
+  if (!isList(blocks) || blocks.length === 0 || !blocks.every(isInt)) {
+    throw new FormatError("vision.blocks must be a non-empty list of block indices");
   }
-  const grid = field(raw, "grid", isObject, "an object", where);
-  const rows = field(grid, "rows", isInt, "an integer", "meta.json vision.grid");
-  const cols = field(grid, "cols", isInt, "an integer", "meta.json vision.grid");
-  const vision: VisionMeta = {
-    numBlocks,
-    numHeads: positive("num_heads"),
-    blocks: blocks as number[],
-    grid: { rows, cols },
-    patchSize: positive("patch_size"),
-    seqLen: positive("seq_len"),
-    blockFiles: fileList(raw, "block_files", blocks.length, "vision"),
-    headMeanFiles: fileList(raw, "head_mean_files", blocks.length, "vision"),
-    receivedFile: field(raw, "received_file", isPlainName, "a plain file name", where),
+  if (!blocks.every((b, i) => b >= 0 && b < numBlocks && (i === 0 || b > blocks[i - 1]!))) {
+    throw new FormatError(`vision.blocks must be ascending, unique and below num_blocks (${numBlocks})`);
+  }
+  const names = (key: string): string[] => {
+    const list = raw[key];
+    if (!isList(list) || list.length !== blocks.length || !list.every(isPlainName)) {
+      throw new FormatError(`vision.${key} must list ${blocks.length} plain file names`);
+    }
+    return list;
   };
-  if (rows < 1 || cols < 1 || rows * cols !== vision.seqLen) throw new FormatError("vision grid rows × cols must equal its seq_len");
-  if (cols * vision.patchSize !== imageSize[0] || rows * vision.patchSize !== imageSize[1]) {
-    throw new FormatError("vision grid × patch_size must cover image_size");
+  const blockFiles = names("block_files");
+  const headMeanFiles = names("head_mean_files");
+  const receivedFile = raw["received_file"];
+  if (!isPlainName(receivedFile)) throw new FormatError("vision.received_file must be a plain file name inside the sample");
+  const grid = raw["grid"];
+  if (!isObject(grid) || ![grid["rows"], grid["cols"]].every((v) => isInt(v) && v >= 1)) {
+    throw new FormatError("vision.grid must hold positive integer 'rows' and 'cols'");
   }
-  return vision;
+  const [rows, cols] = [grid["rows"] as number, grid["cols"] as number];
+  if (rows * cols !== seqLen) throw new FormatError("vision.seq_len must equal vision.grid rows × cols");
+  if (cols * patchSize !== imageSize[0] || rows * patchSize !== imageSize[1]) {
+    throw new FormatError("vision.grid × patch_size must cover image_size exactly");
+  }
+  return { numBlocks, numHeads, blocks, grid: { rows, cols }, patchSize, seqLen, blockFiles, headMeanFiles, receivedFile };
 }
 
 /** Parse index.json: the list of samples under a data root. */
