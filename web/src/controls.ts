@@ -98,7 +98,7 @@ export class Controls {
     this.overlay.parentElement!.hidden = !meta.vision;
     const blocks = meta.vision ? visionBlockCycle(meta.vision) : [];
     this.visionBlocks.replaceChildren(
-      ...blocks.map((b) => option(String(b), b === "all" ? `mean of all ${blocks.length - 1}` : `block ${b}`)),
+      ...blocks.map((b) => option(String(b), b === "all" ? `all ${blocks.length - 1} blocks (mean)` : `block ${b}`)),
     );
   }
 
