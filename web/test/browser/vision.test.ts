@@ -1,7 +1,8 @@
 // The "vision encoder" overlay over a synthetic sample with two captured vision
-// blocks (patch grid 14 × 26), and a sample without vision attention.
+// blocks (patch grid 14 × 26), a copy with truncated vision files, and a sample
+// without vision attention.
 import { readFileSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { cp, mkdtemp, truncate } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -30,6 +31,10 @@ beforeAll(async () => {
   synthetic("vision", ["--vision-blocks", "2"]);
   synthetic("plain", []);
   vision = parseMeta(JSON.parse(readFileSync(path.join(dataDir, "vision/meta.json"), "utf8"))).vision!;
+  const truncated = path.join(dataDir, "truncated");
+  await cp(path.join(dataDir, "vision"), truncated, { recursive: true });
+  await truncate(path.join(truncated, vision.receivedFile), vision.seqLen * 2); // one block's row of two
+  await truncate(path.join(truncated, vision.headMeanFiles[1]!), 100);
   ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
@@ -168,4 +173,12 @@ test("a sample without vision attention offers no vision overlay", async () => {
   await expect.poll(() => viewParams(page).get("layer")).toBe("1");
   expect(viewParams(page).has("overlay")).toBe(false);
   expect(await visionValues()).toBeNull();
+}, TIMEOUT);
+
+test("truncated vision files show which file and how short it is", async () => {
+  const P = vision.seqLen;
+  await openViewer(page, server.url, "sample=truncated&overlay=vision");
+  await expect.poll(() => page.locator("#error").textContent()).toContain(`${vision.receivedFile} has ${2 * P} bytes, expected ${4 * P}`);
+  await openViewer(page, server.url, "sample=truncated&overlay=vision&vblocks=3&patch=200");
+  await expect.poll(() => page.locator("#error").textContent()).toContain(`${vision.headMeanFiles[1]} has 100 bytes, expected ${2 * P * P}`);
 }, TIMEOUT);
