@@ -2,16 +2,16 @@
 // action → state (+ URL) → worker asks for one vector (two in vision mode: the
 // token panel's and the image overlay's) → both panels recolour.
 
-import { normalisationRange, type ValueRange } from "./attention";
-import { type Heat } from "./color";
 import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
 import { byId } from "./dom";
 import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./format";
-import { ImagePanel, type OverlayGrid } from "./image-panel";
+import { ImagePanel } from "./image-panel";
+import { imageOverlay, tokenHeat, type Fetched } from "./panel-heats";
 import {
   completeView,
   layerSpan,
+  shownVision,
   stepHead,
   stepVisionBlocks,
   viewFromParams,
@@ -69,8 +69,8 @@ const controls = new Controls({
 bindShortcuts({
   stepLayer,
   // Head and direction are the LLM's: their controls are disabled in vision mode.
-  stepHead: (delta) => app.loaded && app.view && !shownVision() && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
-  toggleDirection: () => app.view && !shownVision() && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
+  stepHead: (delta) => app.loaded && app.view && !visionShown() && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
+  toggleDirection: () => app.view && !visionShown() && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
   deselect,
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
   toggleOverlay: () => app.view && app.loaded?.meta.vision && change({ overlay: app.view.overlay === "llm" ? "vision" : "llm" }),
@@ -85,21 +85,21 @@ function withSlash(path: string): string {
 }
 
 /** The sample's vision attention when the image panel shows it, else null. */
-function shownVision(): VisionMeta | null {
-  return (app.view?.overlay === "vision" && app.loaded?.meta.vision) || null;
+function visionShown(): VisionMeta | null {
+  return (app.view && app.loaded && shownVision(app.view, app.loaded.meta)) || null;
 }
 
 /** ←/→: the next layer, or in vision mode the next choice of blocks (all, then each). */
 function stepLayer(delta: number): void {
   if (!app.loaded || !app.view) return;
-  const vision = shownVision();
+  const vision = visionShown();
   if (vision) change({ vblocks: stepVisionBlocks(app.view.vblocks, delta, vision) });
   else change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) });
 }
 
 /** Escape: back from a patch's row to the saliency, else deselect the tokens. */
 function deselect(): void {
-  if (shownVision() && app.view?.patch !== null) change({ patch: null });
+  if (visionShown() && app.view?.patch !== null) change({ patch: null });
   else change({ tokens: [] });
 }
 
@@ -245,52 +245,25 @@ async function tokenValues(view: ViewState): Promise<Float32Array | null> {
 
 /** The vision overlay's values in vision mode: the saliency, or the selected patch's row. */
 async function visionValues(view: ViewState): Promise<Float32Array | null> {
-  const vision = shownVision();
+  const vision = app.loaded && shownVision(view, app.loaded.meta);
   if (!vision) return null;
   return client.vision({ blocks: visionBlockIndices(view.vblocks, vision), patch: view.patch });
 }
 
-interface Heats {
-  tokens: Heat | null;
-  /**
-   * The LLM overlay scales over the image tokens alone, so the spatial pattern
-   * always shows; the vision overlay over all its patches.
-   */
-  image: Heat | null;
-}
-
-function currentHeats(settings: Settings): Heats {
-  const heat = (values: Float32Array, range: ValueRange): Heat => ({ values, lo: range.lo, hi: range.hi, palette: settings.palette });
-  const { values, vision, loaded } = app;
-  if (!loaded) return { tokens: null, image: null };
-  const skip = settings.excludeSinks ? loaded.sinks : null;
-  const { startIdx, endIdx } = loaded.meta.imageGrid;
-  const tokens = values && heat(values, normalisationRange(values, skip));
-  if (shownVision()) return { tokens, image: vision && heat(vision, normalisationRange(vision, null)) };
-  return { tokens, image: values && heat(values, normalisationRange(values, skip, startIdx, endIdx + 1)) };
-}
-
-/** The image overlay's grid: the vision patches in vision mode, else the LLM's image tokens. */
-function overlayGrid(meta: SampleMeta): OverlayGrid {
-  const vision = shownVision();
-  if (vision) return { kind: "vision", ...vision.grid, first: 0 };
-  const { rows, cols, startIdx } = meta.imageGrid;
-  return { kind: "llm", rows, cols, first: startIdx };
-}
-
-function drawImagePanel(heat: Heat | null, settings: Settings): void {
-  if (!app.loaded || !app.view) return;
-  const { tokens, patch } = app.view;
-  const selected = shownVision() ? (patch === null ? [] : [patch]) : tokens;
-  imagePanel.update({ grid: overlayGrid(app.loaded.meta), heat, selected, opacity: settings.opacity });
+/** What the view fetched, once a sample is open. */
+function fetched(): Fetched | null {
+  if (!app.loaded || !app.view) return null;
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision };
 }
 
 function redraw(): void {
   const settings = controls.settings();
-  const heats = currentHeats(settings);
-  drawImagePanel(heats.image, settings);
-  tokenPanel.update(heats.tokens, app.view?.tokens ?? []);
-  if (heats.image || heats.tokens) markDrawn();
+  const shown = fetched();
+  const overlay = shown && imageOverlay(shown, settings);
+  const tokens = shown && tokenHeat(shown, settings);
+  if (overlay) imagePanel.update(overlay);
+  tokenPanel.update(tokens, app.view?.tokens ?? []);
+  if (overlay?.heat || tokens) markDrawn();
   syncPage(); // in the same frame as the pixels
 }
 
@@ -305,8 +278,10 @@ function markDrawn(): void {
 /** Redraw only what a display setting touches. */
 function settingChanged(changed: keyof Settings): void {
   const settings = controls.settings();
-  if (changed === "opacity") drawImagePanel(currentHeats(settings).image, settings);
-  else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
+  if (changed === "opacity") {
+    const shown = fetched();
+    if (shown) imagePanel.update(imageOverlay(shown, settings));
+  } else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
   else if (changed !== "selectWords") redraw();
 }
 

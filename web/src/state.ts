@@ -129,6 +129,11 @@ function completeVisionView(asked: Partial<ViewState>, vision: VisionMeta | unde
   };
 }
 
+/** The sample's vision attention when the view shows it on the image, else null. */
+export function shownVision(view: ViewState, meta: SampleMeta): VisionMeta | null {
+  return (view.overlay === "vision" && meta.vision) || null;
+}
+
 /** The chosen vision blocks as indices into vision.blocks (and its file lists). */
 export function visionBlockIndices(vblocks: VisionBlocks, vision: VisionMeta): number[] {
   return vblocks === "all" ? vision.blocks.map((_, i) => i) : [vision.blocks.indexOf(vblocks)];
