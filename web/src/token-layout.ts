@@ -81,7 +81,23 @@ export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOp
   return section && section < tokens.length ? { cells, cellOf, height, sectionTop: cells[cellOf[section]!]!.y } : { cells, cellOf, height };
 }
 
+/** The cells on lines that overlap [top, bottom): cells are in line order, so two binary searches. */
+export function cellsBetween(layout: Layout, top: number, bottom: number): Cell[] {
+  return layout.cells.slice(firstCellBelow(layout.cells, top - LINE_HEIGHT), firstCellBelow(layout.cells, bottom - 1));
+}
+
+/** Index of the first cell whose line starts below y. */
+function firstCellBelow(cells: Cell[], y: number): number {
+  let [lo, hi] = [0, cells.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cells[mid]!.y > y) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /** The cell under a point, or undefined. */
 export function cellAt(layout: Layout, x: number, y: number): Cell | undefined {
-  return layout.cells.find((c) => x >= c.x && x < c.x + c.w && y >= c.y && y < c.y + LINE_HEIGHT);
+  return cellsBetween(layout, y, y + 1).find((c) => x >= c.x && x < c.x + c.w && y >= c.y && y < c.y + LINE_HEIGHT);
 }

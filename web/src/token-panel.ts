@@ -1,11 +1,12 @@
 // The token panel: one canvas holding the sequence as a wrapped text flow.
 // Text is rendered once per layout into a transparent layer; a recolour paints
 // the backgrounds (batched by colour: at most 256 fills), stamps the text layer
-// on top and outlines the selection.
+// on top and outlines the selection. Only the lines in view are repainted (and
+// again on scroll): uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall.
 
 import { CSS_COLOURS, lutIndex, type Heat } from "./color";
 import type { SampleMeta } from "./format";
-import { cellAt, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
+import { cellAt, cellsBetween, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
 import { formatWeight, type Tooltip } from "./tooltip";
 
 const FONT = "13px ui-monospace, monospace";
@@ -34,6 +35,8 @@ export class TokenPanel {
     private readonly onSelect: (token: number) => void,
   ) {
     new ResizeObserver(() => this.relayout()).observe(canvas.parentElement!);
+    // Scroll events come before the frame is painted, so the newly visible lines never show blank.
+    canvas.parentElement!.addEventListener("scroll", () => this.draw(), { passive: true });
     canvas.addEventListener("mousemove", (event) => this.hover(event));
     canvas.addEventListener("mouseleave", () => tooltip.hide());
     // Select on press rather than click: the view starts loading before the button is released.
@@ -134,15 +137,28 @@ export class TokenPanel {
 
   private draw(): void {
     if (!this.layout) return;
+    const [top, bottom] = this.visibleBand();
+    const [r, width, height] = [this.ratio, this.canvas.width / this.ratio, bottom - top];
     const ctx = this.canvas.getContext("2d")!;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
-    if (this.heat) this.paintBackgrounds(ctx, this.layout.cells, this.heat);
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.drawImage(this.textLayer, 0, 0);
-    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    ctx.save();
+    ctx.setTransform(r, 0, 0, r, 0, 0);
+    ctx.beginPath();
+    ctx.rect(0, top, width, height);
+    ctx.clip(); // cells and outlines that cross the band's edges stay inside it
+    ctx.clearRect(0, top, width, height);
+    if (this.heat) this.paintBackgrounds(ctx, cellsBetween(this.layout, top, bottom), this.heat);
+    ctx.drawImage(this.textLayer, 0, top * r, width * r, height * r, 0, top, width, height);
     this.outlineSelection(ctx);
+    ctx.restore();
+  }
+
+  /** The canvas rows [top, bottom) in CSS pixels that the scrolled panel shows, in whole device pixels. */
+  private visibleBand(): [number, number] {
+    const panel = this.canvas.parentElement!.getBoundingClientRect();
+    const canvas = this.canvas.getBoundingClientRect();
+    const top = Math.max(0, Math.floor(panel.top - canvas.top));
+    const bottom = Math.min(this.layout!.height, Math.ceil(panel.bottom - canvas.top));
+    return [top, Math.max(top, bottom)];
   }
 
   /** One path and one fill per colour in use, instead of a fillStyle change per cell. */

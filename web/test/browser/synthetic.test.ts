@@ -52,3 +52,31 @@ test("a text token after the image shows its row of one head, across layers", as
   await expectRedraw(page, () => page.keyboard.press("ArrowLeft"));
   close(await shownValues(page), referenceVector(file(meta.layerFiles[1]!), meta.seqLen, 1, textToken, "row"));
 }, TIMEOUT);
+
+test("the expanded token panel paints the lines scrolled into view with the current view, not stale colours", async () => {
+  const lastToken = meta.seqLen - 1; // its row colours every token
+  const openExpanded = async (layer: number) => {
+    await openViewer(page, server.url, `layer=${layer}&head=1&token=${lastToken}`);
+    await page.locator("#collapse-image").uncheck();
+    // tall enough that the last tenth is out of view at the top
+    await expect.poll(() => page.locator("#token-panel").evaluate((panel) => panel.scrollHeight / panel.clientHeight)).toBeGreaterThan(2);
+  };
+  const bottomLines = async (scroll: "top" | "bottom") => {
+    await page.locator("#token-panel").evaluate((panel, to) => (panel.scrollTop = to === "top" ? 0 : panel.scrollHeight), scroll);
+    return page.locator("#tokens").evaluate((canvas: HTMLCanvasElement) => {
+      const rows = Math.round(canvas.height / 10); // the last tenth of the canvas: far below the first screen
+      return Array.from(canvas.getContext("2d")!.getImageData(0, canvas.height - rows, canvas.width, rows).data).join(",");
+    });
+  };
+  await page.setViewportSize({ width: 700, height: 400 }); // a short, narrow panel: many lines out of view
+  await openExpanded(1);
+  const layer1 = await bottomLines("bottom");
+  await openExpanded(2);
+  const layer2 = await bottomLines("bottom");
+  expect(layer2).not.toBe(layer1);
+  await openExpanded(1);
+  await bottomLines("top");
+  await expectRedraw(page, () => page.keyboard.press("ArrowRight")); // layer 2, redrawn while the bottom is out of view
+  expect(await bottomLines("bottom")).toBe(layer2);
+  await page.setViewportSize({ width: 1000, height: 600 });
+}, TIMEOUT);

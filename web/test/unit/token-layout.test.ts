@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/format";
-import { LINE_HEIGHT, cellAt, layoutTokens, tokenLabel } from "../../src/token-layout";
+import { LINE_HEIGHT, cellAt, cellsBetween, layoutTokens, tokenLabel } from "../../src/token-layout";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson());
@@ -52,6 +52,14 @@ describe("layoutTokens", () => {
     const cell = layout.cells[layout.cellOf[28]!]!;
     expect(cellAt(layout, cell.x + 1, cell.y + 1)).toBe(cell);
     expect(cellAt(layout, 1999, layout.height + 5)).toBeUndefined();
+  });
+
+  test("cellsBetween gives exactly the cells on lines overlapping a band", () => {
+    const layout = layoutTokens(meta.tokens, meta.imageGrid, { width: 200, collapseImage: false, sectionStart: 32, measure });
+    for (const [top, bottom] of [[0, 1], [25, 61], [LINE_HEIGHT * 3, LINE_HEIGHT * 4], [0, layout.height], [layout.height, layout.height + 9]] as const) {
+      const expected = layout.cells.filter((c) => c.y < bottom && c.y + LINE_HEIGHT > top);
+      expect(cellsBetween(layout, top, bottom)).toEqual(expected);
+    }
   });
 });
 
