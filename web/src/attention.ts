@@ -28,6 +28,15 @@ export function vectorFromRows(rows: Uint16Array, n: number, index: number, axis
   return column;
 }
 
+/**
+ * The mean of some rows of a row-major float16 table whose rows hold `length`
+ * values. The vision saliency is this over the received file (one row per
+ * captured block), for the chosen blocks.
+ */
+export function meanOfRows(table: Uint16Array, length: number, rows: number[]): Float32Array {
+  return reduceVectors(rows.map((row) => decodeStrided(table, row * length, length, 1)), "mean");
+}
+
 /** Element-wise mean, max or min of equally long vectors. */
 export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
   const [first, ...rest] = vectors;

@@ -6,7 +6,7 @@ import type { PaletteName } from "./color";
 import { byId } from "./dom";
 import type { SampleEntry, SampleMeta } from "./format";
 import type { HeadChoice } from "./protocol";
-import { headCycle, layerSpan, type Combine, type Direction, type ViewState } from "./state";
+import { headCycle, layerSpan, visionBlockCycle, type Combine, type Direction, type Overlay, type ViewState, type VisionBlocks } from "./state";
 
 export interface Settings {
   palette: PaletteName;
@@ -25,6 +25,8 @@ export interface ControlHandlers {
   layerReduce(reduce: Reduce | null): void;
   layerEnd(layer: number): void;
   combine(combine: Combine): void;
+  overlay(overlay: Overlay): void;
+  visionBlocks(vblocks: VisionBlocks): void;
   settings(changed: keyof Settings): void;
 }
 
@@ -34,6 +36,7 @@ export interface ShortcutHandlers {
   toggleDirection(): void;
   deselect(): void;
   stepToken(delta: number): void;
+  toggleOverlay(): void;
 }
 
 export class Controls {
@@ -51,6 +54,10 @@ export class Controls {
   private readonly layerEndValue = byId<HTMLOutputElement>("layer-end-value");
   private readonly combine = byId<HTMLSelectElement>("combine");
   private readonly selectWords = byId<HTMLInputElement>("select-words");
+  private readonly overlay = byId<HTMLSelectElement>("overlay");
+  private readonly visionBlocks = byId<HTMLSelectElement>("vision-blocks");
+  /** The LLM's own controls, disabled while the image shows the vision encoder. */
+  private readonly llmOnly = [this.layer, this.layerReduce, this.layerEnd, this.head, this.direction, this.combine];
 
   constructor(handlers: ControlHandlers) {
     this.sample.addEventListener("change", () => handlers.sample(this.sample.value));
@@ -65,6 +72,8 @@ export class Controls {
     this.layerEnd.addEventListener("input", () => handlers.layerEnd(Number(this.layerEnd.value)));
     this.combine.addEventListener("change", () => handlers.combine(this.combine.value as Combine));
     this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
+    this.overlay.addEventListener("change", () => handlers.overlay(this.overlay.value as Overlay));
+    this.visionBlocks.addEventListener("change", () => handlers.visionBlocks(parseVisionBlocks(this.visionBlocks.value)));
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -79,17 +88,17 @@ export class Controls {
     );
   }
 
-  /** Fit the layer range and the head list to a sample. */
+  /** Fit the layer range, the head list and the vision choices to a sample; no vision attention, no overlay choice. */
   configure(meta: SampleMeta): void {
     this.layer.max = String(meta.numLayers - 1);
     this.layerEnd.max = String(meta.numLayers - 1);
     this.head.replaceChildren(
-      ...headCycle(meta.numHeads).map((head) => {
-        const option = document.createElement("option");
-        option.value = String(head);
-        option.textContent = typeof head === "number" ? `head ${head}` : `aggregated: ${head}`;
-        return option;
-      }),
+      ...headCycle(meta.numHeads).map((head) => option(String(head), typeof head === "number" ? `head ${head}` : `aggregated: ${head}`)),
+    );
+    this.overlay.parentElement!.hidden = !meta.vision;
+    const blocks = meta.vision ? visionBlockCycle(meta.vision) : [];
+    this.visionBlocks.replaceChildren(
+      ...blocks.map((b) => option(String(b), b === "all" ? `all ${blocks.length - 1} blocks (mean)` : `block ${b}`)),
     );
   }
 
@@ -106,6 +115,11 @@ export class Controls {
     if (this.layerEnd.parentElement!.hidden !== !view.layerReduce) this.layerEnd.parentElement!.hidden = !view.layerReduce;
     assign(this.layerEndValue, `${first}–${last}`);
     assign(this.combine, view.combine);
+    assign(this.overlay, view.overlay);
+    assign(this.visionBlocks, String(view.vblocks));
+    const vision = view.overlay === "vision";
+    if (this.visionBlocks.parentElement!.hidden !== !vision) this.visionBlocks.parentElement!.hidden = !vision;
+    for (const control of this.llmOnly) if (control.disabled !== vision) control.disabled = vision;
   }
 
   settings(): Settings {
@@ -123,11 +137,25 @@ function assign(element: { value: string }, value: string): void {
   if (element.value !== value) element.value = value;
 }
 
+function option(value: string, text: string): HTMLOptionElement {
+  const element = document.createElement("option");
+  element.value = value;
+  element.textContent = text;
+  return element;
+}
+
 function parseHead(value: string): HeadChoice {
   return value === "mean" || value === "max" ? value : Number(value);
 }
 
-/** §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens. */
+function parseVisionBlocks(value: string): VisionBlocks {
+  return value === "all" ? value : Number(value);
+}
+
+/**
+ * §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens;
+ * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks).
+ */
 export function bindShortcuts(handlers: ShortcutHandlers): void {
   const actions: Record<string, () => void> = {
     ArrowLeft: () => handlers.stepLayer(-1),
@@ -138,6 +166,7 @@ export function bindShortcuts(handlers: ShortcutHandlers): void {
     Escape: () => handlers.deselect(),
     "[": () => handlers.stepToken(-1),
     "]": () => handlers.stepToken(1),
+    v: () => handlers.toggleOverlay(),
   };
   document.addEventListener("keydown", (event) => {
     const action = actions[event.key];

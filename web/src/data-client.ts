@@ -1,6 +1,6 @@
 // The main thread's side of the worker: each call is a promise of its answer.
 
-import type { FromWorker, SampleFiles, ToWorker, VectorRequest } from "./protocol";
+import type { FromWorker, SampleFiles, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
 type Pending = { resolve: (message: FromWorker & { ok: true }) => void; reject: (error: Error) => void };
 
@@ -22,9 +22,12 @@ export class DataClient {
   }
 
   async vector(request: VectorRequest): Promise<Float32Array> {
-    const answer = await this.send({ type: "vector", request });
-    if (!answer.vector) throw new Error("the worker answered without a vector");
-    return answer.vector;
+    return vectorOf(await this.send({ type: "vector", request }));
+  }
+
+  /** The vision overlay's P values: saliency, or a patch's row. */
+  async vision(request: VisionRequest): Promise<Float32Array> {
+    return vectorOf(await this.send({ type: "vision", request }));
   }
 
   private send(message: Unsent<ToWorker>): Promise<FromWorker & { ok: true }> {
@@ -42,4 +45,9 @@ export class DataClient {
     if (message.ok) waiting.resolve(message);
     else waiting.reject(new Error(message.error));
   }
+}
+
+function vectorOf(answer: FromWorker & { ok: true }): Float32Array {
+  if (!answer.vector) throw new Error("the worker answered without a vector");
+  return answer.vector;
 }

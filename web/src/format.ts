@@ -41,6 +41,27 @@ export interface SampleMeta {
   headMaxFiles: string[];
   /** Issue 4: index of the first answer token, when the sample holds one. */
   answerStart?: number;
+  /** Issue 5: the vision encoder's self-attention, when the sample was made with --vision-layers. */
+  vision?: VisionMeta;
+}
+
+/**
+ * The vision tower's captured blocks (VISION_FORMAT.md): per block a float16
+ * (heads, P, P) file and its head mean (P, P), plus one (blocks, P) file of the
+ * attention each patch receives. Patch p = r × cols + c, row-major.
+ */
+export interface VisionMeta {
+  numBlocks: number;
+  numHeads: number;
+  /** The captured block indices, ascending; files are listed in the same order. */
+  blocks: number[];
+  grid: { rows: number; cols: number };
+  patchSize: number;
+  /** P = rows × cols. */
+  seqLen: number;
+  blockFiles: string[];
+  headMeanFiles: string[];
+  receivedFile: string;
 }
 
 export interface SampleEntry {
@@ -105,12 +126,13 @@ export function parseMeta(raw: unknown): SampleMeta {
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
   const answerStart = raw["answer_start"];
+  const imageSize = field(raw, "image_size", isIntPair, "[width, height]");
   return {
     model: field(raw, "model", isString, "a string"),
     prompt: field(raw, "prompt", isString, "a string"),
     mode: isString(raw["mode"]) ? raw["mode"] : "prefill",
     imagePath,
-    imageSize: field(raw, "image_size", isIntPair, "[width, height]"),
+    imageSize,
     numLayers,
     numHeads,
     seqLen,
@@ -120,6 +142,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
+    ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
   };
 }
 
@@ -167,6 +190,48 @@ function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
   return grid;
 }
 
+/** The `vision` field, checked as sample_format.py checks it and with the same messages. */
+function parseVision(raw: unknown, imageSize: [number, number]): VisionMeta {
+  if (!isObject(raw)) throw new FormatError("meta.json field 'vision' must be an object");
+  const positive = (key: string): number => {
+    const value = raw[key];
+    if (!isInt(value) || value < 1) throw new FormatError(`vision lacks the positive integer '${key}'`);
+    return value;
+  };
+  const numBlocks = positive("num_blocks");
+  const numHeads = positive("num_heads");
+  const patchSize = positive("patch_size");
+  const seqLen = positive("seq_len");
+  const blocks = raw["blocks"];
+  if (!isList(blocks) || blocks.length === 0 || !blocks.every(isInt)) {
+    throw new FormatError("vision.blocks must be a non-empty list of block indices");
+  }
+  if (!blocks.every((b, i) => b >= 0 && b < numBlocks && (i === 0 || b > blocks[i - 1]!))) {
+    throw new FormatError(`vision.blocks must be ascending, unique and below num_blocks (${numBlocks})`);
+  }
+  const names = (key: string): string[] => {
+    const list = raw[key];
+    if (!isList(list) || list.length !== blocks.length || !list.every(isPlainName)) {
+      throw new FormatError(`vision.${key} must list ${blocks.length} plain file names`);
+    }
+    return list;
+  };
+  const blockFiles = names("block_files");
+  const headMeanFiles = names("head_mean_files");
+  const receivedFile = raw["received_file"];
+  if (!isPlainName(receivedFile)) throw new FormatError("vision.received_file must be a plain file name inside the sample");
+  const grid = raw["grid"];
+  if (!isObject(grid) || ![grid["rows"], grid["cols"]].every((v) => isInt(v) && v >= 1)) {
+    throw new FormatError("vision.grid must hold positive integer 'rows' and 'cols'");
+  }
+  const [rows, cols] = [grid["rows"] as number, grid["cols"] as number];
+  if (rows * cols !== seqLen) throw new FormatError("vision.seq_len must equal vision.grid rows × cols");
+  if (cols * patchSize !== imageSize[0] || rows * patchSize !== imageSize[1]) {
+    throw new FormatError("vision.grid × patch_size must cover image_size exactly");
+  }
+  return { numBlocks, numHeads, blocks, grid: { rows, cols }, patchSize, seqLen, blockFiles, headMeanFiles, receivedFile };
+}
+
 /** Parse index.json: the list of samples under a data root. */
 export function parseIndex(raw: unknown): SampleEntry[] {
   if (!isObject(raw)) throw new FormatError("index.json must hold a JSON object");
@@ -195,4 +260,9 @@ export function matrixBytes(seqLen: number): number {
 /** Bytes a layer file must have: H stacked (N, N) matrices. */
 export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
   return meta.numHeads * matrixBytes(meta.seqLen);
+}
+
+/** Bytes of the received file: one float16 row of P per captured block. */
+export function visionReceivedBytes(vision: Pick<VisionMeta, "blocks" | "seqLen">): number {
+  return vision.blocks.length * vision.seqLen * BYTES_PER_VALUE;
 }

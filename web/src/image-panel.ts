@@ -1,25 +1,41 @@
 // The image at its natural aspect ratio with the heatmap on an overlay canvas.
-// The grid is painted into an ImageData of grid size (cols × rows), put on a
-// small canvas, then scaled onto the overlay with smoothing off: one
-// putImageData and one drawImage per redraw, whatever the grid size.
+// The grid (the LLM's image tokens, or the vision encoder's patches) is painted
+// into an ImageData of grid size (cols × rows), put on a small canvas, then
+// scaled onto the overlay with smoothing off: one putImageData and one
+// drawImage per redraw, whatever the grid size.
 
 import { LUTS, lutIndex, type Heat } from "./color";
-import type { ImageGrid } from "./format";
+import type { Overlay } from "./state";
 import { formatWeight, type Tooltip } from "./tooltip";
 
-export class ImagePanel {
-  private grid: ImageGrid | null = null;
-  private heat: Heat | null = null;
-  private opacity = 0.75;
-  private selected: number[] = [];
-  private readonly gridCanvas = document.createElement("canvas");
-  private pixels: ImageData | null = null; // grid-sized, reused by every redraw
+/** The grid over the image: cell (r, c) shows the view's value at first + r × cols + c. */
+export interface OverlayGrid {
+  kind: Overlay;
+  rows: number;
+  cols: number;
+  /** Where the cells start in the view's vector: the first image token, or 0 for vision patches. */
+  first: number;
+}
 
+/** What the overlay shows: the grid, the heat (null: nothing), the selected vector indices, the opacity. */
+export interface OverlayView {
+  grid: OverlayGrid;
+  heat: Heat | null;
+  selected: number[];
+  opacity: number;
+}
+
+export class ImagePanel {
+  private view: OverlayView | null = null;
+  private readonly gridCanvas = document.createElement("canvas");
+  private pixels: ImageData | null = null; // grid-sized, reused by every redraw of the same grid
+
+  /** `onPress` gets the vector index of the pressed cell (a token, or a vision patch). */
   constructor(
     private readonly image: HTMLImageElement,
     private readonly overlay: HTMLCanvasElement,
     private readonly tooltip: Tooltip,
-    private readonly onSelect: (token: number) => void,
+    private readonly onPress: (grid: OverlayGrid, index: number) => void,
   ) {
     new ResizeObserver(() => this.fitToPanel()).observe(image.parentElement!.parentElement!);
     overlay.addEventListener("mousemove", (event) => this.hover(event));
@@ -29,12 +45,8 @@ export class ImagePanel {
   }
 
   /** Show a sample's image; resolves once it is decoded, rejects when it cannot load. */
-  async setSample(imageUrl: string, grid: ImageGrid): Promise<void> {
-    this.grid = grid;
-    this.heat = null;
-    this.gridCanvas.width = grid.cols;
-    this.gridCanvas.height = grid.rows;
-    this.pixels = new ImageData(grid.cols, grid.rows);
+  async setImage(imageUrl: string): Promise<void> {
+    this.view = null;
     this.image.src = imageUrl;
     try {
       await this.image.decode();
@@ -44,10 +56,8 @@ export class ImagePanel {
     this.fitToPanel();
   }
 
-  update(heat: Heat | null, selected: number[], opacity: number): void {
-    this.heat = heat;
-    this.selected = selected;
-    this.opacity = opacity;
+  update(view: OverlayView): void {
+    this.view = view;
     this.draw();
   }
 
@@ -71,57 +81,74 @@ export class ImagePanel {
   private draw(): void {
     const ctx = this.overlay.getContext("2d")!;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
-    if (!this.grid || !this.heat || !this.pixels) return;
-    this.paintGrid(this.grid, this.heat, this.pixels);
+    if (!this.view?.heat) return;
+    const { grid, heat } = this.view;
+    this.paintGrid(grid, heat, this.view.opacity);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.gridCanvas, 0, 0, this.overlay.width, this.overlay.height);
-    this.outlineSelectedPatches(ctx, this.grid);
+    this.outlineSelectedCells(ctx, grid, this.view.selected);
   }
 
-  private paintGrid(grid: ImageGrid, heat: Heat, pixels: ImageData): void {
+  private gridPixels(grid: OverlayGrid): ImageData {
+    if (this.pixels?.width !== grid.cols || this.pixels.height !== grid.rows) {
+      this.gridCanvas.width = grid.cols;
+      this.gridCanvas.height = grid.rows;
+      this.pixels = new ImageData(grid.cols, grid.rows);
+    }
+    return this.pixels;
+  }
+
+  private paintGrid(grid: OverlayGrid, heat: Heat, opacity: number): void {
+    const pixels = this.gridPixels(grid);
     const lut = LUTS[heat.palette];
     const data = pixels.data;
     for (let cell = 0; cell < grid.rows * grid.cols; cell++) {
-      const at = lutIndex(heat.values[grid.startIdx + cell]!, heat.lo, heat.hi) * 4;
+      const at = lutIndex(heat.values[grid.first + cell]!, heat.lo, heat.hi) * 4;
       data[cell * 4] = lut[at]!;
       data[cell * 4 + 1] = lut[at + 1]!;
       data[cell * 4 + 2] = lut[at + 2]!;
-      data[cell * 4 + 3] = lut[at + 3]! * this.opacity;
+      data[cell * 4 + 3] = lut[at + 3]! * opacity;
     }
     this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
   }
 
-  private outlineSelectedPatches(ctx: CanvasRenderingContext2D, grid: ImageGrid): void {
+  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[]): void {
     const w = this.overlay.width / grid.cols;
     const h = this.overlay.height / grid.rows;
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
-    for (const token of this.selected) {
-      if (token < grid.startIdx || token > grid.endIdx) continue;
-      const cell = token - grid.startIdx;
+    for (const index of selected) {
+      const cell = index - grid.first;
+      if (cell < 0 || cell >= grid.rows * grid.cols) continue;
       ctx.strokeRect((cell % grid.cols) * w + 1, Math.floor(cell / grid.cols) * h + 1, w - 2, h - 2);
     }
   }
 
   /** The grid cell under a mouse event, or null outside the grid. */
-  private cellAt(event: MouseEvent): { row: number; col: number; token: number } | null {
-    if (!this.grid) return null;
+  private cellAt(event: MouseEvent): { row: number; col: number; index: number } | null {
+    const grid = this.view?.grid;
+    if (!grid) return null;
     const box = this.overlay.getBoundingClientRect();
-    const col = Math.floor(((event.clientX - box.left) / box.width) * this.grid.cols);
-    const row = Math.floor(((event.clientY - box.top) / box.height) * this.grid.rows);
-    if (col < 0 || row < 0 || col >= this.grid.cols || row >= this.grid.rows) return null;
-    return { row, col, token: this.grid.startIdx + row * this.grid.cols + col };
+    const col = Math.floor(((event.clientX - box.left) / box.width) * grid.cols);
+    const row = Math.floor(((event.clientY - box.top) / box.height) * grid.rows);
+    if (col < 0 || row < 0 || col >= grid.cols || row >= grid.rows) return null;
+    return { row, col, index: grid.first + row * grid.cols + col };
   }
 
   private hover(event: MouseEvent): void {
     const cell = this.cellAt(event);
-    if (!cell) return this.tooltip.hide();
-    const weight = this.heat ? ` · weight ${formatWeight(this.heat.values[cell.token]!)}` : "";
-    this.tooltip.show(`patch row ${cell.row}, col ${cell.col} · token #${cell.token}${weight}`, event.clientX, event.clientY);
+    if (!cell || !this.view) return this.tooltip.hide();
+    const { heat, grid } = this.view;
+    const value = heat ? formatWeight(heat.values[cell.index]!) : null;
+    const text =
+      grid.kind === "vision"
+        ? `vision patch row ${cell.row}, col ${cell.col} · #${cell.index}${value ? ` · value ${value}` : ""}`
+        : `patch row ${cell.row}, col ${cell.col} · token #${cell.index}${value ? ` · weight ${value}` : ""}`;
+    this.tooltip.show(text, event.clientX, event.clientY);
   }
 
   private press(event: MouseEvent): void {
     const cell = this.cellAt(event);
-    if (cell) this.onSelect(cell.token);
+    if (cell && this.view) this.onPress(this.view.grid, cell.index);
   }
 }

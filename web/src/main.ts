@@ -1,14 +1,24 @@
 // Entry point: one state object, one path from a user action to pixels:
-// action → state (+ URL) → worker asks for one vector → both panels recolour.
+// action → state (+ URL) → worker asks for one vector (two in vision mode: the
+// token panel's and the image overlay's) → both panels recolour.
 
-import { normalisationRange, type ValueRange } from "./attention";
-import { type Heat } from "./color";
 import { Controls, bindShortcuts, type Settings } from "./controls";
 import { DataClient } from "./data-client";
 import { byId } from "./dom";
-import { parseIndex, parseMeta, type SampleMeta } from "./format";
+import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./format";
 import { ImagePanel } from "./image-panel";
-import { completeView, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "./state";
+import { imageOverlay, tokenHeat, type Fetched } from "./panel-heats";
+import {
+  completeView,
+  layerSpan,
+  shownVision,
+  stepHead,
+  stepVisionBlocks,
+  viewFromParams,
+  viewToParams,
+  visionBlockIndices,
+  type ViewState,
+} from "./state";
 import { statusText } from "./status";
 import { TokenPanel } from "./token-panel";
 import { Tooltip } from "./tooltip";
@@ -30,6 +40,8 @@ const app = {
   loaded: null as Loaded | null,
   view: null as ViewState | null,
   values: null as Float32Array | null,
+  /** The vision overlay's P values (saliency or a patch's row), in vision mode. */
+  vision: null as Float32Array | null,
   request: 0, // only the newest request may draw
   firstHeatmapDrawn: false,
   /** Views set since the page last showed one: their URLs wait for syncPage(). */
@@ -38,7 +50,9 @@ const app = {
 
 const client = new DataClient();
 const tooltip = new Tooltip(byId("tooltip"));
-const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip, select);
+const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip, (grid, index) =>
+  grid.kind === "vision" ? pressPatch(index) : select(index),
+);
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
 const controls = new Controls({
   sample: (name) => void openSample(name, {}, "push"),
@@ -48,14 +62,18 @@ const controls = new Controls({
   layerReduce: (layerReduce) => change({ layerReduce }),
   layerEnd: (layerEnd) => change({ layerEnd }),
   combine: (combine) => change({ combine }),
+  overlay: (overlay) => change({ overlay }),
+  visionBlocks: (vblocks) => change({ vblocks }),
   settings: settingChanged,
 });
 bindShortcuts({
-  stepLayer: (delta) => app.loaded && app.view && change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) }),
-  stepHead: (delta) => app.loaded && app.view && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
-  toggleDirection: () => app.view && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
-  deselect: () => change({ tokens: [] }),
+  stepLayer,
+  // Head and direction are the LLM's: their controls are disabled in vision mode.
+  stepHead: (delta) => app.loaded && app.view && !visionShown() && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
+  toggleDirection: () => app.view && !visionShown() && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
+  deselect,
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
+  toggleOverlay: () => app.view && app.loaded?.meta.vision && change({ overlay: app.view.overlay === "llm" ? "vision" : "llm" }),
 });
 tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may restore the checkbox
 window.addEventListener("popstate", () => void restoreFromUrl());
@@ -64,6 +82,25 @@ void start();
 
 function withSlash(path: string): string {
   return path.endsWith("/") ? path : `${path}/`;
+}
+
+/** The sample's vision attention when the image panel shows it, else null. */
+function visionShown(): VisionMeta | null {
+  return (app.view && app.loaded && shownVision(app.view, app.loaded.meta)) || null;
+}
+
+/** ←/→: the next layer, or in vision mode the next choice of blocks (all, then each). */
+function stepLayer(delta: number): void {
+  if (!app.loaded || !app.view) return;
+  const vision = visionShown();
+  if (vision) change({ vblocks: stepVisionBlocks(app.view.vblocks, delta, vision) });
+  else change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) });
+}
+
+/** Escape: back from a patch's row to the saliency, else deselect the tokens. */
+function deselect(): void {
+  if (visionShown() && app.view?.patch !== null) change({ patch: null });
+  else change({ tokens: [] });
 }
 
 function clamp(value: number, lo: number, hi: number): number {
@@ -97,6 +134,7 @@ async function openSample(name: string, asked: Partial<ViewState>, history: Hist
   app.request++;
   app.loaded = null;
   app.values = null;
+  app.vision = null;
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
   try {
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
@@ -104,7 +142,7 @@ async function openSample(name: string, asked: Partial<ViewState>, history: Hist
     byId("panels").hidden = false;
     tokenPanel.setSample(meta);
     await Promise.all([
-      imagePanel.setSample(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href, meta.imageGrid),
+      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href),
       client.open(sampleUrl.href, meta, cacheBytes),
     ]);
     app.loaded = { meta, sinks: sinkMask(meta) };
@@ -133,6 +171,11 @@ async function restoreFromUrl(): Promise<void> {
 function select(token: number): void {
   if (!app.loaded) return;
   change({ tokens: controls.settings().selectWords ? wordAt(app.loaded.meta.tokens, token) : [token] });
+}
+
+/** A press on a vision patch: show its row, or back to the saliency when it was the one shown. */
+function pressPatch(patch: number): void {
+  if (app.view) change({ patch: app.view.patch === patch ? null : patch });
 }
 
 /** A user change to the view: record it in history, then fetch and draw. */
@@ -169,57 +212,58 @@ function syncPage(): void {
 async function refresh(): Promise<void> {
   const view = app.view;
   const request = ++app.request;
-  if (!view || view.tokens.length === 0) {
-    app.values = null;
-    return redraw();
-  }
+  if (!view) return redraw();
   try {
-    const [firstLayer, lastLayer] = layerSpan(view);
-    const values = await client.vector({
-      firstLayer,
-      lastLayer,
-      layerReduce: view.layerReduce ?? "mean",
-      head: view.head,
-      axis: view.dir === "src" ? "row" : "col",
-      indices: view.tokens,
-      combine: view.combine,
-    });
+    const [values, vision] = await Promise.all([tokenValues(view), visionValues(view)]);
     if (request !== app.request) return; // the user has moved on
     hideError();
     app.values = values;
+    app.vision = vision;
   } catch (error) {
     if (request !== app.request) return;
     app.values = null;
+    app.vision = null;
     showError(message(error));
   }
   redraw();
 }
 
-interface Heats {
-  tokens: Heat;
-  /** The image panel scales over the image tokens alone, so the spatial pattern always shows. */
-  image: Heat;
+/** The LLM vector of the selected tokens, or null when none is selected. */
+async function tokenValues(view: ViewState): Promise<Float32Array | null> {
+  if (view.tokens.length === 0) return null;
+  const [firstLayer, lastLayer] = layerSpan(view);
+  return client.vector({
+    firstLayer,
+    lastLayer,
+    layerReduce: view.layerReduce ?? "mean",
+    head: view.head,
+    axis: view.dir === "src" ? "row" : "col",
+    indices: view.tokens,
+    combine: view.combine,
+  });
 }
 
-function currentHeats(settings: Settings): Heats | null {
-  if (!app.values || !app.loaded) return null;
-  const { values } = app;
-  const skip = settings.excludeSinks ? app.loaded.sinks : null;
-  const { startIdx, endIdx } = app.loaded.meta.imageGrid;
-  const heat = (range: ValueRange): Heat => ({ values, lo: range.lo, hi: range.hi, palette: settings.palette });
-  return {
-    tokens: heat(normalisationRange(values, skip)),
-    image: heat(normalisationRange(values, skip, startIdx, endIdx + 1)),
-  };
+/** The vision overlay's values in vision mode: the saliency, or the selected patch's row. */
+async function visionValues(view: ViewState): Promise<Float32Array | null> {
+  const vision = app.loaded && shownVision(view, app.loaded.meta);
+  if (!vision) return null;
+  return client.vision({ blocks: visionBlockIndices(view.vblocks, vision), patch: view.patch });
+}
+
+/** What the view fetched, once a sample is open. */
+function fetched(): Fetched | null {
+  if (!app.loaded || !app.view) return null;
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision };
 }
 
 function redraw(): void {
   const settings = controls.settings();
-  const heats = currentHeats(settings);
-  const selected = app.view?.tokens ?? [];
-  imagePanel.update(heats?.image ?? null, selected, settings.opacity);
-  tokenPanel.update(heats?.tokens ?? null, selected);
-  if (heats) markDrawn();
+  const shown = fetched();
+  const overlay = shown && imageOverlay(shown, settings);
+  const tokens = shown && tokenHeat(shown, settings);
+  if (overlay) imagePanel.update(overlay);
+  tokenPanel.update(tokens, app.view?.tokens ?? []);
+  if (overlay?.heat || tokens) markDrawn();
   syncPage(); // in the same frame as the pixels
 }
 
@@ -234,8 +278,10 @@ function markDrawn(): void {
 /** Redraw only what a display setting touches. */
 function settingChanged(changed: keyof Settings): void {
   const settings = controls.settings();
-  if (changed === "opacity") imagePanel.update(currentHeats(settings)?.image ?? null, app.view?.tokens ?? [], settings.opacity);
-  else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
+  if (changed === "opacity") {
+    const shown = fetched();
+    if (shown) imagePanel.update(imageOverlay(shown, settings));
+  } else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
   else if (changed !== "selectWords") redraw();
 }
 
@@ -253,6 +299,7 @@ function exposeAutomationHook(): void {
     vav: {
       tokenBox: (token: number) => tokenPanel.clientBox(token),
       values: () => (app.values ? Array.from(app.values) : null),
+      visionValues: () => (app.vision ? Array.from(app.vision) : null),
     },
   });
 }

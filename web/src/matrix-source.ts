@@ -5,10 +5,12 @@
 // reservation in the cache's budget, so the worker's attention bytes (cache +
 // in flight) stay within it: whole matrices are only ever prefetched, and a
 // prefetch that does not fit is skipped rather than pushing memory over.
+// Vision-encoder attention goes the same way: the small received file whole,
+// and single rows of a block's head mean.
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
-import { BYTES_PER_VALUE, layerFileBytes, matrixBytes } from "./format";
+import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionReceivedBytes, type VisionMeta } from "./format";
 import type { HeadChoice, SampleFiles } from "./protocol";
 
 export class MatrixSource {
@@ -52,24 +54,40 @@ export class MatrixSource {
    * Use it at once and keep no reference: once evicted, its memory is refilled.
    */
   matrix(layer: number, head: HeadChoice): Promise<Uint16Array | null> {
-    const key = this.key(layer, head);
-    const cached = this.cache.get(key);
+    return this.stored({ key: this.key(layer, head), span: this.matrixSpan(layer, head) }, "optional");
+  }
+
+  /**
+   * The vision received file (blocks × P float16), fetched whole with one closed
+   * range and kept in the cache: it is small, and every saliency view reads it.
+   */
+  async visionReceived(): Promise<Uint16Array> {
+    const vision = this.visionFiles();
+    const span = this.spanOf(vision.receivedFile, visionReceivedBytes(vision));
+    return (await this.stored({ key: "vision:received", span }, "required"))!;
+  }
+
+  /** Fetch a stored array once (concurrent asks share the fetch) and keep it in the cache. */
+  private stored(item: { key: string; span: FileSpan }, need: "optional" | "required"): Promise<Uint16Array | null> {
+    const cached = this.cache.get(item.key);
     if (cached) return Promise.resolve(cached);
-    let pending = this.inFlight.get(key);
+    let pending = this.inFlight.get(item.key);
     if (!pending) {
-      const bytes = matrixBytes(this.files.seqLen);
-      if (!this.cache.tryReserve(bytes)) return Promise.resolve(null);
-      pending = this.fetchMatrix(layer, head, this.takeSpare())
+      const bytes = item.span.length;
+      if (need === "required") this.cache.reserve(bytes);
+      else if (!this.cache.tryReserve(bytes)) return Promise.resolve(null);
+      pending = fetchSpan(item.span, this.takeSpare(bytes) ?? undefined)
         .finally(() => {
           this.cache.release(bytes);
-          this.inFlight.delete(key);
+          this.inFlight.delete(item.key);
         })
-        .then((matrix) => {
-          this.cache.set(key, matrix);
+        .then((buffer) => {
+          const array = new Uint16Array(buffer);
+          this.cache.set(item.key, array);
           this.spare = null; // only a fetch starting now could use what this evicted
-          return matrix;
+          return array;
         });
-      this.inFlight.set(key, pending);
+      this.inFlight.set(item.key, pending);
     }
     return pending;
   }
@@ -113,11 +131,27 @@ export class MatrixSource {
    * into the cached matrix, or one range read of just those rows, whose bytes
    * are reserved in the budget until `use` is done with them.
    */
-  async withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
-    const n = this.files.seqLen;
-    const cached = this.cache.get(this.key(layer, head));
+  withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n: this.files.seqLen };
+    return this.rowsOf(matrix, first, count, use);
+  }
+
+  /** withRows() for the head mean (P, P) of captured vision block `index` (into vision.blocks). */
+  withVisionRows<T>(index: number, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    const vision = this.visionFiles();
+    const span = this.spanOf(vision.headMeanFiles[index]!, matrixBytes(vision.seqLen));
+    return this.rowsOf({ key: `vision:${index}`, span, n: vision.seqLen }, first, count, use);
+  }
+
+  private async rowsOf<T>(
+    matrix: { key: string; span: FileSpan; n: number },
+    first: number,
+    count: number,
+    use: (rows: Uint16Array) => T,
+  ): Promise<T> {
+    const { key, span, n } = matrix;
+    const cached = this.cache.get(key);
     if (cached) return use(cached.subarray(first * n, (first + count) * n));
-    const span = this.matrixSpan(layer, head);
     const rowBytes = n * BYTES_PER_VALUE;
     const bytes = count * rowBytes;
     this.cache.reserve(bytes);
@@ -129,28 +163,29 @@ export class MatrixSource {
     }
   }
 
-  private async fetchMatrix(layer: number, head: HeadChoice, into: ArrayBuffer | null): Promise<Uint16Array> {
-    return new Uint16Array(await fetchSpan(this.matrixSpan(layer, head), into ?? undefined));
-  }
-
-  private takeSpare(): ArrayBuffer | null {
-    const spare = this.spare;
+  /** The spare buffer when it has the wanted length; the read then fills it. */
+  private takeSpare(length: number): ArrayBuffer | null {
+    const spare = this.spare?.byteLength === length ? this.spare : null;
     this.spare = null;
     return spare;
+  }
+
+  private visionFiles(): VisionMeta {
+    if (!this.files.vision) throw new Error("this sample has no vision-encoder attention");
+    return this.files.vision;
+  }
+
+  /** A whole file of the sample, as a span of `length` bytes from its start. */
+  private spanOf(name: string, fileBytes: number): FileSpan {
+    return { url: new URL(encodeURIComponent(name), this.sampleUrl).href, name, fileBytes, start: 0, length: fileBytes };
   }
 
   /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */
   private matrixSpan(layer: number, head: HeadChoice): FileSpan {
     const bytes = matrixBytes(this.files.seqLen);
-    const name = this.fileName(layer, head);
     const isHead = typeof head === "number";
-    return {
-      url: new URL(encodeURIComponent(name), this.sampleUrl).href,
-      name,
-      fileBytes: isHead ? layerFileBytes(this.files) : bytes,
-      start: isHead ? head * bytes : 0,
-      length: bytes,
-    };
+    const file = this.spanOf(this.fileName(layer, head), isHead ? layerFileBytes(this.files) : bytes);
+    return { ...file, start: isHead ? head * bytes : 0, length: bytes };
   }
 
   private fileName(layer: number, head: HeadChoice): string {

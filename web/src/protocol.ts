@@ -1,6 +1,7 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
 import type { Axis, Reduce } from "./attention";
+import type { VisionMeta } from "./format";
 
 /** Which matrix of a layer: one head, or the precomputed mean or max over heads. */
 export type HeadChoice = number | "mean" | "max";
@@ -12,6 +13,7 @@ export interface SampleFiles {
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
+  vision?: VisionMeta;
 }
 
 /**
@@ -29,9 +31,20 @@ export interface VectorRequest {
   combine: "mean" | "max";
 }
 
+/**
+ * One vector of P values for the vision overlay, over the captured blocks
+ * `blocks` (indices into vision.blocks) averaged: the saliency (attention each
+ * patch receives), or, with a patch, that patch's own attention row.
+ */
+export interface VisionRequest {
+  blocks: number[];
+  patch: number | null;
+}
+
 export type ToWorker =
   | { type: "open"; id: number; sampleUrl: string; files: SampleFiles; cacheBytes: number }
-  | { type: "vector"; id: number; request: VectorRequest };
+  | { type: "vector"; id: number; request: VectorRequest }
+  | { type: "vision"; id: number; request: VisionRequest };
 
 export type FromWorker =
   | { id: number; ok: true; vector?: Float32Array }

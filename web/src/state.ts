@@ -1,13 +1,17 @@
 // The view state and its home in the URL: sample, layer (or layer range), head,
-// selected tokens and direction, so a link reopens the same view and
-// Back/Forward step through it.
+// selected tokens and direction, and the image overlay (LLM or vision encoder),
+// so a link reopens the same view and Back/Forward step through it.
 
 import type { Reduce } from "./attention";
-import type { SampleMeta } from "./format";
+import type { SampleMeta, VisionMeta } from "./format";
 import type { HeadChoice } from "./protocol";
 
 export type Direction = "src" | "tgt";
 export type Combine = "mean" | "max";
+/** What the image panel shows: the LLM's attention of the selected tokens, or the vision encoder's. */
+export type Overlay = "llm" | "vision";
+/** The vision blocks averaged: every captured block, or one (its index in the vision tower). */
+export type VisionBlocks = "all" | number;
 
 export interface ViewState {
   sample: string;
@@ -21,6 +25,10 @@ export interface ViewState {
   /** How several selected tokens' vectors are combined. */
   combine: Combine;
   dir: Direction;
+  overlay: Overlay;
+  vblocks: VisionBlocks;
+  /** The selected vision patch (row-major), or null for the saliency. */
+  patch: number | null;
 }
 
 /** The view a URL asks for; fields it lacks or garbles stay undefined. */
@@ -43,6 +51,14 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
   if (combine === "mean" || combine === "max") view.combine = combine;
   const dir = params.get("dir");
   if (dir === "src" || dir === "tgt") view.dir = dir;
+  const overlay = params.get("overlay");
+  if (overlay === "llm" || overlay === "vision") view.overlay = overlay;
+  const vblocks = params.get("vblocks");
+  if (vblocks === "all") view.vblocks = vblocks;
+  else if (parseIndexParam(vblocks) !== undefined) view.vblocks = parseIndexParam(vblocks)!;
+  const patch = params.get("patch");
+  if (patch === "none") view.patch = null;
+  else if (parseIndexParam(patch) !== undefined) view.patch = parseIndexParam(patch)!;
   return view;
 }
 
@@ -64,12 +80,17 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
   params.set("head", String(view.head));
   params.set("token", view.tokens.length ? view.tokens.join(",") : "none");
   params.set("dir", view.dir);
-  for (const key of ["layerEnd", "lreduce", "combine"]) params.delete(key);
+  for (const key of ["layerEnd", "lreduce", "combine", "overlay", "vblocks", "patch"]) params.delete(key);
   if (view.layerReduce) {
     params.set("lreduce", view.layerReduce);
     params.set("layerEnd", String(view.layerEnd));
   }
   if (view.tokens.length > 1) params.set("combine", view.combine);
+  if (view.overlay === "vision") {
+    params.set("overlay", "vision");
+    params.set("vblocks", String(view.vblocks));
+    params.set("patch", view.patch === null ? "none" : String(view.patch));
+  }
   return params;
 }
 
@@ -94,7 +115,42 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
     tokens: tokens.every((t) => t < meta.seqLen) ? tokens : [defaultToken(meta)],
     combine: asked.combine ?? "mean",
     dir: asked.dir ?? "src",
+    ...completeVisionView(asked, meta.vision),
   };
+}
+
+/** The vision part of a view: only a sample with vision attention can show it, and only its blocks and patches. */
+function completeVisionView(asked: Partial<ViewState>, vision: VisionMeta | undefined): Pick<ViewState, "overlay" | "vblocks" | "patch"> {
+  const { vblocks, patch } = asked;
+  return {
+    overlay: vision && asked.overlay === "vision" ? "vision" : "llm",
+    vblocks: typeof vblocks === "number" && vision?.blocks.includes(vblocks) ? vblocks : "all",
+    patch: typeof patch === "number" && vision && patch < vision.seqLen ? patch : null,
+  };
+}
+
+/** The sample's vision attention when the view shows it on the image, else null. */
+export function shownVision(view: ViewState, meta: SampleMeta): VisionMeta | null {
+  return (view.overlay === "vision" && meta.vision) || null;
+}
+
+/** The chosen vision blocks as indices into vision.blocks (and its file lists). */
+export function visionBlockIndices(vblocks: VisionBlocks, vision: VisionMeta): number[] {
+  return vblocks === "all" ? vision.blocks.map((_, i) => i) : [vision.blocks.indexOf(vblocks)];
+}
+
+/** The order ←/→ step through in vision mode: all blocks, then each captured block. */
+export function visionBlockCycle(vision: VisionMeta): VisionBlocks[] {
+  return ["all", ...vision.blocks];
+}
+
+export function stepVisionBlocks(vblocks: VisionBlocks, delta: number, vision: VisionMeta): VisionBlocks {
+  return stepCycle(visionBlockCycle(vision), vblocks, delta);
+}
+
+/** The entry `delta` steps from `current`, wrapping round. */
+function stepCycle<T>(cycle: T[], current: T, delta: number): T {
+  return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length]!;
 }
 
 /** The layers a view covers, lowest first. */
@@ -109,9 +165,7 @@ export function headCycle(numHeads: number): HeadChoice[] {
 }
 
 export function stepHead(head: HeadChoice, delta: number, numHeads: number): HeadChoice {
-  const cycle = headCycle(numHeads);
-  const at = cycle.indexOf(head);
-  return cycle[(at + delta + cycle.length) % cycle.length]!;
+  return stepCycle(headCycle(numHeads), head, delta);
 }
 
 export function headLabel(head: HeadChoice): string {

@@ -1,14 +1,17 @@
 // The status bar's line: layer(s), head or aggregate, token count, direction
 // and the selection, e.g.
 // Layer 12 of 35 · all heads (mean) · 512 tokens · Source→Target · src: #297 "cat"
+// or, for the vision-encoder overlay, what it shows:
+// Vision encoder · blocks 25, 26 (mean) · 180 patches (10 rows × 18 cols) · mean over 16 heads · saliency: …
 
-import type { SampleMeta } from "./format";
+import type { SampleMeta, VisionMeta } from "./format";
 import { headLabel, layerSpan, type Direction, type ViewState } from "./state";
 import { selectionText } from "./words";
 
 const DIRECTION: Record<Direction, string> = { src: "Source→Target", tgt: "Target←Source" };
 
 export function statusText(view: ViewState, meta: SampleMeta): string {
+  if (view.overlay === "vision" && meta.vision) return visionStatusText(view, meta.vision);
   const [first, last] = layerSpan(view);
   const layers = first === last ? `Layer ${first}` : `Layers ${first}–${last} (${view.layerReduce})`;
   return [
@@ -27,4 +30,14 @@ function describeSelection(view: ViewState, meta: SampleMeta): string {
   const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
   const combined = tokens.length === 1 ? "" : ` (${view.combine} of ${tokens.length} tokens)`;
   return `${view.dir}: ${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}${combined}`;
+}
+
+function visionStatusText(view: ViewState, vision: VisionMeta): string {
+  const { rows, cols } = vision.grid;
+  const blocks = view.vblocks === "all" ? `blocks ${vision.blocks.join(", ")} (mean)` : `block ${view.vblocks}`;
+  const shown =
+    view.patch === null
+      ? "saliency: attention each patch receives"
+      : `patch #${view.patch} (row ${Math.floor(view.patch / cols)}, col ${view.patch % cols}): where it looks`;
+  return ["Vision encoder", blocks, `${vision.seqLen} patches (${rows} rows × ${cols} cols)`, `mean over ${vision.numHeads} heads`, shown].join(" · ");
 }

@@ -1,14 +1,17 @@
 // The data worker: owns fetching, the raw float16 cache and decoding. It
-// answers each request with one Float32Array of length N, transferred (not
-// copied) to the main thread; nothing here decodes a whole matrix.
+// answers each request with one Float32Array of length N (P for the vision
+// overlay), transferred (not copied) to the main thread; nothing here decodes
+// a whole matrix.
 
-import { reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
+import { meanOfRows, reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
+import { decodeStrided } from "./float16";
 import { MatrixSource } from "./matrix-source";
-import type { FromWorker, ToWorker, VectorRequest } from "./protocol";
+import type { FromWorker, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
 let source: MatrixSource | undefined;
 let seqLen = 0;
 let numLayers = 0;
+let patches = 0; // P of the vision grid, when the sample has one
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -18,7 +21,13 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
       seqLen = message.files.seqLen;
       numLayers = message.files.layerFiles.length;
+      patches = message.files.vision?.seqLen ?? 0;
       reply({ id: message.id, ok: true });
+      return;
+    }
+    if (message.type === "vision") {
+      const vector = await computeVision(message.request);
+      reply({ id: message.id, ok: true, vector }, [vector.buffer]);
       return;
     }
     const vector = await computeVector(message.request);
@@ -57,6 +66,18 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
   const [first, count] = rowsNeeded(seqLen, index, request.axis);
   return openSource().withRows(layer, request.head, first, count, (rows) => vectorFromRows(rows, seqLen, index, request.axis));
+}
+
+/**
+ * The vision overlay's P values, averaged over the chosen blocks: the saliency
+ * (from the small received file), or one patch's head-mean row (one row read per block).
+ */
+async function computeVision(request: VisionRequest): Promise<Float32Array> {
+  const source = openSource();
+  const { blocks, patch } = request;
+  if (patch === null) return meanOfRows(await source.visionReceived(), patches, blocks);
+  const decodeRow = (row: Uint16Array) => decodeStrided(row, 0, patches, 1);
+  return reduceVectors(await Promise.all(blocks.map((i) => source.withVisionRows(i, patch, 1, decodeRow))), "mean");
 }
 
 /**

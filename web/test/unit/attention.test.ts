@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/attention";
+import { meanOfRows, normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/attention";
 import { halfToFloat } from "../../src/float16";
 import { fixtureBits } from "./fixture";
 
@@ -81,5 +81,27 @@ describe("normalisationRange", () => {
   });
   test("an empty selection gives a flat range", () => {
     expect(normalisationRange(values, Uint8Array.of(1, 1, 1, 1, 1))).toEqual({ lo: 0, hi: 0 });
+  });
+});
+
+describe("vision saliency: meanOfRows over the received file", () => {
+  const P = 84; // the fixture's vision grid, 6 × 14
+  const received = fixtureBits("vision_received.bin"); // (2 blocks, P)
+  const value = (bits: Uint16Array, at: number) => halfToFloat(bits[at]!);
+
+  test("one block's row is that block's received attention: the column sums of its head mean", () => {
+    const mean = fixtureBits("vision_mean_block_03.bin");
+    const saliency = meanOfRows(received, P, [1]);
+    for (const p of [0, 17, 83]) {
+      let columnSum = 0;
+      for (let q = 0; q < P; q++) columnSum += value(mean, q * P + p);
+      expect(saliency[p]).toBeCloseTo(columnSum, 1); // float16 rounding of P summands
+    }
+  });
+
+  test("all blocks: the mean of the rows, which averages 1 over the patches", () => {
+    const saliency = meanOfRows(received, P, [0, 1]);
+    for (let p = 0; p < P; p++) expect(saliency[p]).toBeCloseTo((value(received, p) + value(received, P + p)) / 2, 6);
+    expect(saliency.reduce((a, b) => a + b, 0) / P).toBeCloseTo(1, 2);
   });
 });

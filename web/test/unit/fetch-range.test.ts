@@ -217,5 +217,22 @@ describe("MatrixSource", () => {
     expect(second).toEqual(fixtureBits("attn_layer_00.bin").slice(N * N, 2 * N * N));
     expect([source.cachedBytes, source.inFlightBytes]).toEqual([BLOCK, 0]);
   });
-});
 
+  test("the vision received file is read whole with one closed range, once", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    const received = await source.visionReceived();
+    expect(received).toEqual(fixtureBits("vision_received.bin"));
+    expect(await source.visionReceived()).toBe(received);
+    expect(served.requests).toEqual([`vision_received.bin bytes=0-${2 * 84 * 2 - 1}`]);
+  });
+
+  test("a vision patch's row is one range read of 2P bytes from its block's head mean", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    const P = 84;
+    const row = await source.withVisionRows(1, 17, 1, (bits) => bits.slice());
+    expect(row).toEqual(fixtureBits("vision_mean_block_03.bin").slice(17 * P, 18 * P));
+    expect(served.requests).toEqual([`vision_mean_block_03.bin bytes=${17 * P * 2}-${18 * P * 2 - 1}`]);
+  });
+});

@@ -1,7 +1,7 @@
 import { statSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, test } from "vitest";
-import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta } from "../../src/format";
+import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta, visionReceivedBytes } from "../../src/format";
 import { FIXTURE_DIR, fixtureMetaJson } from "./fixture";
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
@@ -29,6 +29,27 @@ describe("parseMeta on the fixture", () => {
     expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta));
     expect(size(meta.headMeanFiles[0]!)).toBe(matrixBytes(meta.seqLen));
     expect(size(meta.headMaxFiles[1]!)).toBe(matrixBytes(meta.seqLen));
+  });
+
+  test("reads the vision-encoder field", () => {
+    expect(meta.vision).toEqual({
+      numBlocks: 4,
+      numHeads: 2,
+      blocks: [2, 3],
+      grid: { rows: 6, cols: 14 },
+      patchSize: 16,
+      seqLen: 84,
+      blockFiles: ["vision_attn_block_02.bin", "vision_attn_block_03.bin"],
+      headMeanFiles: ["vision_mean_block_02.bin", "vision_mean_block_03.bin"],
+      receivedFile: "vision_received.bin",
+    });
+    const size = (name: string) => statSync(path.join(FIXTURE_DIR, name)).size;
+    expect(size(meta.vision!.receivedFile)).toBe(visionReceivedBytes(meta.vision!));
+    expect(size(meta.vision!.headMeanFiles[1]!)).toBe(matrixBytes(meta.vision!.seqLen));
+  });
+
+  test("a sample without vision attention has no vision field", () => {
+    expect(parseMeta(broken((m) => delete m.vision)).vision).toBeUndefined();
   });
 
   test("keeps the generate-mode fields when present", () => {
@@ -73,6 +94,29 @@ describe("parseMeta refuses a broken meta.json with a message naming the problem
   test.each(cases)("with %s", (_name, edit, message) => {
     const raw = _name === "not an object" ? [] : broken(edit);
     expect(() => parseMeta(raw)).toThrow(message);
+  });
+});
+
+describe("parseMeta refuses a broken vision field with sample_format.py's message", () => {
+  const cases: [string, (v: Record<string, any>) => void, string][] = [
+    ["an empty object", (v) => Object.keys(v).forEach((k) => delete v[k]), "vision lacks the positive integer 'num_blocks'"],
+    ["no heads", (v) => (v.num_heads = 0), "vision lacks the positive integer 'num_heads'"],
+    ["no blocks", (v) => (v.blocks = []), "vision.blocks must be a non-empty list of block indices"],
+    ["blocks out of order", (v) => (v.blocks = [3, 2]), "vision.blocks must be ascending, unique and below num_blocks (4)"],
+    ["a block past the tower", (v) => (v.blocks = [2, 4]), "vision.blocks must be ascending, unique and below num_blocks (4)"],
+    ["a missing mean file", (v) => v.head_mean_files.pop(), "vision.head_mean_files must list 2 plain file names"],
+    ["a block file with a path", (v) => (v.block_files[0] = "../x.bin"), "vision.block_files must list 2 plain file names"],
+    ["no received file", (v) => delete v.received_file, "vision.received_file must be a plain file name inside the sample"],
+    ["a grid without cols", (v) => delete v.grid.cols, "vision.grid must hold positive integer 'rows' and 'cols'"],
+    ["a grid that does not make seq_len", (v) => (v.seq_len = 85), "vision.seq_len must equal vision.grid rows × cols"],
+    ["patches that miss the image", (v) => (v.patch_size = 14), "vision.grid × patch_size must cover image_size exactly"],
+  ];
+  test.each(cases)("with %s", (_name, edit, message) => {
+    expect(() => parseMeta(broken((m) => edit(m.vision)))).toThrow(new FormatError(message));
+  });
+
+  test("a vision field that is not an object", () => {
+    expect(() => parseMeta(broken((m) => (m.vision = [])))).toThrow(new FormatError("meta.json field 'vision' must be an object"));
   });
 });
 

@@ -1,13 +1,26 @@
 import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/format";
-import { completeView, headCycle, layerSpan, stepHead, viewFromParams, viewToParams, type ViewState } from "../../src/state";
+import {
+  completeView,
+  headCycle,
+  layerSpan,
+  stepHead,
+  stepVisionBlocks,
+  viewFromParams,
+  viewToParams,
+  visionBlockIndices,
+  type ViewState,
+} from "../../src/state";
 import { statusText } from "../../src/status";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
 
 describe("the view in the URL", () => {
-  const single: ViewState = { sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt" };
+  const single: ViewState = {
+    sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt",
+    overlay: "llm", vblocks: "all", patch: null,
+  };
 
   test("round-trips through the query, keeping other parameters", () => {
     const params = viewToParams(single, new URLSearchParams("data=../out/&cacheMB=64&lreduce=max"));
@@ -24,6 +37,18 @@ describe("the view in the URL", () => {
     expect(completeView(viewFromParams(params), "s1", meta)).toEqual(word);
   });
 
+  test("the vision overlay round-trips with its blocks and patch; the LLM overlay leaves them out", () => {
+    const vision: ViewState = { ...single, overlay: "vision", vblocks: 3, patch: 17 };
+    const params = viewToParams(vision, new URLSearchParams());
+    expect([params.get("overlay"), params.get("vblocks"), params.get("patch")]).toEqual(["vision", "3", "17"]);
+    expect(completeView(viewFromParams(params), "s1", meta)).toEqual(vision);
+    const saliency: ViewState = { ...vision, vblocks: "all", patch: null };
+    expect(viewToParams(saliency, new URLSearchParams()).get("patch")).toBe("none");
+    expect(completeView(viewFromParams(viewToParams(saliency, new URLSearchParams())), "s1", meta)).toEqual(saliency);
+    const back = viewToParams(single, params);
+    expect(["overlay", "vblocks", "patch"].map((key) => back.has(key))).toEqual([false, false, false]);
+  });
+
   test("'none' means no token; an aggregate is a head", () => {
     expect(viewFromParams(new URLSearchParams("token=none&head=max"))).toEqual({ tokens: [], head: "max" });
   });
@@ -38,6 +63,7 @@ describe("completeView", () => {
   test("fills defaults: layer 0, head mean, the last token, source→target", () => {
     expect(completeView({}, "s", meta)).toEqual({
       sample: "s", layer: 0, layerEnd: 0, layerReduce: null, head: "mean", tokens: [39], combine: "mean", dir: "src",
+      overlay: "llm", vblocks: "all", patch: null,
     });
   });
 
@@ -48,6 +74,13 @@ describe("completeView", () => {
   test("clamps what the sample does not have", () => {
     const view = completeView({ layer: 9, layerEnd: 7, head: 3, tokens: [38, 400], dir: "tgt" }, "s", meta);
     expect(view).toMatchObject({ layer: 1, layerEnd: 1, head: "mean", tokens: [39], dir: "tgt" });
+  });
+
+  test("the vision overlay needs a sample with vision attention, one of its blocks and a patch of its grid", () => {
+    const asked = { overlay: "vision", vblocks: 2, patch: 83 } as const;
+    expect(completeView(asked, "s", meta)).toMatchObject(asked);
+    expect(completeView(asked, "s", { ...meta, vision: undefined })).toMatchObject({ overlay: "llm", vblocks: "all", patch: null });
+    expect(completeView({ ...asked, vblocks: 1, patch: 84 }, "s", meta)).toMatchObject({ overlay: "vision", vblocks: "all", patch: null });
   });
 
   test("keeps a deselected token deselected", () => {
@@ -62,6 +95,19 @@ describe("stepping heads", () => {
     expect(stepHead("max", 1, 3)).toBe(0);
     expect(stepHead(2, 1, 3)).toBe("mean");
     expect(stepHead("mean", -1, 3)).toBe(2);
+  });
+});
+
+describe("vision blocks", () => {
+  const vision = meta.vision!; // blocks [2, 3]
+  test("all blocks, or one, as indices into the block files", () => {
+    expect(visionBlockIndices("all", vision)).toEqual([0, 1]);
+    expect(visionBlockIndices(3, vision)).toEqual([1]);
+  });
+  test("←/→ cycle all, then each block, wrapping", () => {
+    expect(stepVisionBlocks("all", 1, vision)).toBe(2);
+    expect(stepVisionBlocks(3, 1, vision)).toBe("all");
+    expect(stepVisionBlocks("all", -1, vision)).toBe(3);
   });
 });
 
@@ -81,6 +127,16 @@ describe("statusText", () => {
   test("a layer range and a combined selection say so", () => {
     const view = completeView({ layerEnd: 1, layerReduce: "max", tokens: [27, 28], combine: "max", dir: "tgt" }, "s", meta);
     expect(statusText(view, meta)).toBe('Layers 0–1 (max) of 1 · all heads (mean) · 40 tokens · Target←Source · tgt: #27–#28 " this image" (max of 2 tokens)');
+  });
+  test("the vision overlay says which blocks and what it shows", () => {
+    const saliency = completeView({ overlay: "vision" }, "s", meta);
+    expect(statusText(saliency, meta)).toBe(
+      "Vision encoder · blocks 2, 3 (mean) · 84 patches (6 rows × 14 cols) · mean over 2 heads · saliency: attention each patch receives",
+    );
+    const row = completeView({ overlay: "vision", vblocks: 3, patch: 17 }, "s", meta);
+    expect(statusText(row, meta)).toBe(
+      "Vision encoder · block 3 · 84 patches (6 rows × 14 cols) · mean over 2 heads · patch #17 (row 1, col 3): where it looks",
+    );
   });
   test("no selection", () => {
     expect(statusText(completeView({ tokens: [] }, "s", meta), meta)).toContain("no token selected");
