@@ -16,6 +16,7 @@ def test_demo_writes_prefill_and_generate_samples(tmp_path: Path) -> None:
     assert weights.stat().st_mtime_ns == built  # the cached model was reused
     prefill, generate = fmt.validate_sample(tmp_path / "demo"), fmt.validate_sample(tmp_path / "demo-generate")
     assert prefill["mode"] == "prefill" and prefill["image_grid"]["rows"] * prefill["image_grid"]["cols"] > 1
+    assert prefill["vision"]["blocks"] == [0, 1]  # the viewer's vision-encoder overlay has data in the demo
     assert generate["seq_len"] == prefill["seq_len"] + generate["generation"]["new_tokens"]
     assert any(t.get("thinking") for t in generate["tokens"])  # the demo model uses a thinking template
     assert [s["name"] for s in fmt.list_samples(tmp_path)] == ["demo", "demo-generate"]

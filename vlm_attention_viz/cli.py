@@ -81,7 +81,7 @@ def extract_parser() -> argparse.ArgumentParser:
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vlm_attention_viz demo",
-        description="Build (once) a seeded tiny random-weight Qwen3-VL, draw an image, and extract a sample on the CPU.",
+        description="Build (once) a seeded tiny random-weight Qwen3-VL, draw an image, and extract a sample on the CPU, with both vision blocks (--vision-layers all).",
     )
     parser.add_argument("--output-dir", type=Path, default=Path("output/demo"), help="the sample folder (default: output/demo)")
     parser.add_argument("--mode", default="prefill", metavar="{prefill,generate}", help="generate: the random model writes 24 tokens first")

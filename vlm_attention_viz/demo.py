@@ -13,6 +13,7 @@ DEMO_SHAPE = TinyShape(layers=4, heads=4, kv_heads=2, thinking=True)  # like the
 DEMO_NEW_TOKENS = 24
 DEMO_PROMPT = "Describe this image in detail. Where is the sun?"
 DEMO_MAX_PIXELS = 448 * 256
+DEMO_VISION_LAYERS = "all"  # the tiny tower's two blocks, for the viewer's "vision encoder" overlay
 
 
 def run_demo(output_dir: Path, mode: str = "prefill") -> Result:
@@ -31,6 +32,7 @@ def run_demo(output_dir: Path, mode: str = "prefill") -> Result:
         max_new_tokens=DEMO_NEW_TOKENS,
         device="cpu",
         max_pixels=DEMO_MAX_PIXELS,
+        vision_layers=DEMO_VISION_LAYERS,
         overwrite=True,
     )
     return extract(request)
