@@ -8,9 +8,11 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .qwen2_5_vl import Qwen2_5VLAdapter
+from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {adapter.name: adapter for adapter in (Qwen3VLAdapter,)}
+ADAPTERS: dict[str, type[ModelAdapter]] = {adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)}
 
 __all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_named", "detect_model_type"]
 
