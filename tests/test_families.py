@@ -5,6 +5,7 @@ and logits untouched by the capture."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,22 @@ def test_every_layer_matches_the_family_eager_output_attentions(extracted: tuple
         np.testing.assert_allclose(np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+
+
+def test_a_hub_style_flat_config_gives_the_same_sample(extracted: tuple[str, Path, Path], photo: Path, tmp_path: Path) -> None:
+    """Hub checkpoints of these families keep the language settings at the top of config.json, not in text_config."""
+    family, model_dir, sample = extracted
+    flat = tmp_path / "flat"
+    shutil.copytree(model_dir, flat)
+    config = json.loads((flat / "config.json").read_text())
+    text = config.pop("text_config")
+    text.pop("model_type")
+    (flat / "config.json").write_text(json.dumps({**text, **config}))
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", flat, "--device", "cpu") == 0
+    meta = fmt.read_meta(sample)
+    assert fmt.read_meta(tmp_path / "s")["model_type"] == family
+    for name in meta["layer_files"] + meta["head_mean_files"] + meta["head_max_files"]:
+        assert (tmp_path / "s" / name).read_bytes() == (sample / name).read_bytes()
 
 
 def test_grid_is_the_processor_image_grid_thw_merged_2x2_at_28_px(extracted: tuple[str, Path, Path], photo: Path) -> None:

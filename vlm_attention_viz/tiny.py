@@ -175,7 +175,7 @@ def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> P
 
 
 IMAGE_STATS = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
-# Each family's preprocessor_config.json, with the pixel bounds spelled as that family's checkpoints spell them.
+# Each family's preprocessor_config.json; the three spell the pixel bounds in the three ways checkpoints do, so each is tested.
 QWEN3_VL_PREPROCESSOR = {
     "image_processor_type": "Qwen2VLImageProcessorFast",
     "processor_class": "Qwen3VLProcessor",
