@@ -67,7 +67,7 @@ class TinyShape:
     layers: int = 2
     heads: int = 4
     kv_heads: int = 2
-    head_dim: int = 16  # Qwen2-VL and Qwen2.5-VL derive it: hidden must equal heads x head_dim
+    head_dim: int = 16  # Qwen2-VL and Qwen2.5-VL derive it from hidden / heads, so there it must match
     hidden: int = 64
     thinking: bool = False
     seed: int = 0
@@ -109,6 +109,13 @@ def text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int], **rope: 
     }
 
 
+def hub_qwen2_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
+    """Qwen2-VL's and Qwen2.5-VL's language model: head_dim is hidden / heads there, and bos is set as on the hub."""
+    if shape.hidden != shape.heads * shape.head_dim:
+        raise ValueError(f"{shape.family}: hidden ({shape.hidden}) must be heads x head_dim ({shape.heads} x {shape.head_dim})")
+    return {**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]}
+
+
 def token_ids(ids: dict[str, int]) -> dict[str, int]:
     return {
         "image_token_id": ids["<|image_pad|>"],
@@ -140,7 +147,7 @@ def qwen3_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> P
 
 def qwen2_5_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return Qwen2_5_VLConfig(
-        text_config={**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]},  # as on the hub
+        text_config=hub_qwen2_text_config(shape, vocab_size, ids),
         vision_config={
             "depth": 2,
             "hidden_size": 32,
@@ -159,7 +166,7 @@ def qwen2_5_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) ->
 
 def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return Qwen2VLConfig(
-        text_config={**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]},  # as on the hub
+        text_config=hub_qwen2_text_config(shape, vocab_size, ids),
         vision_config={
             "depth": 2,
             "embed_dim": 32,
@@ -198,7 +205,7 @@ QWEN2_5_VL_PREPROCESSOR = {
 QWEN2_VL_PREPROCESSOR = {
     "image_processor_type": "Qwen2VLImageProcessor",
     "processor_class": "Qwen2VLProcessor",
-    "size": {"min_pixels": 56 * 56, "max_pixels": 512 * 512},  # the bounds inside size: the image processor keeps them as is
+    "size": {"min_pixels": 56 * 56, "max_pixels": 512 * 512},  # kept as is by the image processor
     "patch_size": 14,
     "temporal_patch_size": 2,
     "merge_size": 2,

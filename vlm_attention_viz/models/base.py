@@ -124,10 +124,10 @@ def chat_template(source: str, tokenizer: Any) -> str:
 def pixel_bounds(image_processor: Any, max_pixels: int | None) -> dict[str, int]:
     """The resize bounds as the processor call takes them, lowered to max_pixels when given.
 
-    Checkpoints spell the bounds three ways: size = {shortest_edge, longest_edge} (Qwen3-VL's
-    processor), top-level min_pixels / max_pixels (which the image processor folds into
-    shortest_edge / longest_edge), or size = {min_pixels, max_pixels}, which it keeps as is
-    and could not resize with; all three end up as the first form here.
+    Checkpoints spell the bounds three ways: size = {shortest_edge, longest_edge}, top-level
+    min_pixels / max_pixels (which the image processor folds into the first form), or
+    size = {min_pixels, max_pixels}, which it keeps as is and could not resize with; all
+    three end up as the first form here.
     """
     size = image_processor.size
     low, high = size.get("shortest_edge") or size.get("min_pixels"), size.get("longest_edge") or size.get("max_pixels")
