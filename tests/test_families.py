@@ -132,3 +132,21 @@ def test_a_model_type_of_another_family_is_refused_before_loading(family_model: 
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [f"error: {model_dir} is a {family} model, not qwen3-vl; pass --model-type {family}, or leave it out to detect it"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_mode_answers_greedily_and_stores_the_eager_attention_of_prompt_and_answer(family_model: tuple[str, Path], photo: Path, tmp_path: Path) -> None:
+    family, model_dir = family_model
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", model_dir, "--mode", "generate", "--max-new-tokens", 5) == 0
+    meta = fmt.validate_sample(tmp_path / "s")
+    adapter = adapter_named(family)
+    processor = adapter.load_processor(str(model_dir))
+    inputs = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None).model_inputs
+    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        answered = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+        ids = torch.tensor([[t["token_id"] for t in meta["tokens"]]])
+        assert ids[0].tolist() == answered[0].tolist()
+        full = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=(ids == processor.image_token_id).long())
+        reference = model(**full, output_attentions=True).attentions
+    for layer, ref in enumerate(reference):
+        np.testing.assert_allclose(np.asarray(fmt.open_layer(tmp_path / "s", meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL)
