@@ -21,11 +21,11 @@ PROMPT = "Describe this image in detail."
 RTOL, ATOL = 2.0**-10, 1e-6
 
 
-def eager_reference(model_dir: Path, image_path: Path) -> tuple[list[np.ndarray], torch.Tensor, dict]:
-    adapter = adapter_named("qwen3-vl")
+def eager_reference(model_dir: Path, image_path: Path, model_type: str = "qwen3-vl") -> tuple[list[np.ndarray], torch.Tensor, dict]:
+    adapter = adapter_named(model_type)
     processor = adapter.load_processor(str(model_dir))
     prepared = adapter.prepare(processor, Image.open(image_path).convert("RGB"), PROMPT, None)
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager").eval()
+    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
     with torch.no_grad():
         out = model(**prepared.model_inputs, output_attentions=True)
     return [a[0].numpy() for a in out.attentions], prepared.model_inputs, processor

@@ -64,8 +64,8 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-pixels",
         type=int,
-        help="resize the image to at most this many pixels; caps the image tokens at about max_pixels / 1024 for Qwen3-VL "
-        "(default: the checkpoint's processor setting)",
+        help="resize the image to at most this many pixels, so about max_pixels / token_px^2 image tokens, token_px being "
+        "the checkpoint's patch size x merge size (README: Supported models) (default: the checkpoint's processor setting)",
     )
     parser.add_argument(
         "--vision-layers",

@@ -22,7 +22,7 @@ from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_m
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import BROWSER_FORMATS, load_image
-from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
+from .models import ModelAdapter, PreparedInputs, adapter_for
 from .tokens import build_tokens
 from .vision_capture import VisionPlan, VisionRecorder, VisionRows, check_vision_layers, plan_vision
 from .writer import BackgroundWriter
@@ -66,7 +66,7 @@ class Result:
 def extract(request: Request) -> Result:
     started = time.perf_counter()
     image, image_format = check_inputs(request)
-    adapter = adapter_named(request.model_type or detect_model_type(request.model))
+    adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype)

@@ -1,19 +1,30 @@
-"""A seeded tiny random-weight Qwen3-VL checkpoint, laid out like the hub's, built offline.
+"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL), laid out like the hub's, built offline.
 
-The demo and the tests both use it: config + safetensors from save_pretrained, a small
+The demo (Qwen3-VL) and the tests use them: config + safetensors from save_pretrained, a small
 byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying Qwen's
-special tokens, preprocessor_config.json and a Qwen-style chat template.
+special tokens, the family's preprocessor_config.json and a Qwen-style chat template.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+from transformers import (
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+)
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -50,12 +61,13 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinyShape:
-    """The knobs the tests vary: GQA or not, layer count, and whether the template opens a think block."""
+    """The knobs the tests vary: the model family, GQA or not, layer count, and whether the template opens a think block."""
 
+    family: str = "qwen3-vl"  # a key of FAMILIES
     layers: int = 2
     heads: int = 4
     kv_heads: int = 2
-    head_dim: int = 16
+    head_dim: int = 16  # Qwen2-VL and Qwen2.5-VL derive it from hidden / heads, so there it must match
     hidden: int = 64
     thinking: bool = False
     seed: int = 0
@@ -81,22 +93,41 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_config(shape: TinyShape, tokenizer: PreTrainedTokenizerFast) -> Qwen3VLConfig:
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+def text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int], **rope: object) -> dict[str, object]:
+    """The language model every family shares; mrope_section [2, 3, 3] fills a head_dim of 16 (half of it rotates)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": shape.hidden,
+        "intermediate_size": 2 * shape.hidden,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **rope},
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def hub_qwen2_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
+    """Qwen2-VL's and Qwen2.5-VL's language model: head_dim is hidden / heads there, and bos is set as on the hub."""
+    if shape.hidden != shape.heads * shape.head_dim:
+        raise ValueError(f"{shape.family}: hidden ({shape.hidden}) must be heads x head_dim ({shape.heads} x {shape.head_dim})")
+    return {**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]}
+
+
+def token_ids(ids: dict[str, int]) -> dict[str, int]:
+    return {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
+def qwen3_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return Qwen3VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": shape.hidden,
-            "intermediate_size": 2 * shape.hidden,
-            "num_hidden_layers": shape.layers,
-            "num_attention_heads": shape.heads,
-            "num_key_value_heads": shape.kv_heads,
-            "head_dim": shape.head_dim,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True},
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config={**text_config(shape, vocab_size, ids, mrope_interleaved=True), "head_dim": shape.head_dim},
         vision_config={
             "depth": 2,
             "hidden_size": 32,
@@ -109,23 +140,90 @@ def build_config(shape: TinyShape, tokenizer: PreTrainedTokenizerFast) -> Qwen3V
             "num_position_embeddings": 256,
             "deepstack_visual_indexes": [0],
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
         eos_token_id=ids["<|im_end|>"],
+        **token_ids(ids),
     )
 
 
-PREPROCESSOR_CONFIG = {
+def qwen2_5_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return Qwen2_5_VLConfig(
+        text_config=hub_qwen2_text_config(shape, vocab_size, ids),
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": shape.hidden,
+            "window_size": 56,  # 2 x 2 tokens per window, so block 0's windowed attention is exercised
+            "fullatt_block_indexes": [1],
+        },
+        **token_ids(ids),
+    )
+
+
+def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return Qwen2VLConfig(
+        text_config=hub_qwen2_text_config(shape, vocab_size, ids),
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "mlp_ratio": 2,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "hidden_size": shape.hidden,  # Qwen2-VL's name for the merger's output width
+        },
+        **token_ids(ids),
+    )
+
+
+IMAGE_STATS = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+# Each family's preprocessor_config.json; the three spell the pixel bounds in the three ways checkpoints do, so each is tested.
+QWEN3_VL_PREPROCESSOR = {
     "image_processor_type": "Qwen2VLImageProcessorFast",
     "processor_class": "Qwen3VLProcessor",
     "size": {"shortest_edge": 64 * 64, "longest_edge": 512 * 512},
     "patch_size": 16,
     "temporal_patch_size": 2,
     "merge_size": 2,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
+    **IMAGE_STATS,
+}
+QWEN2_5_VL_PREPROCESSOR = {
+    "image_processor_type": "Qwen2VLImageProcessor",
+    "processor_class": "Qwen2_5_VLProcessor",
+    "min_pixels": 56 * 56,
+    "max_pixels": 512 * 512,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    **IMAGE_STATS,
+}
+QWEN2_VL_PREPROCESSOR = {
+    "image_processor_type": "Qwen2VLImageProcessor",
+    "processor_class": "Qwen2VLProcessor",
+    "size": {"min_pixels": 56 * 56, "max_pixels": 512 * 512},  # kept as is by the image processor
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    **IMAGE_STATS,
+}
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    model_class: type[PreTrainedModel]
+    config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]
+    preprocessor: dict[str, object]
+
+
+FAMILIES = {
+    "qwen3-vl": TinyFamily(Qwen3VLForConditionalGeneration, qwen3_vl_config, QWEN3_VL_PREPROCESSOR),
+    "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
+    "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
 }
 
 
@@ -133,19 +231,21 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     """Write a complete local checkpoint folder; the same shape always gives the same weights."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    family = FAMILIES[shape.family]
     tokenizer = build_tokenizer()
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
     torch.manual_seed(shape.seed)
-    model = Qwen3VLForConditionalGeneration(build_config(shape, tokenizer)).eval()
+    model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()
     _answer_in_readable_tokens(model, tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
-    (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=1), encoding="utf-8")
+    (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
     return folder
 
 
-def _answer_in_readable_tokens(model: Qwen3VLForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> None:
+def _answer_in_readable_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
     """Zero the output rows of tokens that are not printable text on their own (stray UTF-8 bytes, control
     characters, special tokens). Their logits become 0 while the readable tokens' random logits are spread
     around 0, so greedy decoding picks readable ones and a demo answer shows words, not replacement marks."""

@@ -8,11 +8,13 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .qwen2_5_vl import Qwen2_5VLAdapter
+from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {adapter.name: adapter for adapter in (Qwen3VLAdapter,)}
+ADAPTERS: dict[str, type[ModelAdapter]] = {adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)}
 
-__all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_named", "detect_model_type"]
+__all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]
 
 
 def adapter_named(name: str) -> ModelAdapter:
@@ -21,16 +23,39 @@ def adapter_named(name: str) -> ModelAdapter:
     return ADAPTERS[name]()
 
 
+def adapter_for(source: str, model_type: str | None) -> ModelAdapter:
+    """The adapter --model-type names, else the one the checkpoint's config.json asks for.
+
+    A named type is refused only for a checkpoint another adapter claims (its weights would not
+    fit); a model_type no adapter knows may be a renamed variant, so the named adapter tries it.
+    """
+    if model_type is None:
+        return adapter_named(detect_model_type(source))
+    adapter = adapter_named(model_type)
+    claimed_by = claiming_adapter(checkpoint_model_type(source))
+    if claimed_by is not None and claimed_by.name != model_type:
+        raise UserError(f"{source} is a {claimed_by.name} model, not {model_type}; pass --model-type {claimed_by.name}, or leave it out to detect it")
+    return adapter
+
+
 def detect_model_type(source: str) -> str:
     """The --model-type whose adapter handles this checkpoint, from its config.json's model_type."""
+    model_type = checkpoint_model_type(source)
+    adapter = claiming_adapter(model_type)
+    if adapter is None:
+        raise UserError(f"{source} is a {model_type!r} model, which no adapter supports; supported: {', '.join(sorted(ADAPTERS))}")
+    return adapter.name
+
+
+def claiming_adapter(model_type: str | None) -> type[ModelAdapter] | None:
+    return next((adapter for adapter in ADAPTERS.values() if model_type in adapter.config_model_types), None)
+
+
+def checkpoint_model_type(source: str) -> str | None:
     if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
         raise UserError(f"{source} has no config.json; is it a model folder?")
     try:
         config, _ = PreTrainedConfig.get_config_dict(source)
     except OSError:
         raise UserError(f"cannot read the config of {source!r}: not a local folder, and not on the hub or in the cache (offline?)") from None
-    model_type = config.get("model_type")
-    for adapter in ADAPTERS.values():
-        if model_type in adapter.config_model_types:
-            return adapter.name
-    raise UserError(f"{source} is a {model_type!r} model, which no adapter supports; supported: {', '.join(sorted(ADAPTERS))}")
+    return config.get("model_type")

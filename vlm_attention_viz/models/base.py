@@ -3,17 +3,25 @@
 An adapter says how to load the model and its processor, how to build the prompt
 (the checkpoint's own chat template), where the image tokens are and how they form a
 grid. Capture, token texts and writing never name a model family.
+
+A family whose processor reports the image as a patch grid (image_grid_thw) subclasses
+PatchGridAdapter and names only its --model-type, config model_type, model class and
+processor class.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, PreTrainedConfig, PreTrainedModel, ProcessorMixin
+from transformers.utils import cached_file, is_torchvision_available
+
+from ..errors import UserError
 
 
 @dataclass
@@ -100,3 +108,78 @@ class ModelAdapter(ABC):
     @abstractmethod
     def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
         """Apply the chat template (one user message: image, then text; generation prompt added) and process."""
+
+
+class PatchGridAdapter(ModelAdapter):
+    """A family whose processor cuts the resized image into square patches, reports them as
+    image_grid_thw = (frames, patch rows, patch cols), and merges merge_size x merge_size
+    patches into one LLM token. The family names its processor class; patch size, merge size
+    and pixel bounds are read from the checkpoint's image processor."""
+
+    processor_class: ClassVar[type[ProcessorMixin]]
+
+    def load_processor(self, source: str) -> Any:
+        if is_torchvision_available():
+            return AutoProcessor.from_pretrained(source)
+        return image_text_processor(self.processor_class, source)
+
+    def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        size = pixel_bounds(processor.image_processor, max_pixels)
+        inputs = processor(text=[text], images=[image], size=size, return_tensors="pt")
+        rows, cols, image_size = merged_grid(inputs["image_grid_thw"][0].tolist(), processor.image_processor)
+        return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size)
+
+
+def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> ProcessorMixin:
+    """processor_class built from the checkpoint's tokenizer, image processor and chat template alone.
+
+    Without torchvision the checkpoint's video processor cannot be built, so AutoProcessor
+    falls back to the bare tokenizer. ProcessorMixin takes its parts from __init__'s
+    signature, so a subclass whose __init__ has no video processor drops that part.
+    """
+
+    class ImageTextProcessor(processor_class):  # type: ignore[misc, valid-type]
+        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any) -> None:
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return ImageTextProcessor(AutoImageProcessor.from_pretrained(source), tokenizer, chat_template=chat_template(source, tokenizer))
+
+
+def chat_template(source: str, tokenizer: Any) -> str:
+    """The processor's chat template: chat_template.jinja, else chat_template.json, else the tokenizer's."""
+    jinja = cached_file(source, "chat_template.jinja", _raise_exceptions_for_missing_entries=False)
+    if jinja:
+        with open(jinja, encoding="utf-8") as f:
+            return f.read()
+    legacy = cached_file(source, "chat_template.json", _raise_exceptions_for_missing_entries=False)
+    if legacy:
+        with open(legacy, encoding="utf-8") as f:
+            return json.load(f)["chat_template"]
+    if tokenizer.chat_template:
+        return tokenizer.chat_template
+    raise UserError(f"{source} has no chat template (chat_template.jinja or chat_template.json)")
+
+
+def pixel_bounds(image_processor: Any, max_pixels: int | None) -> dict[str, int]:
+    """The resize bounds as the processor call takes them, lowered to max_pixels when given.
+
+    Checkpoints spell the bounds three ways: size = {shortest_edge, longest_edge}, top-level
+    min_pixels / max_pixels (which the image processor folds into the first form), or
+    size = {min_pixels, max_pixels}, which it keeps as is and could not resize with; all
+    three end up as the first form here.
+    """
+    size = image_processor.size
+    low, high = size.get("shortest_edge") or size.get("min_pixels"), size.get("longest_edge") or size.get("max_pixels")
+    if max_pixels is not None:
+        low, high = min(low, max_pixels), max_pixels
+    return {"shortest_edge": low, "longest_edge": high}
+
+
+def merged_grid(image_grid_thw: list[int], image_processor: Any) -> tuple[int, int, tuple[int, int]]:
+    """(token rows, token cols, (w, h) in pixels the model saw) from one image's (frames, patch rows, patch cols)."""
+    _, patch_rows, patch_cols = image_grid_thw
+    merge, patch = image_processor.merge_size, image_processor.patch_size
+    return patch_rows // merge, patch_cols // merge, (patch_cols * patch, patch_rows * patch)

@@ -1,0 +1,152 @@
+"""Qwen2.5-VL and Qwen2-VL through the CLI, as a user runs them: detected from config.json, every
+layer equal to the family's own eager output_attentions, the 28 px token grid the processor reports,
+and logits untouched by the capture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run
+from test_capture_reference import ATOL, PROMPT, RTOL, eager_reference
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.extract import image_span
+from vlm_attention_viz.models import adapter_named, detect_model_type
+from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+
+SHAPES = {
+    "qwen2.5-vl": TinyShape(family="qwen2.5-vl", layers=2, heads=4, kv_heads=2, seed=3),
+    "qwen2-vl": TinyShape(family="qwen2-vl", layers=3, heads=2, kv_heads=1, hidden=32, seed=4),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SHAPES))
+def family_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    family = request.param
+    return family, build_tiny_checkpoint(tmp_path_factory.mktemp(family), SHAPES[family])
+
+
+@pytest.fixture(scope="module")
+def extracted(family_model: tuple[str, Path], photo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """The sample a user gets without --model-type."""
+    family, model_dir = family_model
+    sample = tmp_path_factory.mktemp("samples") / family
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu") == 0
+    return family, model_dir, sample
+
+
+def test_model_type_is_detected_from_the_checkpoint_config(extracted: tuple[str, Path, Path]) -> None:
+    family, model_dir, sample = extracted
+    assert json.loads((model_dir / "config.json").read_text())["model_type"] == adapter_named(family).config_model_types[0]
+    assert detect_model_type(str(model_dir)) == family
+    assert fmt.read_meta(sample)["model_type"] == family
+
+
+def test_every_layer_matches_the_family_eager_output_attentions(extracted: tuple[str, Path, Path], photo: Path) -> None:
+    family, model_dir, sample = extracted
+    meta = fmt.validate_sample(sample)
+    reference, _, _ = eager_reference(model_dir, photo, family)
+    assert meta["num_layers"] == len(reference) == SHAPES[family].layers
+    assert meta["num_heads"] == reference[0].shape[0] == SHAPES[family].heads
+    for layer, ref in enumerate(reference):
+        np.testing.assert_allclose(np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+
+
+def test_a_hub_style_flat_config_gives_the_same_sample(extracted: tuple[str, Path, Path], photo: Path, tmp_path: Path) -> None:
+    """Hub checkpoints of these families keep the language settings at the top of config.json, not in text_config."""
+    family, model_dir, sample = extracted
+    flat = tmp_path / "flat"
+    shutil.copytree(model_dir, flat)
+    config = json.loads((flat / "config.json").read_text())
+    text = config.pop("text_config")
+    text.pop("model_type")
+    (flat / "config.json").write_text(json.dumps({**text, **config}))
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", flat, "--device", "cpu") == 0
+    meta = fmt.read_meta(sample)
+    assert fmt.read_meta(tmp_path / "s")["model_type"] == family
+    for name in meta["layer_files"] + meta["head_mean_files"] + meta["head_max_files"]:
+        assert (tmp_path / "s" / name).read_bytes() == (sample / name).read_bytes()
+
+
+def test_grid_is_the_processor_image_grid_thw_merged_2x2_at_28_px(extracted: tuple[str, Path, Path], photo: Path) -> None:
+    family, model_dir, sample = extracted
+    meta = fmt.read_meta(sample)
+    _, inputs, processor = eager_reference(model_dir, photo, family)
+    image_processor = processor.image_processor
+    assert (image_processor.patch_size, image_processor.merge_size) == (14, 2)  # read from the checkpoint
+    _, patch_rows, patch_cols = inputs["image_grid_thw"][0].tolist()
+    rows, cols = patch_rows // 2, patch_cols // 2
+    # 300x170 px resized to multiples of 28 px: 308x168 = 11x6 tokens
+    assert (meta["image_grid"]["rows"], meta["image_grid"]["cols"]) == (rows, cols) == (6, 11)
+    assert meta["image_size"] == [cols * 28, rows * 28] == [308, 168]
+    ids = inputs["input_ids"][0].tolist()
+    assert [t["token_id"] for t in meta["tokens"]] == ids
+    image_positions = [i for i, t in enumerate(ids) if t == processor.image_token_id]
+    assert (meta["image_grid"]["start_idx"], meta["image_grid"]["end_idx"]) == (image_positions[0], image_positions[-1])
+    assert [meta["tokens"][i]["grid_pos"] for i in image_positions] == [[r, c] for r in range(rows) for c in range(cols)]
+    assert not any("grid_pos" in meta["tokens"][i] for i in range(len(ids)) if i not in image_positions)
+
+
+def test_max_pixels_caps_the_image_whatever_the_checkpoint_calls_its_bounds(family_model: tuple[str, Path], photo: Path, tmp_path: Path) -> None:
+    """Qwen2.5-VL's tiny checkpoint sets top-level min_pixels/max_pixels, Qwen2-VL's size={min_pixels, max_pixels}."""
+    family, model_dir = family_model
+    cap = 20 * 28 * 28
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", model_dir, "--max-pixels", cap) == 0
+    meta = fmt.read_meta(tmp_path / "s")
+    width, height = meta["image_size"]
+    # smart_resize scales 300x170 by sqrt(300 * 170 / cap) and floors to multiples of 28: 140x84
+    assert width * height <= cap and (width, height) == (140, 84)
+    assert (meta["image_grid"]["rows"], meta["image_grid"]["cols"]) == (3, 5)
+
+
+def test_logits_with_capture_equal_logits_without(family_model: tuple[str, Path], photo: Path) -> None:
+    family, model_dir = family_model
+    adapter = adapter_named(family)
+    prepared = adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None)
+    model = adapter.load_model(str(model_dir), "cpu", torch.float32)
+    config = adapter.language_config(model)
+    chunks: list = []
+    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared))
+    with torch.no_grad():
+        plain = model(**prepared.model_inputs).logits
+        with capturing(model, adapter.language_config_key, recorder):
+            captured = model(**prepared.model_inputs, use_cache=False).logits
+        after = model(**prepared.model_inputs).logits
+    assert torch.equal(plain, captured) and torch.equal(plain, after)
+    assert sorted({c.layer for c in chunks}) == list(range(SHAPES[family].layers))  # the capture did run
+
+
+def test_a_model_type_of_another_family_is_refused_before_loading(family_model: tuple[str, Path], photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    family, model_dir = family_model
+    capsys.readouterr()
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", model_dir, "--model-type", "qwen3-vl") == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {model_dir} is a {family} model, not qwen3-vl; pass --model-type {family}, or leave it out to detect it"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_mode_answers_greedily_and_stores_the_eager_attention_of_prompt_and_answer(family_model: tuple[str, Path], photo: Path, tmp_path: Path) -> None:
+    family, model_dir = family_model
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", model_dir, "--mode", "generate", "--max-new-tokens", 5) == 0
+    meta = fmt.validate_sample(tmp_path / "s")
+    adapter = adapter_named(family)
+    processor = adapter.load_processor(str(model_dir))
+    inputs = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None).model_inputs
+    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        answered = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+        ids = torch.tensor([[t["token_id"] for t in meta["tokens"]]])
+        assert ids[0].tolist() == answered[0].tolist()
+        full = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=(ids == processor.image_token_id).long())
+        reference = model(**full, output_attentions=True).attentions
+    for layer, ref in enumerate(reference):
+        np.testing.assert_allclose(np.asarray(fmt.open_layer(tmp_path / "s", meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL)
