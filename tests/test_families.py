@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import run
 from test_capture_reference import ATOL, PROMPT, RTOL, eager_reference
+from test_vision_capture import reference_for_photo
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing
 from vlm_attention_viz.extract import image_span
@@ -150,3 +151,23 @@ def test_generate_mode_answers_greedily_and_stores_the_eager_attention_of_prompt
         reference = model(**full, output_attentions=True).attentions
     for layer, ref in enumerate(reference):
         np.testing.assert_allclose(np.asarray(fmt.open_layer(tmp_path / "s", meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(photo: Path, tmp_path: Path) -> None:
+    """Qwen2-VL's tower, like Qwen3-VL's, attends over whole images of merge-window ordered patches."""
+    model_dir = build_tiny_checkpoint(tmp_path / "model", SHAPES["qwen2-vl"])
+    sample = tmp_path / "sample"
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu", "--vision-layers", "all") == 0
+    meta = fmt.validate_sample(sample)
+    expected = reference_for_photo(model_dir, photo, adapter_named("qwen2-vl"))
+    assert meta["vision"]["patch_size"] == 14 and meta["vision"]["blocks"] == sorted(expected)
+    for i, block in enumerate(meta["vision"]["blocks"]):
+        np.testing.assert_allclose(np.asarray(fmt.open_vision_block(sample, meta, i), np.float32), expected[block], rtol=RTOL, atol=ATOL)
+
+
+def test_qwen2_5_vl_vision_capture_is_refused_clearly(photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = build_tiny_checkpoint(tmp_path / "model", SHAPES["qwen2.5-vl"])
+    sample = tmp_path / "sample"
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu", "--vision-layers", "last1") == 2
+    assert "not supported for qwen2.5-vl" in capsys.readouterr().err
+    assert not sample.exists()

@@ -15,7 +15,7 @@ from transformers.vision_utils import get_vision_position_ids
 from conftest import folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
-from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.models import ModelAdapter, adapter_named
 from vlm_attention_viz.models.base import merge_window_orders
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
@@ -24,8 +24,8 @@ RTOL, ATOL = 2.0**-10, 1e-6  # float16 rounding, as in test_capture_reference.py
 ADAPTER = adapter_named("qwen3-vl")
 
 
-def load(model_dir: Path) -> tuple[torch.nn.Module, object]:
-    return ADAPTER.load_model(str(model_dir), "cpu", torch.float32), ADAPTER.load_processor(str(model_dir))
+def load(model_dir: Path, adapter: ModelAdapter = ADAPTER) -> tuple[torch.nn.Module, object]:
+    return adapter.load_model(str(model_dir), "cpu", torch.float32), adapter.load_processor(str(model_dir))
 
 
 def grab_block_inputs(model: torch.nn.Module) -> tuple[dict[int, tuple], list]:
@@ -72,9 +72,9 @@ def reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[to
     return per_image
 
 
-def reference_for_photo(model_dir: Path, photo: Path) -> dict[int, np.ndarray]:
-    model, processor = load(model_dir)
-    prepared = ADAPTER.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+def reference_for_photo(model_dir: Path, photo: Path, adapter: ModelAdapter = ADAPTER) -> dict[int, np.ndarray]:
+    model, processor = load(model_dir, adapter)
+    prepared = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
     grabbed, hooks = grab_block_inputs(model)
     with torch.no_grad():
         model(**prepared.model_inputs)

@@ -94,12 +94,8 @@ class ModelAdapter(ABC):
         return config.depth, config.num_heads
 
     def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
-        """Qwen's convention, shared by its families: image_grid_thw counts patches before the merge, and the
-        patches arrive in merge-window order. A family whose tower reorders them further overrides this."""
-        image_processor = processor.image_processor
-        grid_thw = prepared.model_inputs["image_grid_thw"]
-        _, rows, cols = (int(v) for v in grid_thw[0])
-        return VisionGeometry(rows, cols, image_processor.patch_size, merge_window_orders(grid_thw, image_processor.merge_size))
+        """The patch grid and the order the tower's attention sees the patches in (for --vision-layers)."""
+        raise UserError(f"--vision-layers is not supported for {self.name} models")
 
     @abstractmethod
     def load_processor(self, source: str) -> Any:
@@ -130,6 +126,14 @@ class PatchGridAdapter(ModelAdapter):
         inputs = processor(text=[text], images=[image], size=size, return_tensors="pt")
         rows, cols, image_size = merged_grid(inputs["image_grid_thw"][0].tolist(), processor.image_processor)
         return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size)
+
+    def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
+        """image_grid_thw counts patches before the merge, and the tower sees them in merge-window
+        order. A family whose tower reorders them further overrides this."""
+        image_processor = processor.image_processor
+        grid_thw = prepared.model_inputs["image_grid_thw"]
+        _, rows, cols = (int(v) for v in grid_thw[0])
+        return VisionGeometry(rows, cols, image_processor.patch_size, merge_window_orders(grid_thw, image_processor.merge_size))
 
 
 def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> ProcessorMixin:

@@ -6,9 +6,12 @@ them into `text_config`, the sub-config the capture switches.
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-from .base import PatchGridAdapter
+from ..errors import UserError
+from .base import PatchGridAdapter, PreparedInputs
 
 
 class Qwen2_5VLAdapter(PatchGridAdapter):
@@ -16,3 +19,8 @@ class Qwen2_5VLAdapter(PatchGridAdapter):
     config_model_types = ("qwen2_5_vl",)
     model_class = Qwen2_5_VLForConditionalGeneration
     processor_class = Qwen2_5_VLProcessor
+
+    def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> NoReturn:
+        # Its tower regroups the patches into windows (window_index) and most blocks attend within a
+        # window only; the stored matrices would need that order undone and zeros outside the windows.
+        raise UserError("--vision-layers is not supported for qwen2.5-vl yet: its vision tower attends within windows of reordered patches")
