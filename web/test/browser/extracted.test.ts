@@ -1,6 +1,6 @@
 // The viewer over samples written by the real extractor: the tiny random-weight
 // Qwen3-VL run on the CPU by `python -m vlm_attention_viz demo`, in prefill and in
-// generate mode. This is the end-to-end path a user takes, model to pixels.
+// generate mode, with both blocks of its vision tower. This is the end-to-end path a user takes, model to pixels.
 import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -76,4 +76,21 @@ test("a generate-mode sample opens on its answer with a heatmap, and ] steps thr
   expect((await canvasPixels(page, "image-overlay")).painted).toBeGreaterThan(0);
   await expectRedraw(page, () => page.keyboard.press("]"));
   expect(Number(viewParams(page).get("token"))).toBeGreaterThan(answerStart);
+}, TIMEOUT);
+
+test("the vision-encoder overlay of an extracted sample shows the stored saliency, and a patch its stored row", async () => {
+  const meta = await readMeta("prefill");
+  const vision = meta.vision!;
+  const P = vision.seqLen;
+  const visionValues = () => page.evaluate(() => (window as unknown as { vav: { visionValues(): number[] | null } }).vav.visionValues());
+  await openViewer(page, server.url, "sample=prefill&overlay=vision");
+  const received = vision.blocks.map((_, i) => referenceVector(sampleFile(dataDir, "prefill", vision.receivedFile), P, 0, i, "row"));
+  close(await visionValues(), received[0]!.map((_, p) => received.reduce((sum, r) => sum + r[p]!, 0) / received.length));
+  const [row, col] = [Math.floor(vision.grid.rows / 2), Math.floor(vision.grid.cols / 3)];
+  const centre = await patchCentre(page, row, col, vision.grid.rows, vision.grid.cols);
+  await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+  const patch = row * vision.grid.cols + col;
+  expect(viewParams(page).get("patch")).toBe(String(patch));
+  const rows = vision.headMeanFiles.map((name) => referenceVector(sampleFile(dataDir, "prefill", name), P, 0, patch, "row"));
+  close(await visionValues(), rows[0]!.map((_, p) => rows.reduce((sum, r) => sum + r[p]!, 0) / rows.length));
 }, TIMEOUT);
