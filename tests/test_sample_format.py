@@ -57,3 +57,23 @@ def test_uncommitted_writer_leaves_nothing(tmp_path: Path) -> None:
         writer.write_layer_rows(0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16))
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+ADAPTER = {"path": "lora", "peft_type": "LORA", "base_model": None, "r": 8, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.mark.parametrize(
+    "adapter, problem",
+    [
+        ({**ADAPTER, "peft_type": 3}, "'path' and 'peft_type'"),
+        ({**ADAPTER, "base_model": 1}, "base_model"),
+        ({**ADAPTER, "r": "8"}, "adapter.r"),
+        ({**ADAPTER, "target_modules": "q_proj"}, "target_modules"),
+        ("lora", "'path' and 'peft_type'"),
+    ],
+)
+def test_adapter_field_is_checked_when_present(adapter: object, problem: str) -> None:
+    meta = small_meta(30, 1, 1)
+    fmt.validate_meta(meta | {"adapter": ADAPTER})
+    with pytest.raises(fmt.FormatError, match=problem):
+        fmt.validate_meta(meta | {"adapter": adapter})

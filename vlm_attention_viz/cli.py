@@ -32,6 +32,12 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})")
     parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="a PEFT adapter folder (e.g. LoRA, with adapter_config.json) applied unmerged on top of --model; "
+        "the attention stored is the adapted model's",
+    )
+    parser.add_argument(
         "--model-type",
         help=f"model family: {', '.join(sorted(ADAPTERS))} (default: detected from the checkpoint's config.json)",
     )

@@ -22,6 +22,7 @@ from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import BROWSER_FORMATS, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
+from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
 from .writer import BackgroundWriter
 
@@ -37,6 +38,7 @@ class Request:
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
+    adapter: Path | None = None  # a PEFT adapter folder applied on top of `model`
     model_type: str | None = None
     mode: str = "prefill"
     device: str | None = None  # None: cuda when present, else cpu; "auto": spread over every GPU
@@ -63,10 +65,13 @@ class Result:
 def extract(request: Request) -> Result:
     started = time.perf_counter()
     image, image_format = check_inputs(request)
+    peft_fields = {"adapter": adapter_meta(request.adapter, read_adapter_config(request.adapter))} if request.adapter else {}
     adapter = adapter_named(request.model_type or detect_model_type(request.model))
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype)
+    if request.adapter is not None:
+        model = apply_adapter(model, request.adapter, request.model)
     try:
         prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
@@ -85,6 +90,7 @@ def extract(request: Request) -> Result:
         meta = {
             "format_version": fmt.FORMAT_VERSION,
             **model_fields(request, adapter, language),
+            **peft_fields,
             "image_path": copy_image(writer, request.image, image, image_format),
             "image_size": list(prepared.image_size),
             "original_image_size": list(image.size),
