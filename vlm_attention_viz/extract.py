@@ -20,7 +20,7 @@ from . import sample_format as fmt
 from .capture import AttentionRecorder, capturing
 from .errors import UserError
 from .generate import answer_fields, generate_answer
-from .images import BROWSER_FORMATS, load_image
+from .images import copy_image, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
@@ -173,13 +173,13 @@ def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype) ->
         raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
 
 
-def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: int) -> None:
+def check_disk_room(target: Path, size: int, layers: int, heads: int, seq_len: int, hint: str = "lower --max-pixels or free some space") -> None:
     existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < size:
         raise UserError(
             f"the sample needs about {format_bytes(size)} ({layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes) "
-            f"but only {format_bytes(free)} is free at {existing}; lower --max-pixels or free some space"
+            f"but only {format_bytes(free)} is free at {existing}; {hint}"
         )
 
 
@@ -214,17 +214,6 @@ def image_span(prepared: PreparedInputs) -> tuple[int, int]:
 def image_grid(prepared: PreparedInputs) -> dict[str, int]:
     start, end = image_span(prepared)
     return {"rows": prepared.grid_rows, "cols": prepared.grid_cols, "start_idx": start, "end_idx": end}
-
-
-def copy_image(writer: fmt.SampleWriter, source: Path, image: Image.Image, file_format: str) -> str:
-    """The file as given when a browser can show it; otherwise the converted image as PNG."""
-    if file_format in BROWSER_FORMATS:
-        name = "image" + BROWSER_FORMATS[file_format]
-        writer.copy_file(source, name)
-    else:
-        name = "image.png"
-        image.save(writer.tmp / name)
-    return name
 
 
 def format_bytes(count: float) -> str:

@@ -29,6 +29,7 @@ class Qwen3VLAdapter(ModelAdapter):
     name = "qwen3-vl"
     config_model_types = ("qwen3_vl",)
     model_class = Qwen3VLForConditionalGeneration
+    image_placeholder = "<|image_pad|>"
 
     def load_processor(self, source: str) -> Any:
         if is_torchvision_available():
