@@ -91,6 +91,8 @@ def validate_meta(meta: Any) -> None:
     _validate_grid(meta["image_grid"], meta["tokens"], n)
     if "adapter" in meta:
         _validate_adapter(meta["adapter"])
+    if "import" in meta and not isinstance(meta["import"], dict):
+        raise FormatError("'import' must be an object")
 
 
 def _is_plain_name(name: str) -> bool:

@@ -6,6 +6,10 @@ Layers can share files through hard links (--distinct-layers) so that a sample o
 36 layers × 32 heads at N=8,192 fits on a normal disk.
 
     python -m vlm_attention_viz.synthetic --output-dir output/synth_2100 --seq-len 2100
+
+With --npy-dir it writes the same attention as the inputs of `python -m vlm_attention_viz
+import` instead: attention_array.npy [layers, heads, N, N] float32, decoded_tokens.npy
+(image tokens spelled <|image_pad|>, as a Qwen tokenizer decodes them) and image.png.
 """
 
 from __future__ import annotations
@@ -72,11 +76,31 @@ def layer_attention(tokens: list[dict], grid: dict, heads: int, layer: int, seed
     return out
 
 
+def grid_image(grid: dict) -> Image.Image:
+    """32 px per grid cell, so the image's aspect ratio is the grid's."""
+    return Image.linear_gradient("L").resize((grid["cols"] * 32, grid["rows"] * 32)).convert("RGB")
+
+
+def write_import_inputs(folder: Path, seq_len: int, layers: int, heads: int, seed: int) -> Path:
+    """attention_array.npy, decoded_tokens.npy and image.png, as seed 003's users have them; one layer in memory at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens, grid = build_tokens(seq_len)
+    texts = ["<|image_pad|>" if t["type"] == "image" else t["text"] for t in tokens]
+    np.save(folder / "decoded_tokens.npy", np.array(texts, dtype=str))
+    grid_image(grid).save(folder / "image.png")
+    array = np.lib.format.open_memmap(folder / "attention_array.npy", mode="w+", dtype=np.float32, shape=(layers, heads, seq_len, seq_len))
+    for layer in range(layers):
+        array[layer] = layer_attention(tokens, grid, heads, layer, seed)
+    array.flush()
+    del array
+    return folder
+
+
 def write_synthetic(target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool) -> Path:
     tokens, grid = build_tokens(seq_len)
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        image = Image.linear_gradient("L").resize((grid["cols"] * 32, grid["rows"] * 32)).convert("RGB")
+        image = grid_image(grid)
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers
@@ -113,7 +137,9 @@ def write_synthetic(target: Path, seq_len: int, layers: int, heads: int, distinc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output-dir", type=Path, help="the sample folder to write")
+    target.add_argument("--npy-dir", type=Path, help="write the inputs of `python -m vlm_attention_viz import` here instead")
     parser.add_argument("--seq-len", type=int, default=600)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
@@ -121,6 +147,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
+    if args.npy_dir:
+        print(f"wrote {write_import_inputs(args.npy_dir, args.seq_len, args.layers, args.heads, args.seed)}")
+        return
     distinct = min(args.layers, args.distinct_layers or args.layers)
     path = write_synthetic(args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite)
     print(f"wrote {path}")
