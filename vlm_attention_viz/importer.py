@@ -98,8 +98,23 @@ def import_sample(request: ImportRequest) -> ImportResult:
     return ImportResult(path, attention.shape, (rows, cols), size, time.perf_counter() - started)
 
 
-def open_attention(path: Path) -> np.ndarray:
-    """The array memory-mapped (nothing read yet), once its shape and dtype are known to fit."""
+@dataclass
+class AttentionFile:
+    """A checked [layers, heads, N, N] .npy, read a block of rows at a time through a memory map."""
+
+    path: Path
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+
+    def rows(self, layer: int, row0: int, count: int) -> np.ndarray:
+        """Query rows row0.. of one layer, every head, copied out of a map that is closed again at once:
+        one long-lived map would keep every page read resident in this process until the end."""
+        mapped = np.load(self.path, mmap_mode="r")
+        return np.array(mapped[layer, :, row0 : row0 + count])
+
+
+def open_attention(path: Path) -> AttentionFile:
+    """Check the array's header (shape, dtype) without reading its values."""
     if not path.is_file():
         raise UserError(f"attention file not found: {path}")
     try:
@@ -113,17 +128,17 @@ def open_attention(path: Path) -> np.ndarray:
         raise UserError(f"{path} has shape {list(array.shape)}; expected [layers, heads, N, N] (square attention per head)")
     if array.dtype not in INPUT_DTYPES:
         raise UserError(f"{path} holds {array.dtype} values; expected float16, float32 or float64")
-    return array
+    return AttentionFile(path, array.shape, array.dtype)
 
 
-def convert_layers(writer: fmt.SampleWriter, attention: np.ndarray, span: tuple[int, int]) -> np.ndarray:
+def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tuple[int, int]) -> np.ndarray:
     """Write every layer as float16 rows plus head mean and max; return the text-to-image table (L, H)."""
     layers, heads, n, _ = attention.shape
     chunk = max(1, CHUNK_BYTES // (heads * n * max(4, attention.dtype.itemsize)))
     table = np.zeros((layers, heads))
     for layer in range(layers):
         for row0 in range(0, n, chunk):
-            raw = np.asarray(attention[layer, :, row0 : row0 + chunk])  # reads these rows from disk
+            raw = attention.rows(layer, row0, chunk)
             head_max = raw.max(axis=0)
             check_block(raw, head_max, layer, row0)
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
