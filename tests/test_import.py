@@ -105,6 +105,9 @@ def workspace(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.save(root / "not_square.npy", np.zeros((1, 1, N, N - 1), np.float32))
     np.save(root / "ints.npy", np.zeros((1, 1, N, N), np.int32))
     np.save(root / "bidirectional.npy", np.full((1, 1, N, N), 1 / N, np.float32))
+    late_nan = causal_attention(2, 1, N)
+    late_nan[1, 0, N - 1, 0] = np.nan  # found only while streaming, after layer 0 is written
+    np.save(root / "nan.npy", late_nan)
     np.save(root / "short_tokens.npy", TEXTS[:-1])
     np.save(root / "object_tokens.npy", np.array(TEXTS, dtype=object), allow_pickle=True)
     np.save(root / "no_image_tokens.npy", [t.replace("<|image_pad|>", "x") for t in TEXTS])
@@ -122,6 +125,7 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
         "not square": (import_args(inputs, new, *given, attention=str(workspace / "not_square.npy")), "square"),
         "integer attention": (import_args(inputs, new, *given, attention=str(workspace / "ints.npy")), "int32"),
         "not causal": (import_args(inputs, new, *given, attention=str(workspace / "bidirectional.npy")), "not causal"),
+        "NaN in the last layer": (import_args(inputs, new, *given, attention=str(workspace / "nan.npy")), "NaN"),
         "wrong token count": (import_args(inputs, new, *given, tokens=str(workspace / "short_tokens.npy")), f"{N - 1} tokens but the attention is {N} x {N}"),
         "object tokens": (import_args(inputs, new, *given, tokens=str(workspace / "object_tokens.npy")), "dtype=str"),
         "span outside": (import_args(inputs, new, "--image-span", "4", str(N)), "not inside the sequence"),
@@ -138,7 +142,8 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing attention", "missing tokens", "missing image", "not 4-D", "not square", "integer attention", "not causal", "wrong token count",
+    ["missing attention", "missing tokens", "missing image", "not 4-D", "not square", "integer attention", "not causal", "NaN in the last layer",
+     "wrong token count",
      "object tokens", "span outside", "span reversed", "grid size", "grid spelling", "grid not inferable", "no span", "no placeholder",
      "unknown model type", "existing sample"],
 )

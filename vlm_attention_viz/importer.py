@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import sample_format as fmt
 from .errors import UserError
@@ -57,11 +59,36 @@ class ImportResult:
         )
 
 
+@dataclass
+class ImportPlan:
+    """Everything known once the inputs are checked, before anything is written."""
+
+    attention: AttentionFile
+    tokens: list[dict[str, Any]]
+    span: tuple[int, int]
+    grid: tuple[int, int]  # rows, cols
+    image: Image.Image
+    image_format: str
+
+
 def import_sample(request: ImportRequest) -> ImportResult:
     started = time.perf_counter()
+    plan = plan_import(request)
+    layers, heads, n, _ = plan.attention.shape
+    size = fmt.sample_bytes(layers, heads, n)
+    check_disk_room(request.output_dir, size, layers, heads, n, hint="free some space")
+    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
+        text_to_image = convert_layers(writer, plan.attention, plan.span)
+        image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)
+        path = writer.commit(import_meta(request, plan, image_path, text_to_image))
+    return ImportResult(path, plan.attention.shape, plan.grid, size, time.perf_counter() - started)
+
+
+def plan_import(request: ImportRequest) -> ImportPlan:
+    """Every check that needs no pass over the values, cheapest first."""
     fmt.check_target(request.output_dir, request.overwrite)
     attention = open_attention(Path(request.attention))
-    layers, heads, n, _ = attention.shape
+    n = attention.shape[2]
     texts = load_token_texts(request.tokens)
     if len(texts) != n:
         raise UserError(f"{request.tokens} holds {len(texts)} tokens but the attention is {n} x {n}")
@@ -69,33 +96,32 @@ def import_sample(request: ImportRequest) -> ImportResult:
     placeholder = adapter_named(request.model_type).image_placeholder if request.model_type else None
     span = resolve_span(request.image_span, placeholder, texts)
     rows, cols = resolve_grid(request.grid, span[1] - span[0] + 1, image.size)
-    tokens = import_tokens(texts, span, cols)
-    size = fmt.sample_bytes(layers, heads, n)
-    check_disk_room(request.output_dir, size, layers, heads, n, hint="free some space")
+    return ImportPlan(attention, import_tokens(texts, span, cols), span, (rows, cols), image, image_format)
 
-    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = convert_layers(writer, attention, span)
-        meta = {
-            "format_version": fmt.FORMAT_VERSION,
-            "model": request.model,
-            **({"model_type": request.model_type} if request.model_type else {}),
-            "mode": "prefill",
-            "prompt": request.prompt if request.prompt is not None else "".join(t["text"] for t in tokens if t["type"] == "text"),
-            "image_path": copy_image(writer, Path(request.image), image, image_format),
-            "image_size": list(image.size),
-            "original_image_size": list(image.size),
-            "num_layers": layers,
-            "num_heads": heads,
-            "seq_len": n,
-            "dtype": "float16",
-            "tokens": tokens,
-            "image_grid": {"rows": rows, "cols": cols, "start_idx": span[0], "end_idx": span[1]},
-            **file_fields(layers),
-            "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
-            "import": {"attention": str(request.attention), "tokens": str(request.tokens), "input_dtype": str(attention.dtype)},
-        }
-        path = writer.commit(meta)
-    return ImportResult(path, attention.shape, (rows, cols), size, time.perf_counter() - started)
+
+def import_meta(request: ImportRequest, plan: ImportPlan, image_path: str, text_to_image: np.ndarray) -> dict[str, Any]:
+    layers, heads, n, _ = plan.attention.shape
+    (rows, cols), (start, end) = plan.grid, plan.span
+    text = "".join(t["text"] for t in plan.tokens if t["type"] == "text")
+    return {
+        "format_version": fmt.FORMAT_VERSION,
+        "model": request.model,
+        **({"model_type": request.model_type} if request.model_type else {}),
+        "mode": "prefill",
+        "prompt": request.prompt if request.prompt is not None else text,
+        "image_path": image_path,
+        "image_size": list(plan.image.size),
+        "original_image_size": list(plan.image.size),
+        "num_layers": layers,
+        "num_heads": heads,
+        "seq_len": n,
+        "dtype": "float16",
+        "tokens": plan.tokens,
+        "image_grid": {"rows": rows, "cols": cols, "start_idx": start, "end_idx": end},
+        **file_fields(layers),
+        "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
+        "import": {"attention": str(request.attention), "tokens": str(request.tokens), "input_dtype": str(plan.attention.dtype)},
+    }
 
 
 @dataclass
