@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,9 @@ def save_lora(model_dir: Path, folder: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
-    get_peft_model(model, config).save_pretrained(folder)
+    with warnings.catch_warnings():  # transformers' deprecation notice from inside PEFT
+        warnings.simplefilter("ignore", FutureWarning)
+        get_peft_model(model, config).save_pretrained(folder)
     return folder
 
 

@@ -18,6 +18,8 @@ from vlm_attention_viz.capture import AttentionRecorder, capturing
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.peft_adapter import apply_adapter
 
+# transformers' deprecation notice, raised inside PEFT's loading; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
 # The LoRA's random B moves every layer's attention by far more than float16 rounding.
 CLEARLY_DIFFERENT = 1e-2
 

@@ -107,7 +107,7 @@ def import_parser() -> argparse.ArgumentParser:
         "--model-type",
         help=f"model family whose image placeholder marks the span: {', '.join(sorted(ADAPTERS))}; recorded in meta.json",
     )
-    parser.add_argument("--model", default="imported", help="a label for the model, shown in the viewer (default: imported)")
+    parser.add_argument("--model", default="imported", help="a label for the model, recorded in meta.json and index.json (default: imported)")
     parser.add_argument("--prompt", help="the prompt to record (default: the text tokens joined)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
     return parser
