@@ -156,3 +156,10 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
 def test_bad_input_gives_one_clear_error_and_leaves_nothing(case: str, inputs: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, mentions = refusals(inputs, workspace)[case]
     assert_refused(capsys, workspace, args, mentions)
+
+
+def test_byte_string_tokens_are_read_as_utf8(inputs: Path, tmp_path: Path) -> None:
+    """np.save of a list of bytes gives an 'S' array; its texts are decoded, not shown as b'...'."""
+    np.save(tmp_path / "tokens.npy", np.array([t.encode("utf-8") for t in TEXTS]))
+    assert run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", tokens=str(tmp_path / "tokens.npy"))) == 0
+    assert [t["text"] for t in fmt.read_meta(tmp_path / "s")["tokens"][SPAN[1] + 1 :]] == SUFFIX
