@@ -32,6 +32,7 @@ test-python: $(VENV_STAMP)
 test-web: $(VENV_STAMP) $(WEB_STAMP)
 	cd web && npm test
 
-# Extraction memory and speed figures for BENCHMARKS.md (a script, not a test).
+# Extraction and import memory and speed figures for BENCHMARKS.md (scripts, not tests).
 bench: $(VENV_STAMP)
 	$(PY) benchmarks/extract_memory.py
+	$(PY) benchmarks/import_memory.py

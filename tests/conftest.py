@@ -1,11 +1,13 @@
-"""Tiny real Qwen3-VL checkpoints, built once per test session and saved with save_pretrained."""
+"""Tiny real Qwen3-VL checkpoints (and LoRA adapters on them), built once per test session and saved with save_pretrained."""
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from vlm_attention_viz.cli import main
@@ -25,6 +27,32 @@ def gqa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mha_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("mha"), MHA)
+
+
+def save_lora(model_dir: Path, folder: Path, seed: int) -> Path:
+    """A LoRA on the LLM's q/k/v projections, saved as PEFT does. Random B (init_lora_weights=False) so it
+    changes the attention; the usual zero B would leave the model as it was."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # transformers' deprecation notice from inside PEFT
+        warnings.simplefilter("ignore", FutureWarning)
+        get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gqa_lora(gqa_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_lora(gqa_model, tmp_path_factory.mktemp("gqa_lora"), seed=3)
+
+
+@pytest.fixture(scope="session")
+def mha_lora(mha_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fits the MHA model only: its projections have other shapes than the GQA model's."""
+    return save_lora(mha_model, tmp_path_factory.mktemp("mha_lora"), seed=4)
 
 
 def striped_image(width: int, height: int) -> Image.Image:

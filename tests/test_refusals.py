@@ -51,6 +51,9 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     weightless = workspace / "weightless"
     if not weightless.exists():
         shutil.copytree(gqa_model, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
+    weightless_lora = workspace / "weightless_lora"
+    weightless_lora.mkdir(exist_ok=True)
+    (weightless_lora / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
     kept = workspace / "out" / "kept"
     base = ["--prompt", "Describe.", "--model", gqa_model]
     return {
@@ -67,17 +70,28 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
         "folder without config": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", workspace / "out"], "no config.json"),
         "foreign folder": (["--image", photo, "--output-dir", workspace, *base], "not a sample"),
         "zero max pixels": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"], "--max-pixels"),
+        "missing adapter": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "no-lora"], "no such folder"),
+        "adapter without config": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "out"], "adapter_config.json"),
+        "adapter without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora], "adapter_model"),
     }
 
 
 CASES = ["missing image", "text named .jpg", "truncated jpeg", "aspect ratio over 200", "empty prompt", "output dir is a file", "inside a file", "existing sample",
-         "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels"]
+         "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels", "missing adapter",
+         "adapter without config", "adapter without weights"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_refused(case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, mentions = bad_inputs(workspace, gqa_model, photo)[case]
     assert_refused(capsys, workspace, args, mentions)
+
+
+def test_adapter_for_another_model_is_refused(workspace: Path, gqa_model: Path, mha_lora: Path, photo: Path, capsys) -> None:
+    """A LoRA trained on the MHA model's 48-wide projections cannot load onto the GQA model's 64-wide ones."""
+    bad_inputs(workspace, gqa_model, photo)
+    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model, "--adapter", mha_lora]
+    assert_refused(capsys, workspace, args, "size mismatch")
 
 
 def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:

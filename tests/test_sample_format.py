@@ -96,3 +96,23 @@ def test_vision_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     (sample / "vision_mean_block_03.bin").write_bytes(b"\0" * 10)
     with pytest.raises(fmt.FormatError, match="vision_mean_block_03.bin has 10 bytes"):
         fmt.validate_sample(sample)
+
+
+ADAPTER = {"path": "lora", "peft_type": "LORA", "base_model": None, "r": 8, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.mark.parametrize(
+    "adapter, problem",
+    [
+        ({**ADAPTER, "peft_type": 3}, "'path' and 'peft_type'"),
+        ({**ADAPTER, "base_model": 1}, "base_model"),
+        ({**ADAPTER, "r": "8"}, "adapter.r"),
+        ({**ADAPTER, "target_modules": "q_proj"}, "target_modules"),
+        ("lora", "'path' and 'peft_type'"),
+    ],
+)
+def test_adapter_field_is_checked_when_present(adapter: object, problem: str) -> None:
+    meta = small_meta(30, 1, 1)
+    fmt.validate_meta(meta | {"adapter": ADAPTER})
+    with pytest.raises(fmt.FormatError, match=problem):
+        fmt.validate_meta(meta | {"adapter": adapter})

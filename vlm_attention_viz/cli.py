@@ -1,4 +1,4 @@
-"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`."""
+"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`, or `… import`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .sample_format import FormatError
 EPILOG = """\
 Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
 It builds a tiny random-weight Qwen3-VL and runs this same pipeline on the CPU.
+Attention computed elsewhere (.npy): python -m vlm_attention_viz import --help
 
 Size on disk: layers x (heads + 2) x tokens^2 x 2 bytes (e.g. Qwen3-VL-8B at 2,040 tokens: 10.2 GB),
 plus with --vision-layers: blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes.
@@ -32,6 +33,12 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", required=True, help="the text that follows the image in the user message")
     parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="a PEFT adapter folder (e.g. LoRA, with adapter_config.json) applied unmerged on top of --model; "
+        "the attention stored is the adapted model's",
+    )
     parser.add_argument(
         "--model-type",
         help=f"model family: {', '.join(sorted(ADAPTERS))} (default: detected from the checkpoint's config.json)",
@@ -88,6 +95,32 @@ def demo_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz import",
+        description="Convert a precomputed attention array into a sample for the viewer. The array is memory-mapped and "
+        "converted a few rows at a time, so it may be larger than memory.",
+        epilog="Where the image is: --image-span, or --model-type to find the family's image placeholder tokens. "
+        "Its grid: --grid, or the rows x cols = span length nearest the image's aspect ratio. Rules: SPEC.md §2, Import.",
+    )
+    parser.add_argument("--attention", type=Path, required=True, help=".npy of shape [layers, heads, N, N] (float16, float32 or float64), causal")
+    parser.add_argument("--tokens", type=Path, required=True, help=".npy of N token strings, e.g. np.save(path, np.array(texts, dtype=str))")
+    parser.add_argument("--image", type=Path, required=True, help="the image the model saw")
+    parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/imported1")
+    parser.add_argument(
+        "--image-span", type=int, nargs=2, metavar=("START", "END"), help="indices of the first and last image token (inclusive)"
+    )
+    parser.add_argument("--grid", metavar="ROWSxCOLS", help="the image tokens' grid, row-major, e.g. 24x32 = 24 rows of 32 (default: inferred)")
+    parser.add_argument(
+        "--model-type",
+        help=f"model family whose image placeholder marks the span: {', '.join(sorted(ADAPTERS))}; recorded in meta.json",
+    )
+    parser.add_argument("--model", default="imported", help="a label for the model, recorded in meta.json and index.json (default: imported)")
+    parser.add_argument("--prompt", help="the prompt to record (default: the text tokens joined)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -97,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             args = demo_parser().parse_args(argv[1:])
             quiet_transformers()
             result = run_demo(args.output_dir, args.mode)
+        elif argv[:1] == ["import"]:
+            from .importer import ImportRequest, import_sample
+
+            args = import_parser().parse_args(argv[1:])
+            result = import_sample(ImportRequest(**vars(args)))
         else:
             args = extract_parser().parse_args(argv)
             quiet_transformers()

@@ -21,8 +21,9 @@ from . import sample_format as fmt
 from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
-from .images import BROWSER_FORMATS, load_image
+from .images import copy_image, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_for
+from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
 from .vision_capture import VisionPlan, VisionRecorder, VisionRows, check_vision_layers, plan_vision
 from .writer import BackgroundWriter
@@ -39,6 +40,7 @@ class Request:
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
+    adapter: Path | None = None  # a PEFT adapter folder applied on top of `model`
     model_type: str | None = None
     mode: str = "prefill"
     device: str | None = None  # None: cuda when present, else cpu; "auto": spread over every GPU
@@ -66,10 +68,13 @@ class Result:
 def extract(request: Request) -> Result:
     started = time.perf_counter()
     image, image_format = check_inputs(request)
+    peft_fields = {"adapter": adapter_meta(request.adapter, read_adapter_config(request.adapter))} if request.adapter else {}
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype)
+    if request.adapter is not None:
+        model = apply_adapter(model, request.adapter, request.model)
     try:
         prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
@@ -89,6 +94,7 @@ def extract(request: Request) -> Result:
         meta = {
             "format_version": fmt.FORMAT_VERSION,
             **model_fields(request, adapter, language),
+            **peft_fields,
             "image_path": copy_image(writer, request.image, image, image_format),
             "image_size": list(prepared.image_size),
             "original_image_size": list(image.size),
@@ -182,13 +188,13 @@ def size_formula(layers: int, heads: int, seq_len: int, vision: VisionPlan | Non
     return formula
 
 
-def check_disk_room(target: Path, size: int, formula: str) -> None:
+def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --max-pixels or free some space") -> None:
     existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < size:
         raise UserError(
             f"the sample needs about {format_bytes(size)} ({formula}) "
-            f"but only {format_bytes(free)} is free at {existing}; lower --max-pixels or free some space"
+            f"but only {format_bytes(free)} is free at {existing}; {hint}"
         )
 
 
@@ -240,17 +246,6 @@ def image_span(prepared: PreparedInputs) -> tuple[int, int]:
 def image_grid(prepared: PreparedInputs) -> dict[str, int]:
     start, end = image_span(prepared)
     return {"rows": prepared.grid_rows, "cols": prepared.grid_cols, "start_idx": start, "end_idx": end}
-
-
-def copy_image(writer: fmt.SampleWriter, source: Path, image: Image.Image, file_format: str) -> str:
-    """The file as given when a browser can show it; otherwise the converted image as PNG."""
-    if file_format in BROWSER_FORMATS:
-        name = "image" + BROWSER_FORMATS[file_format]
-        writer.copy_file(source, name)
-    else:
-        name = "image.png"
-        image.save(writer.tmp / name)
-    return name
 
 
 def format_bytes(count: float) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import sample_format as fmt
 from .errors import UserError
 
 # Formats a browser shows; others are stored as PNG in the sample.
@@ -49,3 +50,14 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         top = max(float(values.max()), 1e-12) if values.max() > 1 else 1.0
     return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
+def copy_image(writer: fmt.SampleWriter, source: Path, image: Image.Image, file_format: str) -> str:
+    """Into the sample: the file as given when a browser can show it; otherwise the converted image as PNG."""
+    if file_format in BROWSER_FORMATS:
+        name = "image" + BROWSER_FORMATS[file_format]
+        writer.copy_file(source, name)
+    else:
+        name = "image.png"
+        image.save(writer.tmp / name)
+    return name

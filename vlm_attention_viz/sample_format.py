@@ -106,6 +106,10 @@ def validate_meta(meta: Any) -> None:
     _validate_grid(meta["image_grid"], meta["tokens"], n)
     if "vision" in meta:
         _validate_vision(meta["vision"], meta["image_size"])
+    if "adapter" in meta:
+        _validate_adapter(meta["adapter"])
+    if "import" in meta and not isinstance(meta["import"], dict):
+        raise FormatError("'import' must be an object")
 
 
 def _is_plain_name(name: str) -> bool:
@@ -141,6 +145,21 @@ def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -
         offset = i - start
         if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != [offset // grid["cols"], offset % grid["cols"]]:
             raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
+
+
+def _validate_adapter(adapter: Any) -> None:
+    """The optional `adapter` object of a sample made with --adapter."""
+    if not isinstance(adapter, dict) or not isinstance(adapter.get("path"), str) or not isinstance(adapter.get("peft_type"), str):
+        raise FormatError("'adapter' must be an object with the strings 'path' and 'peft_type'")
+    if not isinstance(adapter.get("base_model"), (str, type(None))):
+        raise FormatError("adapter.base_model must be a string or null")
+    if "r" in adapter and (not isinstance(adapter["r"], int) or isinstance(adapter["r"], bool)):
+        raise FormatError("adapter.r must be an integer")
+    targets = adapter.get("target_modules", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise FormatError("adapter.target_modules must be a list of strings")
+
+
 
 
 _VISION_INT_FIELDS = ("num_blocks", "num_heads", "patch_size", "seq_len")

@@ -8,6 +8,10 @@ attention over the image's patches (merge 2, 16 px patches): a local neighbourho
 ring of salient patches that every patch attends to, as edges are in real ViT maps.
 
     python -m vlm_attention_viz.synthetic --output-dir output/synth_2100 --seq-len 2100
+
+With --npy-dir it writes the same attention as the inputs of `python -m vlm_attention_viz
+import` instead: attention_array.npy [layers, heads, N, N] float32, decoded_tokens.npy
+(image tokens spelled <|image_pad|>, as a Qwen tokenizer decodes them) and image.png.
 """
 
 from __future__ import annotations
@@ -117,14 +121,33 @@ def write_vision(writer: fmt.SampleWriter, grid: dict, image_size: tuple[int, in
     }
 
 
+def grid_image(grid: dict) -> Image.Image:
+    """32 px per grid cell, so the image's aspect ratio is the grid's."""
+    return Image.linear_gradient("L").resize((grid["cols"] * 32, grid["rows"] * 32)).convert("RGB")
+
+
+def write_import_inputs(folder: Path, seq_len: int, layers: int, heads: int, seed: int) -> Path:
+    """attention_array.npy, decoded_tokens.npy and image.png, as seed 003's users have them; one layer in memory at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens, grid = build_tokens(seq_len)
+    texts = ["<|image_pad|>" if t["type"] == "image" else t["text"] for t in tokens]
+    np.save(folder / "decoded_tokens.npy", np.array(texts, dtype=str))
+    grid_image(grid).save(folder / "image.png")
+    array = np.lib.format.open_memmap(folder / "attention_array.npy", mode="w+", dtype=np.float32, shape=(layers, heads, seq_len, seq_len))
+    for layer in range(layers):
+        array[layer] = layer_attention(tokens, grid, heads, layer, seed)
+    array.flush()
+    del array
+    return folder
+
+
 def write_synthetic(
     target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool, vision_blocks: int = 0, vision_heads: int = 2
 ) -> Path:
     tokens, grid = build_tokens(seq_len)
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        size = grid["cols"] * VISION_MERGE * VISION_PATCH, grid["rows"] * VISION_MERGE * VISION_PATCH
-        image = Image.linear_gradient("L").resize(size).convert("RGB")
+        image = grid_image(grid)
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers
@@ -163,7 +186,9 @@ def write_synthetic(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output-dir", type=Path, help="the sample folder to write")
+    target.add_argument("--npy-dir", type=Path, help="write the inputs of `python -m vlm_attention_viz import` here instead")
     parser.add_argument("--seq-len", type=int, default=600)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
@@ -173,6 +198,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
+    if args.npy_dir:
+        print(f"wrote {write_import_inputs(args.npy_dir, args.seq_len, args.layers, args.heads, args.seed)}")
+        return
     distinct = min(args.layers, args.distinct_layers or args.layers)
     path = write_synthetic(
         args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite, args.vision_blocks, args.vision_heads

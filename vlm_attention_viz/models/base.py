@@ -76,6 +76,7 @@ class ModelAdapter(ABC):
     model_class: ClassVar[type[PreTrainedModel]]
     language_config_key: ClassVar[str] = "text_config"  # sub-config of the LLM whose attention is captured
     vision_config_key: ClassVar[str] = "vision_config"  # sub-config of the vision tower (--vision-layers)
+    image_placeholder: ClassVar[str]  # the text of an image token as a tokenizer decodes it; `import` finds the image by it
 
     def load_model(self, source: str, device: str, dtype: torch.dtype) -> PreTrainedModel:
         """Load on `device`; "auto" spreads the layers over every GPU with accelerate."""

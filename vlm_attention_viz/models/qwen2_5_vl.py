@@ -19,6 +19,7 @@ class Qwen2_5VLAdapter(PatchGridAdapter):
     config_model_types = ("qwen2_5_vl",)
     model_class = Qwen2_5_VLForConditionalGeneration
     processor_class = Qwen2_5_VLProcessor
+    image_placeholder = "<|image_pad|>"
 
     def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> NoReturn:
         # Its tower regroups the patches into windows (window_index) and most blocks attend within a

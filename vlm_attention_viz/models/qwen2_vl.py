@@ -16,3 +16,4 @@ class Qwen2VLAdapter(PatchGridAdapter):
     config_model_types = ("qwen2_vl",)
     model_class = Qwen2VLForConditionalGeneration
     processor_class = Qwen2VLProcessor
+    image_placeholder = "<|image_pad|>"

@@ -12,3 +12,4 @@ class Qwen3VLAdapter(PatchGridAdapter):
     config_model_types = ("qwen3_vl",)
     model_class = Qwen3VLForConditionalGeneration
     processor_class = Qwen3VLProcessor
+    image_placeholder = "<|image_pad|>"
