@@ -72,9 +72,7 @@ def extract(request: Request) -> Result:
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
-    model, processor = load(adapter, request.model, device, dtype)
-    if request.adapter is not None:
-        model = apply_adapter(model, request.adapter, request.model)
+    model, processor = load(adapter, request.model, device, dtype, request.adapter)
     try:
         prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
@@ -172,13 +170,15 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
+def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype, peft_folder: Path | None) -> tuple[Any, Any]:
+    """The model (wrapped with the PEFT adapter when one is given) and its processor."""
     if Path(source).is_dir() and not any(any(Path(source).glob(p)) for p in WEIGHT_PATTERNS):
         raise UserError(f"{source} holds no weights (*.safetensors); is the download complete?")
     try:
-        return adapter.load_model(source, device, dtype), adapter.load_processor(source)
+        model, processor = adapter.load_model(source, device, dtype), adapter.load_processor(source)
     except OSError as err:
         raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
+    return (apply_adapter(model, peft_folder, source) if peft_folder is not None else model), processor
 
 
 def size_formula(layers: int, heads: int, seq_len: int, vision: VisionPlan | None) -> str:
