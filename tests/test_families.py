@@ -1,6 +1,6 @@
 """Qwen2.5-VL and Qwen2-VL through the CLI, as a user runs them: detected from config.json, every
 layer equal to the family's own eager output_attentions, the 28 px token grid the processor reports,
-and logits untouched by the capture."""
+and logits untouched by the capture; then their vision blocks (--vision-layers), Qwen2.5-VL's windowed tower included."""
 
 from __future__ import annotations
 
@@ -13,19 +13,21 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run
+from conftest import run, striped_image
 from test_capture_reference import ATOL, PROMPT, RTOL, eager_reference
-from test_vision_capture import reference_for_photo
+from test_vision_capture import grab_block_inputs, load, reference, reference_for_photo, row_major
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.capture import AttentionRecorder, capturing, capturing_sub_models
 from vlm_attention_viz.extract import image_span
-from vlm_attention_viz.models import adapter_named, detect_model_type
+from vlm_attention_viz.models import PreparedInputs, adapter_named, detect_model_type
 from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
 SHAPES = {
     "qwen2.5-vl": TinyShape(family="qwen2.5-vl", layers=2, heads=4, kv_heads=2, seed=3),
     "qwen2-vl": TinyShape(family="qwen2-vl", layers=3, heads=2, kv_heads=1, hidden=32, seed=4),
 }
+QWEN2_5_VL = adapter_named("qwen2.5-vl")
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
@@ -165,9 +167,95 @@ def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(photo: Pat
         np.testing.assert_allclose(np.asarray(fmt.open_vision_block(sample, meta, i), np.float32), expected[block], rtol=RTOL, atol=ATOL)
 
 
-def test_qwen2_5_vl_vision_capture_is_refused_clearly(photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model_dir = build_tiny_checkpoint(tmp_path / "model", SHAPES["qwen2.5-vl"])
+@pytest.fixture(scope="module")
+def qwen2_5_vl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Its tiny tower: block 0 attends within windows of 2 x 2 tokens, block 1 (fullatt_block_indexes) over the whole image."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("qwen2.5-vl-vision"), SHAPES["qwen2.5-vl"])
+
+
+def row_major_by_rope(visual: torch.nn.Module, grid_thw: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """Per image, the tower's index of each row-major patch, read from a block's inputs: each tower position
+    carries the rotary phase of its own (row, col), whatever order the tower put the patches in."""
+    carried = torch.cat(cos_sin, dim=-1).float()
+    orders, start = [], 0
+    for _, rows, cols in grid_thw.tolist():
+        r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        wanted = torch.cat(visual.rotary_pos_emb(carried, torch.stack([r.flatten(), c.flatten()], dim=-1)), dim=-1)
+        distance = (wanted[:, None] - carried[None, start : start + rows * cols]).abs().amax(dim=-1)
+        assert distance.min(dim=1).values.max() == 0  # every row-major patch is found at a position carrying its phases
+        orders.append(distance.argmin(dim=1))
+        start += rows * cols
+    return orders
+
+
+def full_attention_reference(model: torch.nn.Module, batch: dict, block: int) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+    """Per image: the block's float32 softmax(QK^T / sqrt(d)), patches row-major, recomputed from the block's
+    inputs (in the tower's window order); and the tower's index of each row-major patch."""
+    grabbed, hooks = grab_block_inputs(model)
+    with torch.no_grad():
+        model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
+    for hook in hooks:
+        hook.remove()
+    orders = row_major_by_rope(model.model.visual, batch["image_grid_thw"], grabbed[block][2])
+    return reference(model, block, grabbed[block], orders), orders
+
+
+def test_qwen2_5_vl_full_attention_block_equals_the_reference_from_block_inputs(qwen2_5_vl_model: Path, photo: Path, tmp_path: Path) -> None:
     sample = tmp_path / "sample"
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu", "--vision-layers", "last1") == 2
-    assert "not supported for qwen2.5-vl" in capsys.readouterr().err
-    assert not sample.exists()
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", qwen2_5_vl_model, "--device", "cpu", "--vision-layers", "1") == 0
+    meta = fmt.validate_sample(sample)
+    # 308 x 168 px for the model: 22 x 12 patches of 14 px
+    assert meta["vision"]["blocks"] == [1] and meta["vision"]["grid"] == {"rows": 12, "cols": 22} and meta["vision"]["patch_size"] == 14
+    model, processor = load(qwen2_5_vl_model, QWEN2_5_VL)
+    batch = processor.image_processor([Image.open(photo).convert("RGB")], return_tensors="pt")
+    (expected,), (tower_order,) = full_attention_reference(model, batch, 1)
+    assert not torch.equal(tower_order, row_major(batch["image_grid_thw"], 2)[0])  # the windows did regroup the patches
+    received = np.asarray(fmt.open_vision_received(sample, meta), np.float32)
+    np.testing.assert_allclose(np.asarray(fmt.open_vision_block(sample, meta, 0), np.float32), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(fmt.open_vision_mean(sample, meta, 0), np.float32), expected.mean(0), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(received[0], expected.mean(0).sum(0), rtol=RTOL, atol=ATOL)
+
+
+def test_qwen2_5_vl_two_images_leave_the_tower_output_unchanged_and_each_match_their_reference(qwen2_5_vl_model: Path) -> None:
+    """Windows are laid out per image; the second image's patches follow the first's in the tower."""
+    model, processor = load(qwen2_5_vl_model, QWEN2_5_VL)
+    batch = processor.image_processor([striped_image(300, 170), striped_image(140, 230)], return_tensors="pt")
+    expected, _ = full_attention_reference(model, batch, 1)
+    # vision_geometry reads the patch grids from image_grid_thw; the first image's grid stands in for the token grid
+    _, rows, cols = batch["image_grid_thw"][0].tolist()
+    geometry = QWEN2_5_VL.vision_geometry(model, processor, PreparedInputs(dict(batch), processor.image_token_id, rows // 2, cols // 2, (cols * 14, rows * 14)))
+    chunks: list[VisionRows] = []
+    recorder = VisionRecorder(chunks.append, vision_attention_modules(model, model.config.vision_config), [1], geometry.patch_orders)
+    with torch.no_grad():
+        plain = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
+        with capturing_sub_models(model, {"vision_config": recorder}):
+            captured = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
+    assert torch.equal(plain.last_hidden_state, captured.last_hidden_state) and torch.equal(plain.pooler_output, captured.pooler_output)
+    for image, ref in enumerate(expected):
+        mine = sorted((c for c in chunks if c.image == image), key=lambda c: c.row0)
+        np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
+
+
+def test_qwen2_5_vl_vision_capture_leaves_the_tower_output_and_the_logits_unchanged(qwen2_5_vl_model: Path, photo: Path) -> None:
+    model, processor = load(qwen2_5_vl_model, QWEN2_5_VL)
+    prepared = QWEN2_5_VL.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+    tower_outputs: list = []
+    model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
+    vision = VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [1], QWEN2_5_VL.vision_geometry(model, processor, prepared).patch_orders)
+    recorders = {"text_config": AttentionRecorder(lambda rows: None, 2, 4, image_span(prepared)), "vision_config": vision}
+    with torch.no_grad():
+        plain = model(**prepared.model_inputs).logits
+        with capturing_sub_models(model, recorders):
+            captured = model(**prepared.model_inputs, use_cache=False).logits
+    assert torch.equal(plain, captured) and torch.equal(tower_outputs[0], tower_outputs[1])
+    assert list(vision.received) == [(1, 0)]  # block 1 of image 0 was captured
+
+
+@pytest.mark.parametrize("spec", ["all", "last2", "0,-1"])
+def test_qwen2_5_vl_windowed_blocks_are_refused_naming_the_capturable_ones(spec: str, qwen2_5_vl_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", qwen2_5_vl_model, "--device", "cpu", "--vision-layers", spec) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
+    assert lines == [f"error: --vision-layers {spec}: qwen2.5-vl block 0 attends within windows only; blocks that attend over the whole image: 1"], err
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,8 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.models import ModelAdapter, adapter_named
 from vlm_attention_viz.models.base import merge_window_orders
-from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
+from vlm_attention_viz.errors import UserError
+from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, check_whole_image_blocks, vision_attention_modules
 
 PROMPT = "Describe this image in detail."
 RTOL, ATOL = 2.0**-10, 1e-6  # float16 rounding, as in test_capture_reference.py
@@ -150,6 +151,17 @@ def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model:
             np.testing.assert_allclose(recorder.received[(block, image)].numpy(), ref.mean(0).sum(0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("blocks, named", [([30, 31], "block 30 attends"), (list(range(32)), "blocks 0, 1, 2, 3, 4, 5, 6, 8,")])
+def test_blocks_that_attend_within_windows_are_refused_naming_the_whole_image_ones(blocks: list[int], named: str) -> None:
+    """Qwen2.5-VL-3B's tower: 32 blocks, four of them (7, 15, 23, 31) over the whole image."""
+    check_whole_image_blocks("7,-1", [7, 31], "family", [7, 15, 23, 31])
+    check_whole_image_blocks("all", blocks, "family", None)  # None: every block attends over the whole image
+    with pytest.raises(UserError) as refused:
+        check_whole_image_blocks("spec", blocks, "family", [7, 15, 23, 31])
+    assert str(refused.value).startswith(f"--vision-layers spec: family {named}")
+    assert str(refused.value).endswith("within windows only; blocks that attend over the whole image: 7, 15, 23, 31")
+
+
 def test_merge_window_order_puts_the_towers_patches_row_major() -> None:
     grid_thw = torch.tensor([[1, 10, 18], [1, 4, 6]])
     for mine, towers in zip(merge_window_orders(grid_thw, 2), row_major(grid_thw, 2), strict=True):
@@ -159,7 +171,7 @@ def test_merge_window_order_puts_the_towers_patches_row_major() -> None:
 def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Path, photo: Path) -> None:
     model, processor = load(gqa_model)
     prepared = ADAPTER.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
-    geometry = ADAPTER.vision_geometry(processor, prepared)
+    geometry = ADAPTER.vision_geometry(model, processor, prepared)
     tower_outputs: list = []
     model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
     recorders = {
@@ -208,7 +220,7 @@ def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Pat
     modules = vision_attention_modules(wrapped, wrapped.config.vision_config)
     assert len(modules) == 2 and all(a is b for a, b in zip(modules, bare_modules, strict=True))
     chunks: list[VisionRows] = []
-    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(processor, prepared).patch_orders)
+    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(model, processor, prepared).patch_orders)
     grabbed, hooks = grab_block_inputs(wrapped.get_base_model())
     with torch.no_grad(), capturing_sub_models(wrapped, {"vision_config": recorder}):
         wrapped(**prepared.model_inputs, use_cache=False)

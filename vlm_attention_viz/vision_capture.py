@@ -169,7 +169,19 @@ class VisionPlan:
 def plan_vision(spec: str, adapter: ModelAdapter, model: torch.nn.Module, processor: Any, prepared: PreparedInputs) -> VisionPlan:
     depth, heads = adapter.vision_shape(model)
     blocks = vision_blocks(spec, depth)
+    check_whole_image_blocks(spec, blocks, adapter.name, adapter.full_attention_blocks(model))
     modules = vision_attention_modules(model, adapter.vision_config(model))
     if len(modules) != depth:
         raise UserError(f"found {len(modules)} vision attention modules for a tower of {depth} blocks; vision capture cannot map them to blocks")
-    return VisionPlan(depth, heads, blocks, adapter.vision_geometry(processor, prepared), modules)
+    return VisionPlan(depth, heads, blocks, adapter.vision_geometry(model, processor, prepared), modules)
+
+
+def check_whole_image_blocks(spec: str, blocks: list[int], family: str, full_attention: list[int] | None) -> None:
+    """Refuse blocks that attend within windows: they hold no image-wide matrix. `all` and `lastK` keep their
+    meaning for every family, so they are refused too when they take in such a block; the error lists the
+    blocks that can be captured, to name instead."""
+    windowed = [b for b in blocks if full_attention is not None and b not in full_attention]
+    if windowed:
+        named = f"block {windowed[0]} attends" if len(windowed) == 1 else f"blocks {', '.join(map(str, windowed))} attend"
+        capturable = ", ".join(map(str, full_attention or [])) or "none"
+        raise UserError(f"--vision-layers {spec}: {family} {named} within windows only; blocks that attend over the whole image: {capturable}")

@@ -94,9 +94,14 @@ class ModelAdapter(ABC):
         config = self.vision_config(model)
         return config.depth, config.num_heads
 
-    def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
+    def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """The patch grid and the order the tower's attention sees the patches in (for --vision-layers)."""
         raise UserError(f"--vision-layers is not supported for {self.name} models")
+
+    def full_attention_blocks(self, model: PreTrainedModel) -> list[int] | None:
+        """The vision blocks that attend over each whole image, ascending; None when every block does.
+        Only these can be captured: a block that attends within parts of an image has no image-wide matrix."""
+        return None
 
     @abstractmethod
     def load_processor(self, source: str) -> Any:
@@ -128,7 +133,7 @@ class PatchGridAdapter(ModelAdapter):
         rows, cols, image_size = merged_grid(inputs["image_grid_thw"][0].tolist(), processor.image_processor)
         return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size)
 
-    def vision_geometry(self, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
+    def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """image_grid_thw counts patches before the merge, and the tower sees them in merge-window
         order. A family whose tower reorders them further overrides this."""
         image_processor = processor.image_processor
