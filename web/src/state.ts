@@ -1,6 +1,7 @@
 // The view state and its home in the URL: sample, layer (or layer range), head,
-// selected tokens and direction, and the image overlay (LLM or vision encoder, with its blocks, head and patch),
-// so a link reopens the same view and Back/Forward step through it.
+// selected tokens and direction, and the image overlay (LLM or vision encoder,
+// with its blocks, head and patch), so a link reopens the same view and
+// Back/Forward step through it.
 
 import type { Reduce } from "./attention";
 import type { SampleMeta, VisionMeta } from "./format";
@@ -126,7 +127,10 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
 }
 
 /** The vision part of a view: only a sample with vision attention can show it, and only its blocks, heads and patches. */
-function completeVisionView(asked: Partial<ViewState>, vision: VisionMeta | undefined): Pick<ViewState, "overlay" | "vblocks" | "vhead" | "patch"> {
+function completeVisionView(
+  asked: Partial<ViewState>,
+  vision: VisionMeta | undefined,
+): Pick<ViewState, "overlay" | "vblocks" | "vhead" | "patch"> {
   const { vblocks, vhead, patch } = asked;
   return {
     overlay: vision && asked.overlay === "vision" ? "vision" : "llm",

@@ -176,7 +176,8 @@ test("↑/↓ step the vision head of a clicked patch's row; the saliency stays 
   expect(viewParams(page).get("vhead")).toBe("0");
   expect(await page.locator("#vision-head").inputValue()).toBe("0");
   await expectShown(saliency());
-  expect(await page.locator("#status").textContent()).toContain("saliency: attention each patch receives (over all heads; click a patch to see head 0)");
+  const status = await page.locator("#status").textContent();
+  expect(status).toContain("mean over 3 heads · saliency: attention each patch receives (over all heads; click a patch to see head 0)");
   const p = 6 * vision.grid.cols + 11;
   await clickPatch(p);
   const head0 = headRow(p, 0, [0, 1]);
