@@ -5,8 +5,18 @@ import type { Reduce } from "./attention";
 import type { PaletteName } from "./color";
 import { byId } from "./dom";
 import type { SampleEntry, SampleMeta } from "./format";
-import type { HeadChoice } from "./protocol";
-import { headCycle, layerSpan, visionBlockCycle, type Combine, type Direction, type Overlay, type ViewState, type VisionBlocks } from "./state";
+import type { HeadChoice, VisionHead } from "./protocol";
+import {
+  headCycle,
+  layerSpan,
+  visionBlockCycle,
+  visionHeadCycle,
+  type Combine,
+  type Direction,
+  type Overlay,
+  type ViewState,
+  type VisionBlocks,
+} from "./state";
 
 export interface Settings {
   palette: PaletteName;
@@ -27,6 +37,7 @@ export interface ControlHandlers {
   combine(combine: Combine): void;
   overlay(overlay: Overlay): void;
   visionBlocks(vblocks: VisionBlocks): void;
+  visionHead(vhead: VisionHead): void;
   settings(changed: keyof Settings): void;
 }
 
@@ -56,6 +67,9 @@ export class Controls {
   private readonly selectWords = byId<HTMLInputElement>("select-words");
   private readonly overlay = byId<HTMLSelectElement>("overlay");
   private readonly visionBlocks = byId<HTMLSelectElement>("vision-blocks");
+  private readonly visionHead = byId<HTMLSelectElement>("vision-head");
+  /** The vision encoder's own controls, shown only while the image shows it. */
+  private readonly visionOnly = [this.visionBlocks, this.visionHead];
   /** The LLM's own controls, disabled while the image shows the vision encoder. */
   private readonly llmOnly = [this.layer, this.layerReduce, this.layerEnd, this.head, this.direction, this.combine];
 
@@ -74,6 +88,7 @@ export class Controls {
     this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
     this.overlay.addEventListener("change", () => handlers.overlay(this.overlay.value as Overlay));
     this.visionBlocks.addEventListener("change", () => handlers.visionBlocks(parseVisionBlocks(this.visionBlocks.value)));
+    this.visionHead.addEventListener("change", () => handlers.visionHead(parseVisionHead(this.visionHead.value)));
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -100,6 +115,10 @@ export class Controls {
     this.visionBlocks.replaceChildren(
       ...blocks.map((b) => option(String(b), b === "all" ? `all ${blocks.length - 1} blocks (mean)` : `block ${b}`)),
     );
+    const heads = meta.vision ? visionHeadCycle(meta.vision) : [];
+    this.visionHead.replaceChildren(
+      ...heads.map((h) => option(String(h), h === "mean" ? `mean of ${heads.length - 1} heads` : `head ${h}`)),
+    );
   }
 
   /** Called after every redraw, so it writes only what changed (an equal write can still dirty layout). */
@@ -117,8 +136,9 @@ export class Controls {
     assign(this.combine, view.combine);
     assign(this.overlay, view.overlay);
     assign(this.visionBlocks, String(view.vblocks));
+    assign(this.visionHead, String(view.vhead));
     const vision = view.overlay === "vision";
-    if (this.visionBlocks.parentElement!.hidden !== !vision) this.visionBlocks.parentElement!.hidden = !vision;
+    for (const control of this.visionOnly) if (control.parentElement!.hidden !== !vision) control.parentElement!.hidden = !vision;
     for (const control of this.llmOnly) if (control.disabled !== vision) control.disabled = vision;
   }
 
@@ -152,9 +172,13 @@ function parseVisionBlocks(value: string): VisionBlocks {
   return value === "all" ? value : Number(value);
 }
 
+function parseVisionHead(value: string): VisionHead {
+  return value === "mean" ? value : Number(value);
+}
+
 /**
  * §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens;
- * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks).
+ * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks, ↑/↓ its heads).
  */
 export function bindShortcuts(handlers: ShortcutHandlers): void {
   const actions: Record<string, () => void> = {

@@ -12,8 +12,9 @@ import {
   completeView,
   layerSpan,
   shownVision,
-  stepHead,
+  stepHead as stepLlmHead,
   stepVisionBlocks,
+  stepVisionHead,
   viewFromParams,
   viewToParams,
   visionBlockIndices,
@@ -64,12 +65,13 @@ const controls = new Controls({
   combine: (combine) => change({ combine }),
   overlay: (overlay) => change({ overlay }),
   visionBlocks: (vblocks) => change({ vblocks }),
+  visionHead: (vhead) => change({ vhead }),
   settings: settingChanged,
 });
 bindShortcuts({
   stepLayer,
-  // Head and direction are the LLM's: their controls are disabled in vision mode.
-  stepHead: (delta) => app.loaded && app.view && !visionShown() && change({ head: stepHead(app.view.head, delta, app.loaded.meta.numHeads) }),
+  stepHead,
+  // Direction is the LLM's: its control is disabled in vision mode.
   toggleDirection: () => app.view && !visionShown() && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
   deselect,
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
@@ -95,6 +97,14 @@ function stepLayer(delta: number): void {
   const vision = visionShown();
   if (vision) change({ vblocks: stepVisionBlocks(app.view.vblocks, delta, vision) });
   else change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) });
+}
+
+/** ↑/↓: the next head, or in vision mode the next vision head (mean, then each). */
+function stepHead(delta: number): void {
+  if (!app.loaded || !app.view) return;
+  const vision = visionShown();
+  if (vision) change({ vhead: stepVisionHead(app.view.vhead, delta, vision) });
+  else change({ head: stepLlmHead(app.view.head, delta, app.loaded.meta.numHeads) });
 }
 
 /** Escape: back from a patch's row to the saliency, else deselect the tokens. */
@@ -243,11 +253,11 @@ async function tokenValues(view: ViewState): Promise<Float32Array | null> {
   });
 }
 
-/** The vision overlay's values in vision mode: the saliency, or the selected patch's row. */
+/** The vision overlay's values in vision mode: the saliency, or the selected patch's row in the chosen head. */
 async function visionValues(view: ViewState): Promise<Float32Array | null> {
   const vision = app.loaded && shownVision(view, app.loaded.meta);
   if (!vision) return null;
-  return client.vision({ blocks: visionBlockIndices(view.vblocks, vision), patch: view.patch });
+  return client.vision({ blocks: visionBlockIndices(view.vblocks, vision), patch: view.patch, head: view.vhead });
 }
 
 /** What the view fetched, once a sample is open. */

@@ -6,12 +6,12 @@
 // in flight) stay within it: whole matrices are only ever prefetched, and a
 // prefetch that does not fit is skipped rather than pushing memory over.
 // Vision-encoder attention goes the same way: the small received file whole,
-// and single rows of a block's head mean.
+// and single rows of a block's head mean or of one head of its block file.
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
 import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionReceivedBytes, type VisionMeta } from "./format";
-import type { HeadChoice, SampleFiles } from "./protocol";
+import type { HeadChoice, SampleFiles, VisionHead } from "./protocol";
 
 export class MatrixSource {
   private readonly cache: ByteLru<Uint16Array>;
@@ -136,11 +136,13 @@ export class MatrixSource {
     return this.rowsOf(matrix, first, count, use);
   }
 
-  /** withRows() for the head mean (P, P) of captured vision block `index` (into vision.blocks). */
-  withVisionRows<T>(index: number, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
-    const vision = this.visionFiles();
-    const span = this.spanOf(vision.headMeanFiles[index]!, matrixBytes(vision.seqLen));
-    return this.rowsOf({ key: `vision:${index}`, span, n: vision.seqLen }, first, count, use);
+  /**
+   * withRows() for captured vision block `index` (into vision.blocks): its head
+   * mean (P, P), or head h's (P, P) matrix in its (Hv, P, P) block file.
+   */
+  withVisionRows<T>(index: number, head: VisionHead, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    const P = this.visionFiles().seqLen;
+    return this.rowsOf({ key: `vision:${index}:${head}`, span: this.visionMatrixSpan(index, head), n: P }, first, count, use);
   }
 
   private async rowsOf<T>(
@@ -178,6 +180,15 @@ export class MatrixSource {
   /** A whole file of the sample, as a span of `length` bytes from its start. */
   private spanOf(name: string, fileBytes: number): FileSpan {
     return { url: new URL(encodeURIComponent(name), this.sampleUrl).href, name, fileBytes, start: 0, length: fileBytes };
+  }
+
+  /** Where a vision block's matrix lives: its whole head-mean file, or head h's block of its block file. */
+  private visionMatrixSpan(index: number, head: VisionHead): FileSpan {
+    const vision = this.visionFiles();
+    const bytes = matrixBytes(vision.seqLen);
+    if (head === "mean") return this.spanOf(vision.headMeanFiles[index]!, bytes);
+    const file = this.spanOf(vision.blockFiles[index]!, vision.numHeads * bytes);
+    return { ...file, start: head * bytes, length: bytes };
   }
 
   /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */

@@ -6,6 +6,9 @@ import type { VisionMeta } from "./format";
 /** Which matrix of a layer: one head, or the precomputed mean or max over heads. */
 export type HeadChoice = number | "mean" | "max";
 
+/** Which vision attention a patch's row comes from: the head mean, or one vision head. */
+export type VisionHead = number | "mean";
+
 /** The files and sizes the worker needs; a subset of SampleMeta. */
 export interface SampleFiles {
   seqLen: number;
@@ -34,11 +37,13 @@ export interface VectorRequest {
 /**
  * One vector of P values for the vision overlay, over the captured blocks
  * `blocks` (indices into vision.blocks) averaged: the saliency (attention each
- * patch receives), or, with a patch, that patch's own attention row.
+ * patch receives, always over all heads: per-head column sums are not stored),
+ * or, with a patch, that patch's own attention row in head `head` (or the head mean).
  */
 export interface VisionRequest {
   blocks: number[];
   patch: number | null;
+  head: VisionHead;
 }
 
 export type ToWorker =

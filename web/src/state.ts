@@ -1,10 +1,11 @@
 // The view state and its home in the URL: sample, layer (or layer range), head,
-// selected tokens and direction, and the image overlay (LLM or vision encoder),
-// so a link reopens the same view and Back/Forward step through it.
+// selected tokens and direction, and the image overlay (LLM or vision encoder,
+// with its blocks, head and patch), so a link reopens the same view and
+// Back/Forward step through it.
 
 import type { Reduce } from "./attention";
 import type { SampleMeta, VisionMeta } from "./format";
-import type { HeadChoice } from "./protocol";
+import type { HeadChoice, VisionHead } from "./protocol";
 
 export type Direction = "src" | "tgt";
 export type Combine = "mean" | "max";
@@ -27,6 +28,8 @@ export interface ViewState {
   dir: Direction;
   overlay: Overlay;
   vblocks: VisionBlocks;
+  /** The vision head a selected patch's row shows (the saliency is always over all heads). */
+  vhead: VisionHead;
   /** The selected vision patch (row-major), or null for the saliency. */
   patch: number | null;
 }
@@ -56,6 +59,9 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
   const vblocks = params.get("vblocks");
   if (vblocks === "all") view.vblocks = vblocks;
   else if (parseIndexParam(vblocks) !== undefined) view.vblocks = parseIndexParam(vblocks)!;
+  const vhead = params.get("vhead");
+  if (vhead === "mean") view.vhead = vhead;
+  else if (parseIndexParam(vhead) !== undefined) view.vhead = parseIndexParam(vhead)!;
   const patch = params.get("patch");
   if (patch === "none") view.patch = null;
   else if (parseIndexParam(patch) !== undefined) view.patch = parseIndexParam(patch)!;
@@ -80,7 +86,7 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
   params.set("head", String(view.head));
   params.set("token", view.tokens.length ? view.tokens.join(",") : "none");
   params.set("dir", view.dir);
-  for (const key of ["layerEnd", "lreduce", "combine", "overlay", "vblocks", "patch"]) params.delete(key);
+  for (const key of ["layerEnd", "lreduce", "combine", "overlay", "vblocks", "vhead", "patch"]) params.delete(key);
   if (view.layerReduce) {
     params.set("lreduce", view.layerReduce);
     params.set("layerEnd", String(view.layerEnd));
@@ -89,6 +95,7 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
   if (view.overlay === "vision") {
     params.set("overlay", "vision");
     params.set("vblocks", String(view.vblocks));
+    params.set("vhead", String(view.vhead));
     params.set("patch", view.patch === null ? "none" : String(view.patch));
   }
   return params;
@@ -119,12 +126,16 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
   };
 }
 
-/** The vision part of a view: only a sample with vision attention can show it, and only its blocks and patches. */
-function completeVisionView(asked: Partial<ViewState>, vision: VisionMeta | undefined): Pick<ViewState, "overlay" | "vblocks" | "patch"> {
-  const { vblocks, patch } = asked;
+/** The vision part of a view: only a sample with vision attention can show it, and only its blocks, heads and patches. */
+function completeVisionView(
+  asked: Partial<ViewState>,
+  vision: VisionMeta | undefined,
+): Pick<ViewState, "overlay" | "vblocks" | "vhead" | "patch"> {
+  const { vblocks, vhead, patch } = asked;
   return {
     overlay: vision && asked.overlay === "vision" ? "vision" : "llm",
     vblocks: typeof vblocks === "number" && vision?.blocks.includes(vblocks) ? vblocks : "all",
+    vhead: typeof vhead === "number" && vision && vhead < vision.numHeads ? vhead : "mean",
     patch: typeof patch === "number" && vision && patch < vision.seqLen ? patch : null,
   };
 }
@@ -146,6 +157,15 @@ export function visionBlockCycle(vision: VisionMeta): VisionBlocks[] {
 
 export function stepVisionBlocks(vblocks: VisionBlocks, delta: number, vision: VisionMeta): VisionBlocks {
   return stepCycle(visionBlockCycle(vision), vblocks, delta);
+}
+
+/** The order ↑/↓ step through in vision mode: the head mean, then each vision head. */
+export function visionHeadCycle(vision: VisionMeta): VisionHead[] {
+  return ["mean", ...Array.from({ length: vision.numHeads }, (_, h) => h)];
+}
+
+export function stepVisionHead(vhead: VisionHead, delta: number, vision: VisionMeta): VisionHead {
+  return stepCycle(visionHeadCycle(vision), vhead, delta);
 }
 
 /** The entry `delta` steps from `current`, wrapping round. */

@@ -3,6 +3,7 @@
 // Layer 12 of 35 · all heads (mean) · 512 tokens · Source→Target · src: #297 "cat"
 // or, for the vision-encoder overlay, what it shows:
 // Vision encoder · blocks 25, 26 (mean) · 180 patches (10 rows × 18 cols) · mean over 16 heads · saliency: …
+// or, for a patch's row in one vision head, `· head 3 of 16 · patch #40 (row 2, col 4): where it looks`.
 
 import type { SampleMeta, VisionMeta } from "./format";
 import { headLabel, layerSpan, type Direction, type ViewState } from "./state";
@@ -35,9 +36,15 @@ function describeSelection(view: ViewState, meta: SampleMeta): string {
 function visionStatusText(view: ViewState, vision: VisionMeta): string {
   const { rows, cols } = vision.grid;
   const blocks = view.vblocks === "all" ? `blocks ${vision.blocks.join(", ")} (mean)` : `block ${view.vblocks}`;
-  const shown =
-    view.patch === null
-      ? "saliency: attention each patch receives"
-      : `patch #${view.patch} (row ${Math.floor(view.patch / cols)}, col ${view.patch % cols}): where it looks`;
-  return ["Vision encoder", blocks, `${vision.seqLen} patches (${rows} rows × ${cols} cols)`, `mean over ${vision.numHeads} heads`, shown].join(" · ");
+  const grid = `${vision.seqLen} patches (${rows} rows × ${cols} cols)`;
+  const allHeads = `mean over ${vision.numHeads} heads`;
+  if (view.patch === null) {
+    // Per-head column sums are not stored, so a chosen head cannot colour the saliency.
+    const saliency = "saliency: attention each patch receives";
+    const shown = view.vhead === "mean" ? saliency : `${saliency} (over all heads; click a patch to see head ${view.vhead})`;
+    return ["Vision encoder", blocks, grid, allHeads, shown].join(" · ");
+  }
+  const heads = view.vhead === "mean" ? allHeads : `head ${view.vhead} of ${vision.numHeads}`;
+  const patch = `patch #${view.patch} (row ${Math.floor(view.patch / cols)}, col ${view.patch % cols}): where it looks`;
+  return ["Vision encoder", blocks, grid, heads, patch].join(" · ");
 }

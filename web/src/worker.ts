@@ -70,14 +70,15 @@ async function tokenVector(request: VectorRequest, layer: number, index: number)
 
 /**
  * The vision overlay's P values, averaged over the chosen blocks: the saliency
- * (from the small received file), or one patch's head-mean row (one row read per block).
+ * (from the small received file, over all heads), or one patch's row in the
+ * chosen head or the head mean (one row read per block).
  */
 async function computeVision(request: VisionRequest): Promise<Float32Array> {
   const source = openSource();
-  const { blocks, patch } = request;
+  const { blocks, patch, head } = request;
   if (patch === null) return meanOfRows(await source.visionReceived(), patches, blocks);
   const decodeRow = (row: Uint16Array) => decodeStrided(row, 0, patches, 1);
-  return reduceVectors(await Promise.all(blocks.map((i) => source.withVisionRows(i, patch, 1, decodeRow))), "mean");
+  return reduceVectors(await Promise.all(blocks.map((i) => source.withVisionRows(i, head, patch, 1, decodeRow))), "mean");
 }
 
 /**

@@ -107,7 +107,7 @@ test("a layer range reduced by mean, max or min matches the reference", async ()
   const colours = await canvasPixels(page, "tokens"); // a column after the image: no image token looks at it
   expect(await page.locator("#layer-end").isVisible()).toBe(false);
   await page.selectOption("#layer-reduce", "mean");
-  expect(await page.locator("#layer-end").isVisible()).toBe(true);
+  await expect.poll(() => page.locator("#layer-end").isVisible()).toBe(true); // shown with the view's redraw
   await expectRedraw(page, () => page.locator("#layer-end").fill("1"));
   expect(viewParams(page).get("lreduce")).toBe("mean");
   expect(viewParams(page).get("layerEnd")).toBe("1");

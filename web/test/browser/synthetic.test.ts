@@ -62,7 +62,11 @@ test("the expanded token panel paints the lines scrolled into view with the curr
     await expect.poll(() => page.locator("#token-panel").evaluate((panel) => panel.scrollHeight / panel.clientHeight)).toBeGreaterThan(2);
   };
   const bottomLines = async (scroll: "top" | "bottom") => {
-    await page.locator("#token-panel").evaluate((panel, to) => (panel.scrollTop = to === "top" ? 0 : panel.scrollHeight), scroll);
+    // The panel repaints on its scroll event, which fires in the next frame before its animation callbacks.
+    await page.locator("#token-panel").evaluate(
+      (panel, to) => new Promise((resolve) => ((panel.scrollTop = to === "top" ? 0 : panel.scrollHeight), requestAnimationFrame(resolve))),
+      scroll,
+    );
     return page.locator("#tokens").evaluate((canvas: HTMLCanvasElement) => {
       const rows = Math.round(canvas.height / 10); // the last tenth of the canvas: far below the first screen
       return Array.from(canvas.getContext("2d")!.getImageData(0, canvas.height - rows, canvas.width, rows).data).join(",");

@@ -1,5 +1,5 @@
 // The "vision encoder" overlay over a synthetic sample with two captured vision
-// blocks (patch grid 14 × 26), a copy with truncated vision files, and a sample
+// blocks of three heads (patch grid 14 × 26), a copy with truncated vision files, and a sample
 // without vision attention.
 import { readFileSync } from "node:fs";
 import { cp, mkdtemp, truncate } from "node:fs/promises";
@@ -28,7 +28,7 @@ function synthetic(name: string, extra: string[]): void {
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-vision-"));
-  synthetic("vision", ["--vision-blocks", "2"]);
+  synthetic("vision", ["--vision-blocks", "2", "--vision-heads", "3"]);
   synthetic("plain", []);
   vision = parseMeta(JSON.parse(readFileSync(path.join(dataDir, "vision/meta.json"), "utf8"))).vision!;
   const truncated = path.join(dataDir, "truncated");
@@ -64,6 +64,9 @@ const saliency = () => mean([0, 1].map((i) => fileRow(vision.receivedFile, i)));
 
 /** Patch p's own attention row, averaged over the given captured blocks (indices into vision.blocks). */
 const patchRow = (p: number, blocks: number[]) => mean(blocks.map((i) => fileRow(vision.headMeanFiles[i]!, p)));
+
+/** Patch p's row in vision head h: row h·P + p of each (Hv, P, P) block file, averaged over the given blocks. */
+const headRow = (p: number, h: number, blocks: number[]) => mean(blocks.map((i) => fileRow(vision.blockFiles[i]!, h * vision.seqLen + p)));
 
 function visionValues(): Promise<number[] | null> {
   return page.evaluate(() => (window as unknown as { vav: { visionValues(): number[] | null } }).vav.visionValues());
@@ -102,9 +105,10 @@ test("v switches the image to the vision encoder: the saliency over both blocks,
   expect(await page.locator("#overlay").isVisible()).toBe(true);
   expect(await visionValues()).toBeNull();
   await expectRedraw(page, () => page.keyboard.press("v"));
-  expect([...viewParams(page)].filter(([key]) => ["overlay", "vblocks", "patch"].includes(key))).toEqual([
+  expect([...viewParams(page)].filter(([key]) => ["overlay", "vblocks", "vhead", "patch"].includes(key))).toEqual([
     ["overlay", "vision"],
     ["vblocks", "all"],
+    ["vhead", "mean"],
     ["patch", "none"],
   ]);
   const expected = saliency();
@@ -118,12 +122,14 @@ test("v switches the image to the vision encoder: the saliency over both blocks,
   for (const id of ["#head", "#direction", "#layer"]) expect(await page.locator(id).isDisabled()).toBe(true);
   expect(await page.locator("#overlay").inputValue()).toBe("vision");
   expect(await page.locator("#status").textContent()).toBe(
-    "Vision encoder · blocks 2, 3 (mean) · 364 patches (14 rows × 26 cols) · mean over 2 heads · saliency: attention each patch receives",
+    "Vision encoder · blocks 2, 3 (mean) · 364 patches (14 rows × 26 cols) · mean over 3 heads · saliency: attention each patch receives",
   );
   await expectRedraw(page, () => page.keyboard.press("v"));
   expect(viewParams(page).has("overlay")).toBe(false);
+  expect(viewParams(page).has("vhead")).toBe(false);
   expect(await visionValues()).toBeNull();
   expect(await page.locator("#head").isDisabled()).toBe(false);
+  expect(await page.locator("#vision-head").isVisible()).toBe(false);
 }, TIMEOUT);
 
 test("a patch click shows that patch's own row, outlined; clicking it again or Escape returns to the saliency", async () => {
@@ -162,6 +168,46 @@ test("one block at a time through ←/→ or the blocks select; a link reopens t
   expect(viewParams(page).get("vblocks")).toBe("all");
   await expectShown(patchRow(p, [0, 1]));
   expect(viewParams(page).get("layer")).toBe("0"); // the LLM view stays as it was
+}, TIMEOUT);
+
+test("↑/↓ step the vision head of a clicked patch's row; the saliency stays over all heads and says so", async () => {
+  await openViewer(page, server.url, "sample=vision&overlay=vision");
+  await expectRedraw(page, () => page.keyboard.press("ArrowDown")); // mean, 0, 1, 2, then round to mean
+  expect(viewParams(page).get("vhead")).toBe("0");
+  expect(await page.locator("#vision-head").inputValue()).toBe("0");
+  await expectShown(saliency());
+  const status = await page.locator("#status").textContent();
+  expect(status).toContain("mean over 3 heads · saliency: attention each patch receives (over all heads; click a patch to see head 0)");
+  const p = 6 * vision.grid.cols + 11;
+  await clickPatch(p);
+  const head0 = headRow(p, 0, [0, 1]);
+  expect(head0).not.toEqual(patchRow(p, [0, 1])); // the test can tell a head from the mean
+  await expectShown(head0);
+  expect(await page.locator("#status").textContent()).toContain(`head 0 of 3 · patch #${p}`);
+  await expectRedraw(page, () => page.keyboard.press("ArrowDown"));
+  expect(viewParams(page).get("vhead")).toBe("1");
+  await expectShown(headRow(p, 1, [0, 1]));
+  await expectRedraw(page, () => page.keyboard.press("ArrowUp"));
+  await expectRedraw(page, () => page.keyboard.press("ArrowUp"));
+  expect(viewParams(page).get("vhead")).toBe("mean");
+  await expectShown(patchRow(p, [0, 1]));
+  await expectRedraw(page, () => page.keyboard.press("ArrowUp"));
+  expect(viewParams(page).get("vhead")).toBe("2");
+  await expectShown(headRow(p, 2, [0, 1]));
+  expect(viewParams(page).get("head")).toBe("mean"); // the LLM head stays as it was
+}, TIMEOUT);
+
+test("a link to one head of one block reopens it; the select changes it and Back restores it", async () => {
+  const p = 200;
+  await openViewer(page, server.url, `sample=vision&overlay=vision&vblocks=3&vhead=2&patch=${p}`);
+  expect(await page.locator("#vision-head").inputValue()).toBe("2");
+  await expectShown(headRow(p, 2, [1]));
+  await expectRedraw(page, () => page.selectOption("#vision-head", "1"));
+  expect(viewParams(page).get("vhead")).toBe("1");
+  await expectShown(headRow(p, 1, [1]));
+  await expectRedraw(page, () => page.goBack());
+  expect(viewParams(page).get("vhead")).toBe("2");
+  await expectShown(headRow(p, 2, [1]));
 }, TIMEOUT);
 
 test("a sample without vision attention offers no vision overlay", async () => {

@@ -231,8 +231,18 @@ describe("MatrixSource", () => {
     const served = await started({ ranges: true });
     const source = new MatrixSource(served.url, meta, 10 * BLOCK);
     const P = 84;
-    const row = await source.withVisionRows(1, 17, 1, (bits) => bits.slice());
+    const row = await source.withVisionRows(1, "mean", 17, 1, (bits) => bits.slice());
     expect(row).toEqual(fixtureBits("vision_mean_block_03.bin").slice(17 * P, 18 * P));
     expect(served.requests).toEqual([`vision_mean_block_03.bin bytes=${17 * P * 2}-${18 * P * 2 - 1}`]);
+  });
+
+  test("a vision patch's row in head h is one range read of 2P bytes at 2·((h·P + p)·P) of its block file", async () => {
+    const served = await started({ ranges: true });
+    const source = new MatrixSource(served.url, meta, 10 * BLOCK);
+    const [P, h, p] = [84, 1, 17];
+    const row = await source.withVisionRows(0, h, p, 1, (bits) => bits.slice());
+    const start = (h * P + p) * P;
+    expect(row).toEqual(fixtureBits("vision_attn_block_02.bin").slice(start, start + P));
+    expect(served.requests).toEqual([`vision_attn_block_02.bin bytes=${2 * start}-${2 * (start + P) - 1}`]);
   });
 });

@@ -6,9 +6,11 @@ import {
   layerSpan,
   stepHead,
   stepVisionBlocks,
+  stepVisionHead,
   viewFromParams,
   viewToParams,
   visionBlockIndices,
+  visionHeadCycle,
   type ViewState,
 } from "../../src/state";
 import { statusText } from "../../src/status";
@@ -19,7 +21,7 @@ const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
 describe("the view in the URL", () => {
   const single: ViewState = {
     sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt",
-    overlay: "llm", vblocks: "all", patch: null,
+    overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
   };
 
   test("round-trips through the query, keeping other parameters", () => {
@@ -37,16 +39,17 @@ describe("the view in the URL", () => {
     expect(completeView(viewFromParams(params), "s1", meta)).toEqual(word);
   });
 
-  test("the vision overlay round-trips with its blocks and patch; the LLM overlay leaves them out", () => {
-    const vision: ViewState = { ...single, overlay: "vision", vblocks: 3, patch: 17 };
+  test("the vision overlay round-trips with its blocks, head and patch; the LLM overlay leaves them out", () => {
+    const vision: ViewState = { ...single, overlay: "vision", vblocks: 3, vhead: 1, patch: 17 };
     const params = viewToParams(vision, new URLSearchParams());
-    expect([params.get("overlay"), params.get("vblocks"), params.get("patch")]).toEqual(["vision", "3", "17"]);
+    expect(["overlay", "vblocks", "vhead", "patch"].map((key) => params.get(key))).toEqual(["vision", "3", "1", "17"]);
     expect(completeView(viewFromParams(params), "s1", meta)).toEqual(vision);
-    const saliency: ViewState = { ...vision, vblocks: "all", patch: null };
-    expect(viewToParams(saliency, new URLSearchParams()).get("patch")).toBe("none");
-    expect(completeView(viewFromParams(viewToParams(saliency, new URLSearchParams())), "s1", meta)).toEqual(saliency);
+    const saliency: ViewState = { ...vision, vblocks: "all", vhead: "mean", patch: null };
+    const saliencyParams = viewToParams(saliency, new URLSearchParams());
+    expect([saliencyParams.get("vhead"), saliencyParams.get("patch")]).toEqual(["mean", "none"]);
+    expect(completeView(viewFromParams(saliencyParams), "s1", meta)).toEqual(saliency);
     const back = viewToParams(single, params);
-    expect(["overlay", "vblocks", "patch"].map((key) => back.has(key))).toEqual([false, false, false]);
+    expect(["overlay", "vblocks", "vhead", "patch"].map((key) => back.has(key))).toEqual([false, false, false, false]);
   });
 
   test("'none' means no token; an aggregate is a head", () => {
@@ -63,7 +66,7 @@ describe("completeView", () => {
   test("fills defaults: layer 0, head mean, the last token, source→target", () => {
     expect(completeView({}, "s", meta)).toEqual({
       sample: "s", layer: 0, layerEnd: 0, layerReduce: null, head: "mean", tokens: [39], combine: "mean", dir: "src",
-      overlay: "llm", vblocks: "all", patch: null,
+      overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
     });
   });
 
@@ -76,11 +79,18 @@ describe("completeView", () => {
     expect(view).toMatchObject({ layer: 1, layerEnd: 1, head: "mean", tokens: [39], dir: "tgt" });
   });
 
-  test("the vision overlay needs a sample with vision attention, one of its blocks and a patch of its grid", () => {
-    const asked = { overlay: "vision", vblocks: 2, patch: 83 } as const;
+  test("the vision overlay needs a sample with vision attention, one of its blocks and heads and a patch of its grid", () => {
+    const asked = { overlay: "vision", vblocks: 2, vhead: 1, patch: 83 } as const;
     expect(completeView(asked, "s", meta)).toMatchObject(asked);
-    expect(completeView(asked, "s", { ...meta, vision: undefined })).toMatchObject({ overlay: "llm", vblocks: "all", patch: null });
-    expect(completeView({ ...asked, vblocks: 1, patch: 84 }, "s", meta)).toMatchObject({ overlay: "vision", vblocks: "all", patch: null });
+    const llm = { overlay: "llm", vblocks: "all", vhead: "mean", patch: null };
+    expect(completeView(asked, "s", { ...meta, vision: undefined })).toMatchObject(llm);
+    const outside = { ...asked, vblocks: 1, vhead: 2, patch: 84 }; // the fixture's vision has 2 heads, 84 patches
+    expect(completeView(outside, "s", meta)).toMatchObject({ ...llm, overlay: "vision" });
+  });
+
+  test("a garbled vision head is ignored", () => {
+    expect(viewFromParams(new URLSearchParams("vhead=max"))).toEqual({});
+    expect(viewFromParams(new URLSearchParams("vhead=-1"))).toEqual({});
   });
 
   test("keeps a deselected token deselected", () => {
@@ -109,6 +119,12 @@ describe("vision blocks", () => {
     expect(stepVisionBlocks(3, 1, vision)).toBe("all");
     expect(stepVisionBlocks("all", -1, vision)).toBe(3);
   });
+  test("↑/↓ cycle the head mean, then each vision head, wrapping", () => {
+    expect(visionHeadCycle(vision)).toEqual(["mean", 0, 1]);
+    expect(stepVisionHead("mean", 1, vision)).toBe(0);
+    expect(stepVisionHead(1, 1, vision)).toBe("mean");
+    expect(stepVisionHead("mean", -1, vision)).toBe(1);
+  });
 });
 
 describe("layerSpan", () => {
@@ -136,6 +152,17 @@ describe("statusText", () => {
     const row = completeView({ overlay: "vision", vblocks: 3, patch: 17 }, "s", meta);
     expect(statusText(row, meta)).toBe(
       "Vision encoder · block 3 · 84 patches (6 rows × 14 cols) · mean over 2 heads · patch #17 (row 1, col 3): where it looks",
+    );
+  });
+  test("with a vision head chosen, a patch's row names the head; the saliency says it is still over all heads", () => {
+    const row = completeView({ overlay: "vision", vhead: 1, patch: 17 }, "s", meta);
+    expect(statusText(row, meta)).toBe(
+      "Vision encoder · blocks 2, 3 (mean) · 84 patches (6 rows × 14 cols) · head 1 of 2 · patch #17 (row 1, col 3): where it looks",
+    );
+    const saliency = completeView({ overlay: "vision", vhead: 1 }, "s", meta);
+    expect(statusText(saliency, meta)).toBe(
+      "Vision encoder · blocks 2, 3 (mean) · 84 patches (6 rows × 14 cols) · mean over 2 heads · " +
+        "saliency: attention each patch receives (over all heads; click a patch to see head 1)",
     );
   });
   test("no selection", () => {
