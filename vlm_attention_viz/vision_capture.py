@@ -44,21 +44,31 @@ class VisionRows:
 
 class _GatheredRows:
     """Full-width rows of one (block, image) gathered from calls over parts of the image (windows) until they
-    fill one chunk of the row budget, so small windows go to the writer together."""
+    fill one chunk of the row budget, so small windows go to the writer together. The buffer is kept and
+    zeroed for the next chunk: a fresh one per chunk, among a window's many small allocations, fragments the
+    host heap (the resident set doubled in BENCHMARKS.md's run)."""
 
-    def __init__(self, block: int, image: int, probs: torch.Tensor) -> None:
-        self.block, self.image = block, image
+    def __init__(self, probs: torch.Tensor) -> None:
         self.probs = probs  # (H, capacity, P) float32, zero outside each call's patches
+        self.block = self.image = -1
         self.rows: list[torch.Tensor] = []
         self.filled = 0
+
+    def suits(self, heads: int, width: int, count: int) -> bool:
+        return (self.probs.shape[0], self.probs.shape[2]) == (heads, width) and count <= self.probs.shape[1]
 
     def has_room(self, block: int, image: int, count: int) -> bool:
         return (self.block, self.image) == (block, image) and self.filled + count <= self.probs.shape[1]
 
-    def add(self, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
+    def add(self, block: int, image: int, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
+        self.block, self.image = block, image
         self.probs.narrow(1, self.filled, len(rows)).index_copy_(2, columns, probs)
         self.rows.append(rows)
         self.filled += len(rows)
+
+    def clear(self) -> None:
+        self.probs[:, : self.filled].zero_()
+        self.rows, self.filled = [], 0
 
 
 class VisionRecorder:
@@ -98,6 +108,7 @@ class VisionRecorder:
         self.record(block, calls[index], query, key, mask, scaling, causal)
         if index == len(calls) - 1:
             self._flush()
+            self._gathered = None  # the next block may not attend within windows
             self.on_block_done(block)
 
     def record(self, block: int, call: PatchCall, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
@@ -118,18 +129,20 @@ class VisionRecorder:
             del probs
 
     def _gather(self, block: int, call: PatchCall, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
-        if self._gathered is not None and not self._gathered.has_room(block, call.image, len(rows)):
+        gathered = self._gathered
+        if gathered is not None and gathered.filled and not gathered.has_room(block, call.image, len(rows)):
             self._flush()
-        if self._gathered is None:
-            heads, width = probs.shape[0], call.image_patches
+        heads, width = probs.shape[0], call.image_patches
+        if gathered is None or not gathered.suits(heads, width, len(rows)):
             capacity = max(len(rows), rows_per_chunk(heads, width, self.row_budget))
-            self._gathered = _GatheredRows(block, call.image, torch.zeros(heads, capacity, width, dtype=torch.float32, device=probs.device))
-        self._gathered.add(rows, columns, probs)
+            gathered = self._gathered = _GatheredRows(torch.zeros(heads, capacity, width, dtype=torch.float32, device=probs.device))
+        gathered.add(block, call.image, rows, columns, probs)
 
     def _flush(self) -> None:
-        gathered, self._gathered = self._gathered, None
-        if gathered is not None:
+        gathered = self._gathered
+        if gathered is not None and gathered.filled:
             self._emit(gathered.block, gathered.image, torch.cat(gathered.rows), gathered.probs[:, : gathered.filled])
+            gathered.clear()
 
     def _emit(self, block: int, image: int, rows: torch.Tensor, probs: torch.Tensor) -> None:
         mean = probs.mean(dim=0)
