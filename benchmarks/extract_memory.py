@@ -1,6 +1,6 @@
 """Extraction benchmark (a script, not a test): memory and time of streaming capture on the CPU.
 
-A tiny random Qwen3-VL with many layers reads an image of N >= 1,500 tokens. Each
+A tiny random Qwen3-VL (or the --family given) with many layers reads an image of N >= 1,500 tokens. Each
 measurement runs in its own process so that peaks do not mix:
   - streaming: the extractor's capture pass, writing a real sample;
   - output_attentions: the same model on eager attention with output_attentions=True;
@@ -9,9 +9,10 @@ Peak memory is the resident set's highest value during the pass minus its value 
 before it (model and inputs already loaded), sampled every 2 ms. Time: the capture pass
 against writing the same number of bytes to the same disk.
 
-    .venv/bin/python benchmarks/extract_memory.py [--layers 24] [--max-pixels 1600000] [--vision-layers all]
+    .venv/bin/python benchmarks/extract_memory.py [--family qwen3-vl] [--layers 24] [--max-pixels 1600000] [--vision-layers all]
 
 With --vision-layers, the streaming run also captures those vision blocks (P = 4 x the image tokens).
+--family picks the tiny model's family (a --model-type value), e.g. qwen2.5-vl for its windowed vision blocks.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class PeakRss:
         return self.peak - self.baseline
 
 
-def child(kind: str, model_dir: str, image: str, max_pixels: int, out: str, vision_layers: str | None) -> dict:
+def child(kind: str, family: str, model_dir: str, image: str, max_pixels: int, out: str, vision_layers: str | None) -> dict:
     torch.set_grad_enabled(False)
-    adapter = adapter_named("qwen3-vl")
+    adapter = adapter_named(family)
     processor = adapter.load_processor(model_dir)
     prepared = adapter.prepare(processor, Image.open(image).convert("RGB"), PROMPT, max_pixels)
     attn = "eager" if kind == "output_attentions" else "sdpa"
@@ -109,16 +110,17 @@ def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
     return seconds
 
 
-def run_child(kind: str, model_dir: Path, image: Path, max_pixels: int, out: Path, vision_layers: str | None) -> dict:
-    args = [sys.executable, __file__, "--child", kind, "--model-dir", str(model_dir), "--image", str(image), "--max-pixels", str(max_pixels), "--out", str(out)]
+def run_child(kind: str, family: str, model_dir: Path, image: Path, max_pixels: int, out: Path, vision_layers: str | None) -> dict:
+    args = [sys.executable, __file__, "--child", kind, "--family", family, "--model-dir", str(model_dir), "--image", str(image), "--max-pixels", str(max_pixels), "--out", str(out)]
     args += ["--vision-layers", vision_layers] if vision_layers else []
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", default="qwen3-vl", help="the tiny model's family, a --model-type value")
     parser.add_argument("--layers", type=int, default=24)
-    parser.add_argument("--max-pixels", type=int, default=1_600_000, help="image pixels; tokens ~ max_pixels / 1024")
+    parser.add_argument("--max-pixels", type=int, default=1_600_000, help="image pixels; tokens ~ max_pixels / 1024 (Qwen3-VL) or / 784 (Qwen2-VL, Qwen2.5-VL)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-output"))
     parser.add_argument("--vision-layers", help="also capture these vision blocks in the streaming run (e.g. all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -127,19 +129,19 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.model_dir, args.image, args.max_pixels, args.out, args.vision_layers)))
+        print(json.dumps(child(args.child, args.family, args.model_dir, args.image, args.max_pixels, args.out, args.vision_layers)))
         return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    model_dir = build_tiny_checkpoint(args.workdir / f"tiny-{args.layers}-layers", TinyShape(layers=args.layers, heads=4, kv_heads=2))
+    model_dir = build_tiny_checkpoint(args.workdir / f"tiny-{args.family}-{args.layers}-layers", TinyShape(family=args.family, layers=args.layers, heads=4, kv_heads=2))
     image = args.workdir / "bench.png"
     Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
     sample = args.workdir / "bench-sample"
-    results = {kind: run_child(kind, model_dir, image, args.max_pixels, sample, args.vision_layers) for kind in ("plain", "streaming", "output_attentions")}
+    results = {kind: run_child(kind, args.family, model_dir, image, args.max_pixels, sample, args.vision_layers) for kind in ("plain", "streaming", "output_attentions")}
     stream = results["streaming"]
     size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"]) + stream.get("vision_bytes", 0)
     cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
-    print(f"model: tiny Qwen3-VL, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
+    print(f"model: tiny {args.family}, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
     print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     for kind, result in results.items():
         print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")

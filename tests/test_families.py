@@ -15,11 +15,11 @@ from PIL import Image
 
 from conftest import run, striped_image
 from test_capture_reference import ATOL, PROMPT, RTOL, eager_reference
-from test_vision_capture import grab_block_inputs, load, reference, reference_for_photo, row_major
+from test_vision_capture import assemble, batch_geometry, grab_block_inputs, load, reference_for_photo, rotated_query_key
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing, capturing_sub_models
 from vlm_attention_viz.extract import image_span
-from vlm_attention_viz.models import PreparedInputs, adapter_named, detect_model_type
+from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
@@ -183,57 +183,86 @@ def row_major_by_rope(visual: torch.nn.Module, grid_thw: torch.Tensor, cos_sin: 
         wanted = torch.cat(visual.rotary_pos_emb(carried, torch.stack([r.flatten(), c.flatten()], dim=-1)), dim=-1)
         distance = (wanted[:, None] - carried[None, start : start + rows * cols]).abs().amax(dim=-1)
         assert distance.min(dim=1).values.max() == 0  # every row-major patch is found at a position carrying its phases
-        orders.append(distance.argmin(dim=1))
+        orders.append(start + distance.argmin(dim=1))
         start += rows * cols
     return orders
 
 
-def full_attention_reference(model: torch.nn.Module, batch: dict, block: int) -> tuple[list[np.ndarray], list[torch.Tensor]]:
-    """Per image: the block's float32 softmax(QK^T / sqrt(d)), patches row-major, recomputed from the block's
-    inputs (in the tower's window order); and the tower's index of each row-major patch."""
+def call_restricted_reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per image: the block's float32 softmax(QK^T / sqrt(d)) recomputed from its inputs, each tower position
+    attending only within its own attention call as the tower split them (the cu_seqlens the block was given:
+    windows for a windowed block, images for a full one), patches row-major, exactly 0 outside the call."""
+    _, cu_seqlens, _ = inputs
+    query, key = (t.transpose(0, 1) for t in rotated_query_key(model, block, inputs))  # (heads, positions, d)
+    call = torch.bucketize(torch.arange(query.shape[1]), cu_seqlens[1:].long(), right=True)
+    scores = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(call[:, None] != call[None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return [probs[:, order][:, :, order].numpy() for order in orders]
+
+
+def block_references(model: torch.nn.Module, batch: dict) -> tuple[dict[int, list[np.ndarray]], dict[int, torch.Tensor]]:
+    """Per block: its per-image reference (patches row-major) and the cu_seqlens the tower gave it."""
     grabbed, hooks = grab_block_inputs(model)
     with torch.no_grad():
         model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
     for hook in hooks:
         hook.remove()
-    orders = row_major_by_rope(model.model.visual, batch["image_grid_thw"], grabbed[block][2])
-    return reference(model, block, grabbed[block], orders), orders
+    orders = row_major_by_rope(model.model.visual, batch["image_grid_thw"], grabbed[0][2])
+    references = {block: call_restricted_reference(model, block, inputs, orders) for block, inputs in grabbed.items()}
+    return references, {block: inputs[1] for block, inputs in grabbed.items()}
 
 
-def test_qwen2_5_vl_full_attention_block_equals_the_reference_from_block_inputs(qwen2_5_vl_model: Path, photo: Path, tmp_path: Path) -> None:
+def assert_rows_are_window_softmaxes(attn: np.ndarray, ref: np.ndarray) -> None:
+    """Every row sums to 1, and is exactly 0 where the reference is (outside the row's window)."""
+    np.testing.assert_allclose(attn.astype(np.float32).sum(-1), 1, atol=2e-3)
+    assert np.all(attn[ref == 0] == 0)
+
+
+def test_qwen2_5_vl_windowed_and_full_attention_blocks_equal_the_reference_from_block_inputs(qwen2_5_vl_model: Path, photo: Path, tmp_path: Path) -> None:
     sample = tmp_path / "sample"
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", qwen2_5_vl_model, "--device", "cpu", "--vision-layers", "1") == 0
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", qwen2_5_vl_model, "--device", "cpu", "--vision-layers", "all") == 0
     meta = fmt.validate_sample(sample)
     # 308 x 168 px for the model: 22 x 12 patches of 14 px
-    assert meta["vision"]["blocks"] == [1] and meta["vision"]["grid"] == {"rows": 12, "cols": 22} and meta["vision"]["patch_size"] == 14
+    assert meta["vision"]["blocks"] == [0, 1] and meta["vision"]["grid"] == {"rows": 12, "cols": 22} and meta["vision"]["patch_size"] == 14
     model, processor = load(qwen2_5_vl_model, QWEN2_5_VL)
     batch = processor.image_processor([Image.open(photo).convert("RGB")], return_tensors="pt")
-    (expected,), (tower_order,) = full_attention_reference(model, batch, 1)
-    assert not torch.equal(tower_order, row_major(batch["image_grid_thw"], 2)[0])  # the windows did regroup the patches
+    expected, cu_seqlens = block_references(model, batch)
+    # 11 x 6 tokens in windows of 2 x 2 tokens: 6 x 3 windows, the last column one token wide; block 1 sees the whole image
+    assert cu_seqlens[0].diff().tolist() == [16, 16, 16, 16, 16, 8] * 3 and cu_seqlens[1].tolist() == [0, 264]
     received = np.asarray(fmt.open_vision_received(sample, meta), np.float32)
-    np.testing.assert_allclose(np.asarray(fmt.open_vision_block(sample, meta, 0), np.float32), expected, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(np.asarray(fmt.open_vision_mean(sample, meta, 0), np.float32), expected.mean(0), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(received[0], expected.mean(0).sum(0), rtol=RTOL, atol=ATOL)
+    for i, block in enumerate(meta["vision"]["blocks"]):
+        (ref,) = expected[block]
+        attn, mean = np.asarray(fmt.open_vision_block(sample, meta, i)), np.asarray(fmt.open_vision_mean(sample, meta, i))
+        np.testing.assert_allclose(attn.astype(np.float32), ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(mean.astype(np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(received[i], ref.mean(0).sum(0), rtol=RTOL, atol=ATOL)
+        assert_rows_are_window_softmaxes(attn, ref)
+    assert (expected[0][0] == 0).mean() > 0.9 and (expected[1][0] > 0).all()  # block 0 attends within windows only
 
 
 def test_qwen2_5_vl_two_images_leave_the_tower_output_unchanged_and_each_match_their_reference(qwen2_5_vl_model: Path) -> None:
     """Windows are laid out per image; the second image's patches follow the first's in the tower."""
     model, processor = load(qwen2_5_vl_model, QWEN2_5_VL)
     batch = processor.image_processor([striped_image(300, 170), striped_image(140, 230)], return_tensors="pt")
-    expected, _ = full_attention_reference(model, batch, 1)
-    # vision_geometry reads the patch grids from image_grid_thw; the first image's grid stands in for the token grid
-    _, rows, cols = batch["image_grid_thw"][0].tolist()
-    geometry = QWEN2_5_VL.vision_geometry(model, processor, PreparedInputs(dict(batch), processor.image_token_id, rows // 2, cols // 2, (cols * 14, rows * 14)))
+    assert batch["image_grid_thw"][0].tolist() != batch["image_grid_thw"][1].tolist()
+    expected, _ = block_references(model, batch)
+    geometry = batch_geometry(QWEN2_5_VL, model, processor, batch)
     chunks: list[VisionRows] = []
-    recorder = VisionRecorder(chunks.append, vision_attention_modules(model, model.config.vision_config), [1], geometry.patch_orders)
+    # room for 40 rows of the first image: several 16-patch windows go to the writer together, and a window may not fit
+    recorder = VisionRecorder(chunks.append, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.block_calls, row_budget=4 * 264 * 4 * 40)
     with torch.no_grad():
         plain = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
         with capturing_sub_models(model, {"vision_config": recorder}):
             captured = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
     assert torch.equal(plain.last_hidden_state, captured.last_hidden_state) and torch.equal(plain.pooler_output, captured.pooler_output)
-    for image, ref in enumerate(expected):
-        mine = sorted((c for c in chunks if c.image == image), key=lambda c: c.row0)
-        np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
+    assert max(len(c.rows) for c in chunks if c.block == 0) > 16  # windows were gathered
+    for block in (0, 1):
+        for image, ref in enumerate(expected[block]):
+            attn, mean = assemble(chunks, block, image, ref.shape[1])
+            np.testing.assert_allclose(attn, ref, rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(recorder.received[(block, image)].numpy(), ref.mean(0).sum(0), rtol=1e-5)
+            assert_rows_are_window_softmaxes(attn, ref)
 
 
 def test_qwen2_5_vl_vision_capture_leaves_the_tower_output_and_the_logits_unchanged(qwen2_5_vl_model: Path, photo: Path) -> None:
@@ -241,21 +270,11 @@ def test_qwen2_5_vl_vision_capture_leaves_the_tower_output_and_the_logits_unchan
     prepared = QWEN2_5_VL.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
     tower_outputs: list = []
     model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
-    vision = VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [1], QWEN2_5_VL.vision_geometry(model, processor, prepared).patch_orders)
+    vision = VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], QWEN2_5_VL.vision_geometry(model, processor, prepared).block_calls)
     recorders = {"text_config": AttentionRecorder(lambda rows: None, 2, 4, image_span(prepared)), "vision_config": vision}
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits
         with capturing_sub_models(model, recorders):
             captured = model(**prepared.model_inputs, use_cache=False).logits
     assert torch.equal(plain, captured) and torch.equal(tower_outputs[0], tower_outputs[1])
-    assert list(vision.received) == [(1, 0)]  # block 1 of image 0 was captured
-
-
-@pytest.mark.parametrize("spec", ["all", "last2", "0,-1"])
-def test_qwen2_5_vl_windowed_blocks_are_refused_naming_the_capturable_ones(spec: str, qwen2_5_vl_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    capsys.readouterr()
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", qwen2_5_vl_model, "--device", "cpu", "--vision-layers", spec) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
-    assert lines == [f"error: --vision-layers {spec}: qwen2.5-vl block 0 attends within windows only; blocks that attend over the whole image: 1"], err
-    assert list(tmp_path.iterdir()) == []
+    assert list(vision.received) == [(0, 0), (1, 0)]  # both blocks of image 0 were captured

@@ -53,6 +53,23 @@ def test_rows_written_in_chunks_read_back_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["index.json", "s"]
 
 
+def test_scattered_vision_rows_land_at_their_offsets_in_full_size_files(tmp_path: Path) -> None:
+    """A window's rows are scattered in row-major order; rows never written (here the last) stay 0."""
+    heads, patches = 2, 12
+    attn = np.random.default_rng(1).random((heads, patches, patches)).astype(np.float16)
+    written = [[5, 0, 1, 6], [2, 3, 4, 10, 9]]  # chunks of runs in any order; 7, 8 and 11 are never written
+    with fmt.SampleWriter(tmp_path / "s") as writer:
+        for rows in written:
+            writer.write_vision_rows(4, np.array(rows), attn[:, rows], attn[:, rows].mean(0).astype(np.float16))
+        block, mean = writer.tmp / fmt.vision_block_file(4), writer.tmp / fmt.vision_mean_file(4)
+        assert (block.stat().st_size, mean.stat().st_size) == (heads * patches**2 * 2, patches**2 * 2)
+        stored = np.fromfile(block, np.float16).reshape(heads, patches, patches)
+        stored_mean = np.fromfile(mean, np.float16).reshape(patches, patches)
+    rows = sorted(sum(written, []))
+    assert np.array_equal(stored[:, rows], attn[:, rows]) and np.array_equal(stored_mean[rows], attn[:, rows].mean(0).astype(np.float16))
+    assert not stored[:, [7, 8, 11]].any() and not stored_mean[[7, 8, 11]].any()
+
+
 def test_uncommitted_writer_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), fmt.SampleWriter(tmp_path / "new" / "deeper" / "s") as writer:
         writer.write_layer_rows(0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16))

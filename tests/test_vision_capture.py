@@ -15,10 +15,9 @@ from transformers.vision_utils import get_vision_position_ids
 from conftest import folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
-from vlm_attention_viz.models import ModelAdapter, adapter_named
-from vlm_attention_viz.models.base import merge_window_orders
-from vlm_attention_viz.errors import UserError
-from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, check_whole_image_blocks, vision_attention_modules
+from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
+from vlm_attention_viz.models.base import VisionGeometry, merge_window_orders
+from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
 PROMPT = "Describe this image in detail."
 RTOL, ATOL = 2.0**-10, 1e-6  # float16 rounding, as in test_capture_reference.py
@@ -56,21 +55,49 @@ def row_major(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
     return orders
 
 
-def reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]) -> list[np.ndarray]:
-    """Per image: softmax(QK^T / sqrt(d)) in float32 from the block's inputs (qkv, vision RoPE), patches row-major."""
-    hidden, cu_seqlens, (cos, sin) = inputs
+def rotated_query_key(model: torch.nn.Module, block: int, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's float32 query and key, (patches, heads, d), from its inputs (qkv, vision RoPE), in the tower's order."""
+    hidden, _, (cos, sin) = inputs
     attn = model.model.visual.blocks[block].attn
     with torch.no_grad():
         qkv = attn.qkv(model.model.visual.blocks[block].norm1(hidden)).float()
-    query, key, _ = qkv.reshape(hidden.shape[0], 3, attn.num_heads, -1).unbind(1)  # (patches, heads, d)
+    query, key, _ = qkv.reshape(hidden.shape[0], 3, attn.num_heads, -1).unbind(1)
     cos, sin = cos.float()[:, None], sin.float()[:, None]
-    query, key = rotate(query, cos, sin), rotate(key, cos, sin)
+    return rotate(query, cos, sin), rotate(key, cos, sin)
+
+
+def reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per image: softmax(QK^T / sqrt(d)) in float32 from the block's inputs (qkv, vision RoPE), patches row-major."""
+    _, cu_seqlens, _ = inputs
+    query, key = rotated_query_key(model, block, inputs)
     per_image = []
     for image, order in enumerate(orders):
         span = slice(int(cu_seqlens[image]), int(cu_seqlens[image + 1]))
         q, k = query[span][order].transpose(0, 1), key[span][order].transpose(0, 1)
         per_image.append(torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).numpy())
     return per_image
+
+
+def batch_geometry(adapter: ModelAdapter, model: torch.nn.Module, processor: object, batch: dict) -> VisionGeometry:
+    """vision_geometry of a batch of images; it reads the patch grids from image_grid_thw, and the first image's
+    grid stands in for the token grid."""
+    _, rows, cols = batch["image_grid_thw"][0].tolist()
+    merge, patch = processor.image_processor.merge_size, processor.image_processor.patch_size
+    prepared = PreparedInputs(dict(batch), processor.image_token_id, rows // merge, cols // merge, (cols * patch, rows * patch))
+    return adapter.vision_geometry(model, processor, prepared)
+
+
+def assemble(chunks: list[VisionRows], block: int, image: int, patches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, P, P) attention and (P, P) head mean of one block and image from the recorder's chunks, each row
+    put at its own row-major index; every row must come exactly once."""
+    mine = [c for c in chunks if (c.block, c.image) == (block, image)]
+    rows = np.concatenate([c.rows for c in mine])
+    assert sorted(rows.tolist()) == list(range(patches))
+    attn = np.zeros((mine[0].attn.shape[0], patches, patches), np.float32)
+    mean = np.zeros((patches, patches), np.float32)
+    for c in mine:
+        attn[:, c.rows], mean[c.rows] = c.attn, c.head_mean
+    return attn, mean
 
 
 def reference_for_photo(model_dir: Path, photo: Path, adapter: ModelAdapter = ADAPTER) -> dict[int, np.ndarray]:
@@ -131,7 +158,8 @@ def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model:
     assert len(modules) == 2
     chunks: list[VisionRows] = []
     # a small row budget splits every image of every block into several chunks
-    recorder = VisionRecorder(chunks.append, modules, [0, 1], merge_window_orders(grid_thw, merge), row_budget=2 * 180 * 4 * 16)
+    geometry = batch_geometry(ADAPTER, model, processor, batch)
+    recorder = VisionRecorder(chunks.append, modules, [0, 1], geometry.block_calls, row_budget=2 * 180 * 4 * 16)
     grabbed, hooks = grab_block_inputs(model)
     with torch.no_grad():
         plain = visual(batch["pixel_values"], grid_thw=grid_thw)
@@ -144,22 +172,11 @@ def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model:
     orders = row_major(grid_thw, merge)
     for block in (0, 1):
         for image, ref in enumerate(reference(model, block, grabbed[block], orders)):
-            mine = sorted((c for c in chunks if (c.block, c.image) == (block, image)), key=lambda c: c.row0)
-            assert len(mine) > 1
-            np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
-            np.testing.assert_allclose(np.concatenate([c.head_mean for c in mine]).astype(np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+            assert len([c for c in chunks if (c.block, c.image) == (block, image)]) > 1
+            attn, mean = assemble(chunks, block, image, ref.shape[1])
+            np.testing.assert_allclose(attn, ref, rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
             np.testing.assert_allclose(recorder.received[(block, image)].numpy(), ref.mean(0).sum(0), rtol=1e-5)
-
-
-@pytest.mark.parametrize("blocks, named", [([30, 31], "block 30 attends"), (list(range(32)), "blocks 0, 1, 2, 3, 4, 5, 6, 8,")])
-def test_blocks_that_attend_within_windows_are_refused_naming_the_whole_image_ones(blocks: list[int], named: str) -> None:
-    """Qwen2.5-VL-3B's tower: 32 blocks, four of them (7, 15, 23, 31) over the whole image."""
-    check_whole_image_blocks("7,-1", [7, 31], "family", [7, 15, 23, 31])
-    check_whole_image_blocks("all", blocks, "family", None)  # None: every block attends over the whole image
-    with pytest.raises(UserError) as refused:
-        check_whole_image_blocks("spec", blocks, "family", [7, 15, 23, 31])
-    assert str(refused.value).startswith(f"--vision-layers spec: family {named}")
-    assert str(refused.value).endswith("within windows only; blocks that attend over the whole image: 7, 15, 23, 31")
 
 
 def test_merge_window_order_puts_the_towers_patches_row_major() -> None:
@@ -176,7 +193,7 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
     model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
     recorders = {
         "text_config": AttentionRecorder(lambda rows: None, 2, 4, (4, 48)),
-        "vision_config": VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.patch_orders),
+        "vision_config": VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.block_calls),
     }
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits
@@ -220,7 +237,7 @@ def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Pat
     modules = vision_attention_modules(wrapped, wrapped.config.vision_config)
     assert len(modules) == 2 and all(a is b for a, b in zip(modules, bare_modules, strict=True))
     chunks: list[VisionRows] = []
-    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(model, processor, prepared).patch_orders)
+    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(model, processor, prepared).block_calls)
     grabbed, hooks = grab_block_inputs(wrapped.get_base_model())
     with torch.no_grad(), capturing_sub_models(wrapped, {"vision_config": recorder}):
         wrapped(**prepared.model_inputs, use_cache=False)

@@ -53,22 +53,28 @@ class Recorder(Protocol):
 
 
 def attention_chunks(
-    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, scaling: float, row_budget: int
+    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, scaling: float, row_budget: int, row_width: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """(row0, softmax(QK^T * scale + mask) in float32, (H, c, keys)) for one sequence, a chunk of query rows at a time.
 
     query (1, H, N, d); key (1, KV heads, N, d), expanded to H. Under a causal mask the keys after a
     chunk's last row get exactly 0, so they are left out: the chunk is (H, c, row0 + c) wide.
+    row_width: the values a row takes in the budget where the caller widens the rows (default N).
     """
     batch, heads, n, _ = query.shape
     if batch != 1 or key.shape[2] != n:
         raise RuntimeError("capture needs one sequence and a full pass over it (no cache)")
     key = repeat_kv(key, heads // key.shape[1]).float()
-    chunk = max(1, row_budget // (heads * n * 4))
+    chunk = rows_per_chunk(heads, row_width or n, row_budget)
     for row0 in range(0, n, chunk):
         rows = min(chunk, n - row0)
         width = row0 + rows if causal else n
         yield row0, _probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, causal, row0, scaling)
+
+
+def rows_per_chunk(heads: int, width: int, row_budget: int) -> int:
+    """How many float32 rows of `width` values per head fit in the row budget (at least one)."""
+    return max(1, row_budget // (heads * width * 4))
 
 
 def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, row0: int, scaling: float) -> torch.Tensor:

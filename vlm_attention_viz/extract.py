@@ -210,7 +210,7 @@ def capture_to(
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
     if vision:
-        vision_recorder = VisionRecorder(background.put, vision.modules, vision.blocks, vision.geometry.patch_orders, on_block_done=lambda _: bar.update())
+        vision_recorder = VisionRecorder(background.put, vision.modules, vision.blocks, vision.geometry.block_calls, on_block_done=lambda _: bar.update())
         recorders[adapter.vision_config_key] = vision_recorder
     inputs = prepared.on(model.device)
     try:
@@ -230,7 +230,7 @@ def capture_to(
 def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
     """Each chunk to its own files; one image per sample, so a vision chunk is always image 0's."""
     if isinstance(rows, VisionRows):
-        writer.write_vision_rows(rows.block, rows.row0, rows.attn, rows.head_mean)
+        writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
     else:
         writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
 

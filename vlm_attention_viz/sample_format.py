@@ -286,6 +286,12 @@ def check_target(target: Path, overwrite: bool) -> None:
         raise FormatError(f"{target} is a non-empty folder that is not a sample; choose another --output-dir")
 
 
+def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) slices of `indices` within which each index is one more than the one before."""
+    breaks = (np.flatnonzero(np.diff(indices) != 1) + 1).tolist()
+    return list(zip([0, *breaks], [*breaks, len(indices)], strict=True))
+
+
 class SampleWriter:
     """Writes a sample into a hidden sibling folder and renames it into place on commit.
 
@@ -329,10 +335,16 @@ class SampleWriter:
         self._write_at(head_mean_file(layer), 2 * row0 * attn.shape[2], head_mean)
         self._write_at(head_max_file(layer), 2 * row0 * attn.shape[2], head_max)
 
-    def write_vision_rows(self, block: int, row0: int, attn: np.ndarray, head_mean: np.ndarray) -> None:
-        """Store query patches row0.. of one vision block: attn (heads, c, P) and head_mean (c, P), float16, row-major patches."""
-        self._write_head_rows(vision_block_file(block), row0, attn)
-        self._write_at(vision_mean_file(block), 2 * row0 * attn.shape[2], head_mean)
+    def write_vision_rows(self, block: int, rows: np.ndarray, attn: np.ndarray, head_mean: np.ndarray) -> None:
+        """Store query patches `rows` (row-major indices, in any order) of one vision block: attn (heads, c, P) and
+        head_mean (c, P), float16. Each run of consecutive indices lands at its own offset. The files are made
+        full size first (zero-filled, sparse), so rows never written read as 0 and the sizes match meta.json."""
+        heads, _, patches = attn.shape
+        self._make_size(vision_block_file(block), heads * patches * patches * BYTES_PER_VALUE)
+        self._make_size(vision_mean_file(block), patches * patches * BYTES_PER_VALUE)
+        for start, end in consecutive_runs(rows):
+            self._write_head_rows(vision_block_file(block), int(rows[start]), attn[:, start:end])
+            self._write_at(vision_mean_file(block), 2 * int(rows[start]) * patches, head_mean[start:end])
 
     def write_vision_received(self, received: np.ndarray) -> None:
         """Store the attention each patch receives, per captured block: (blocks, P)."""
@@ -343,6 +355,15 @@ class SampleWriter:
         heads, _, n = attn.shape
         for h in range(heads):
             self._write_at(name, 2 * (h * n + row0) * n, attn[h])
+
+    def _make_size(self, name: str, size: int) -> None:
+        """Create the file, or extend it, to `size` bytes of zeros; the filesystem stores no data for them."""
+        fd = os.open(self.tmp / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
     def _write_at(self, name: str, offset: int, array: np.ndarray) -> None:
         if array.dtype != np.float16:

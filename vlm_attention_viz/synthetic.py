@@ -105,7 +105,7 @@ def write_vision(writer: fmt.SampleWriter, grid: dict, image_size: tuple[int, in
         attn = vision_attention(rows, cols, heads, block, seed)
         mean = attn.mean(axis=0)
         received[i] = mean.sum(axis=0)
-        writer.write_vision_rows(block, 0, attn.astype(np.float16), mean.astype(np.float16))
+        writer.write_vision_rows(block, np.arange(rows * cols), attn.astype(np.float16), mean.astype(np.float16))
     writer.write_vision_received(received.astype(np.float16))
     assert [cols * VISION_PATCH, rows * VISION_PATCH] == list(image_size)
     return {

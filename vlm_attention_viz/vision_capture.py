@@ -1,12 +1,13 @@
 """Vision-encoder self-attention, per image, at the patch level (before the merge).
 
-The vision tower calls its attention function once per image (the packed patches split
-by cu_seqlens), with no mask and is_causal=False. Switching the vision sub-config to the
-capture implementation (capture.capturing_sub_models) hands each call to a VisionRecorder:
-sdpa still computes the output, and for the chosen blocks the recorder streams
-softmax(QK^T * scale) in float32, row chunk by row chunk, with patches put in row-major
-order first. Beside the rows it sums the head mean's columns: the attention each patch
-receives.
+A vision tower calls its attention function once per image, or once per window of an
+image (Qwen2.5-VL's windowed blocks), with no mask and is_causal=False. Switching the
+vision sub-config to the capture implementation (capture.capturing_sub_models) hands each
+call to a VisionRecorder: sdpa still computes the output, and for the chosen blocks the
+recorder streams softmax(QK^T * scale) in float32, row chunk by row chunk, as rows of the
+whole image with patches row-major: a call over part of an image gives its rows exactly 0
+outside the patches it covers. Beside the rows it sums the head mean's columns: the
+attention each patch receives.
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ import numpy as np
 import torch
 
 from . import sample_format as fmt
-from .capture import DEFAULT_ROW_BUDGET, attention_chunks, to_host
+from .capture import DEFAULT_ROW_BUDGET, attention_chunks, rows_per_chunk, to_host
 from .errors import UserError
 from .models import ModelAdapter, PreparedInputs
-from .models.base import VisionGeometry
+from .models.base import PatchCall, VisionGeometry
 
 
 @dataclass
 class VisionRows:
-    """Query patches [row0, row0 + c) of one block for one image, patches row-major."""
+    """Query patches `rows` (row-major indices) of one block for one image, each a row over all P patches."""
 
     block: int
     image: int
-    row0: int
+    rows: np.ndarray  # (c,) int64
     attn: np.ndarray  # (H, c, P) float16
     head_mean: np.ndarray  # (c, P) float16, mean over heads taken in float32
 
@@ -41,57 +42,117 @@ class VisionRows:
         return self.attn.nbytes + self.head_mean.nbytes
 
 
+class _GatheredRows:
+    """Full-width rows of one (block, image) gathered from calls over parts of the image (windows) until they
+    fill one chunk of the row budget, so small windows go to the writer together. The buffer is kept and
+    zeroed for the next chunk: a fresh one per chunk, among a window's many small allocations, fragments the
+    host heap (the resident set doubled in BENCHMARKS.md's run)."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        self.probs = probs  # (H, capacity, P) float32, zero outside each call's patches
+        self.block = self.image = -1
+        self.rows: list[torch.Tensor] = []
+        self.filled = 0
+
+    def suits(self, heads: int, width: int, count: int) -> bool:
+        return (self.probs.shape[0], self.probs.shape[2]) == (heads, width) and count <= self.probs.shape[1]
+
+    def has_room(self, block: int, image: int, count: int) -> bool:
+        return (self.block, self.image) == (block, image) and self.filled + count <= self.probs.shape[1]
+
+    def add(self, block: int, image: int, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
+        self.block, self.image = block, image
+        self.probs.narrow(1, self.filled, len(rows)).index_copy_(2, columns, probs)
+        self.rows.append(rows)
+        self.filled += len(rows)
+
+    def clear(self) -> None:
+        self.probs[:, : self.filled].zero_()
+        self.rows, self.filled = [], 0
+
+
 class VisionRecorder:
-    """Receives every vision attention call; records the chosen blocks, image by image."""
+    """Receives every vision attention call; records the chosen blocks, call by call."""
 
     def __init__(
         self,
         sink: Callable[[VisionRows], None],
         modules: list[torch.nn.Module],
         blocks: list[int],
-        patch_orders: list[torch.Tensor],
+        block_calls: list[list[PatchCall]],
         on_block_done: Callable[[int], None] = lambda block: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
     ) -> None:
-        """modules: the tower's attention modules in block order; patch_orders[i]: for image i, the index in the
-        tower's patch order of each row-major patch."""
+        """modules: the tower's attention modules in block order; block_calls[b]: block b's attention calls, in
+        the order the tower makes them (VisionGeometry.block_calls)."""
         self.sink = sink
         self.blocks = blocks
-        self.patch_orders = patch_orders
+        self.block_calls = block_calls
         self.on_block_done = on_block_done
         self.row_budget = row_budget
         self._block_of = {id(module): block for block, module in enumerate(modules)}
-        self._images_seen = [0] * len(modules)
+        self._calls_seen = [0] * len(modules)
+        self._gathered: _GatheredRows | None = None
         # (block, image) -> (P,) float32 column sums of the head mean
         self.received: dict[tuple[int, int], torch.Tensor] = {}
 
     def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
         block = self._block_of[id(module)]
-        image = self._images_seen[block]
-        self._images_seen[block] += 1
-        if block in self.blocks:
-            self.record(block, image, query, key, mask, scaling, causal)
+        index = self._calls_seen[block]
+        self._calls_seen[block] += 1
+        if block not in self.blocks:
+            return
+        calls = self.block_calls[block]
+        if index >= len(calls) or query.shape[2] != len(calls[index].patches):
+            raise UserError(f"vision block {block} attends over {query.shape[2]} patches in a call its model's geometry does not foresee; this model's vision attention is not supported")
+        self.record(block, calls[index], query, key, mask, scaling, causal)
+        if index == len(calls) - 1:
+            self._flush()
+            self._gathered = None  # the next block may not attend within windows
+            self.on_block_done(block)
 
-    def record(self, block: int, image: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+    def record(self, block: int, call: PatchCall, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
         if mask is not None or causal:
-            raise UserError("this vision tower masks its attention; vision capture supports full attention per image only")
-        if image >= len(self.patch_orders) or query.shape[2] != len(self.patch_orders[image]):
-            raise UserError(f"vision block {block} attends over {query.shape[2]} patches, which is not one whole image; this model's vision attention is not supported")
-        order = self.patch_orders[image].to(query.device)
+            raise UserError("this vision tower masks its attention; vision capture supports full attention over images or windows only")
+        # ascending row-major order: a call's rows then form runs of consecutive rows in the files
+        order = torch.argsort(call.patches).to(query.device)
+        patches = call.patches.to(query.device)[order]
         query, key = query.index_select(2, order), key.index_select(2, order)
-        patches = query.shape[2]
-        received = torch.zeros(patches, dtype=torch.float32, device=query.device)
-        for row0, probs in attention_chunks(query, key, None, False, scaling, self.row_budget):
-            mean = probs.mean(dim=0)
-            received += mean.sum(dim=0)
-            self.sink(VisionRows(block, image, row0, to_host(probs.half(), patches), to_host(mean.half(), patches)))
-            del probs, mean
-        self.received[(block, image)] = received.cpu()
-        self.on_block_done(block)
+        width = call.image_patches
+        self.received.setdefault((block, call.image), torch.zeros(width, dtype=torch.float32, device=query.device))
+        for row0, probs in attention_chunks(query, key, None, False, scaling, self.row_budget, row_width=width):
+            rows = patches[row0 : row0 + probs.shape[1]]
+            if len(patches) == width:  # the whole image: the rows are already full width
+                self._emit(block, call.image, rows, probs)
+            else:
+                self._gather(block, call, rows, patches, probs)
+            del probs
+
+    def _gather(self, block: int, call: PatchCall, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
+        gathered = self._gathered
+        if gathered is not None and gathered.filled and not gathered.has_room(block, call.image, len(rows)):
+            self._flush()
+        heads, width = probs.shape[0], call.image_patches
+        if gathered is None or not gathered.suits(heads, width, len(rows)):
+            capacity = max(len(rows), rows_per_chunk(heads, width, self.row_budget))
+            gathered = self._gathered = _GatheredRows(torch.zeros(heads, capacity, width, dtype=torch.float32, device=probs.device))
+        gathered.add(block, call.image, rows, columns, probs)
+
+    def _flush(self) -> None:
+        gathered = self._gathered
+        if gathered is not None and gathered.filled:
+            self._emit(gathered.block, gathered.image, torch.cat(gathered.rows), gathered.probs[:, : gathered.filled])
+            gathered.clear()
+
+    def _emit(self, block: int, image: int, rows: torch.Tensor, probs: torch.Tensor) -> None:
+        mean = probs.mean(dim=0)
+        self.received[(block, image)] += mean.sum(dim=0)
+        width = probs.shape[2]
+        self.sink(VisionRows(block, image, rows.cpu().numpy(), to_host(probs.half(), width), to_host(mean.half(), width)))
 
     def received_matrix(self, image: int = 0) -> np.ndarray:
         """(len(blocks), P) float32: per chosen block, the attention each patch of the image receives."""
-        return torch.stack([self.received[(block, image)] for block in self.blocks]).numpy()
+        return torch.stack([self.received[(block, image)] for block in self.blocks]).cpu().numpy()
 
 
 def vision_attention_modules(model: torch.nn.Module, vision_config: object) -> list[torch.nn.Module]:
@@ -169,19 +230,8 @@ class VisionPlan:
 def plan_vision(spec: str, adapter: ModelAdapter, model: torch.nn.Module, processor: Any, prepared: PreparedInputs) -> VisionPlan:
     depth, heads = adapter.vision_shape(model)
     blocks = vision_blocks(spec, depth)
-    check_whole_image_blocks(spec, blocks, adapter.name, adapter.full_attention_blocks(model))
     modules = vision_attention_modules(model, adapter.vision_config(model))
     if len(modules) != depth:
         raise UserError(f"found {len(modules)} vision attention modules for a tower of {depth} blocks; vision capture cannot map them to blocks")
     return VisionPlan(depth, heads, blocks, adapter.vision_geometry(model, processor, prepared), modules)
 
-
-def check_whole_image_blocks(spec: str, blocks: list[int], family: str, full_attention: list[int] | None) -> None:
-    """Refuse blocks that attend within windows: they hold no image-wide matrix. `all` and `lastK` keep their
-    meaning for every family, so they are refused too when they take in such a block; the error lists the
-    blocks that can be captured, to name instead."""
-    windowed = [b for b in blocks if full_attention is not None and b not in full_attention]
-    if windowed:
-        named = f"block {windowed[0]} attends" if len(windowed) == 1 else f"blocks {', '.join(map(str, windowed))} attend"
-        capturable = ", ".join(map(str, full_attention or [])) or "none"
-        raise UserError(f"--vision-layers {spec}: {family} {named} within windows only; blocks that attend over the whole image: {capturable}")

@@ -44,13 +44,22 @@ class PreparedInputs:
 
 
 @dataclass
+class PatchCall:
+    """One call of a vision block's attention function: the patches of one image (frame) it attends over."""
+
+    image: int  # which image (frame), counted over the whole batch
+    image_patches: int  # P, the patches of that whole image
+    patches: torch.Tensor  # the row-major index (within the image) of each patch, in the order the call sees them
+
+
+@dataclass
 class VisionGeometry:
-    """The image as the vision tower sees it: its patch grid before the merge, and the order patches arrive in."""
+    """The image as the vision tower sees it: its patch grid before the merge, and what each attention call covers."""
 
     rows: int
     cols: int
     patch_size: int  # pixels per patch side
-    patch_orders: list[torch.Tensor]  # per attention call (image): the tower's index of each row-major patch
+    block_calls: list[list[PatchCall]]  # per block, its attention calls in the order the tower makes them
 
 
 def merge_window_orders(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
@@ -66,6 +75,35 @@ def merge_window_orders(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor
         windows = torch.arange(rows * cols).reshape(rows // merge, cols // merge, merge, merge)
         orders += [windows.permute(0, 2, 1, 3).reshape(-1)] * frames  # each frame is its own attention call
     return orders
+
+
+@dataclass
+class PackedPatches:
+    """Every patch of a batch in the processor's packed order: its frame, and its row-major index in that frame."""
+
+    frame: torch.Tensor
+    patch: torch.Tensor
+    frame_bounds: list[int]  # where each frame starts in the packed order, then the total
+
+    @classmethod
+    def of(cls, grid_thw: torch.Tensor, merge: int) -> PackedPatches:
+        row_major_of = [torch.argsort(order) for order in merge_window_orders(grid_thw, merge)]
+        frame = torch.cat([torch.full((len(p),), i) for i, p in enumerate(row_major_of)])
+        bounds = torch.tensor([0] + [len(p) for p in row_major_of]).cumsum(0).tolist()
+        return cls(frame, torch.cat(row_major_of), bounds)
+
+    def calls(self, tower_order: torch.Tensor, bounds: list[int]) -> list[PatchCall]:
+        """The attention calls over the tower's positions [bounds[i], bounds[i+1]); tower_order: the packed index of
+        the patch at each tower position. A call never spans frames (the towers attend within a frame at most)."""
+        frame, patch = self.frame[tower_order], self.patch[tower_order]
+        calls = []
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            image = int(frame[start])
+            if not torch.all(frame[start:end] == image):
+                raise UserError("a vision attention call spans two images; vision capture cannot map it to one image")
+            size = self.frame_bounds[image + 1] - self.frame_bounds[image]
+            calls.append(PatchCall(image, size, patch[start:end]))
+        return calls
 
 
 class ModelAdapter(ABC):
@@ -95,13 +133,8 @@ class ModelAdapter(ABC):
         return config.depth, config.num_heads
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
-        """The patch grid and the order the tower's attention sees the patches in (for --vision-layers)."""
+        """The patch grid, and per block which patches each of its attention calls covers (for --vision-layers)."""
         raise UserError(f"--vision-layers is not supported for {self.name} models")
-
-    def full_attention_blocks(self, model: PreTrainedModel) -> list[int] | None:
-        """The vision blocks that attend over each whole image, ascending; None when every block does.
-        Only these can be captured: a block that attends within parts of an image has no image-wide matrix."""
-        return None
 
     @abstractmethod
     def load_processor(self, source: str) -> Any:
@@ -134,12 +167,25 @@ class PatchGridAdapter(ModelAdapter):
         return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size)
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
-        """image_grid_thw counts patches before the merge, and the tower sees them in merge-window
-        order. A family whose tower reorders them further overrides this."""
+        """image_grid_thw counts patches before the merge; the tower sees them in the processor's merge-window
+        order, moved as tower_layout says."""
         image_processor = processor.image_processor
         grid_thw = prepared.model_inputs["image_grid_thw"]
         _, rows, cols = (int(v) for v in grid_thw[0])
-        return VisionGeometry(rows, cols, image_processor.patch_size, merge_window_orders(grid_thw, image_processor.merge_size))
+        packed = PackedPatches.of(grid_thw, image_processor.merge_size)
+        tower_order, block_bounds = self.tower_layout(model, grid_thw, packed)
+        by_bounds: dict[tuple[int, ...], list[PatchCall]] = {}  # blocks with the same calls share one list
+        for bounds in block_bounds:
+            if tuple(bounds) not in by_bounds:
+                by_bounds[tuple(bounds)] = packed.calls(tower_order, bounds)
+        return VisionGeometry(rows, cols, image_processor.patch_size, [by_bounds[tuple(bounds)] for bounds in block_bounds])
+
+    def tower_layout(self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches) -> tuple[torch.Tensor, list[list[int]]]:
+        """(the packed index of the patch at each of the tower's positions, per block the boundaries of its
+        attention calls). By default the tower keeps the processor's order and every block attends over each
+        whole frame; a family whose tower regroups the patches overrides this."""
+        depth, _ = self.vision_shape(model)
+        return torch.arange(packed.frame_bounds[-1]), [packed.frame_bounds] * depth
 
 
 def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> ProcessorMixin:

@@ -4,21 +4,19 @@ Hub checkpoints keep the language settings at the top of config.json; transforme
 them into `text_config`, the sub-config the capture switches.
 
 Its vision tower regroups the patches into attention windows (window_index) before the
-blocks. Most blocks attend within a window only; those in the vision config's
-fullatt_block_indexes attend over each whole image, in that window order. Only those can
-be captured (--vision-layers).
+blocks. The blocks in the vision config's fullatt_block_indexes attend over each whole
+image, in that window order; every other block calls its attention once per window
+(cu_window_seqlens). Both kinds are captured (--vision-layers): tower_layout tells the
+shared capture which patches each call covers.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 import torch
-from transformers import PreTrainedConfig, PreTrainedModel, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+from transformers import PreTrainedModel, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 from transformers.vision_utils import get_vision_window_index
 
-from .base import PatchGridAdapter, PreparedInputs, VisionGeometry
+from .base import PackedPatches, PatchGridAdapter
 
 
 class Qwen2_5VLAdapter(PatchGridAdapter):
@@ -28,30 +26,13 @@ class Qwen2_5VLAdapter(PatchGridAdapter):
     processor_class = Qwen2_5_VLProcessor
     image_placeholder = "<|image_pad|>"
 
-    def full_attention_blocks(self, model: PreTrainedModel) -> list[int]:
-        return sorted(self.vision_config(model).fullatt_block_indexes)
-
-    def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
-        """The processor's merge-window order, then the tower's regrouping into windows: for each row-major patch,
-        its processor index, then where the tower moved that patch."""
-        geometry = super().vision_geometry(model, processor, prepared)
-        regrouped = window_regrouping(prepared.model_inputs["image_grid_thw"], self.vision_config(model))
-        orders = [torch.argsort(tower)[order] for tower, order in zip(regrouped, geometry.patch_orders, strict=True)]
-        return replace(geometry, patch_orders=orders)
-
-
-def window_regrouping(grid_thw: torch.Tensor, config: PreTrainedConfig) -> list[torch.Tensor]:
-    """Per image frame, the processor's index of the patch at each of the tower's positions.
-
-    The tower moves whole merge units (merge^2 patches, one LLM token) with the window_index of
-    transformers' get_vision_window_index, the function it calls itself. Windows never span frames,
-    and each frame is its own attention call in a full-attention block, so one frame's regrouping
-    serves every frame of an image.
-    """
-    merge = config.spatial_merge_size
-    orders = []
-    for frames, rows, cols in grid_thw.tolist():
-        units, _ = get_vision_window_index(torch.tensor([[1, rows, cols]]), merge, config.window_size, config.patch_size)
-        patches = (units[:, None] * merge**2 + torch.arange(merge**2)).reshape(-1)
-        orders += [patches] * frames
-    return orders
+    def tower_layout(self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches) -> tuple[torch.Tensor, list[list[int]]]:
+        """The tower moves whole merge units (merge^2 patches, one LLM token) into window order with the
+        window_index of transformers' get_vision_window_index, the function it calls itself; its windowed
+        blocks split that order at cu_window_seqlens, its full-attention blocks at the frames."""
+        config = self.vision_config(model)
+        merge = config.spatial_merge_size
+        units, window_bounds = get_vision_window_index(grid_thw, merge, config.window_size, config.patch_size)
+        tower_order = (units[:, None] * merge**2 + torch.arange(merge**2)).reshape(-1)
+        full = set(config.fullatt_block_indexes)
+        return tower_order, [packed.frame_bounds if block in full else window_bounds.tolist() for block in range(config.depth)]
