@@ -13,6 +13,7 @@ from transformers import Qwen3VLForConditionalGeneration
 from conftest import run
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.models import adapter_named
 
 PROMPT = "Describe this image in detail."
@@ -79,24 +80,30 @@ def test_tokens_and_grid_agree_with_the_processor(extracted: tuple[Path, Path], 
     assert (meta["num_heads"], meta["num_kv_heads"]) == (config.num_attention_heads, config.num_key_value_heads)
 
 
-@pytest.mark.parametrize("model_fixture", ["gqa_model", "mha_model"])
-def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_fixture: str, photo: Path, request: pytest.FixtureRequest) -> None:
-    model_dir = request.getfixturevalue(model_fixture)
-    adapter = adapter_named("qwen3-vl")
-    processor = adapter.load_processor(str(model_dir))
-    prepared = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+def captured_chunks_with_logits_unchanged(family: str, model_dir: Path, photo: Path, row_budget: int) -> tuple[list, int]:
+    """The capture's chunks of one forward pass, after checking that logits with capture equal logits
+    without, before and after it; also the model's layer count."""
+    adapter = adapter_named(family)
+    prepared = adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None)
     model = adapter.load_model(str(model_dir), "cpu", torch.float32)
     config = adapter.language_config(model)
-    chunks = []
-    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, (4, 48), row_budget=4096)
+    chunks: list = []
+    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget)
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits
         with capturing(model, adapter.language_config_key, recorder):
             captured = model(**prepared.model_inputs, use_cache=False).logits
         after = model(**prepared.model_inputs).logits
     assert torch.equal(plain, captured) and torch.equal(plain, after)
+    return chunks, config.num_hidden_layers
+
+
+@pytest.mark.parametrize("model_fixture", ["gqa_model", "mha_model"])
+def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_fixture: str, photo: Path, request: pytest.FixtureRequest) -> None:
+    model_dir = request.getfixturevalue(model_fixture)
+    chunks, layers = captured_chunks_with_logits_unchanged("qwen3-vl", model_dir, photo, row_budget=4096)
     # a small row budget splits each layer into many chunks; together they still equal eager attention
-    assert len(chunks) > 3 * config.num_hidden_layers
+    assert len(chunks) > 3 * layers
     reference, _, _ = eager_reference(model_dir, photo)
     for layer, ref in enumerate(reference):
         mine = sorted((c for c in chunks if c.layer == layer), key=lambda c: c.row0)

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from conftest import run, striped_image
-from test_capture_reference import ATOL, PROMPT, RTOL, eager_reference
+from test_capture_reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
 from test_vision_capture import assemble, batch_geometry, grab_block_inputs, load, reference_for_photo, rotated_query_key
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing, capturing_sub_models
+from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
@@ -113,19 +113,8 @@ def test_max_pixels_caps_the_image_whatever_the_checkpoint_calls_its_bounds(fami
 
 def test_logits_with_capture_equal_logits_without(family_model: tuple[str, Path], photo: Path) -> None:
     family, model_dir = family_model
-    adapter = adapter_named(family)
-    prepared = adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None)
-    model = adapter.load_model(str(model_dir), "cpu", torch.float32)
-    config = adapter.language_config(model)
-    chunks: list = []
-    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared))
-    with torch.no_grad():
-        plain = model(**prepared.model_inputs).logits
-        with capturing(model, adapter.language_config_key, recorder):
-            captured = model(**prepared.model_inputs, use_cache=False).logits
-        after = model(**prepared.model_inputs).logits
-    assert torch.equal(plain, captured) and torch.equal(plain, after)
-    assert sorted({c.layer for c in chunks}) == list(range(SHAPES[family].layers))  # the capture did run
+    chunks, layers = captured_chunks_with_logits_unchanged(family, model_dir, photo, DEFAULT_ROW_BUDGET)
+    assert sorted({c.layer for c in chunks}) == list(range(layers)) == list(range(SHAPES[family].layers))  # the capture did run
 
 
 def test_a_model_type_of_another_family_is_refused_before_loading(family_model: tuple[str, Path], photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
