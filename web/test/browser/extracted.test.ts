@@ -1,14 +1,25 @@
 // The viewer over samples written by the real extractor: the tiny random-weight
 // Qwen3-VL run on the CPU by `python -m vlm_attention_viz demo`, in prefill and in
 // generate mode, with both blocks of its vision tower. This is the end-to-end path a user takes, model to pixels.
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { parseMeta, type SampleMeta } from "../../src/format";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
-import { canvasPixels, clickToken, expectRedraw, openViewer, patchCentre, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+import {
+  canvasPixels,
+  clickToken,
+  expectCloseVector as close,
+  expectRedraw,
+  openViewer,
+  patchCentre,
+  readSampleMeta,
+  referenceVector,
+  sampleFile,
+  shownValues,
+  viewParams,
+} from "./viewer-page";
 
 const TIMEOUT = 30_000;
 
@@ -22,15 +33,6 @@ function extractDemo(name: string, mode: "prefill" | "generate"): void {
   runPython(args);
 }
 
-async function readMeta(name: string): Promise<SampleMeta> {
-  return parseMeta(JSON.parse(await readFile(path.join(dataDir, name, "meta.json"), "utf8")));
-}
-
-const close = (actual: number[] | null, expected: number[]) => {
-  expect(actual!.length).toBe(expected.length);
-  actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
-};
-
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-extracted-"));
   extractDemo("prefill", "prefill");
@@ -42,7 +44,7 @@ beforeAll(async () => {
 afterAll(() => closeSession({ server, browser, dataDir }));
 
 test("a text token of an extracted sample colours the image and the tokens with its stored row", async () => {
-  const meta = await readMeta("prefill");
+  const meta = readSampleMeta(dataDir, "prefill");
   const word = meta.tokens.findLastIndex((t) => t.type === "text" && t.text.trim().length > 0);
   await openViewer(page, server.url, "sample=prefill");
   const overlay = await canvasPixels(page, "image-overlay");
@@ -56,7 +58,7 @@ test("a text token of an extracted sample colours the image and the tokens with 
 }, TIMEOUT);
 
 test("an image patch of an extracted sample selects its token, and one head shows that head's column", async () => {
-  const meta = await readMeta("prefill");
+  const meta = readSampleMeta(dataDir, "prefill");
   const { rows, cols, startIdx } = meta.imageGrid;
   await openViewer(page, server.url, "sample=prefill&dir=tgt&head=1&layer=1");
   const centre = await patchCentre(page, rows - 1, 0, rows, cols);
@@ -68,7 +70,7 @@ test("an image patch of an extracted sample selects its token, and one head show
 }, TIMEOUT);
 
 test("a generate-mode sample opens on its answer with a heatmap, and ] steps through the answer", async () => {
-  const meta = await readMeta("generate");
+  const meta = readSampleMeta(dataDir, "generate");
   const answerStart = meta.tokens.findIndex((t) => t.generated);
   expect(answerStart).toBeGreaterThan(meta.imageGrid.endIdx);
   await openViewer(page, server.url, "sample=generate");
@@ -79,7 +81,7 @@ test("a generate-mode sample opens on its answer with a heatmap, and ] steps thr
 }, TIMEOUT);
 
 test("the vision-encoder overlay of an extracted sample shows the stored saliency, and a patch its stored row", async () => {
-  const meta = await readMeta("prefill");
+  const meta = readSampleMeta(dataDir, "prefill");
   const vision = meta.vision!;
   const P = vision.seqLen;
   const visionValues = () => page.evaluate(() => (window as unknown as { vav: { visionValues(): number[] | null } }).vav.visionValues());

@@ -1,14 +1,25 @@
 // The viewer over a sample made by `python -m vlm_attention_viz import` from seed 003's
 // inputs (attention_array.npy, decoded_tokens.npy, image.png), written by the synthetic
 // generator: span found by --model-type, grid inferred from the image.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { parseMeta, type SampleMeta } from "../../src/format";
+import type { SampleMeta } from "../../src/format";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
-import { canvasPixels, expectRedraw, openViewer, patchCentre, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+import {
+  canvasPixels,
+  expectCloseVector as close,
+  expectRedraw,
+  openViewer,
+  patchCentre,
+  readSampleMeta,
+  referenceVector,
+  sampleFile,
+  shownValues,
+  viewParams,
+} from "./viewer-page";
 
 const TIMEOUT = 30_000;
 
@@ -33,7 +44,7 @@ async function importSyntheticArrays(): Promise<void> {
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-imported-"));
   await importSyntheticArrays();
-  meta = parseMeta(JSON.parse(await readFile(path.join(dataDir, "imported/meta.json"), "utf8")));
+  meta = readSampleMeta(dataDir, "imported");
   ({ server, browser } = await openSession(dataDir));
   page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
 }, 60_000);
@@ -41,10 +52,6 @@ beforeAll(async () => {
 afterAll(() => closeSession({ server, browser, dataDir }));
 
 const file = (name: string) => sampleFile(dataDir, "imported", name);
-const close = (actual: number[] | null, expected: number[]) => {
-  expect(actual!.length).toBe(expected.length);
-  actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
-};
 
 test("an imported sample is listed, opens on its last token (its row shown) and paints the image with its stored row", async () => {
   await openViewer(page, server.url, "sample=imported");

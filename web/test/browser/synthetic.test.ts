@@ -1,13 +1,23 @@
 // The viewer over a synthetic sample written by vlm_attention_viz.synthetic:
 // a bigger sequence (N=300, image grid 15×16) whose token panel wraps and scrolls.
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { parseMeta, type SampleMeta } from "../../src/format";
+import type { SampleMeta } from "../../src/format";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
-import { clickToken, expectRedraw, openViewer, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+import {
+  clickToken,
+  expectCloseVector as close,
+  expectRedraw,
+  openViewer,
+  readSampleMeta,
+  referenceVector,
+  sampleFile,
+  shownValues,
+  viewParams,
+} from "./viewer-page";
 
 const TIMEOUT = 30_000;
 
@@ -21,7 +31,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-synth-"));
   const args = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(dataDir, "synth"), "--seq-len", "300", "--layers", "3", "--heads", "2"];
   runPython(args);
-  meta = parseMeta(JSON.parse(await readFile(path.join(dataDir, "synth/meta.json"), "utf8")));
+  meta = readSampleMeta(dataDir, "synth");
   ({ server, browser } = await openSession(dataDir));
   page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
 }, 60_000);
@@ -29,7 +39,6 @@ beforeAll(async () => {
 afterAll(() => closeSession({ server, browser, dataDir }));
 
 const file = (name: string) => sampleFile(dataDir, "synth", name);
-const close = (actual: number[] | null, expected: number[]) => actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
 
 test("expanded image tokens wrap and scroll; a deep [IMG] cell is selectable and shows its column", async () => {
   await openViewer(page, server.url, "dir=tgt&layer=2");

@@ -3,6 +3,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Page } from "playwright-core";
+import { expect } from "vitest";
+import { parseMeta, type SampleMeta } from "../../src/format";
 import { halfToFloat } from "../../src/float16";
 
 export interface TokenBox {
@@ -84,4 +86,16 @@ export function referenceVector(file: string, n: number, matrix: number, index: 
 
 export function sampleFile(dataDir: string, sample: string, name: string): string {
   return path.join(dataDir, sample, name);
+}
+
+/** A sample's meta.json as the viewer parses it. */
+export function readSampleMeta(dataDir: string, sample: string): SampleMeta {
+  return parseMeta(JSON.parse(readFileSync(sampleFile(dataDir, sample, "meta.json"), "utf8")));
+}
+
+/** The shown vector equals the reference, value by value, to six decimals. */
+export function expectCloseVector(actual: number[] | null, expected: number[]): void {
+  expect(actual).not.toBeNull();
+  expect(actual!.length).toBe(expected.length);
+  actual!.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
 }

@@ -8,10 +8,10 @@ import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "vitest";
 import { LUTS } from "../../src/color";
-import { parseMeta, type VisionMeta } from "../../src/format";
+import type { VisionMeta } from "../../src/format";
 import { halfToFloat } from "../../src/float16";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
-import { expectRedraw, openViewer, patchCentre, sampleFile, viewParams } from "./viewer-page";
+import { expectRedraw, openViewer, patchCentre, readSampleMeta, sampleFile, viewParams } from "./viewer-page";
 
 const TIMEOUT = 30_000;
 
@@ -30,7 +30,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-vision-"));
   synthetic("vision", ["--vision-blocks", "2", "--vision-heads", "3"]);
   synthetic("plain", []);
-  vision = parseMeta(JSON.parse(readFileSync(path.join(dataDir, "vision/meta.json"), "utf8"))).vision!;
+  vision = readSampleMeta(dataDir, "vision").vision!;
   const truncated = path.join(dataDir, "truncated");
   await cp(path.join(dataDir, "vision"), truncated, { recursive: true });
   await truncate(path.join(truncated, vision.receivedFile), vision.seqLen * 2); // one block's row of two
