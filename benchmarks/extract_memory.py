@@ -33,7 +33,7 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.extract import capture_to, format_bytes
 from vlm_attention_viz.models import adapter_named
-from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.vision_capture import plan_vision
 
 PROMPT = "Describe this image in detail."

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz.cli import main
-from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 
 # Query heads != KV heads, two layers.
 GQA = TinyShape(layers=2, heads=4, kv_heads=2, seed=0)

@@ -14,7 +14,7 @@ from conftest import run
 from test_capture_reference import ATOL, PROMPT, RTOL
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.models import adapter_named
-from vlm_attention_viz.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.tokens import build_tokens, mark_answer
 
 NEW_TOKENS = 6

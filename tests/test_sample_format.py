@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.synthetic import build_tokens
+from vlm_attention_viz.dev.synthetic import build_tokens
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sample_tiny"
 

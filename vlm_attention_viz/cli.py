@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["demo"]:
-            from .demo import run_demo  # builds a model: only imported when asked for
+            from .dev.demo import run_demo  # builds a model: only imported when asked for
 
             args = demo_parser().parse_args(argv[1:])
             quiet_transformers()

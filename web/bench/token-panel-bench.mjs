@@ -55,7 +55,7 @@ try {
 function generate() {
   console.error(`generating ${name} (2 layers × 2 heads)…`);
   const python = process.env.PYTHON ?? path.join(REPO_DIR, ".venv/bin/python");
-  const argv = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(seqLen), "--layers", "2", "--heads", "2"];
+  const argv = ["-m", "vlm_attention_viz.dev.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(seqLen), "--layers", "2", "--heads", "2"];
   const run = spawnSync(python, argv, { stdio: "inherit", env: { ...process.env, PYTHONPATH: REPO_DIR } });
   if (run.status !== 0) fail(`the synthetic generator failed (exit ${run.status ?? run.error})`);
 }

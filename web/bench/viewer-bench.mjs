@@ -3,7 +3,7 @@
 //   cd web && npm run bench:viewer -- [--sizes 2100,8192] [--work-dir /tmp/vav-bench]
 //                                   [--clicks 40] [--cache-mb 512] [--clean]
 //
-// Generates the samples once with `python -m vlm_attention_viz.synthetic` (reused on later
+// Generates the samples once with `python -m vlm_attention_viz.dev.synthetic` (reused on later
 // runs; --clean deletes them at the end), serves them with the Vite dev server and drives
 // Debian's Chromium. Prints the figures as a Markdown table. No figure is asserted here.
 import { spawnSync } from "node:child_process";
@@ -61,7 +61,7 @@ function ensureSample(n) {
   checkDiskSpace(n);
   console.error(`generating ${name} (${LAYERS}×${HEADS}, ${DISTINCT_LAYERS} distinct layers)…`);
   const python = process.env.PYTHON ?? path.join(REPO_DIR, ".venv/bin/python");
-  const argv = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(n)];
+  const argv = ["-m", "vlm_attention_viz.dev.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(n)];
   argv.push("--layers", String(LAYERS), "--heads", String(HEADS), "--distinct-layers", String(DISTINCT_LAYERS));
   const run = spawnSync(python, argv, { stdio: "inherit", env: { ...process.env, PYTHONPATH: REPO_DIR } });
   if (run.status !== 0) fail(`the synthetic generator failed (exit ${run.status ?? run.error})`);

@@ -3,7 +3,7 @@
 //   cd web && node bench/vision-bench.mjs [--seq-len 2100] [--vision-blocks 2] [--clicks 40]
 //                                         [--work-dir /tmp/vav-vision-bench] [--clean]
 //
-// Generates the sample once with `python -m vlm_attention_viz.synthetic --vision-blocks K`
+// Generates the sample once with `python -m vlm_attention_viz.dev.synthetic --vision-blocks K`
 // (reused on later runs), serves it with the Vite dev server, drives Debian's Chromium and
 // prints latencies and the bytes the vision files were read with. No figure is asserted here.
 import { spawnSync } from "node:child_process";
@@ -53,7 +53,7 @@ function ensureSample() {
   if (!existsSync(metaFile)) {
     console.error(`generating ${name}…`);
     const python = process.env.PYTHON ?? path.join(REPO_DIR, ".venv/bin/python");
-    const argv = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(seqLen)];
+    const argv = ["-m", "vlm_attention_viz.dev.synthetic", "--output-dir", path.join(workDir, name), "--seq-len", String(seqLen)];
     argv.push("--layers", "2", "--heads", "2", "--vision-blocks", String(blocks));
     const run = spawnSync(python, argv, { stdio: "inherit", env: { ...process.env, PYTHONPATH: REPO_DIR } });
     if (run.status !== 0) fail(`the synthetic generator failed (exit ${run.status ?? run.error})`);

@@ -32,7 +32,7 @@ let page: Page;
 async function importSyntheticArrays(): Promise<void> {
   const inputs = await mkdtemp(path.join(os.tmpdir(), "vav-npy-"));
   try {
-    runPython(["-m", "vlm_attention_viz.synthetic", "--npy-dir", inputs, "--seq-len", "120", "--layers", "2", "--heads", "3"]);
+    runPython(["-m", "vlm_attention_viz.dev.synthetic", "--npy-dir", inputs, "--seq-len", "120", "--layers", "2", "--heads", "3"]);
     const files = ["--attention", "attention_array.npy", "--tokens", "decoded_tokens.npy", "--image", "image.png"];
     const args = files.map((name, i) => (i % 2 ? path.join(inputs, name) : name));
     runPython(["-m", "vlm_attention_viz", "import", ...args, "--output-dir", path.join(dataDir, "imported"), "--model-type", "qwen3-vl"]);

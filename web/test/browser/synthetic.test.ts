@@ -1,4 +1,4 @@
-// The viewer over a synthetic sample written by vlm_attention_viz.synthetic:
+// The viewer over a synthetic sample written by vlm_attention_viz.dev.synthetic:
 // a bigger sequence (N=300, image grid 15×16) whose token panel wraps and scrolls.
 import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
@@ -29,7 +29,7 @@ let page: Page;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-synth-"));
-  const args = ["-m", "vlm_attention_viz.synthetic", "--output-dir", path.join(dataDir, "synth"), "--seq-len", "300", "--layers", "3", "--heads", "2"];
+  const args = ["-m", "vlm_attention_viz.dev.synthetic", "--output-dir", path.join(dataDir, "synth"), "--seq-len", "300", "--layers", "3", "--heads", "2"];
   runPython(args);
   meta = readSampleMeta(dataDir, "synth");
   ({ server, browser } = await openSession(dataDir));

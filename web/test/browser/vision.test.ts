@@ -23,7 +23,7 @@ let page: Page;
 
 function synthetic(name: string, extra: string[]): void {
   const args = ["--output-dir", path.join(dataDir, name), "--seq-len", "120", "--layers", "2", "--heads", "2", ...extra];
-  runPython(["-m", "vlm_attention_viz.synthetic", ...args]);
+  runPython(["-m", "vlm_attention_viz.dev.synthetic", ...args]);
 }
 
 beforeAll(async () => {

@@ -7,7 +7,7 @@ Layers can share files through hard links (--distinct-layers) so that a sample o
 attention over the image's patches (merge 2, 16 px patches): a local neighbourhood plus a
 ring of salient patches that every patch attends to, as edges are in real ViT maps.
 
-    python -m vlm_attention_viz.synthetic --output-dir output/synth_2100 --seq-len 2100
+    python -m vlm_attention_viz.dev.synthetic --output-dir output/synth_2100 --seq-len 2100
 
 With --npy-dir it writes the same attention as the inputs of `python -m vlm_attention_viz
 import` instead: attention_array.npy [layers, heads, N, N] float32, decoded_tokens.npy
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import sample_format as fmt
+from .. import sample_format as fmt
 
 PREFIX = ["<|im_start|>", "user", "\n", "<|vision_start|>"]
 SUFFIX_TEXT = ["<|vision_end|>", "Describe", " this", " image", " in", " detail", "."]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .extract import Request, Result, extract
+from ..extract import Request, Result, extract
 from .tiny import TinyShape, build_tiny_checkpoint
 
 DEMO_SHAPE = TinyShape(layers=4, heads=4, kv_heads=2, thinking=True)  # like the default Qwen3-VL-2B-Thinking
