@@ -27,6 +27,8 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .sample_format import TextToImage
+
 CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
 DEFAULT_ROW_BUDGET = 32 * 2**20  # bytes of float32 scores per chunk on the device
 
@@ -94,7 +96,7 @@ def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | 
 
 
 class AttentionRecorder:
-    """Turns each LLM layer's queries and keys into stored rows, and tallies text-to-image mass."""
+    """Turns each LLM layer's queries and keys into stored rows, and tallies the text-to-image table."""
 
     def __init__(
         self,
@@ -109,16 +111,16 @@ class AttentionRecorder:
         self.image_span = image_span
         self.on_layer_done = on_layer_done
         self.row_budget = row_budget
-        self.text_to_image = np.zeros((num_layers, num_heads), dtype=np.float64)
+        self.text_to_image = TextToImage(num_layers, num_heads, image_span)
 
     def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
         self.record(module.layer_idx, query, key, mask, scaling, causal)
 
     def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
         n = query.shape[2]
-        mass = torch.zeros(query.shape[1], dtype=torch.float64, device=query.device)
+        start, end = self.image_span
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
-            mass += self._image_mass(probs, row0)
+            self.text_to_image.add(layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy())
             self.sink(
                 AttentionRows(
                     layer=layer,
@@ -129,17 +131,7 @@ class AttentionRecorder:
                 )
             )
             del probs
-        first_text_row = self.image_span[1] + 1
-        self.text_to_image[layer] = (mass / max(1, n - first_text_row)).cpu().numpy()
         self.on_layer_done(layer)
-
-    def _image_mass(self, probs: torch.Tensor, row0: int) -> torch.Tensor:
-        """Per head: summed over this chunk's query rows after the image, the attention they give to image tokens."""
-        start, end = self.image_span
-        first = max(0, end + 1 - row0)
-        if first >= probs.shape[1]:
-            return torch.zeros(probs.shape[0], dtype=torch.float64, device=probs.device)
-        return probs[:, first:, start : end + 1].sum(dim=(1, 2)).double()
 
 
 def to_host(values: torch.Tensor, n: int) -> np.ndarray:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
-from .extract import DEFAULT_MODEL, DTYPES, Request, extract
-from .models import ADAPTERS
 from .sample_format import FormatError
+from .stopping import exit_code, stop_message, stop_on_signals
 
 EPILOG = """\
 Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
@@ -22,6 +22,9 @@ plus with --vision-layers: blocks x ((vision heads + 1) x patches^2 + patches) x
 
 
 def extract_parser() -> argparse.ArgumentParser:
+    from .extract import DEFAULT_MODEL, DTYPES
+    from .models import ADAPTERS
+
     parser = argparse.ArgumentParser(
         prog="python -m vlm_attention_viz",
         description="Capture the self-attention of every LLM layer and head of a vision-language model for one image + prompt, "
@@ -111,10 +114,7 @@ def import_parser() -> argparse.ArgumentParser:
         "--image-span", type=int, nargs=2, metavar=("START", "END"), help="indices of the first and last image token (inclusive)"
     )
     parser.add_argument("--grid", metavar="ROWSxCOLS", help="the image tokens' grid, row-major, e.g. 24x32 = 24 rows of 32 (default: inferred)")
-    parser.add_argument(
-        "--model-type",
-        help=f"model family whose image placeholder marks the span: {', '.join(sorted(ADAPTERS))}; recorded in meta.json",
-    )
+    parser.add_argument("--model-type", help="model family (a --model-type of the extractor) whose image placeholder marks the span; recorded in meta.json")
     parser.add_argument("--model", default="imported", help="a label for the model, recorded in meta.json and index.json (default: imported)")
     parser.add_argument("--prompt", help="the prompt to record (default: the text tokens joined)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
@@ -124,32 +124,39 @@ def import_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["demo"]:
-            from .dev.demo import run_demo  # builds a model: only imported when asked for
-
-            args = demo_parser().parse_args(argv[1:])
-            quiet_transformers()
-            result = run_demo(args.output_dir, args.mode)
-        elif argv[:1] == ["import"]:
-            from .importer import ImportRequest, import_sample
-
-            args = import_parser().parse_args(argv[1:])
-            result = import_sample(ImportRequest(**vars(args)))
-        else:
-            args = extract_parser().parse_args(argv)
-            quiet_transformers()
-            result = extract(Request(**vars(args)))
+        with stop_on_signals():
+            result = run_command(argv)
     except (UserError, FormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a disk or permission problem outside our own checks
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(stop_message(stop), file=sys.stderr)
+        return exit_code(stop)
     print(result.summary())
     return 0
+
+
+def run_command(argv: list[str]) -> Any:
+    """Each subcommand imports only what it needs: `import` never loads torch."""
+    if argv[:1] == ["demo"]:
+        from .dev.demo import run_demo
+
+        args = demo_parser().parse_args(argv[1:])
+        quiet_transformers()
+        return run_demo(args.output_dir, args.mode)
+    if argv[:1] == ["import"]:
+        from .importer import ImportRequest, import_sample
+
+        args = import_parser().parse_args(argv[1:])
+        return import_sample(ImportRequest(**vars(args)))
+    from .extract import Request, extract
+
+    args = extract_parser().parse_args(argv)
+    quiet_transformers()
+    return extract(Request(**vars(args)))
 
 
 def quiet_transformers() -> None:

@@ -6,7 +6,7 @@ size estimate before anything is written. The sample appears only when complete.
 
 from __future__ import annotations
 
-import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +26,12 @@ from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
 from .vision_capture import VisionPlan, VisionRecorder, VisionRows, check_vision_layers, plan_vision
+from .weights import check_weight_files
 from .writer import BackgroundWriter
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Thinking"
 MODES = ("prefill", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 
 
 @dataclass
@@ -62,13 +62,13 @@ class Result:
 
     def summary(self) -> str:
         rows, cols = self.grid
-        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {format_bytes(self.bytes)} in {self.seconds:.1f} s"
+        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
 
 
 def extract(request: Request) -> Result:
     started = time.perf_counter()
     image, image_format = check_inputs(request)
-    peft_fields = {"adapter": adapter_meta(request.adapter, read_adapter_config(request.adapter))} if request.adapter else {}
+    peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
@@ -85,57 +85,41 @@ def extract(request: Request) -> Result:
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
     size = fmt.sample_bytes(layers, heads, seq_len) + (vision.bytes if vision else 0)
-    check_disk_room(request.output_dir, size, size_formula(layers, heads, seq_len, vision))
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None)
+    fmt.check_disk_room(request.output_dir, size, formula)
+    announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
         text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
-        meta = {
-            "format_version": fmt.FORMAT_VERSION,
-            **model_fields(request, adapter, language),
-            **peft_fields,
-            "image_path": copy_image(writer, request.image, image, image_format),
-            "image_size": list(prepared.image_size),
-            "original_image_size": list(image.size),
-            **sequence_fields(request, processor.tokenizer, prepared, prompt_len),
-            **file_fields(layers),
-            "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
-        }
-        if vision:
-            meta["vision"] = vision.meta()
+        tokens = build_tokens(processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols)
+        meta = fmt.build_meta(
+            model=request.model,
+            model_type=adapter.name,
+            mode=request.mode,
+            prompt=request.prompt,
+            image_path=copy_image(writer, request.image, image, image_format),
+            image_size=prepared.image_size,
+            original_image_size=image.size,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=language.num_key_value_heads,
+            tokens=tokens,
+            image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
+            text_to_image=text_to_image,
+            adapter=peft_fields,
+            vision=vision.meta() if vision else None,
+            **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
+        )
         seconds = time.perf_counter() - started
         meta["extraction"] = {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 3), "bytes": size}
         path = writer.commit(meta)
     return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
 
 
-def model_fields(request: Request, adapter: ModelAdapter, language: Any) -> dict[str, Any]:
-    return {
-        "model": request.model,
-        "model_type": adapter.name,
-        "mode": request.mode,
-        "prompt": request.prompt,
-        "num_layers": language.num_hidden_layers,
-        "num_heads": language.num_attention_heads,
-        "num_kv_heads": language.num_key_value_heads,
-        "dtype": "float16",
-    }
-
-
-def sequence_fields(request: Request, tokenizer: Any, prepared: PreparedInputs, prompt_len: int) -> dict[str, Any]:
-    """seq_len, tokens[] and image_grid; in generate mode also the answer fields."""
-    tokens = build_tokens(tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols)
-    fields = {"seq_len": len(tokens), "tokens": tokens, "image_grid": image_grid(prepared)}
-    if request.mode == "generate":
-        fields.update(answer_fields(tokens, prompt_len, request.max_new_tokens))
-    return fields
-
-
-def file_fields(layers: int) -> dict[str, list[str]]:
-    return {
-        "layer_files": [fmt.layer_file(i) for i in range(layers)],
-        "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
-        "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
-    }
+def announce(line: str, progress: bool) -> None:
+    """A line on stdout before the run writes anything, so a large sample is never a surprise."""
+    if progress:
+        print(line, flush=True)
 
 
 def check_inputs(request: Request) -> tuple[Image.Image, str]:
@@ -150,8 +134,18 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
-    fmt.check_target(request.output_dir, request.overwrite)
+    check_prompt(request.prompt)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
     return load_image(request.image)
+
+
+def check_prompt(prompt: str) -> None:
+    """A prompt from a shell in another locale, or bytes pasted from a binary file, holds lone surrogates."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UserError(f"the prompt is not valid UTF-8 text (at character {err.start}); pass it as UTF-8") from None
 
 
 def resolve_device(device: str | None) -> str:
@@ -172,30 +166,13 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 
 def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype, peft_folder: Path | None) -> tuple[Any, Any]:
     """The model (wrapped with the PEFT adapter when one is given) and its processor."""
-    if Path(source).is_dir() and not any(any(Path(source).glob(p)) for p in WEIGHT_PATTERNS):
-        raise UserError(f"{source} holds no weights (*.safetensors); is the download complete?")
+    if Path(source).is_dir():
+        check_weight_files(Path(source))
     try:
         model, processor = adapter.load_model(source, device, dtype), adapter.load_processor(source)
     except OSError as err:
         raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
     return (apply_adapter(model, peft_folder, source) if peft_folder is not None else model), processor
-
-
-def size_formula(layers: int, heads: int, seq_len: int, vision: VisionPlan | None) -> str:
-    formula = f"{layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes"
-    if vision:
-        formula += f" + {len(vision.blocks)} vision blocks x ({vision.heads + 1} x {vision.patches}^2 + {vision.patches}) x 2 bytes"
-    return formula
-
-
-def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --max-pixels or free some space") -> None:
-    existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
-    free = shutil.disk_usage(existing).free
-    if free < size:
-        raise UserError(
-            f"the sample needs about {format_bytes(size)} ({formula}) "
-            f"but only {format_bytes(free)} is free at {existing}; {hint}"
-        )
 
 
 def capture_to(
@@ -224,7 +201,7 @@ def capture_to(
         bar.close()
     if vision_recorder:
         writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
-    return recorder.text_to_image
+    return recorder.text_to_image.table()
 
 
 def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
@@ -241,19 +218,6 @@ def image_span(prepared: PreparedInputs) -> tuple[int, int]:
     if len(positions) != expected or positions[-1] - positions[0] + 1 != expected:
         raise UserError(f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported")
     return positions[0], positions[-1]
-
-
-def image_grid(prepared: PreparedInputs) -> dict[str, int]:
-    start, end = image_span(prepared)
-    return {"rows": prepared.grid_rows, "cols": prepared.grid_cols, "start_idx": start, "end_idx": end}
-
-
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000:
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1000
-    return f"{count:.1f} TB"
 
 
 def first_line(err: BaseException) -> str:

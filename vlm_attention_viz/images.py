@@ -17,6 +17,8 @@ BROWSER_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"
 def load_image(path: Path) -> tuple[Image.Image, str]:
     """The image as RGB, and the file format it came in (e.g. "JPEG")."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--image {path} is a folder; pass one image file")
     if not path.is_file():
         raise UserError(f"image not found: {path}")
     try:
@@ -26,6 +28,8 @@ def load_image(path: Path) -> tuple[Image.Image, str]:
             image = ImageOps.exif_transpose(opened)
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image PIL can read") from None
+    except Image.DecompressionBombError as err:  # a header that declares far more pixels than any photo
+        raise UserError(f"{path} is too large to open safely: {err}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UserError(f"{path} is damaged or truncated: {err}") from None
     return to_rgb(image), file_format

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .sample_format import grid_pos
 from .tokens import IMAGE_TEXT
 
 # A grid whose cols/rows is further than this factor from the image's aspect ratio is not taken as the image's.
@@ -38,7 +39,13 @@ def load_token_texts(path: Path) -> list[str]:
         raise UserError(f"{path} holds {what}, not a list of token strings; {SAVE_TOKENS_HINT}")
     if array.dtype.kind == "S":
         return [bytes(t).decode("utf-8", errors="replace") for t in array]
-    return [str(t) for t in array]
+    texts = [str(t) for t in array]
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{path}: token {i} is not valid text (a lone surrogate, {text!r}); save each token's decoded text") from None
+    return texts
 
 
 def resolve_span(span: tuple[int, int] | None, placeholder: str | None, texts: list[str]) -> tuple[int, int]:
@@ -95,8 +102,7 @@ def import_tokens(texts: list[str], span: tuple[int, int], cols: int) -> list[di
     tokens = []
     for i, text in enumerate(texts):
         if start <= i <= end:
-            offset = i - start
-            tokens.append({"id": i, "text": IMAGE_TEXT, "type": "image", "grid_pos": [offset // cols, offset % cols]})
+            tokens.append({"id": i, "text": IMAGE_TEXT, "type": "image", "grid_pos": grid_pos(i - start, cols)})
         else:
             tokens.append({"id": i, "text": text, "type": "special" if SPECIAL_TOKEN.fullmatch(text) else "text"})
     return tokens

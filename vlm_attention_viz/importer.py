@@ -7,6 +7,7 @@ token count, span, grid, output folder, disk room) comes before anything is writ
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,10 @@ from PIL import Image
 
 from . import sample_format as fmt
 from .errors import UserError
-from .extract import check_disk_room, file_fields, format_bytes, size_formula
 from .images import copy_image, load_image
 from .import_layout import import_tokens, load_token_texts, resolve_grid, resolve_span
-from .models import adapter_named
 
-INPUT_DTYPES = (np.float16, np.float32, np.float64)
+INPUT_DTYPE_SIZES = (2, 4, 8)  # float16, float32, float64, in either byte order
 CHUNK_BYTES = 64 * 2**20  # rows read at once (at least 4 bytes a value)
 # Above the diagonal a causal model's attention is exactly 0; allow float noise, not a bidirectional map.
 CAUSAL_TOLERANCE = 1e-6
@@ -55,7 +54,7 @@ class ImportResult:
         rows, cols = self.grid
         return (
             f"wrote {self.path}: {n} tokens, {layers} layers x {heads} heads, image grid {cols}x{rows} (cols x rows), "
-            f"{format_bytes(self.bytes)} in {self.seconds:.1f} s"
+            f"{fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
         )
 
 
@@ -76,7 +75,9 @@ def import_sample(request: ImportRequest) -> ImportResult:
     plan = plan_import(request)
     layers, heads, n, _ = plan.attention.shape
     size = fmt.sample_bytes(layers, heads, n)
-    check_disk_room(request.output_dir, size, size_formula(layers, heads, n, None), hint="free some space")
+    formula = fmt.size_formula(layers, heads, n)
+    fmt.check_disk_room(request.output_dir, size, formula, hint="free some space")
+    print(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", flush=True)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
         text_to_image = convert_layers(writer, plan.attention, plan.span)
         image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)
@@ -86,42 +87,46 @@ def import_sample(request: ImportRequest) -> ImportResult:
 
 def plan_import(request: ImportRequest) -> ImportPlan:
     """Every check that needs no pass over the values, cheapest first."""
-    fmt.check_target(request.output_dir, request.overwrite)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
     attention = open_attention(Path(request.attention))
     n = attention.shape[2]
     texts = load_token_texts(request.tokens)
     if len(texts) != n:
         raise UserError(f"{request.tokens} holds {len(texts)} tokens but the attention is {n} x {n}")
     image, image_format = load_image(request.image)
-    placeholder = adapter_named(request.model_type).image_placeholder if request.model_type else None
+    placeholder = family_placeholder(request.model_type) if request.model_type else None
     span = resolve_span(request.image_span, placeholder, texts)
     rows, cols = resolve_grid(request.grid, span[1] - span[0] + 1, image.size)
     return ImportPlan(attention, import_tokens(texts, span, cols), span, (rows, cols), image, image_format)
 
 
+def family_placeholder(model_type: str) -> str:
+    """The image placeholder the family's adapter names; the adapters load transformers, so only when asked for."""
+    from .models import adapter_named
+
+    return adapter_named(model_type).image_placeholder
+
+
 def import_meta(request: ImportRequest, plan: ImportPlan, image_path: str, text_to_image: np.ndarray) -> dict[str, Any]:
-    layers, heads, n, _ = plan.attention.shape
-    (rows, cols), (start, end) = plan.grid, plan.span
+    layers, heads, _, _ = plan.attention.shape
+    (rows, cols), (start, _) = plan.grid, plan.span
     text = "".join(t["text"] for t in plan.tokens if t["type"] == "text")
-    return {
-        "format_version": fmt.FORMAT_VERSION,
-        "model": request.model,
-        **({"model_type": request.model_type} if request.model_type else {}),
-        "mode": "prefill",
-        "prompt": request.prompt if request.prompt is not None else text,
-        "image_path": image_path,
-        "image_size": list(plan.image.size),
-        "original_image_size": list(plan.image.size),
-        "num_layers": layers,
-        "num_heads": heads,
-        "seq_len": n,
-        "dtype": "float16",
-        "tokens": plan.tokens,
-        "image_grid": {"rows": rows, "cols": cols, "start_idx": start, "end_idx": end},
-        **file_fields(layers),
-        "text_to_image": [[round(float(v), 6) for v in row] for row in text_to_image],
-        "import": {"attention": str(request.attention), "tokens": str(request.tokens), "input_dtype": str(plan.attention.dtype)},
-    }
+    return fmt.build_meta(
+        model=request.model,
+        model_type=request.model_type,
+        mode="prefill",
+        prompt=request.prompt if request.prompt is not None else text,
+        image_path=image_path,
+        image_size=plan.image.size,
+        original_image_size=plan.image.size,
+        num_layers=layers,
+        num_heads=heads,
+        tokens=plan.tokens,
+        image_grid=fmt.image_grid(rows, cols, start),
+        text_to_image=text_to_image,
+        **{"import": {"attention": str(request.attention), "tokens": str(request.tokens), "input_dtype": plan.attention.dtype.name}},
+    )
 
 
 @dataclass
@@ -152,8 +157,8 @@ def open_attention(path: Path) -> AttentionFile:
         raise UserError(f"{path} is an .npz archive; pass the one [layers, heads, N, N] array saved with np.save")
     if array.ndim != 4 or array.shape[2] != array.shape[3] or 0 in array.shape:
         raise UserError(f"{path} has shape {list(array.shape)}; expected [layers, heads, N, N] (square attention per head)")
-    if array.dtype not in INPUT_DTYPES:
-        raise UserError(f"{path} holds {array.dtype} values; expected float16, float32 or float64")
+    if array.dtype.kind != "f" or array.dtype.itemsize not in INPUT_DTYPE_SIZES:
+        raise UserError(f"{path} holds {array.dtype.name} values; expected float16, float32 or float64")
     return AttentionFile(path, array.shape, array.dtype)
 
 
@@ -161,31 +166,39 @@ def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tup
     """Write every layer as float16 rows plus head mean and max; return the text-to-image table (L, H)."""
     layers, heads, n, _ = attention.shape
     chunk = max(1, CHUNK_BYTES // (heads * n * max(4, attention.dtype.itemsize)))
-    table = np.zeros((layers, heads))
+    table = fmt.TextToImage(layers, heads, span)
+    start, end = span
     for layer in range(layers):
         for row0 in range(0, n, chunk):
             raw = attention.rows(layer, row0, chunk)
-            head_max = raw.max(axis=0)
-            check_block(raw, head_max, layer, row0)
+            check_values(raw, layer, row0)
+            stored = raw.astype(np.float16)  # straight from the input dtype: one rounding, not two through float32
+            check_float16(stored, layer, row0)
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
-            # float16 straight from the input dtype: one rounding, not two through float32
-            writer.write_layer_rows(layer, row0, raw.astype(np.float16), values.mean(axis=0).astype(np.float16), head_max.astype(np.float16))
-            table[layer] += image_mass(values, row0, span)
-    return table / max(1, n - span[1] - 1)
+            head_max = raw.max(axis=0)
+            check_causal(head_max, layer, row0)
+            writer.write_layer_rows(layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16))
+            table.add(layer, row0, values[:, :, start : end + 1].sum(axis=-1, dtype=np.float64))
+    return table.table()
 
 
-def check_block(block: np.ndarray, head_max: np.ndarray, layer: int, row0: int) -> None:
-    """Values the viewer can show: finite, and causal (it reads a column from its own row down)."""
+def check_values(block: np.ndarray, layer: int, row0: int) -> None:
+    """Attention probabilities: finite and never negative."""
     if not np.isfinite(block).all():
         raise UserError(f"layer {layer} holds NaN or infinite values (rows from {row0})")
-    rows = np.arange(row0, row0 + block.shape[1])
-    later = np.arange(block.shape[2])[None, :] > rows[:, None]
+    if (block < 0).any():
+        raise UserError(f"layer {layer} holds negative values (rows from {row0}, min {float(block.min()):.3g}); attention probabilities are never negative")
+
+
+def check_float16(stored: np.ndarray, layer: int, row0: int) -> None:
+    """Values above float16's largest (65,504) would be stored as infinity."""
+    if not np.isfinite(stored).all():
+        raise UserError(f"layer {layer} holds values above 65,504, which float16 cannot store (rows from {row0}); attention probabilities are at most 1")
+
+
+def check_causal(head_max: np.ndarray, layer: int, row0: int) -> None:
+    """The viewer reads a column from its own row down, so the format stores causal attention."""
+    rows = np.arange(row0, row0 + head_max.shape[0])
+    later = np.arange(head_max.shape[1])[None, :] > rows[:, None]
     if later.any() and head_max[later].max() > CAUSAL_TOLERANCE:
         raise UserError(f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention")
-
-
-def image_mass(block: np.ndarray, row0: int, span: tuple[int, int]) -> np.ndarray:
-    """Per head: summed over this block's query rows after the image, the attention they give to image tokens."""
-    start, end = span
-    first = max(0, end + 1 - row0)
-    return block[:, first:, start : end + 1].sum(axis=(1, 2), dtype=np.float64)

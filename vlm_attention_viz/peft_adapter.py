@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .weights import check_safetensors
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -35,6 +36,8 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path} names no peft_type; is it a PEFT adapter?")
     if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
         raise UserError(f"--adapter {folder} holds no {ADAPTER_WEIGHTS[0]}; is the download complete?")
+    if (folder / ADAPTER_WEIGHTS[0]).is_file():
+        check_safetensors(folder / ADAPTER_WEIGHTS[0])
     return config
 
 

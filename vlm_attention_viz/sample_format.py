@@ -9,14 +9,17 @@ are tested against fixtures/sample_tiny.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .safe_write import Leftover, find_leftovers, make_partial_folder, remove_tree, rename_exchange, rename_noreplace, write_json_atomic
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -50,6 +53,39 @@ def vision_mean_file(block: int) -> str:
     return f"vision_mean_block_{block:02d}.bin"
 
 
+# Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
+SAMPLE_FILE = re.compile(
+    r"meta\.json|attn_(mean_|max_)?layer_\d+\.bin|vision_(attn|mean)_block_\d+\.bin|vision_received\.bin"
+    r"|image\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp"
+)
+
+
+def is_sample_file(name: str) -> bool:
+    return SAMPLE_FILE.fullmatch(name) is not None
+
+
+def file_fields(layers: int) -> dict[str, list[str]]:
+    """meta.json's per-layer file lists."""
+    return {
+        "layer_files": [layer_file(i) for i in range(layers)],
+        "head_mean_files": [head_mean_file(i) for i in range(layers)],
+        "head_max_files": [head_max_file(i) for i in range(layers)],
+    }
+
+
+def grid_pos(offset: int, cols: int) -> list[int]:
+    """[row, col] of the offset-th image token in a row-major grid of `cols` columns."""
+    return [offset // cols, offset % cols]
+
+
+def image_grid(rows: int, cols: int, start: int) -> dict[str, int]:
+    """meta.json's image_grid: rows × cols image tokens from index `start` on."""
+    return {"rows": rows, "cols": cols, "start_idx": start, "end_idx": start + rows * cols - 1}
+
+
+# ---------------------------------------------------------------- sizes
+
+
 def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
     """Bytes of the vision files: per captured block H heads plus the head mean, and one received vector."""
     return num_blocks * ((num_heads + 1) * num_patches * num_patches + num_patches) * BYTES_PER_VALUE
@@ -58,6 +94,94 @@ def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
 def sample_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
     """Bytes of all attention files: per layer H heads plus the mean and max matrices."""
     return num_layers * (num_heads + 2) * seq_len * seq_len * BYTES_PER_VALUE
+
+
+def size_formula(layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None) -> str:
+    """How sample_bytes (+ vision_bytes for (blocks, heads, patches)) adds up, for the messages that print it."""
+    formula = f"{layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes"
+    if vision:
+        blocks, vision_heads, patches = vision
+        formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
+    return formula
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --max-pixels or free some space") -> None:
+    """Refuse a sample the disk cannot hold, naming the partial folders of earlier runs that take room there."""
+    existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free >= size:
+        return
+    kept = find_leftovers(Path(target), is_sample_file)
+    held = f"; partial folders of earlier runs hold {format_bytes(sum(k.bytes for k in kept))} there ({', '.join(k.path.name for k in kept)})" if kept else ""
+    raise FormatError(f"the sample needs about {format_bytes(size)} ({formula}) but only {format_bytes(free)} is free at {existing}{held}; {hint}")
+
+
+# ---------------------------------------------------------------- building meta.json
+
+
+def build_meta(
+    *,
+    model: str,
+    mode: str,
+    prompt: str,
+    image_path: str,
+    image_size: tuple[int, int] | list[int],
+    original_image_size: tuple[int, int] | list[int],
+    num_layers: int,
+    num_heads: int,
+    tokens: list[dict[str, Any]],
+    image_grid: dict[str, int],
+    text_to_image: np.ndarray | None = None,
+    **optional: Any,
+) -> dict[str, Any]:
+    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out."""
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": model,
+        "mode": mode,
+        "prompt": prompt,
+        "image_path": image_path,
+        "image_size": list(image_size),
+        "original_image_size": list(original_image_size),
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "seq_len": len(tokens),
+        "dtype": "float16",
+        "tokens": tokens,
+        "image_grid": image_grid,
+        **file_fields(num_layers),
+    }
+    if text_to_image is not None:
+        meta["text_to_image"] = [[round(float(v), 6) for v in row] for row in text_to_image]
+    meta.update({key: value for key, value in optional.items() if value is not None})
+    return meta
+
+
+class TextToImage:
+    """meta.json's text_to_image: per layer and head, the attention that a token after the image gives to the
+    image tokens, averaged over those tokens. Fed one chunk of query rows at a time."""
+
+    def __init__(self, num_layers: int, num_heads: int, image_span: tuple[int, int]) -> None:
+        self.end = image_span[1]
+        self.sums = np.zeros((num_layers, num_heads), dtype=np.float64)
+        self.rows = np.zeros(num_layers, dtype=np.int64)
+
+    def add(self, layer: int, row0: int, image_share: np.ndarray) -> None:
+        """image_share (H, c): the attention each query row row0.. gives to the image tokens, summed over them."""
+        after = image_share[:, max(0, self.end + 1 - row0) :]
+        self.sums[layer] += after.sum(axis=1, dtype=np.float64)
+        self.rows[layer] += after.shape[1]
+
+    def table(self) -> np.ndarray:
+        return self.sums / np.maximum(1, self.rows)[:, None]
 
 
 # ---------------------------------------------------------------- validation
@@ -142,8 +266,7 @@ def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -
     if not 0 <= start <= end < n or end - start + 1 != grid["rows"] * grid["cols"]:
         raise FormatError("image_grid span does not match rows × cols inside the sequence")
     for i in range(start, end + 1):
-        offset = i - start
-        if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != [offset // grid["cols"], offset % grid["cols"]]:
+        if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != grid_pos(i - start, grid["cols"]):
             raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
 
 
@@ -222,6 +345,11 @@ def validate_sample(sample_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def sample_files(meta: dict[str, Any]) -> set[str]:
+    """The names of every file a sample holds."""
+    return {META_FILE, meta["image_path"], *_expected_sizes(meta)}
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -233,6 +361,8 @@ def read_meta(sample_dir: Path) -> dict[str, Any]:
         raise FormatError(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FormatError(f"{path} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise FormatError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
     validate_meta(meta)
     return meta
 
@@ -275,15 +405,72 @@ def open_vision_received(sample_dir: Path, meta: dict[str, Any]) -> np.memmap:
 
 
 def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse a target that is a file, a foreign folder, or a sample to keep; cheap, so callers check it first."""
+    """Refuse, before anything is loaded, a target this run could not write or must not replace.
+
+    Only a folder that validates as a sample and holds nothing but a sample's files is ever
+    replaced, and only with overwrite: a folder of the user's own files is never touched.
+    """
     target = Path(target)
-    for ancestor in [target, *target.parents]:
+    for ancestor in reversed([target, *target.parents]):  # from the root down, so the first problem is named
+        if ancestor.is_symlink() and not ancestor.exists():
+            raise FormatError(f"{ancestor} is a symbolic link to {os.readlink(ancestor)}, which does not exist")
         if ancestor.exists() and not ancestor.is_dir():
             raise FormatError(f"{ancestor} exists and is not a folder")
-    if (target / META_FILE).exists() and not overwrite:
-        raise FormatError(f"{target} already holds a sample; pass --overwrite to replace it")
-    if target.is_dir() and any(target.iterdir()) and not (target / META_FILE).exists():
-        raise FormatError(f"{target} is a non-empty folder that is not a sample; choose another --output-dir")
+    if target.is_symlink():
+        raise FormatError(f"{target} is a symbolic link (to {os.readlink(target)}); pass the folder it points to, or another --output-dir")
+    _check_writable(target)
+    if _holds_anything(target):
+        refusal = replace_refusal(target)
+        if refusal:
+            raise FormatError(refusal)
+        if not overwrite:
+            raise FormatError(f"{target} already holds a sample; pass --overwrite to replace it")
+
+
+def _holds_anything(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _check_writable(target: Path) -> None:
+    """Create and remove an empty hidden folder where the sample will go: the one test that every filesystem answers truly."""
+    existing = next(p for p in [target, *target.absolute().parents] if p.exists())
+    parent = existing if existing != target else target.absolute().parent
+    try:
+        os.rmdir(make_partial_folder(parent / f"{target.name}-write-check"))
+    except OSError as err:
+        raise FormatError(f"cannot write in {parent}: {(err.strerror or str(err)).lower()}") from None
+
+
+def replace_refusal(folder: Path) -> str | None:
+    """Why this existing, non-empty folder must not be replaced, or None when it is a sample and nothing else."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    try:
+        meta = validate_sample(folder)
+    except FormatError as err:
+        return f"{folder} holds {shown}, and is not a sample ({err}); nothing was changed; choose another --output-dir"
+    extra = [name for name in names if name.rstrip("/") not in sample_files(meta)]
+    if extra:
+        return f"{folder} holds a sample and also {', '.join(extra[:4])}, which are not a sample's; nothing was changed; choose another --output-dir"
+    return None
+
+
+def prepare_target(target: Path, overwrite: bool) -> list[str]:
+    """check_target, then deal with the partial folders that killed runs left for this target: remove those
+    that are surely ours and dead, report the others. Returns one line per leftover."""
+    check_target(target, overwrite)
+    notes = []
+    for leftover in find_leftovers(Path(target), is_sample_file):
+        notes.append(_handle_leftover(leftover))
+    return notes
+
+
+def _handle_leftover(leftover: Leftover) -> str:
+    size = format_bytes(leftover.bytes)
+    if leftover.removable:
+        remove_tree(leftover.path)
+        return f"removed {leftover.path} ({size}), the partial sample of a run that was killed"
+    return f"left {leftover.path} ({size}) as it is: {leftover.why_kept}; remove it once it is no longer needed"
 
 
 def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -293,21 +480,23 @@ def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
 
 
 class SampleWriter:
-    """Writes a sample into a hidden sibling folder and renames it into place on commit.
+    """Writes a sample into a hidden sibling folder and moves it into place on commit.
 
-    Until commit() the target path is untouched, so an interrupted run leaves no
-    folder that looks like a sample; close() without commit() removes the partial one.
+    Until commit() the target path is untouched, so an interrupted run leaves no folder
+    that looks like a sample; close() without commit() removes the partial one. commit()
+    either claims a free name with a rename that cannot replace, or (overwrite) swaps the
+    new sample with the old in one step, so the name never shows a half of either.
     """
 
     def __init__(self, target: Path, overwrite: bool = False) -> None:
         self.target = Path(target)
+        self.overwrite = overwrite
         check_target(self.target, overwrite)
         # Parents this writer creates are removed again if the sample is never committed.
         self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.committed = False
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=self.target.parent))
-        self.tmp.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
+        self.tmp = make_partial_folder(self.target)
 
     def __enter__(self) -> SampleWriter:
         return self
@@ -381,22 +570,34 @@ class SampleWriter:
         shutil.copyfile(source, self.tmp / name)
 
     def commit(self, meta: dict[str, Any]) -> Path:
-        """Write meta.json, check the whole sample, then swap it into place."""
-        _write_json_atomic(self.tmp / META_FILE, meta)
+        """Write meta.json, check the whole sample, then move it into place."""
+        write_json_atomic(self.tmp / META_FILE, meta)
         validate_sample(self.tmp)
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            self.target.rename(old)
-        self.tmp.rename(self.target)
-        if old is not None:
-            shutil.rmtree(old)
-        write_index(self.target.parent)
+        if self.overwrite and _holds_anything(self.target):
+            refusal = replace_refusal(self.target)  # again: the folder may have changed since the run began
+            if refusal:
+                raise FormatError(refusal)
+            rename_exchange(self.tmp, self.target)  # self.tmp now holds the old sample, which close() removes
+        else:
+            self._claim_target()
         self.committed = True
+        write_index(self.target.parent)
         return self.target
 
+    def _claim_target(self) -> None:
+        try:
+            if self.target.is_dir() and not self.target.is_symlink():
+                os.rmdir(self.target)  # an empty folder the user made; rmdir cannot remove anything else
+            rename_noreplace(self.tmp, self.target)
+        except FileExistsError:
+            raise FormatError(f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
+        except OSError as err:
+            if err.errno != errno.ENOTEMPTY:
+                raise
+            raise FormatError(f"{self.target} was filled while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
+
     def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_tree(self.tmp)
         if not self.committed:
             for parent in reversed(self.created_parents):
                 try:
@@ -405,24 +606,19 @@ class SampleWriter:
                     break
 
 
-def _write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_index(parent: Path) -> None:
     """List the parent's samples in index.json so a static host needs no directory listing."""
-    _write_json_atomic(Path(parent) / INDEX_FILE, {"samples": list_samples(parent)})
+    write_json_atomic(Path(parent) / INDEX_FILE, {"samples": list_samples(parent)})
 
 
 def list_samples(parent: Path) -> list[dict[str, Any]]:
+    """The parent's samples: every folder that is not hidden and validates as one (web/server/sample-index.ts lists the same)."""
     entries = []
     for child in sorted(Path(parent).iterdir()):
-        if child.name.startswith(".") or not (child / META_FILE).is_file():
+        if child.name.startswith(".") or not child.is_dir():
             continue
         try:
-            meta = read_meta(child)
+            meta = validate_sample(child)
         except FormatError:
             continue
         entries.append(

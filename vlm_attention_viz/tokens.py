@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .sample_format import grid_pos
+
 IMAGE_TEXT = "[IMG]"
 INCOMPLETE = "\ufffd"  # what decode() yields for the bytes of a character not finished yet
 # A run stays open while tokens keep ending inside a character. Real text closes it within a few
@@ -51,7 +53,7 @@ def build_tokens(tokenizer: Any, ids: list[int], image_token_id: int, grid_cols:
     for i, (token_id, text) in enumerate(zip(ids, token_texts(tokenizer, ids, image_token_id))):
         token: dict[str, Any] = {"id": i, "token_id": token_id, "text": text, "type": "text"}
         if token_id == image_token_id:
-            token.update(type="image", grid_pos=[image_index // grid_cols, image_index % grid_cols])
+            token.update(type="image", grid_pos=grid_pos(image_index, grid_cols))
             image_index += 1
         elif token_id in special:
             token["type"] = "special"

@@ -209,6 +209,11 @@ class VisionPlan:
         return self.geometry.rows * self.geometry.cols
 
     @property
+    def shape(self) -> tuple[int, int, int]:
+        """(captured blocks, heads, patches), as sample_format's size arithmetic takes them."""
+        return len(self.blocks), self.heads, self.patches
+
+    @property
     def bytes(self) -> int:
         return fmt.vision_bytes(len(self.blocks), self.heads, self.patches)
 

@@ -48,9 +48,9 @@ def build_tokens(seq_len: int) -> tuple[list[dict], dict]:
     for i, text in enumerate(texts):
         tok: dict = {"id": i, "text": text, "type": "special" if text in SPECIAL else "text"}
         if start <= i < start + rows * cols:
-            tok.update(type="image", grid_pos=[(i - start) // cols, (i - start) % cols])
+            tok.update(type="image", grid_pos=fmt.grid_pos(i - start, cols))
         tokens.append(tok)
-    grid = {"rows": rows, "cols": cols, "start_idx": start, "end_idx": start + rows * cols - 1}
+    grid = fmt.image_grid(rows, cols, start)
     return tokens, grid
 
 
@@ -127,7 +127,7 @@ def grid_image(grid: dict) -> Image.Image:
 
 
 def write_import_inputs(folder: Path, seq_len: int, layers: int, heads: int, seed: int) -> Path:
-    """attention_array.npy, decoded_tokens.npy and image.png, as seed 003's users have them; one layer in memory at a time."""
+    """attention_array.npy, decoded_tokens.npy and image.png, as the earlier .npy-based tools save them; one layer in memory at a time."""
     folder.mkdir(parents=True, exist_ok=True)
     tokens, grid = build_tokens(seq_len)
     texts = ["<|image_pad|>" if t["type"] == "image" else t["text"] for t in tokens]
@@ -159,26 +159,20 @@ def write_synthetic(
             mean = attn.mean(axis=0, dtype=np.float32).astype(np.float16)
             writer.write_layer(layer, attn, mean, attn.max(axis=0))
             del attn
-        meta = {
-            "format_version": fmt.FORMAT_VERSION,
-            "model": "synthetic",
-            "model_type": "synthetic",
-            "mode": "prefill",
-            "prompt": "Describe this image in detail.",
-            "image_path": "image.png",
-            "image_size": list(image.size),
-            "original_image_size": list(image.size),
-            "num_layers": layers,
-            "num_heads": heads,
-            "num_kv_heads": heads,
-            "seq_len": seq_len,
-            "dtype": "float16",
-            "tokens": tokens,
-            "image_grid": grid,
-            "layer_files": [fmt.layer_file(i) for i in range(layers)],
-            "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
-            "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
-        }
+        meta = fmt.build_meta(
+            model="synthetic",
+            model_type="synthetic",
+            mode="prefill",
+            prompt="Describe this image in detail.",
+            image_path="image.png",
+            image_size=image.size,
+            original_image_size=image.size,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=heads,
+            tokens=tokens,
+            image_grid=grid,
+        )
         if vision_blocks:
             meta["vision"] = write_vision(writer, grid, image.size, vision_blocks, vision_heads, seed)
         return writer.commit(meta)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedConfig
 
@@ -52,10 +54,24 @@ def claiming_adapter(model_type: str | None) -> type[ModelAdapter] | None:
 
 
 def checkpoint_model_type(source: str) -> str | None:
-    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-        raise UserError(f"{source} has no config.json; is it a model folder?")
+    if Path(source).is_dir():
+        return local_config(Path(source)).get("model_type")
     try:
         config, _ = PreTrainedConfig.get_config_dict(source)
     except OSError:
         raise UserError(f"cannot read the config of {source!r}: not a local folder, and not on the hub or in the cache (offline?)") from None
     return config.get("model_type")
+
+
+def local_config(folder: Path) -> dict[str, Any]:
+    """A local checkpoint's config.json, read here so a broken one is named as such, not as a missing model."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"{folder} has no config.json; is it a model folder?")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({err}); is the download complete?") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} does not hold a JSON object")
+    return config

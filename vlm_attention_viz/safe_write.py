@@ -1,0 +1,143 @@
+"""Filesystem steps that never lose data: atomic renames that cannot replace, swaps, and leftovers of killed runs.
+
+A run writes into a hidden sibling named `.NAME.partial-HOST-PID-RANDOM`, so a later run
+can tell whose it was: a leftover of a dead process on this host whose files are all a
+sample's is removed; any other is reported with its size and left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.partial-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+")
+
+
+def _renameat2(source: Path, destination: Path, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if libc.renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(destination))
+
+
+def rename_noreplace(source: Path, destination: Path) -> None:
+    """Move source to destination, failing with FileExistsError if anything is there, with no window between check and move."""
+    try:
+        _renameat2(source, destination, _RENAME_NOREPLACE)
+    except OSError as err:
+        if err.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "exists", str(destination)) from None
+        if err.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        # No renameat2 here (not Linux, or a filesystem without it): claiming the name with mkdir is atomic too,
+        # and rename() may then replace the empty folder it made.
+        os.mkdir(destination)
+        os.rename(source, destination)
+
+
+def rename_exchange(first: Path, second: Path) -> None:
+    """Swap two folders in one step, so each name always shows one complete folder."""
+    try:
+        _renameat2(first, second, _RENAME_EXCHANGE)
+    except OSError as err:
+        if err.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        # Without an atomic swap: two renames, with a moment in which `second` is absent but nothing is lost.
+        parked = first.with_name(first.name + "-old")
+        os.rename(second, parked)
+        os.rename(first, second)
+        os.rename(parked, first)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to a private temporary sibling and rename it over `path`: readers see the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, ensure_ascii=False, indent=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def make_partial_folder(target: Path) -> Path:
+    """A fresh hidden sibling of target, named after this host and process."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{_host()}-{os.getpid()}-", dir=target.parent))
+    folder.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
+    return folder
+
+
+@dataclass
+class Leftover:
+    """A partial folder that an earlier run of the same target left behind."""
+
+    path: Path
+    bytes: int
+    removable: bool  # its process is gone and everything in it is a sample's own file
+    why_kept: str = ""
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def find_leftovers(target: Path, is_sample_file: Callable[[str], bool]) -> list[Leftover]:
+    """Partial folders of target's name in its parent, and whether each can be removed safely."""
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    leftovers = []
+    for child in sorted(parent.iterdir()):
+        match = _PARTIAL.fullmatch(child.name)
+        if not match or match["name"] != target.name or not child.is_dir() or child.is_symlink():
+            continue
+        why = _why_kept(child, match, is_sample_file)
+        leftovers.append(Leftover(child, folder_bytes(child), removable=not why, why_kept=why))
+    return leftovers
+
+
+def _why_kept(folder: Path, match: re.Match[str], is_sample_file: Callable[[str], bool]) -> str:
+    pid = int(match["pid"])
+    if match["host"] != _host():
+        return f"written on host {match['host']}"
+    if pid == os.getpid() or _process_alive(pid):
+        return f"its run (pid {pid}) is still going"
+    foreign = [p.name for p in folder.iterdir() if p.is_dir() or not is_sample_file(p.name)]
+    if foreign:
+        return f"it holds files a sample does not ({', '.join(sorted(foreign)[:3])})"
+    return ""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+def remove_tree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
