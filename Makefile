@@ -3,7 +3,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: demo test setup test-python test-web bench
+.PHONY: demo test setup test-python test-web chromium bench
 
 setup: $(VENV_STAMP) $(WEB_STAMP)
 
@@ -29,8 +29,13 @@ test-python: $(VENV_STAMP)
 
 # Unit, data-server and browser tests (real Chromium); the browser tests extract
 # samples with the venv's Python, so they need both set-ups.
-test-web: $(VENV_STAMP) $(WEB_STAMP)
+test-web: $(VENV_STAMP) $(WEB_STAMP) chromium
 	cd web && npm test
+
+# The browser tests drive Debian's chromium; as root it is installed here, otherwise one line says how.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "make test needs chromium for the browser tests: sudo apt-get install chromium" >&2; exit 1; }
 
 # Extraction and import memory and speed figures for BENCHMARKS.md (scripts, not tests).
 bench: $(VENV_STAMP)

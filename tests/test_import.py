@@ -114,6 +114,13 @@ def workspace(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     late_nan = causal_attention(2, 1, N)
     late_nan[1, 0, N - 1, 0] = np.nan  # found only while streaming, after layer 0 is written
     np.save(root / "nan.npy", late_nan)
+    huge = causal_attention(1, 1, N)
+    huge[0, 0, N - 1, 0] = 70_000.0  # finite in float32, infinite in float16
+    np.save(root / "above_float16.npy", huge)
+    negative = causal_attention(1, 1, N)
+    negative[0, 0, 5, 0] = -0.25
+    np.save(root / "negative.npy", negative)
+    np.save(root / "surrogate_tokens.npy", np.array([*TEXTS[:-1], "bad \udcff"]))
     np.save(root / "short_tokens.npy", TEXTS[:-1])
     np.save(root / "object_tokens.npy", np.array(TEXTS, dtype=object), allow_pickle=True)
     np.save(root / "no_image_tokens.npy", [t.replace("<|image_pad|>", "x") for t in TEXTS])
@@ -132,6 +139,9 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
         "integer attention": (import_args(inputs, new, *given, attention=str(workspace / "ints.npy")), "int32"),
         "not causal": (import_args(inputs, new, *given, attention=str(workspace / "bidirectional.npy")), "not causal"),
         "NaN in the last layer": (import_args(inputs, new, *given, attention=str(workspace / "nan.npy")), "NaN"),
+        "above float16": (import_args(inputs, new, *given, attention=str(workspace / "above_float16.npy")), "65,504"),
+        "negative values": (import_args(inputs, new, *given, attention=str(workspace / "negative.npy")), "negative"),
+        "lone surrogate token": (import_args(inputs, new, *given, tokens=str(workspace / "surrogate_tokens.npy")), "surrogate"),
         "wrong token count": (import_args(inputs, new, *given, tokens=str(workspace / "short_tokens.npy")), f"{N - 1} tokens but the attention is {N} x {N}"),
         "object tokens": (import_args(inputs, new, *given, tokens=str(workspace / "object_tokens.npy")), "dtype=str"),
         "span outside": (import_args(inputs, new, "--image-span", "4", str(N)), "not inside the sequence"),
@@ -149,13 +159,21 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
 @pytest.mark.parametrize(
     "case",
     ["missing attention", "missing tokens", "missing image", "not 4-D", "not square", "integer attention", "not causal", "NaN in the last layer",
-     "wrong token count",
+     "wrong token count", "above float16", "negative values", "lone surrogate token",
      "object tokens", "span outside", "span reversed", "grid size", "grid spelling", "grid not inferable", "no span", "no placeholder",
      "unknown model type", "existing sample"],
 )
 def test_bad_input_gives_one_clear_error_and_leaves_nothing(case: str, inputs: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, mentions = refusals(inputs, workspace)[case]
     assert_refused(capsys, workspace, args, mentions)
+
+
+def test_big_endian_float32_imports_as_its_values(inputs: Path, tmp_path: Path) -> None:
+    source = np.load(inputs / "attention.npy")
+    np.save(tmp_path / "big.npy", source.astype(">f4"))
+    assert run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", attention=str(tmp_path / "big.npy"))) == 0
+    meta = fmt.read_meta(tmp_path / "s")
+    np.testing.assert_array_equal(fmt.open_layer(tmp_path / "s", meta, 0), source[0].astype(np.float16))
 
 
 def test_byte_string_tokens_are_read_as_utf8(inputs: Path, tmp_path: Path) -> None:

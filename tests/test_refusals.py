@@ -6,9 +6,11 @@ import errno
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections import namedtuple
 from pathlib import Path
 
@@ -54,6 +56,21 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     weightless_lora = workspace / "weightless_lora"
     weightless_lora.mkdir(exist_ok=True)
     (weightless_lora / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    bomb = workspace / "bomb.png"
+    if not bomb.exists():
+        ihdr = b"IHDR" + struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)  # declares 50,000 x 50,000 RGB
+        chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+        end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+        bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + end)
+    cut_weights = workspace / "cut_weights"
+    if not cut_weights.exists():
+        shutil.copytree(gqa_model, cut_weights)
+        weights = next(cut_weights.glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:5000])
+    broken_config = workspace / "broken_config"
+    if not broken_config.exists():
+        shutil.copytree(gqa_model, broken_config, ignore=shutil.ignore_patterns("*.safetensors"))
+        (broken_config / "config.json").write_text('{"model_type": ')
     kept = workspace / "out" / "kept"
     base = ["--prompt", "Describe.", "--model", gqa_model]
     return {
@@ -72,13 +89,19 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
         "zero max pixels": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"], "--max-pixels"),
         "missing adapter": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "no-lora"], "no such folder"),
         "adapter without config": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "out"], "adapter_config.json"),
+        "folder as image": (["--image", workspace / "out", "--output-dir", kept, "--overwrite", *base], "is a folder"),
+        "decompression bomb": (["--image", bomb, "--output-dir", kept, "--overwrite", *base], "too large"),
+        "invalid utf-8 prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "bad \udcff", "--model", gqa_model], "UTF-8"),
+        "truncated weights": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", cut_weights], "damaged or truncated"),
+        "broken config.json": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", broken_config], "not valid JSON"),
         "adapter without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora], "adapter_model"),
     }
 
 
 CASES = ["missing image", "text named .jpg", "truncated jpeg", "aspect ratio over 200", "empty prompt", "output dir is a file", "inside a file", "existing sample",
          "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels", "missing adapter",
-         "adapter without config", "adapter without weights"]
+         "adapter without config", "adapter without weights", "folder as image", "decompression bomb", "invalid utf-8 prompt", "truncated weights",
+         "broken config.json"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -589,12 +589,10 @@ class SampleWriter:
             if self.target.is_dir() and not self.target.is_symlink():
                 os.rmdir(self.target)  # an empty folder the user made; rmdir cannot remove anything else
             rename_noreplace(self.tmp, self.target)
-        except FileExistsError:
-            raise FormatError(f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
         except OSError as err:
-            if err.errno != errno.ENOTEMPTY:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            raise FormatError(f"{self.target} was filled while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
+            raise FormatError(f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
 
     def close(self) -> None:
         remove_tree(self.tmp)
