@@ -2,12 +2,12 @@
 // action → state (+ URL) → worker asks for one vector (two in vision mode: the
 // token panel's and the image overlay's) → both panels recolour.
 
-import { Controls, bindShortcuts, type Settings } from "./controls";
-import { DataClient } from "./data-client";
-import { byId } from "./dom";
-import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./format";
-import { ImagePanel } from "./image-panel";
-import { imageOverlay, tokenHeat, type Fetched } from "./panel-heats";
+import { Controls, bindShortcuts, type Settings } from "./view/controls";
+import { DataClient } from "./data/data-client";
+import { byId } from "./view/dom";
+import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./data/format";
+import { ImagePanel } from "./view/image-panel";
+import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
 import {
   completeView,
   layerSpan,
@@ -19,11 +19,11 @@ import {
   viewToParams,
   visionBlockIndices,
   type ViewState,
-} from "./state";
-import { statusText } from "./status";
-import { TokenPanel } from "./token-panel";
-import { Tooltip } from "./tooltip";
-import { stepToken, wordAt } from "./words";
+} from "./state/state";
+import { statusText } from "./state/status";
+import { TokenPanel } from "./view/token-panel";
+import { Tooltip } from "./view/tooltip";
+import { stepToken, wordAt } from "./state/words";
 
 const params = new URLSearchParams(location.search);
 const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import type { SampleMeta } from "../../src/format";
+import type { SampleMeta } from "../../src/data/format";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
 import {
   clickToken,

@@ -4,8 +4,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Page } from "playwright-core";
 import { expect } from "vitest";
-import { parseMeta, type SampleMeta } from "../../src/format";
-import { halfToFloat } from "../../src/float16";
+import { parseMeta, type SampleMeta } from "../../src/data/format";
+import { halfToFloat } from "../../src/data/float16";
 
 export interface TokenBox {
   x: number;

@@ -7,9 +7,9 @@ import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "vitest";
-import { LUTS } from "../../src/color";
-import type { VisionMeta } from "../../src/format";
-import { halfToFloat } from "../../src/float16";
+import { LUTS } from "../../src/view/color";
+import type { VisionMeta } from "../../src/data/format";
+import { halfToFloat } from "../../src/data/float16";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
 import { expectRedraw, openViewer, patchCentre, readSampleMeta, sampleFile, viewParams } from "./viewer-page";
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { meanOfRows, normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/attention";
-import { halfToFloat } from "../../src/float16";
+import { meanOfRows, normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/data/attention";
+import { halfToFloat } from "../../src/data/float16";
 import { fixtureBits } from "./fixture";
 
 const N = 40;

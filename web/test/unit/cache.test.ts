@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { ByteLru } from "../../src/cache";
+import { ByteLru } from "../../src/data/cache";
 
 const block = (bytes: number) => new Uint8Array(bytes);
 

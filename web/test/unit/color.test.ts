@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { CSS_COLOURS, LUTS, LUT_SIZE, PALETTE_NAMES, buildLut, lutIndex } from "../../src/color";
+import { CSS_COLOURS, LUTS, LUT_SIZE, PALETTE_NAMES, buildLut, lutIndex } from "../../src/view/color";
 
 const rgba = (lut: Uint8ClampedArray, i: number) => Array.from(lut.subarray(i * 4, i * 4 + 4));
 

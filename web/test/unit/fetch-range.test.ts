@@ -5,9 +5,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { fetchSpan } from "../../src/fetch-range";
-import { parseMeta } from "../../src/format";
-import { MatrixSource } from "../../src/matrix-source";
+import { fetchSpan } from "../../src/data/fetch-range";
+import { parseMeta } from "../../src/data/format";
+import { MatrixSource } from "../../src/data/matrix-source";
 import { FIXTURE_DIR, fixtureBits, fixtureMetaJson } from "./fixture";
 
 const N = 40;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { decodeStrided, halfTable, halfToFloat } from "../../src/float16";
+import { decodeStrided, halfTable, halfToFloat } from "../../src/data/float16";
 import { fixtureBits } from "./fixture";
 
 describe("halfToFloat", () => {

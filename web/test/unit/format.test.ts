@@ -1,7 +1,7 @@
 import { statSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, test } from "vitest";
-import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta, visionReceivedBytes } from "../../src/format";
+import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta, visionReceivedBytes } from "../../src/data/format";
 import { FIXTURE_DIR, fixtureMetaJson } from "./fixture";
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {

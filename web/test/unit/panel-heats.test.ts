@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
-import type { Settings } from "../../src/controls";
-import { parseMeta } from "../../src/format";
-import { imageOverlay, tokenHeat, type Fetched } from "../../src/panel-heats";
-import { completeView } from "../../src/state";
+import type { Settings } from "../../src/view/controls";
+import { parseMeta } from "../../src/data/format";
+import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { completeView } from "../../src/state/state";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 40 tokens, image tokens 4..24 (3 × 7); vision grid 6 × 14

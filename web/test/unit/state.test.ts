@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { parseMeta } from "../../src/format";
+import { parseMeta } from "../../src/data/format";
 import {
   completeView,
   headCycle,
@@ -12,8 +12,8 @@ import {
   visionBlockIndices,
   visionHeadCycle,
   type ViewState,
-} from "../../src/state";
-import { statusText } from "../../src/status";
+} from "../../src/state/state";
+import { statusText } from "../../src/state/status";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { parseMeta } from "../../src/format";
-import { LINE_HEIGHT, cellAt, cellsBetween, layoutTokens, tokenLabel } from "../../src/token-layout";
+import { parseMeta } from "../../src/data/format";
+import { LINE_HEIGHT, cellAt, cellsBetween, layoutTokens, tokenLabel } from "../../src/view/token-layout";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson());

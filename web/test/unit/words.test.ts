@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { parseMeta, type Token } from "../../src/format";
-import { selectionText, stepToken, wordAt } from "../../src/words";
+import { parseMeta, type Token } from "../../src/data/format";
+import { selectionText, stepToken, wordAt } from "../../src/state/words";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson());

@@ -1,7 +1,7 @@
 // Words and answer stepping: which tokens a click on a word selects, and where
 // `[` / `]` move the selection.
 
-import type { SampleMeta, Token } from "./format";
+import type { SampleMeta, Token } from "../data/format";
 
 const WORD_CHAR = /[\p{L}\p{N}_'’]/u;
 

@@ -3,9 +3,9 @@
 // with its blocks, head and patch), so a link reopens the same view and
 // Back/Forward step through it.
 
-import type { Reduce } from "./attention";
-import type { SampleMeta, VisionMeta } from "./format";
-import type { HeadChoice, VisionHead } from "./protocol";
+import type { Reduce } from "../data/attention";
+import type { SampleMeta, VisionMeta } from "../data/format";
+import type { HeadChoice, VisionHead } from "../data/protocol";
 
 export type Direction = "src" | "tgt";
 export type Combine = "mean" | "max";

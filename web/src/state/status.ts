@@ -5,7 +5,7 @@
 // Vision encoder · blocks 25, 26 (mean) · 180 patches (10 rows × 18 cols) · mean over 16 heads · saliency: …
 // or, for a patch's row in one vision head, `· head 3 of 16 · patch #40 (row 2, col 4): where it looks`.
 
-import type { SampleMeta, VisionMeta } from "./format";
+import type { SampleMeta, VisionMeta } from "../data/format";
 import { headLabel, layerSpan, type Direction, type ViewState } from "./state";
 import { selectionText } from "./words";
 

@@ -1,11 +1,11 @@
 // The controls bar and the keyboard shortcuts. Controls only report what the
 // user asked for; main.ts changes the state and redraws.
 
-import type { Reduce } from "./attention";
+import type { Reduce } from "../data/attention";
 import type { PaletteName } from "./color";
 import { byId } from "./dom";
-import type { SampleEntry, SampleMeta } from "./format";
-import type { HeadChoice, VisionHead } from "./protocol";
+import type { SampleEntry, SampleMeta } from "../data/format";
+import type { HeadChoice, VisionHead } from "../data/protocol";
 import {
   headCycle,
   layerSpan,
@@ -16,7 +16,7 @@ import {
   type Overlay,
   type ViewState,
   type VisionBlocks,
-} from "./state";
+} from "../state/state";
 
 export interface Settings {
   palette: PaletteName;

@@ -1,7 +1,7 @@
 // Where each token cell sits in the token panel: a wrapped text flow, computed
 // once per (sample, width, collapse) and then only recoloured.
 
-import type { ImageGrid, Token } from "./format";
+import type { ImageGrid, Token } from "../data/format";
 
 export type CellKind = "text" | "thinking" | "special" | "image" | "image-block" | "partial";
 

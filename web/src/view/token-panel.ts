@@ -5,7 +5,7 @@
 // again on scroll): uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall.
 
 import { CSS_COLOURS, lutIndex, type Heat } from "./color";
-import type { SampleMeta } from "./format";
+import type { SampleMeta } from "../data/format";
 import { cellAt, cellsBetween, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
 import { formatWeight, type Tooltip } from "./tooltip";
 

@@ -4,12 +4,12 @@
 // spatial pattern shows even when text tokens take most of the mass), the vision
 // overlay over all its patches.
 
-import { normalisationRange, type ValueRange } from "./attention";
+import { normalisationRange, type ValueRange } from "../data/attention";
 import type { Heat } from "./color";
 import type { Settings } from "./controls";
-import type { SampleMeta } from "./format";
+import type { SampleMeta } from "../data/format";
 import type { OverlayView } from "./image-panel";
-import { shownVision, type ViewState } from "./state";
+import { shownVision, type ViewState } from "../state/state";
 
 export interface Fetched {
   meta: SampleMeta;

@@ -5,7 +5,7 @@
 // drawImage per redraw, whatever the grid size.
 
 import { LUTS, lutIndex, type Heat } from "./color";
-import type { Overlay } from "./state";
+import type { Overlay } from "../state/state";
 import { formatWeight, type Tooltip } from "./tooltip";
 
 /** The grid over the image: cell (r, c) shows the view's value at first + r × cols + c. */
