@@ -3,7 +3,7 @@
 A sample is a folder holding meta.json, one float16 (H, N, N) file per layer, a
 head-mean and a head-max (N, N) file per layer, and the image; optionally the vision
 encoder's attention per captured block (the `vision` field). SPEC.md describes
-every field; web/src/format.ts is the TypeScript twin of this module, and both
+every field; web/src/data/format.ts is the TypeScript twin of this module, and both
 are tested against fixtures/sample_tiny.
 """
 
