@@ -204,9 +204,9 @@ export function stepVisionHead(vhead: VisionHead, delta: number, vision: VisionM
   return stepCycle(visionHeadCycle(vision), vhead, delta);
 }
 
-/** The entry `delta` steps from `current`, wrapping round. */
+/** The entry `delta` steps from `current`, wrapping round; an empty cycle stays put. */
 function stepCycle<T>(cycle: T[], current: T, delta: number): T {
-  return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length]!;
+  return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length] ?? current;
 }
 
 /** The layers a view covers, lowest first. */
