@@ -10,7 +10,7 @@
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
-import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionReceivedBytes, type VisionMeta } from "./format";
+import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionBlockFileBytes, visionReceivedBytes, type VisionMeta } from "./format";
 import type { SampleFiles } from "./protocol";
 import { HEAD_AGGREGATES, VISION_HEAD_AGGREGATES, type HeadChoice, type VisionHead } from "./variants";
 
@@ -188,7 +188,7 @@ export class MatrixSource {
     const vision = this.visionFiles();
     const bytes = matrixBytes(vision.seqLen);
     if (typeof head !== "number") return this.spanOf(listed(vision[VISION_HEAD_AGGREGATES[head].files], index), bytes);
-    const file = this.spanOf(listed(vision.blockFiles, index), vision.numHeads * bytes);
+    const file = this.spanOf(listed(vision.blockFiles, index), visionBlockFileBytes(vision));
     return { ...file, start: head * bytes, length: bytes };
   }
 

@@ -214,7 +214,7 @@ function onValue<T>(
 }
 
 /**
- * ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens;
+ * The shortcuts (SPEC.md §3, Interactions): ←/→ layer, ↑/↓ head (the head aggregates, then each head), Tab direction, Escape deselect; [ / ] step tokens;
  * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks, ↑/↓ its heads).
  */
 export function bindShortcuts(handlers: ShortcutHandlers): void {

@@ -113,8 +113,8 @@ describe("index.json", () => {
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toBe("application/json; charset=utf-8");
     const names = (JSON.parse(res.body.toString()) as { samples: { name: string }[] }).samples.map((s) => s.name);
-    // Not listed: the stale index's "stale", hidden partial writes, folders without a
-    // readable meta.json, and the symlinked sample that lives outside DATA_DIR.
+    // Not listed: the stale index's "stale", hidden partial writes and links to them,
+    // folders without a readable meta.json, and the symlinked sample that lives outside DATA_DIR.
     expect(names).toEqual(["alias_inside", "sample_tiny"]);
   });
 
@@ -171,6 +171,19 @@ describe("confinement to DATA_DIR", () => {
 
   test.each(["/data/", "/data/sample_tiny/", "/data/not_a_sample"])("folder %s is not listed", async (url) => {
     expect((await request(server.url, url)).status).toBe(404);
+  });
+
+  test.each([
+    "/data/.sample.partial-1/meta.json",
+    "/data/%2Esample.partial-1/meta.json",
+    "/data/sample_tiny/.secret",
+    "/data/sample_tiny/%2esecret",
+    "/data/./sample_tiny/meta.json",
+    "/data/alias_of_hidden/meta.json",
+  ])("hidden path %s is not found", async (url) => {
+    const res = await request(server.url, url);
+    expect(res.status).toBe(404);
+    expect(res.body.toString()).not.toContain(SECRET);
   });
 
   test("a missing file is 404", async () => {
