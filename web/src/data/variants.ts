@@ -6,38 +6,33 @@
 
 import type { SampleMeta, VisionMeta } from "./format";
 
-/** The meta.json file lists a head aggregate can read, one (N, N) file per layer. */
-type HeadAggregateFiles = "headMeanFiles" | "headMaxFiles";
-
-interface HeadAggregateKind {
+/** A head aggregate: its label, and the meta.json list of its precomputed files (SPEC.md §1), one per layer or block. */
+interface HeadAggregateKind<Files extends string> {
   label: string;
-  /** The precomputed aggregate over all heads of a layer (SPEC.md §1). */
-  files: HeadAggregateFiles;
+  files: Files;
 }
+
+/** The file lists a table of head aggregates reads. */
+type FilesOf<Table extends Record<string, { files: string }>> = Table[keyof Table]["files"];
 
 const headAggregates = {
   mean: { label: "mean", files: "headMeanFiles" },
   max: { label: "max", files: "headMaxFiles" },
-} satisfies Record<string, HeadAggregateKind>;
+} satisfies Record<string, HeadAggregateKind<keyof SampleMeta>>;
 
 /** The LLM's head aggregates, in the order ↑/↓ step through them before the single heads. */
-export const HEAD_AGGREGATES: Readonly<Record<HeadAggregate, HeadAggregateKind>> = headAggregates;
+export const HEAD_AGGREGATES: Readonly<Record<HeadAggregate, HeadAggregateKind<FilesOf<typeof headAggregates>>>> = headAggregates;
 export type HeadAggregate = keyof typeof headAggregates;
 /** Which matrix of a layer: one head, or an aggregate over heads. */
 export type HeadChoice = number | HeadAggregate;
 
-interface VisionHeadAggregateKind {
-  label: string;
-  /** The precomputed aggregate over the heads of a captured vision block (SPEC.md §1). */
-  files: "headMeanFiles";
-}
-
 const visionHeadAggregates = {
   mean: { label: "mean", files: "headMeanFiles" },
-} satisfies Record<string, VisionHeadAggregateKind>;
+} satisfies Record<string, HeadAggregateKind<keyof VisionMeta>>;
 
 /** The vision encoder's head aggregates, before its single heads. */
-export const VISION_HEAD_AGGREGATES: Readonly<Record<VisionHeadAggregate, VisionHeadAggregateKind>> = visionHeadAggregates;
+export const VISION_HEAD_AGGREGATES: Readonly<Record<VisionHeadAggregate, HeadAggregateKind<FilesOf<typeof visionHeadAggregates>>>> =
+  visionHeadAggregates;
 export type VisionHeadAggregate = keyof typeof visionHeadAggregates;
 /** Which vision attention a patch's row comes from: an aggregate over heads, or one vision head. */
 export type VisionHead = number | VisionHeadAggregate;
@@ -86,6 +81,11 @@ export type Overlay = keyof typeof overlays;
 /** Whether a sample holds the data an overlay reads. */
 export function overlayAvailable(overlay: Overlay, meta: Pick<SampleMeta, "vision">): boolean {
   return OVERLAYS[overlay].source !== "vision" || meta.vision !== undefined;
+}
+
+/** The overlays a sample holds the data for, in table order. */
+export function availableOverlays(meta: Pick<SampleMeta, "vision">): Overlay[] {
+  return variantsOf(OVERLAYS).filter((overlay) => overlayAvailable(overlay, meta));
 }
 
 /** The sample's vision attention when the overlay shows it, else null. */

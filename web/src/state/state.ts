@@ -10,6 +10,7 @@ import {
   OVERLAYS,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
+  availableOverlays,
   overlayAvailable,
   overlayVision,
   variantNamed,
@@ -60,11 +61,11 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
   if (head !== undefined) view.head = head;
   const tokens = parseTokens(params.get("token"));
   if (tokens) view.tokens = tokens;
-  const combine = variantNamed(WORD_COMBINES, params.get("combine"));
+  const combine = parseCombine(params.get("combine"));
   if (combine) view.combine = combine;
   const dir = params.get("dir");
   if (dir === "src" || dir === "tgt") view.dir = dir;
-  const overlay = variantNamed(OVERLAYS, params.get("overlay"));
+  const overlay = parseOverlay(params.get("overlay"));
   if (overlay) view.overlay = overlay;
   const vblocks = parseVisionBlocks(params.get("vblocks"));
   if (vblocks !== undefined) view.vblocks = vblocks;
@@ -83,6 +84,14 @@ function parseIndexParam(value: string | null): number | undefined {
 /** A head aggregate's name or a head index, as the URL and the head control write it. */
 export function parseHead(value: string | null): HeadChoice | undefined {
   return variantNamed(HEAD_AGGREGATES, value) ?? parseIndexParam(value);
+}
+
+export function parseCombine(value: string | null): Combine | undefined {
+  return variantNamed(WORD_COMBINES, value);
+}
+
+export function parseOverlay(value: string | null): Overlay | undefined {
+  return variantNamed(OVERLAYS, value);
 }
 
 /** A vision head aggregate's name or a vision head index. */
@@ -178,7 +187,7 @@ export function shownVision(view: ViewState, meta: SampleMeta): VisionMeta | nul
 
 /** The overlay `v` shows next: the next one the sample has data for, wrapping. */
 export function stepOverlay(overlay: Overlay, meta: SampleMeta): Overlay {
-  return stepCycle(variantsOf(OVERLAYS).filter((o) => overlayAvailable(o, meta)), overlay, 1);
+  return stepCycle(availableOverlays(meta), overlay, 1);
 }
 
 /** The chosen vision blocks as indices into vision.blocks (and its file lists). */

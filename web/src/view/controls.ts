@@ -8,26 +8,21 @@ import {
   OVERLAYS,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
-  overlayAvailable,
+  availableOverlays,
   variantNamed,
   variantsOf,
-  type Combine,
-  type HeadChoice,
-  type Overlay,
-  type Reduce,
-  type VisionHead,
 } from "../data/variants";
 import {
   headCycle,
   layerSpan,
+  parseCombine,
   parseHead,
+  parseOverlay,
   parseVisionBlocks,
   parseVisionHead,
   visionBlockCycle,
   visionHeadCycle,
-  type Direction,
   type ViewState,
-  type VisionBlocks,
 } from "../state/state";
 import type { PaletteName } from "./color";
 import { byId } from "./dom";
@@ -41,17 +36,18 @@ export interface Settings {
   selectWords: boolean;
 }
 
+/** What the user asked for, one handler per control: each reports a value of its ViewState field. */
 export interface ControlHandlers {
   sample(name: string): void;
   layer(layer: number): void;
-  head(head: HeadChoice): void;
-  direction(dir: Direction): void;
-  layerReduce(reduce: Reduce | null): void;
+  head(head: ViewState["head"]): void;
+  direction(dir: ViewState["dir"]): void;
+  layerReduce(reduce: ViewState["layerReduce"]): void;
   layerEnd(layer: number): void;
-  combine(combine: Combine): void;
-  overlay(overlay: Overlay): void;
-  visionBlocks(vblocks: VisionBlocks): void;
-  visionHead(vhead: VisionHead): void;
+  combine(combine: ViewState["combine"]): void;
+  overlay(overlay: ViewState["overlay"]): void;
+  visionBlocks(vblocks: ViewState["vblocks"]): void;
+  visionHead(vhead: ViewState["vhead"]): void;
   settings(changed: keyof Settings): void;
 }
 
@@ -92,16 +88,16 @@ export class Controls {
     this.sample.addEventListener("change", () => handlers.sample(this.sample.value));
     this.layer.addEventListener("input", () => handlers.layer(Number(this.layer.value)));
     onValue(this.head, "change", parseHead, handlers.head);
-    this.direction.addEventListener("change", () => handlers.direction(this.direction.value as Direction));
+    this.direction.addEventListener("change", () => handlers.direction(this.direction.value as ViewState["dir"]));
     this.palette.addEventListener("change", () => handlers.settings("palette"));
     this.opacity.addEventListener("input", () => handlers.settings("opacity"));
     this.excludeSinks.addEventListener("change", () => handlers.settings("excludeSinks"));
     this.collapseImage.addEventListener("change", () => handlers.settings("collapseImage"));
     onValue(this.layerReduce, "change", parseLayerReduce, handlers.layerReduce);
     this.layerEnd.addEventListener("input", () => handlers.layerEnd(Number(this.layerEnd.value)));
-    onValue(this.combine, "change", (value) => variantNamed(WORD_COMBINES, value), handlers.combine);
+    onValue(this.combine, "change", parseCombine, handlers.combine);
     this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
-    onValue(this.overlay, "change", (value) => variantNamed(OVERLAYS, value), handlers.overlay);
+    onValue(this.overlay, "change", parseOverlay, handlers.overlay);
     onValue(this.visionBlocks, "change", parseVisionBlocks, handlers.visionBlocks);
     onValue(this.visionHead, "change", parseVisionHead, handlers.visionHead);
   }
@@ -134,7 +130,7 @@ export class Controls {
         option(String(head), typeof head === "number" ? `head ${head}` : `aggregated: ${HEAD_AGGREGATES[head].label}`),
       ),
     );
-    const overlays = variantsOf(OVERLAYS).filter((o) => overlayAvailable(o, meta));
+    const overlays = availableOverlays(meta);
     this.overlay.replaceChildren(...overlays.map((o) => option(o, OVERLAYS[o].label)));
     this.overlay.parentElement!.hidden = overlays.length < 2;
     const blocks = meta.vision ? visionBlockCycle(meta.vision) : [];
@@ -196,7 +192,7 @@ function option(value: string, text: string): HTMLOptionElement {
 /** The layer-reduce choice that reduces nothing: the view shows the Layer slider's layer alone. */
 const SINGLE_LAYER = "";
 
-function parseLayerReduce(value: string): Reduce | null | undefined {
+function parseLayerReduce(value: string): ViewState["layerReduce"] | undefined {
   return value === SINGLE_LAYER ? null : variantNamed(LAYER_REDUCTIONS, value);
 }
 

@@ -140,6 +140,13 @@ describe("index.json", () => {
   });
 });
 
+/** The request is refused with `status`, and nothing from outside DATA_DIR leaks into the answer. */
+async function expectRefused(url: string, status: 403 | 404): Promise<void> {
+  const res = await request(server.url, url);
+  expect(res.status).toBe(status);
+  expect(res.body.toString()).not.toContain(SECRET);
+}
+
 describe("confinement to DATA_DIR", () => {
   test.each([
     "/data/../secret.txt",
@@ -150,17 +157,13 @@ describe("confinement to DATA_DIR", () => {
     "/data/sample_tiny%00/meta.json",
     "/data/sample_tiny/..%5c..%5csecret.txt",
   ])("traversal %s is forbidden", async (url) => {
-    const res = await request(server.url, url);
-    expect(res.status).toBe(403);
-    expect(res.body.toString()).not.toContain(SECRET);
+    await expectRefused(url, 403);
   });
 
   test.each(["/data/escape/secret.txt", "/data/leak.txt", "/data/sample_escaping/meta.json"])(
     "symlink out of DATA_DIR %s is forbidden",
     async (url) => {
-      const res = await request(server.url, url);
-      expect(res.status).toBe(403);
-      expect(res.body.toString()).not.toContain(SECRET);
+      await expectRefused(url, 403);
     },
   );
 
@@ -181,9 +184,7 @@ describe("confinement to DATA_DIR", () => {
     "/data/./sample_tiny/meta.json",
     "/data/alias_of_hidden/meta.json",
   ])("hidden path %s is not found", async (url) => {
-    const res = await request(server.url, url);
-    expect(res.status).toBe(404);
-    expect(res.body.toString()).not.toContain(SECRET);
+    await expectRefused(url, 404);
   });
 
   test("a missing file is 404", async () => {
