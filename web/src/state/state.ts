@@ -119,12 +119,12 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
   params.set("token", view.tokens.length ? view.tokens.join(",") : "none");
   params.set("dir", view.dir);
   for (const key of ["layerEnd", "lreduce", "combine", "overlay", "vblocks", "vhead", "patch"]) params.delete(key);
-  if (view.overlay !== DEFAULTS.overlay) params.set("overlay", view.overlay);
   if (view.layerReduce) {
     params.set("lreduce", view.layerReduce);
     params.set("layerEnd", String(view.layerEnd));
   }
   if (view.tokens.length > 1) params.set("combine", view.combine);
+  if (view.overlay !== DEFAULTS.overlay) params.set("overlay", view.overlay);
   if (OVERLAYS[view.overlay].source === "vision") {
     params.set("vblocks", String(view.vblocks));
     params.set("vhead", String(view.vhead));
