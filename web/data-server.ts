@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Connect, Logger, Plugin, PreviewServer, ViteDevServer } from "vite";
 import { listSamples } from "./server/sample-index.ts";
-import { serveFile } from "./server/serve-files.ts";
+import { pathOfUrl, serveFile } from "./server/serve-files.ts";
 
 const MOUNT = "/data/";
 
@@ -26,7 +26,7 @@ function announce(dataDir: string, logger: Logger): void {
 
 function dataHandler(dataDir: string): Connect.NextHandleFunction {
   return (req: IncomingMessage, res: ServerResponse, next: Connect.NextFunction) => {
-    const urlPath = (req.url ?? "").split("?")[0];
+    const urlPath = pathOfUrl(req.url);
     if (!urlPath.startsWith(MOUNT)) return next();
     const relative = urlPath.slice(MOUNT.length - 1); // keeps its leading "/"
     const answer = isIndexRead(req, relative) ? sendIndex(dataDir, req, res) : serveFile(dataDir, relative, req, res);

@@ -11,12 +11,12 @@ const SINGLE_RANGE = /^(\d*)-(\d*)$/;
 
 export function parseRange(header: string | undefined, size: number): RangeAnswer {
   if (header === undefined) return { kind: "whole" };
-  const match = /^bytes=(.*)$/i.exec(header.trim());
+  const ranges = /^bytes=(.*)$/i.exec(header.trim())?.[1];
   // An unknown unit or a malformed header is ignored, as the RFC says, not refused.
-  if (!match || match[1].includes(",")) return { kind: "whole" };
-  const spec = SINGLE_RANGE.exec(match[1].trim());
-  if (!spec || (spec[1] === "" && spec[2] === "")) return { kind: "whole" };
-  return spec[1] === "" ? suffixRange(toNumber(spec[2]), size) : closedOrOpenRange(spec[1], spec[2], size);
+  if (ranges === undefined || ranges.includes(",")) return { kind: "whole" };
+  const [first, last] = SINGLE_RANGE.exec(ranges.trim())?.slice(1) ?? [];
+  if (first === undefined || last === undefined || (first === "" && last === "")) return { kind: "whole" };
+  return first === "" ? suffixRange(toNumber(last), size) : closedOrOpenRange(first, last, size);
 }
 
 function suffixRange(length: number, size: number): RangeAnswer {

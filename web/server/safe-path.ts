@@ -1,5 +1,7 @@
 // Maps a URL path onto a regular file inside a root folder, and nowhere else.
 // Every refusal is decided here so the file server and the sample listing agree.
+// Hidden names (a leading ".") are never served: the extractor writes a sample
+// into a hidden folder and renames it when complete, and dotfiles are private.
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 
@@ -14,12 +16,14 @@ const NOT_FOUND: Resolved = { ok: false, status: 404 };
 export async function resolveInside(root: string, urlPath: string): Promise<Resolved> {
   const relative = decodeRelative(urlPath);
   if (relative === null) return FORBIDDEN;
+  if (isHiddenPath(relative)) return NOT_FOUND;
   const realRoot = await realpathOrNull(root);
   if (realRoot === null) return NOT_FOUND;
   const real = await realpathOrNull(path.join(realRoot, relative));
   if (real === null) return NOT_FOUND;
-  // Checked on the real path, so a symlink inside the root cannot lead outside it.
+  // Checked on the real path, so a symlink inside the root cannot lead outside it, nor into a hidden folder.
   if (!isInside(realRoot, real)) return FORBIDDEN;
+  if (isHiddenPath(path.relative(realRoot, real).split(path.sep).join("/"))) return NOT_FOUND;
   const info = await stat(real);
   // Folders are never listed: a static host has no listing either.
   return info.isFile() ? { ok: true, file: real, size: info.size } : NOT_FOUND;
@@ -37,6 +41,15 @@ function decodeRelative(urlPath: string): string | null {
   if (decoded.includes("\0") || relative.includes("\\") || path.isAbsolute(relative)) return null;
   if (relative.split("/").some((segment) => segment === "..")) return null;
   return relative;
+}
+
+/** A file or folder name that is never listed nor served. */
+export function isHiddenName(name: string): boolean {
+  return name.startsWith(".");
+}
+
+function isHiddenPath(relative: string): boolean {
+  return relative.split("/").some(isHiddenName);
 }
 
 function isInside(root: string, target: string): boolean {

@@ -1,7 +1,12 @@
-// Builds index.json (SPEC.md §1) from the sample subfolders of DATA_DIR, so the dev
-// server lists samples without the extractor having written an index.
+// Builds index.json (SPEC.md §1) from the sample folders of DATA_DIR, so the dev
+// server lists samples without the extractor having written an index. A folder is
+// listed iff its name is not hidden, its meta.json passes the viewer's own parser,
+// and the image and every attention file it names would be served, the attention
+// files at the size the format gives them: the rule sample_format.py lists by too,
+// so a half-written or damaged sample never reaches the viewer's list.
 import { readdir, readFile } from "node:fs/promises";
-import { resolveInside } from "./safe-path.ts";
+import { attentionFileSizes, parseMeta, type SampleMeta } from "../src/data/format.ts";
+import { isHiddenName, resolveInside } from "./safe-path.ts";
 
 export interface SampleEntry {
   name: string;
@@ -16,7 +21,7 @@ export interface SampleEntry {
 export async function listSamples(dataDir: string): Promise<{ samples: SampleEntry[] }> {
   let names: string[];
   try {
-    names = (await readdir(dataDir, { withFileTypes: true })).filter((e) => !e.name.startsWith(".")).map((e) => e.name);
+    names = (await readdir(dataDir)).filter((name) => !isHiddenName(name));
   } catch {
     return { samples: [] }; // no DATA_DIR yet: nothing extracted
   }
@@ -24,31 +29,42 @@ export async function listSamples(dataDir: string): Promise<{ samples: SampleEnt
   return { samples: entries.filter((entry): entry is SampleEntry => entry !== null) };
 }
 
-/** The sample's entry, or null for anything that is not a readable sample (as the Python lister skips it). */
+/** The sample's entry, or null for anything that is not a complete, valid sample. */
 async function readEntry(dataDir: string, name: string): Promise<SampleEntry | null> {
-  const meta = await resolveInside(dataDir, `${encodeURIComponent(name)}/meta.json`);
+  const meta = await readMeta(dataDir, name);
+  if (meta === null || !(await holdsItsFiles(dataDir, name, meta))) return null;
+  return {
+    name,
+    model: meta.model,
+    prompt: meta.prompt,
+    mode: meta.mode,
+    seq_len: meta.seqLen,
+    num_layers: meta.numLayers,
+    num_heads: meta.numHeads,
+  };
+}
+
+async function readMeta(dataDir: string, name: string): Promise<SampleMeta | null> {
+  const meta = await resolveInside(dataDir, samplePath(name, "meta.json"));
   if (!meta.ok) return null;
   try {
-    const parsed: unknown = JSON.parse(await readFile(meta.file, "utf8"));
-    return toEntry(name, parsed);
+    return parseMeta(JSON.parse(await readFile(meta.file, "utf8")));
   } catch {
-    return null;
+    return null; // unreadable, not JSON, or not a valid meta.json
   }
 }
 
-function toEntry(name: string, meta: unknown): SampleEntry | null {
-  if (typeof meta !== "object" || meta === null) return null;
-  const m = meta as Record<string, unknown>;
-  const counts = [m.seq_len, m.num_layers, m.num_heads];
-  if (typeof m.model !== "string" || typeof m.prompt !== "string") return null;
-  if (!counts.every((c) => Number.isInteger(c) && (c as number) > 0)) return null;
-  return {
-    name,
-    model: m.model,
-    prompt: m.prompt,
-    mode: typeof m.mode === "string" ? m.mode : "prefill",
-    seq_len: m.seq_len as number,
-    num_layers: m.num_layers as number,
-    num_heads: m.num_heads as number,
-  };
+/** Whether the image and every attention file meta.json names are there, the latter at their expected sizes. */
+async function holdsItsFiles(dataDir: string, name: string, meta: SampleMeta): Promise<boolean> {
+  const image = resolveInside(dataDir, samplePath(name, meta.imagePath)).then((found) => found.ok);
+  const attention = attentionFileSizes(meta).map(async ({ file, bytes }) => {
+    const found = await resolveInside(dataDir, samplePath(name, file));
+    return found.ok && found.size === bytes;
+  });
+  return (await Promise.all([image, ...attention])).every(Boolean);
+}
+
+/** The URL path of a file in a sample folder, as resolveInside reads it. */
+function samplePath(sample: string, file: string): string {
+  return `/${encodeURIComponent(sample)}/${encodeURIComponent(file)}`;
 }

@@ -2,17 +2,14 @@
 // action → state (+ URL) → worker asks for one vector (two in vision mode: the
 // token panel's and the image overlay's) → both panels recolour.
 
-import { Controls, bindShortcuts, type Settings } from "./view/controls";
 import { DataClient } from "./data/data-client";
-import { byId } from "./view/dom";
 import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./data/format";
-import { ImagePanel } from "./view/image-panel";
-import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
 import {
   completeView,
   layerSpan,
   shownVision,
   stepHead as stepLlmHead,
+  stepOverlay,
   stepVisionBlocks,
   stepVisionHead,
   viewFromParams,
@@ -21,9 +18,13 @@ import {
   type ViewState,
 } from "./state/state";
 import { statusText } from "./state/status";
+import { stepToken, wordAt } from "./state/words";
+import { Controls, bindShortcuts, type Settings } from "./view/controls";
+import { byId } from "./view/dom";
+import { ImagePanel } from "./view/image-panel";
+import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
 import { TokenPanel } from "./view/token-panel";
 import { Tooltip } from "./view/tooltip";
-import { stepToken, wordAt } from "./state/words";
 
 const params = new URLSearchParams(location.search);
 const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
@@ -75,7 +76,7 @@ bindShortcuts({
   toggleDirection: () => app.view && !visionShown() && change({ dir: app.view.dir === "src" ? "tgt" : "src" }),
   deselect,
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
-  toggleOverlay: () => app.view && app.loaded?.meta.vision && change({ overlay: app.view.overlay === "llm" ? "vision" : "llm" }),
+  toggleOverlay: () => app.view && app.loaded && change({ overlay: stepOverlay(app.view.overlay, app.loaded.meta) }),
 });
 tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may restore the checkbox
 window.addEventListener("popstate", () => void restoreFromUrl());

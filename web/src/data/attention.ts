@@ -3,9 +3,9 @@
 // Shared by the worker (extraction, combining) and the main thread (range).
 
 import { decodeStrided } from "./float16";
+import { LAYER_REDUCTIONS, type Reduce } from "./variants";
 
 export type Axis = "row" | "col";
-export type Reduce = "mean" | "max" | "min";
 
 /**
  * The rows a view of token `index` needs, as [first, count]: a row is itself; a
@@ -37,20 +37,16 @@ export function meanOfRows(table: Uint16Array, length: number, rows: number[]): 
   return reduceVectors(rows.map((row) => decodeStrided(table, row * length, length, 1)), "mean");
 }
 
-/** Element-wise mean, max or min of equally long vectors. */
+/** The element-wise reduction (a LAYER_REDUCTIONS entry) of equally long vectors. */
 export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
   const [first, ...rest] = vectors;
   if (!first) throw new Error("reduceVectors needs at least one vector");
+  const { fold, finish } = LAYER_REDUCTIONS[reduce];
   const out = Float32Array.from(first);
   for (const vector of rest) {
-    for (let j = 0; j < out.length; j++) {
-      const v = vector[j]!;
-      if (reduce === "max") out[j] = Math.max(out[j]!, v);
-      else if (reduce === "min") out[j] = Math.min(out[j]!, v);
-      else out[j] = out[j]! + v;
-    }
+    for (let j = 0; j < out.length; j++) out[j] = fold(out[j]!, vector[j]!);
   }
-  if (reduce === "mean") for (let j = 0; j < out.length; j++) out[j] = out[j]! / vectors.length;
+  if (finish) for (let j = 0; j < out.length; j++) out[j] = finish(out[j]!, vectors.length);
   return out;
 }
 

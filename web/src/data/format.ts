@@ -12,9 +12,9 @@ export interface Token {
   text: string;
   type: TokenType;
   gridPos?: [number, number];
-  /** Issue 4 (generate mode): the token was written by the model. */
+  /** Generate mode: the token was written by the model. */
   generated?: boolean;
-  /** Issue 4: the token belongs to a thinking span. */
+  /** Generate mode: the token belongs to the model's thinking span. */
   thinking?: boolean;
 }
 
@@ -39,14 +39,14 @@ export interface SampleMeta {
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
-  /** Issue 4: index of the first answer token, when the sample holds one. */
+  /** Generate mode: index of the first answer token, when the sample holds one. */
   answerStart?: number;
-  /** Issue 5: the vision encoder's self-attention, when the sample was made with --vision-layers. */
+  /** The vision encoder's self-attention, when the sample was made with --vision-layers. */
   vision?: VisionMeta;
 }
 
 /**
- * The vision tower's captured blocks (VISION_FORMAT.md): per block a float16
+ * The vision tower's captured blocks (SPEC.md §1): per block a float16
  * (heads, P, P) file and its head mean (P, P), plus one (blocks, P) file of the
  * attention each patch receives. Patch p = r × cols + c, row-major.
  */
@@ -262,7 +262,40 @@ export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): n
   return meta.numHeads * matrixBytes(meta.seqLen);
 }
 
+/** Bytes a vision block file must have: Hv stacked (P, P) matrices. */
+export function visionBlockFileBytes(vision: Pick<VisionMeta, "numHeads" | "seqLen">): number {
+  return vision.numHeads * matrixBytes(vision.seqLen);
+}
+
 /** Bytes of the received file: one float16 row of P per captured block. */
 export function visionReceivedBytes(vision: Pick<VisionMeta, "blocks" | "seqLen">): number {
   return vision.blocks.length * vision.seqLen * BYTES_PER_VALUE;
+}
+
+export interface SizedFile {
+  file: string;
+  bytes: number;
+}
+
+/** Every attention file meta.json lists, with the byte size the format gives it: what a complete sample holds. */
+export function attentionFileSizes(meta: SampleMeta): SizedFile[] {
+  const matrix = matrixBytes(meta.seqLen);
+  return [
+    ...sized(meta.layerFiles, layerFileBytes(meta)),
+    ...sized(meta.headMeanFiles, matrix),
+    ...sized(meta.headMaxFiles, matrix),
+    ...(meta.vision ? visionFileSizes(meta.vision) : []),
+  ];
+}
+
+function visionFileSizes(vision: VisionMeta): SizedFile[] {
+  return [
+    ...sized(vision.blockFiles, visionBlockFileBytes(vision)),
+    ...sized(vision.headMeanFiles, matrixBytes(vision.seqLen)),
+    { file: vision.receivedFile, bytes: visionReceivedBytes(vision) },
+  ];
+}
+
+function sized(files: string[], bytes: number): SizedFile[] {
+  return files.map((file) => ({ file, bytes }));
 }

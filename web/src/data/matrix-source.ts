@@ -6,12 +6,13 @@
 // in flight) stay within it: whole matrices are only ever prefetched, and a
 // prefetch that does not fit is skipped rather than pushing memory over.
 // Vision-encoder attention goes the same way: the small received file whole,
-// and single rows of a block's head mean or of one head of its block file.
+// and single rows of a block's head aggregate or of one head of its block file.
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
-import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionReceivedBytes, type VisionMeta } from "./format";
-import type { HeadChoice, SampleFiles, VisionHead } from "./protocol";
+import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionBlockFileBytes, visionReceivedBytes, type VisionMeta } from "./format";
+import type { SampleFiles } from "./protocol";
+import { HEAD_AGGREGATES, VISION_HEAD_AGGREGATES, type HeadChoice, type VisionHead } from "./variants";
 
 export class MatrixSource {
   private readonly cache: ByteLru<Uint16Array>;
@@ -49,8 +50,8 @@ export class MatrixSource {
   }
 
   /**
-   * The raw float16 matrix of one layer (a head's block, or the head mean or
-   * max), or null when the budget has no room for it beside the reads in flight.
+   * The raw float16 matrix of one layer (a head's block, or a head aggregate),
+   * or null when the budget has no room for it beside the reads in flight.
    * Use it at once and keep no reference: once evicted, its memory is refilled.
    */
   matrix(layer: number, head: HeadChoice): Promise<Uint16Array | null> {
@@ -137,8 +138,8 @@ export class MatrixSource {
   }
 
   /**
-   * withRows() for captured vision block `index` (into vision.blocks): its head
-   * mean (P, P), or head h's (P, P) matrix in its (Hv, P, P) block file.
+   * withRows() for captured vision block `index` (into vision.blocks): a head
+   * aggregate (P, P), or head h's (P, P) matrix in its (Hv, P, P) block file.
    */
   withVisionRows<T>(index: number, head: VisionHead, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
     const P = this.visionFiles().seqLen;
@@ -182,27 +183,27 @@ export class MatrixSource {
     return { url: new URL(encodeURIComponent(name), this.sampleUrl).href, name, fileBytes, start: 0, length: fileBytes };
   }
 
-  /** Where a vision block's matrix lives: its whole head-mean file, or head h's block of its block file. */
+  /** Where a vision block's matrix lives: its whole head-aggregate file, or head h's block of its block file. */
   private visionMatrixSpan(index: number, head: VisionHead): FileSpan {
     const vision = this.visionFiles();
     const bytes = matrixBytes(vision.seqLen);
-    if (head === "mean") return this.spanOf(vision.headMeanFiles[index]!, bytes);
-    const file = this.spanOf(vision.blockFiles[index]!, vision.numHeads * bytes);
+    if (typeof head !== "number") return this.spanOf(listed(vision[VISION_HEAD_AGGREGATES[head].files], index), bytes);
+    const file = this.spanOf(listed(vision.blockFiles, index), visionBlockFileBytes(vision));
     return { ...file, start: head * bytes, length: bytes };
   }
 
-  /** Where a matrix lives: one head's block of a layer file, or a whole mean/max file. */
+  /** Where a matrix lives: one head's block of a layer file, or a whole head-aggregate file. */
   private matrixSpan(layer: number, head: HeadChoice): FileSpan {
     const bytes = matrixBytes(this.files.seqLen);
-    const isHead = typeof head === "number";
-    const file = this.spanOf(this.fileName(layer, head), isHead ? layerFileBytes(this.files) : bytes);
-    return { ...file, start: isHead ? head * bytes : 0, length: bytes };
+    if (typeof head !== "number") return this.spanOf(listed(this.files[HEAD_AGGREGATES[head].files], layer), bytes);
+    const file = this.spanOf(listed(this.files.layerFiles, layer), layerFileBytes(this.files));
+    return { ...file, start: head * bytes, length: bytes };
   }
+}
 
-  private fileName(layer: number, head: HeadChoice): string {
-    const { layerFiles, headMeanFiles, headMaxFiles } = this.files;
-    if (head === "mean") return headMeanFiles[layer]!;
-    if (head === "max") return headMaxFiles[layer]!;
-    return layerFiles[layer]!;
-  }
+/** The file a list of meta.json names for a layer or block; a request past the list is a bug, said plainly. */
+function listed(files: string[], index: number): string {
+  const name = files[index];
+  if (name === undefined) throw new Error(`no file for layer or block ${index}: meta.json lists ${files.length}`);
+  return name;
 }

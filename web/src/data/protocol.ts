@@ -1,13 +1,8 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
-import type { Axis, Reduce } from "./attention";
+import type { Axis } from "./attention";
 import type { VisionMeta } from "./format";
-
-/** Which matrix of a layer: one head, or the precomputed mean or max over heads. */
-export type HeadChoice = number | "mean" | "max";
-
-/** Which vision attention a patch's row comes from: the head mean, or one vision head. */
-export type VisionHead = number | "mean";
+import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 
 /** The files and sizes the worker needs; a subset of SampleMeta. */
 export interface SampleFiles {
@@ -21,8 +16,8 @@ export interface SampleFiles {
 
 /**
  * One vector for the view. The simple case is one layer and one token; the
- * same request also asks for a range of layers reduced by mean/max/min, and
- * for several tokens (a word) combined by mean or max.
+ * same request also asks for a range of layers reduced (LAYER_REDUCTIONS), and
+ * for several tokens (a word) combined (WORD_COMBINES).
  */
 export interface VectorRequest {
   firstLayer: number;
@@ -31,14 +26,14 @@ export interface VectorRequest {
   head: HeadChoice;
   axis: Axis;
   indices: number[];
-  combine: "mean" | "max";
+  combine: Combine;
 }
 
 /**
  * One vector of P values for the vision overlay, over the captured blocks
  * `blocks` (indices into vision.blocks) averaged: the saliency (attention each
  * patch receives, always over all heads: per-head column sums are not stored),
- * or, with a patch, that patch's own attention row in head `head` (or the head mean).
+ * or, with a patch, that patch's own attention row in head `head` (or a head aggregate).
  */
 export interface VisionRequest {
   blocks: number[];

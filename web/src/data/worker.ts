@@ -71,7 +71,7 @@ async function tokenVector(request: VectorRequest, layer: number, index: number)
 /**
  * The vision overlay's P values, averaged over the chosen blocks: the saliency
  * (from the small received file, over all heads), or one patch's row in the
- * chosen head or the head mean (one row read per block).
+ * chosen head or head aggregate (one row read per block).
  */
 async function computeVision(request: VisionRequest): Promise<Float32Array> {
   const source = openSource();

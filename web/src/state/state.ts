@@ -3,14 +3,26 @@
 // with its blocks, head and patch), so a link reopens the same view and
 // Back/Forward step through it.
 
-import type { Reduce } from "../data/attention";
 import type { SampleMeta, VisionMeta } from "../data/format";
-import type { HeadChoice, VisionHead } from "../data/protocol";
+import {
+  HEAD_AGGREGATES,
+  LAYER_REDUCTIONS,
+  OVERLAYS,
+  VISION_HEAD_AGGREGATES,
+  WORD_COMBINES,
+  availableOverlays,
+  overlayAvailable,
+  overlayVision,
+  variantNamed,
+  variantsOf,
+  type Combine,
+  type HeadChoice,
+  type Overlay,
+  type Reduce,
+  type VisionHead,
+} from "../data/variants";
 
 export type Direction = "src" | "tgt";
-export type Combine = "mean" | "max";
-/** What the image panel shows: the LLM's attention of the selected tokens, or the vision encoder's. */
-export type Overlay = "llm" | "vision";
 /** The vision blocks averaged: every captured block, or one (its index in the vision tower). */
 export type VisionBlocks = "all" | number;
 
@@ -43,25 +55,22 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
   if (layer !== undefined) view.layer = layer;
   const layerEnd = parseIndexParam(params.get("layerEnd"));
   if (layerEnd !== undefined) view.layerEnd = layerEnd;
-  const layerReduce = params.get("lreduce");
-  if (layerReduce === "mean" || layerReduce === "max" || layerReduce === "min") view.layerReduce = layerReduce;
-  const head = params.get("head");
-  if (head === "mean" || head === "max") view.head = head;
-  else if (parseIndexParam(head) !== undefined) view.head = parseIndexParam(head)!;
+  const layerReduce = variantNamed(LAYER_REDUCTIONS, params.get("lreduce"));
+  if (layerReduce) view.layerReduce = layerReduce;
+  const head = parseHead(params.get("head"));
+  if (head !== undefined) view.head = head;
   const tokens = parseTokens(params.get("token"));
   if (tokens) view.tokens = tokens;
-  const combine = params.get("combine");
-  if (combine === "mean" || combine === "max") view.combine = combine;
+  const combine = parseCombine(params.get("combine"));
+  if (combine) view.combine = combine;
   const dir = params.get("dir");
   if (dir === "src" || dir === "tgt") view.dir = dir;
-  const overlay = params.get("overlay");
-  if (overlay === "llm" || overlay === "vision") view.overlay = overlay;
-  const vblocks = params.get("vblocks");
-  if (vblocks === "all") view.vblocks = vblocks;
-  else if (parseIndexParam(vblocks) !== undefined) view.vblocks = parseIndexParam(vblocks)!;
-  const vhead = params.get("vhead");
-  if (vhead === "mean") view.vhead = vhead;
-  else if (parseIndexParam(vhead) !== undefined) view.vhead = parseIndexParam(vhead)!;
+  const overlay = parseOverlay(params.get("overlay"));
+  if (overlay) view.overlay = overlay;
+  const vblocks = parseVisionBlocks(params.get("vblocks"));
+  if (vblocks !== undefined) view.vblocks = vblocks;
+  const vhead = parseVisionHead(params.get("vhead"));
+  if (vhead !== undefined) view.vhead = vhead;
   const patch = params.get("patch");
   if (patch === "none") view.patch = null;
   else if (parseIndexParam(patch) !== undefined) view.patch = parseIndexParam(patch)!;
@@ -70,6 +79,29 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
 
 function parseIndexParam(value: string | null): number | undefined {
   return value !== null && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** A head aggregate's name or a head index, as the URL and the head control write it. */
+export function parseHead(value: string | null): HeadChoice | undefined {
+  return variantNamed(HEAD_AGGREGATES, value) ?? parseIndexParam(value);
+}
+
+export function parseCombine(value: string | null): Combine | undefined {
+  return variantNamed(WORD_COMBINES, value);
+}
+
+export function parseOverlay(value: string | null): Overlay | undefined {
+  return variantNamed(OVERLAYS, value);
+}
+
+/** A vision head aggregate's name or a vision head index. */
+export function parseVisionHead(value: string | null): VisionHead | undefined {
+  return variantNamed(VISION_HEAD_AGGREGATES, value) ?? parseIndexParam(value);
+}
+
+/** "all" or a vision block index. */
+export function parseVisionBlocks(value: string | null): VisionBlocks | undefined {
+  return value === "all" ? value : parseIndexParam(value);
 }
 
 /** "none", one index, or a comma-separated list of indices. */
@@ -92,8 +124,8 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
     params.set("layerEnd", String(view.layerEnd));
   }
   if (view.tokens.length > 1) params.set("combine", view.combine);
-  if (view.overlay === "vision") {
-    params.set("overlay", "vision");
+  if (view.overlay !== DEFAULTS.overlay) params.set("overlay", view.overlay);
+  if (OVERLAYS[view.overlay].source === "vision") {
     params.set("vblocks", String(view.vblocks));
     params.set("vhead", String(view.vhead));
     params.set("patch", view.patch === null ? "none" : String(view.patch));
@@ -106,10 +138,20 @@ export function defaultToken(meta: SampleMeta): number {
   return meta.answerStart ?? meta.seqLen - 1;
 }
 
+/** What a view shows when the URL does not say (or asks for what the sample lacks). */
+const DEFAULTS = {
+  head: "mean",
+  combine: "mean",
+  dir: "src",
+  overlay: "llm",
+  vblocks: "all",
+  vhead: "mean",
+} as const satisfies Partial<ViewState>;
+
 /** A full, valid view for this sample: what the URL asked for, clamped, plus defaults. */
 export function completeView(asked: Partial<ViewState>, sample: string, meta: SampleMeta): ViewState {
   const head = asked.head;
-  const validHead = head === "mean" || head === "max" || (typeof head === "number" && head < meta.numHeads);
+  const validHead = head !== undefined && (typeof head !== "number" || head < meta.numHeads);
   const lastLayer = meta.numLayers - 1;
   const layer = Math.min(asked.layer ?? 0, lastLayer);
   const tokens = asked.tokens ?? [defaultToken(meta)];
@@ -118,31 +160,34 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
     layer,
     layerEnd: Math.min(asked.layerEnd ?? layer, lastLayer),
     layerReduce: asked.layerReduce ?? null,
-    head: validHead ? head : "mean",
+    head: validHead ? head : DEFAULTS.head,
     tokens: tokens.every((t) => t < meta.seqLen) ? tokens : [defaultToken(meta)],
-    combine: asked.combine ?? "mean",
-    dir: asked.dir ?? "src",
+    combine: asked.combine ?? DEFAULTS.combine,
+    dir: asked.dir ?? DEFAULTS.dir,
+    overlay: asked.overlay && overlayAvailable(asked.overlay, meta) ? asked.overlay : DEFAULTS.overlay,
     ...completeVisionView(asked, meta.vision),
   };
 }
 
-/** The vision part of a view: only a sample with vision attention can show it, and only its blocks, heads and patches. */
-function completeVisionView(
-  asked: Partial<ViewState>,
-  vision: VisionMeta | undefined,
-): Pick<ViewState, "overlay" | "vblocks" | "vhead" | "patch"> {
+/** The vision part of a view: only the sample's own blocks, heads and patches. */
+function completeVisionView(asked: Partial<ViewState>, vision: VisionMeta | undefined): Pick<ViewState, "vblocks" | "vhead" | "patch"> {
   const { vblocks, vhead, patch } = asked;
+  const validHead = vhead !== undefined && (typeof vhead !== "number" || (vision !== undefined && vhead < vision.numHeads));
   return {
-    overlay: vision && asked.overlay === "vision" ? "vision" : "llm",
-    vblocks: typeof vblocks === "number" && vision?.blocks.includes(vblocks) ? vblocks : "all",
-    vhead: typeof vhead === "number" && vision && vhead < vision.numHeads ? vhead : "mean",
+    vblocks: typeof vblocks === "number" && vision?.blocks.includes(vblocks) ? vblocks : DEFAULTS.vblocks,
+    vhead: validHead ? vhead : DEFAULTS.vhead,
     patch: typeof patch === "number" && vision && patch < vision.seqLen ? patch : null,
   };
 }
 
 /** The sample's vision attention when the view shows it on the image, else null. */
 export function shownVision(view: ViewState, meta: SampleMeta): VisionMeta | null {
-  return (view.overlay === "vision" && meta.vision) || null;
+  return overlayVision(view.overlay, meta);
+}
+
+/** The overlay `v` shows next: the next one the sample has data for, wrapping. */
+export function stepOverlay(overlay: Overlay, meta: SampleMeta): Overlay {
+  return stepCycle(availableOverlays(meta), overlay, 1);
 }
 
 /** The chosen vision blocks as indices into vision.blocks (and its file lists). */
@@ -159,18 +204,18 @@ export function stepVisionBlocks(vblocks: VisionBlocks, delta: number, vision: V
   return stepCycle(visionBlockCycle(vision), vblocks, delta);
 }
 
-/** The order ↑/↓ step through in vision mode: the head mean, then each vision head. */
+/** The order ↑/↓ step through in vision mode: the head aggregates, then each vision head. */
 export function visionHeadCycle(vision: VisionMeta): VisionHead[] {
-  return ["mean", ...Array.from({ length: vision.numHeads }, (_, h) => h)];
+  return [...variantsOf(VISION_HEAD_AGGREGATES), ...headIndices(vision.numHeads)];
 }
 
 export function stepVisionHead(vhead: VisionHead, delta: number, vision: VisionMeta): VisionHead {
   return stepCycle(visionHeadCycle(vision), vhead, delta);
 }
 
-/** The entry `delta` steps from `current`, wrapping round. */
+/** The entry `delta` steps from `current`, wrapping round; an empty cycle stays put. */
 function stepCycle<T>(cycle: T[], current: T, delta: number): T {
-  return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length]!;
+  return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length] ?? current;
 }
 
 /** The layers a view covers, lowest first. */
@@ -179,9 +224,13 @@ export function layerSpan(view: ViewState): [number, number] {
   return [Math.min(view.layer, view.layerEnd), Math.max(view.layer, view.layerEnd)];
 }
 
-/** The order ↑/↓ step through: the two aggregates, then every head. */
+/** The order ↑/↓ step through: the head aggregates, then every head. */
 export function headCycle(numHeads: number): HeadChoice[] {
-  return ["mean", "max", ...Array.from({ length: numHeads }, (_, h) => h)];
+  return [...variantsOf(HEAD_AGGREGATES), ...headIndices(numHeads)];
+}
+
+function headIndices(numHeads: number): number[] {
+  return Array.from({ length: numHeads }, (_, h) => h);
 }
 
 export function stepHead(head: HeadChoice, delta: number, numHeads: number): HeadChoice {
@@ -189,5 +238,5 @@ export function stepHead(head: HeadChoice, delta: number, numHeads: number): Hea
 }
 
 export function headLabel(head: HeadChoice): string {
-  return typeof head === "number" ? `head ${head}` : `all heads (${head})`;
+  return typeof head === "number" ? `head ${head}` : `all heads (${HEAD_AGGREGATES[head].label})`;
 }

@@ -1,22 +1,31 @@
 // The controls bar and the keyboard shortcuts. Controls only report what the
 // user asked for; main.ts changes the state and redraws.
 
-import type { Reduce } from "../data/attention";
-import type { PaletteName } from "./color";
-import { byId } from "./dom";
 import type { SampleEntry, SampleMeta } from "../data/format";
-import type { HeadChoice, VisionHead } from "../data/protocol";
+import {
+  HEAD_AGGREGATES,
+  LAYER_REDUCTIONS,
+  OVERLAYS,
+  VISION_HEAD_AGGREGATES,
+  WORD_COMBINES,
+  availableOverlays,
+  variantNamed,
+  variantsOf,
+} from "../data/variants";
 import {
   headCycle,
   layerSpan,
+  parseCombine,
+  parseHead,
+  parseOverlay,
+  parseVisionBlocks,
+  parseVisionHead,
   visionBlockCycle,
   visionHeadCycle,
-  type Combine,
-  type Direction,
-  type Overlay,
   type ViewState,
-  type VisionBlocks,
 } from "../state/state";
+import type { PaletteName } from "./color";
+import { byId } from "./dom";
 
 export interface Settings {
   palette: PaletteName;
@@ -27,17 +36,18 @@ export interface Settings {
   selectWords: boolean;
 }
 
+/** What the user asked for, one handler per control: each reports a value of its ViewState field. */
 export interface ControlHandlers {
   sample(name: string): void;
   layer(layer: number): void;
-  head(head: HeadChoice): void;
-  direction(dir: Direction): void;
-  layerReduce(reduce: Reduce | null): void;
+  head(head: ViewState["head"]): void;
+  direction(dir: ViewState["dir"]): void;
+  layerReduce(reduce: ViewState["layerReduce"]): void;
   layerEnd(layer: number): void;
-  combine(combine: Combine): void;
-  overlay(overlay: Overlay): void;
-  visionBlocks(vblocks: VisionBlocks): void;
-  visionHead(vhead: VisionHead): void;
+  combine(combine: ViewState["combine"]): void;
+  overlay(overlay: ViewState["overlay"]): void;
+  visionBlocks(vblocks: ViewState["vblocks"]): void;
+  visionHead(vhead: ViewState["vhead"]): void;
   settings(changed: keyof Settings): void;
 }
 
@@ -74,21 +84,29 @@ export class Controls {
   private readonly llmOnly = [this.layer, this.layerReduce, this.layerEnd, this.head, this.direction, this.combine];
 
   constructor(handlers: ControlHandlers) {
+    this.listOptions();
     this.sample.addEventListener("change", () => handlers.sample(this.sample.value));
     this.layer.addEventListener("input", () => handlers.layer(Number(this.layer.value)));
-    this.head.addEventListener("change", () => handlers.head(parseHead(this.head.value)));
-    this.direction.addEventListener("change", () => handlers.direction(this.direction.value as Direction));
+    onValue(this.head, "change", parseHead, handlers.head);
+    this.direction.addEventListener("change", () => handlers.direction(this.direction.value as ViewState["dir"]));
     this.palette.addEventListener("change", () => handlers.settings("palette"));
     this.opacity.addEventListener("input", () => handlers.settings("opacity"));
     this.excludeSinks.addEventListener("change", () => handlers.settings("excludeSinks"));
     this.collapseImage.addEventListener("change", () => handlers.settings("collapseImage"));
-    this.layerReduce.addEventListener("change", () => handlers.layerReduce((this.layerReduce.value || null) as Reduce | null));
+    onValue(this.layerReduce, "change", parseLayerReduce, handlers.layerReduce);
     this.layerEnd.addEventListener("input", () => handlers.layerEnd(Number(this.layerEnd.value)));
-    this.combine.addEventListener("change", () => handlers.combine(this.combine.value as Combine));
+    onValue(this.combine, "change", parseCombine, handlers.combine);
     this.selectWords.addEventListener("change", () => handlers.settings("selectWords"));
-    this.overlay.addEventListener("change", () => handlers.overlay(this.overlay.value as Overlay));
-    this.visionBlocks.addEventListener("change", () => handlers.visionBlocks(parseVisionBlocks(this.visionBlocks.value)));
-    this.visionHead.addEventListener("change", () => handlers.visionHead(parseVisionHead(this.visionHead.value)));
+    onValue(this.overlay, "change", parseOverlay, handlers.overlay);
+    onValue(this.visionBlocks, "change", parseVisionBlocks, handlers.visionBlocks);
+    onValue(this.visionHead, "change", parseVisionHead, handlers.visionHead);
+  }
+
+  /** The choices that are the same for every sample, from the variant tables. */
+  private listOptions(): void {
+    const reductions = variantsOf(LAYER_REDUCTIONS).map((r) => option(r, `${LAYER_REDUCTIONS[r].label} of a range`));
+    this.layerReduce.replaceChildren(option(SINGLE_LAYER, "this layer only"), ...reductions);
+    this.combine.replaceChildren(...variantsOf(WORD_COMBINES).map((c) => option(c, WORD_COMBINES[c].label)));
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -108,16 +126,23 @@ export class Controls {
     this.layer.max = String(meta.numLayers - 1);
     this.layerEnd.max = String(meta.numLayers - 1);
     this.head.replaceChildren(
-      ...headCycle(meta.numHeads).map((head) => option(String(head), typeof head === "number" ? `head ${head}` : `aggregated: ${head}`)),
+      ...headCycle(meta.numHeads).map((head) =>
+        option(String(head), typeof head === "number" ? `head ${head}` : `aggregated: ${HEAD_AGGREGATES[head].label}`),
+      ),
     );
-    this.overlay.parentElement!.hidden = !meta.vision;
+    const overlays = availableOverlays(meta);
+    this.overlay.replaceChildren(...overlays.map((o) => option(o, OVERLAYS[o].label)));
+    this.overlay.parentElement!.hidden = overlays.length < 2;
     const blocks = meta.vision ? visionBlockCycle(meta.vision) : [];
     this.visionBlocks.replaceChildren(
       ...blocks.map((b) => option(String(b), b === "all" ? `all ${blocks.length - 1} blocks (mean)` : `block ${b}`)),
     );
+    const numHeads = meta.vision?.numHeads ?? 0;
     const heads = meta.vision ? visionHeadCycle(meta.vision) : [];
     this.visionHead.replaceChildren(
-      ...heads.map((h) => option(String(h), h === "mean" ? `mean of ${heads.length - 1} heads` : `head ${h}`)),
+      ...heads.map((h) =>
+        option(String(h), typeof h === "number" ? `head ${h}` : `${VISION_HEAD_AGGREGATES[h].label} of ${numHeads} heads`),
+      ),
     );
   }
 
@@ -129,7 +154,7 @@ export class Controls {
     assign(this.layerValue, String(view.layer));
     assign(this.head, String(view.head));
     assign(this.direction, view.dir);
-    assign(this.layerReduce, view.layerReduce ?? "");
+    assign(this.layerReduce, view.layerReduce ?? SINGLE_LAYER);
     assign(this.layerEnd, String(view.layerEnd));
     if (this.layerEnd.parentElement!.hidden !== !view.layerReduce) this.layerEnd.parentElement!.hidden = !view.layerReduce;
     assign(this.layerEndValue, `${first}–${last}`);
@@ -137,7 +162,7 @@ export class Controls {
     assign(this.overlay, view.overlay);
     assign(this.visionBlocks, String(view.vblocks));
     assign(this.visionHead, String(view.vhead));
-    const vision = view.overlay === "vision";
+    const vision = OVERLAYS[view.overlay].source === "vision";
     for (const control of this.visionOnly) if (control.parentElement!.hidden !== !vision) control.parentElement!.hidden = !vision;
     for (const control of this.llmOnly) if (control.disabled !== vision) control.disabled = vision;
   }
@@ -164,20 +189,28 @@ function option(value: string, text: string): HTMLOptionElement {
   return element;
 }
 
-function parseHead(value: string): HeadChoice {
-  return value === "mean" || value === "max" ? value : Number(value);
+/** The layer-reduce choice that reduces nothing: the view shows the Layer slider's layer alone. */
+const SINGLE_LAYER = "";
+
+function parseLayerReduce(value: string): ViewState["layerReduce"] | undefined {
+  return value === SINGLE_LAYER ? null : variantNamed(LAYER_REDUCTIONS, value);
 }
 
-function parseVisionBlocks(value: string): VisionBlocks {
-  return value === "all" ? value : Number(value);
-}
-
-function parseVisionHead(value: string): VisionHead {
-  return value === "mean" ? value : Number(value);
+/** Report an element's value on `event`, parsed; a value that parses to nothing is not reported. */
+function onValue<T>(
+  element: HTMLSelectElement | HTMLInputElement,
+  event: "change" | "input",
+  parse: (value: string) => T | undefined,
+  report: (value: T) => void,
+): void {
+  element.addEventListener(event, () => {
+    const value = parse(element.value);
+    if (value !== undefined) report(value);
+  });
 }
 
 /**
- * §4.7: ←/→ layer, ↑/↓ head (mean, max, 0..H-1), Tab direction, Escape deselect; [ / ] step tokens;
+ * The shortcuts (SPEC.md §3, Interactions): ←/→ layer, ↑/↓ head (the head aggregates, then each head), Tab direction, Escape deselect; [ / ] step tokens;
  * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks, ↑/↓ its heads).
  */
 export function bindShortcuts(handlers: ShortcutHandlers): void {

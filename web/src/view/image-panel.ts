@@ -5,12 +5,12 @@
 // drawImage per redraw, whatever the grid size.
 
 import { LUTS, lutIndex, type Heat } from "./color";
-import type { Overlay } from "../state/state";
+import type { OverlaySource } from "../data/variants";
 import { formatWeight, type Tooltip } from "./tooltip";
 
 /** The grid over the image: cell (r, c) shows the view's value at first + r × cols + c. */
 export interface OverlayGrid {
-  kind: Overlay;
+  kind: OverlaySource;
   rows: number;
   cols: number;
   /** Where the cells start in the view's vector: the first image token, or 0 for vision patches. */

@@ -28,7 +28,7 @@ export interface Layout {
 export const LINE_HEIGHT = 20;
 const PADDING = 6; // horizontal, inside a cell
 const GAP = 2;
-export const SECTION_GAP = 14; // before the answer (issue 4)
+export const SECTION_GAP = 14; // before the answer of a generate-mode sample
 
 export interface LayoutOptions {
   width: number;

@@ -61,7 +61,8 @@ export class TokenPanel {
   }
 
   private cellFor(token: number): Cell | undefined {
-    return this.layout?.cells[this.layout.cellOf[token]!];
+    const index = this.layout?.cellOf[token];
+    return index === undefined ? undefined : this.layout?.cells[index];
   }
 
   /** Where a token's cell is in the window, scrolled into view first. */

@@ -1,4 +1,4 @@
-// Generate-mode viewing (issue 4) over a copy of the fixture whose meta marks
+// Generate-mode viewing over a copy of the fixture whose meta marks
 // tokens 32.. as the model's answer: " wood" "en" " table" <|im_end|> …
 import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";

@@ -1,5 +1,5 @@
-// The viewer over a sample made by `python -m vlm_attention_viz import` from seed 003's
-// inputs (attention_array.npy, decoded_tokens.npy, image.png), written by the synthetic
+// The viewer over a sample made by `python -m vlm_attention_viz import` from an exported
+// attention dump (attention_array.npy, decoded_tokens.npy, image.png), written by the synthetic
 // generator: span found by --model-type, grid inferred from the image.
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";

@@ -2,12 +2,12 @@
 // and no Vite anywhere, as on a plain web server.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { serveFile } from "../../server/serve-files.ts";
+import { pathOfUrl, serveFile } from "../../server/serve-files.ts";
 import type { RunningServer } from "./harness.ts";
 
 export async function startStaticHost(root: string): Promise<RunningServer> {
   const server = http.createServer((req, res) => {
-    const urlPath = (req.url ?? "/").split("?")[0];
+    const urlPath = pathOfUrl(req.url);
     serveFile(root, urlPath.endsWith("/") ? `${urlPath}index.html` : urlPath, req, res).catch(() => res.writeHead(500).end());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -190,10 +190,11 @@ describe("a good sample", () => {
     await expect.poll(() => page.locator("#head").inputValue()).toBe("max");
   }, TIMEOUT);
 
-  test("the sample picker lists index.json and switches samples", async () => {
+  test("the sample picker lists index.json's complete samples and switches samples", async () => {
     await openViewer(page, server.url, "sample=sample_tiny");
     const names = await page.locator("#sample option").evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
-    expect(names).toEqual(expect.arrayContaining(["sample_tiny", "sample_with_html", "truncated"]));
+    // The broken copies are left out of the list (they still open by URL, with their error).
+    expect(names).toEqual(["sample_tiny", "sample_with_html"]);
     await page.selectOption("#sample", "sample_with_html");
     await expect.poll(() => viewParams(page).get("sample")).toBe("sample_with_html");
     await page.waitForFunction(() => performance.getEntriesByName("vav:first-heatmap").length === 2);

@@ -113,8 +113,8 @@ describe("index.json", () => {
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toBe("application/json; charset=utf-8");
     const names = (JSON.parse(res.body.toString()) as { samples: { name: string }[] }).samples.map((s) => s.name);
-    // Not listed: the stale index's "stale", hidden partial writes, folders without a
-    // readable meta.json, and the symlinked sample that lives outside DATA_DIR.
+    // Not listed: the stale index's "stale", hidden partial writes and links to them,
+    // folders without a readable meta.json, and the symlinked sample that lives outside DATA_DIR.
     expect(names).toEqual(["alias_inside", "sample_tiny"]);
   });
 
@@ -140,6 +140,13 @@ describe("index.json", () => {
   });
 });
 
+/** The request is refused with `status`, and nothing from outside DATA_DIR leaks into the answer. */
+async function expectRefused(url: string, status: 403 | 404): Promise<void> {
+  const res = await request(server.url, url);
+  expect(res.status).toBe(status);
+  expect(res.body.toString()).not.toContain(SECRET);
+}
+
 describe("confinement to DATA_DIR", () => {
   test.each([
     "/data/../secret.txt",
@@ -150,17 +157,13 @@ describe("confinement to DATA_DIR", () => {
     "/data/sample_tiny%00/meta.json",
     "/data/sample_tiny/..%5c..%5csecret.txt",
   ])("traversal %s is forbidden", async (url) => {
-    const res = await request(server.url, url);
-    expect(res.status).toBe(403);
-    expect(res.body.toString()).not.toContain(SECRET);
+    await expectRefused(url, 403);
   });
 
   test.each(["/data/escape/secret.txt", "/data/leak.txt", "/data/sample_escaping/meta.json"])(
     "symlink out of DATA_DIR %s is forbidden",
     async (url) => {
-      const res = await request(server.url, url);
-      expect(res.status).toBe(403);
-      expect(res.body.toString()).not.toContain(SECRET);
+      await expectRefused(url, 403);
     },
   );
 
@@ -171,6 +174,17 @@ describe("confinement to DATA_DIR", () => {
 
   test.each(["/data/", "/data/sample_tiny/", "/data/not_a_sample"])("folder %s is not listed", async (url) => {
     expect((await request(server.url, url)).status).toBe(404);
+  });
+
+  test.each([
+    "/data/.sample.partial-1/meta.json",
+    "/data/%2Esample.partial-1/meta.json",
+    "/data/sample_tiny/.secret",
+    "/data/sample_tiny/%2esecret",
+    "/data/./sample_tiny/meta.json",
+    "/data/alias_of_hidden/meta.json",
+  ])("hidden path %s is not found", async (url) => {
+    await expectRefused(url, 404);
   });
 
   test("a missing file is 404", async () => {

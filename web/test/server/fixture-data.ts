@@ -1,5 +1,5 @@
 // A temp DATA_DIR for server tests: a copy of the tiny fixture sample, things that must not
-// be listed or served, and symlinks that try to leave the folder.
+// be listed or served (hidden names among them), and symlinks that try to leave the folder.
 import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -28,6 +28,8 @@ export async function makeDataFixture(): Promise<DataFixture> {
   await mkdir(path.join(dataDir, "not_a_sample"));
   await mkdir(path.join(dataDir, ".sample.partial-1"));
   await cp(path.join(FIXTURE_SAMPLE, "meta.json"), path.join(dataDir, ".sample.partial-1", "meta.json"));
+  await writeFile(path.join(dataDir, "sample_tiny", ".secret"), SECRET);
+  await symlink(".sample.partial-1", path.join(dataDir, "alias_of_hidden"));
   await mkdir(path.join(dataDir, "broken_meta"));
   await writeFile(path.join(dataDir, "broken_meta", "meta.json"), '{"model": "x"');
   await writeFile(path.join(dataDir, "index.json"), JSON.stringify({ samples: [{ name: "stale" }] }));

@@ -1,7 +1,15 @@
-import { statSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, test } from "vitest";
-import { FormatError, layerFileBytes, matrixBytes, parseIndex, parseMeta, visionReceivedBytes } from "../../src/data/format";
+import {
+  FormatError,
+  attentionFileSizes,
+  layerFileBytes,
+  matrixBytes,
+  parseIndex,
+  parseMeta,
+  visionReceivedBytes,
+} from "../../src/data/format";
 import { FIXTURE_DIR, fixtureMetaJson } from "./fixture";
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
@@ -29,6 +37,13 @@ describe("parseMeta on the fixture", () => {
     expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta));
     expect(size(meta.headMeanFiles[0]!)).toBe(matrixBytes(meta.seqLen));
     expect(size(meta.headMaxFiles[1]!)).toBe(matrixBytes(meta.seqLen));
+  });
+
+  test("attentionFileSizes names every .bin file of the fixture, at its size", () => {
+    const onDisk = readdirSync(FIXTURE_DIR).filter((name) => name.endsWith(".bin"));
+    const sizes = attentionFileSizes(meta);
+    expect(sizes.map((s) => s.file).sort()).toEqual(onDisk.sort());
+    for (const { file, bytes } of sizes) expect([file, statSync(path.join(FIXTURE_DIR, file)).size]).toEqual([file, bytes]);
   });
 
   test("reads the vision-encoder field", () => {

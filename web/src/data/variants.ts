@@ -1,0 +1,104 @@
+// Every variant the viewer offers, named once. A table's key is the variant's
+// value in the URL and in its control; the entry says how it is labelled and
+// what it reads or computes. The URL parser, the view's defaults and cycles,
+// the controls, the panels and the worker all read these tables, so adding a
+// variant is one entry here (plus the data it needs, if that is new).
+
+import type { SampleMeta, VisionMeta } from "./format";
+
+/** A head aggregate: its label, and the meta.json list of its precomputed files (SPEC.md §1), one per layer or block. */
+interface HeadAggregateKind<Files extends string> {
+  label: string;
+  files: Files;
+}
+
+/** The file lists a table of head aggregates reads. */
+type FilesOf<Table extends Record<string, { files: string }>> = Table[keyof Table]["files"];
+
+const headAggregates = {
+  mean: { label: "mean", files: "headMeanFiles" },
+  max: { label: "max", files: "headMaxFiles" },
+} satisfies Record<string, HeadAggregateKind<keyof SampleMeta>>;
+
+/** The LLM's head aggregates, in the order ↑/↓ step through them before the single heads. */
+export const HEAD_AGGREGATES: Readonly<Record<HeadAggregate, HeadAggregateKind<FilesOf<typeof headAggregates>>>> = headAggregates;
+export type HeadAggregate = keyof typeof headAggregates;
+/** Which matrix of a layer: one head, or an aggregate over heads. */
+export type HeadChoice = number | HeadAggregate;
+
+const visionHeadAggregates = {
+  mean: { label: "mean", files: "headMeanFiles" },
+} satisfies Record<string, HeadAggregateKind<keyof VisionMeta>>;
+
+/** The vision encoder's head aggregates, before its single heads. */
+export const VISION_HEAD_AGGREGATES: Readonly<Record<VisionHeadAggregate, HeadAggregateKind<FilesOf<typeof visionHeadAggregates>>>> =
+  visionHeadAggregates;
+export type VisionHeadAggregate = keyof typeof visionHeadAggregates;
+/** Which vision attention a patch's row comes from: an aggregate over heads, or one vision head. */
+export type VisionHead = number | VisionHeadAggregate;
+
+interface ReductionKind {
+  label: string;
+  /** Folds one more value into the running result. */
+  fold: (acc: number, value: number) => number;
+  /** Turns the running result of `count` values into the answer; absent: it already is. */
+  finish?: (acc: number, count: number) => number;
+}
+
+const reductions = {
+  mean: { label: "mean", fold: (acc, value) => acc + value, finish: (acc, count) => acc / count },
+  max: { label: "max", fold: Math.max },
+  min: { label: "min", fold: Math.min },
+} satisfies Record<string, ReductionKind>;
+
+/** Element-wise reductions of several vectors: over a range of layers, or (some of them) over a word's tokens. */
+export const LAYER_REDUCTIONS: Readonly<Record<Reduce, ReductionKind>> = reductions;
+export type Reduce = keyof typeof reductions;
+
+const wordCombines = { mean: reductions.mean, max: reductions.max } satisfies Partial<Record<Reduce, ReductionKind>>;
+
+/** How the vectors of a word's tokens are combined into one. */
+export const WORD_COMBINES: Readonly<Record<Combine, ReductionKind>> = wordCombines;
+export type Combine = keyof typeof wordCombines;
+
+/** Whose attention an image overlay shows: the LLM's (always there) or the vision encoder's (needs meta.vision). */
+export type OverlaySource = "llm" | "vision";
+
+interface OverlayKind {
+  label: string;
+  source: OverlaySource;
+}
+
+const overlays = {
+  llm: { label: "LLM attention", source: "llm" },
+  vision: { label: "vision encoder", source: "vision" },
+} satisfies Record<string, OverlayKind>;
+
+/** What the image panel shows, in the order `v` steps through those a sample has. */
+export const OVERLAYS: Readonly<Record<Overlay, OverlayKind>> = overlays;
+export type Overlay = keyof typeof overlays;
+
+/** Whether a sample holds the data an overlay reads. */
+export function overlayAvailable(overlay: Overlay, meta: Pick<SampleMeta, "vision">): boolean {
+  return OVERLAYS[overlay].source !== "vision" || meta.vision !== undefined;
+}
+
+/** The overlays a sample holds the data for, in table order. */
+export function availableOverlays(meta: Pick<SampleMeta, "vision">): Overlay[] {
+  return variantsOf(OVERLAYS).filter((overlay) => overlayAvailable(overlay, meta));
+}
+
+/** The sample's vision attention when the overlay shows it, else null. */
+export function overlayVision(overlay: Overlay, meta: Pick<SampleMeta, "vision">): VisionMeta | null {
+  return (OVERLAYS[overlay].source === "vision" && meta.vision) || null;
+}
+
+/** A table's variants, in table order. */
+export function variantsOf<K extends string>(table: Readonly<Record<K, unknown>>): K[] {
+  return Object.keys(table) as K[];
+}
+
+/** The variant a URL or control value names, or undefined when it names none. */
+export function variantNamed<K extends string>(table: Readonly<Record<K, unknown>>, value: string | null): K | undefined {
+  return value !== null && Object.hasOwn(table, value) ? (value as K) : undefined;
+}

@@ -1,0 +1,67 @@
+// The variant tables drive the URL, the cycles and the reductions: every entry
+// must round-trip and compute, and nothing outside a table is taken for a variant.
+import { describe, expect, test } from "vitest";
+import { reduceVectors } from "../../src/data/attention";
+import { parseMeta } from "../../src/data/format";
+import {
+  HEAD_AGGREGATES,
+  LAYER_REDUCTIONS,
+  OVERLAYS,
+  VISION_HEAD_AGGREGATES,
+  WORD_COMBINES,
+  variantNamed,
+  variantsOf,
+} from "../../src/data/variants";
+import { completeView, headCycle, stepOverlay, viewFromParams, viewToParams, type ViewState } from "../../src/state/state";
+import { fixtureMetaJson } from "./fixture";
+
+const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, vision attention
+const base = completeView({ tokens: [32, 33] }, "s", meta); // a word, on layer 0
+
+function roundTrip(view: ViewState): ViewState {
+  return completeView(viewFromParams(viewToParams(view, new URLSearchParams())), "s", meta);
+}
+
+describe("every variant round-trips through the URL", () => {
+  test.each(variantsOf(HEAD_AGGREGATES))("head aggregate %s", (head) => {
+    expect(roundTrip({ ...base, head })).toEqual({ ...base, head });
+  });
+  test.each(variantsOf(LAYER_REDUCTIONS))("layer reduction %s", (layerReduce) => {
+    const view: ViewState = { ...base, layerEnd: 1, layerReduce };
+    expect(roundTrip(view)).toEqual(view);
+  });
+  test.each(variantsOf(WORD_COMBINES))("word combine %s", (combine) => {
+    expect(roundTrip({ ...base, combine })).toEqual({ ...base, combine });
+  });
+  test.each(variantsOf(OVERLAYS))("overlay %s", (overlay) => {
+    expect(roundTrip({ ...base, overlay })).toEqual({ ...base, overlay });
+  });
+  test.each(variantsOf(VISION_HEAD_AGGREGATES))("vision head aggregate %s", (vhead) => {
+    const view: ViewState = { ...base, overlay: "vision", vhead, patch: 17 };
+    expect(roundTrip(view)).toEqual(view);
+  });
+});
+
+describe("the tables", () => {
+  test("the head cycle starts with the aggregates in table order", () => {
+    expect(headCycle(2)).toEqual([...variantsOf(HEAD_AGGREGATES), 0, 1]);
+  });
+
+  test("inherited object keys are not variants", () => {
+    for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      expect(variantNamed(LAYER_REDUCTIONS, name)).toBeUndefined();
+    }
+  });
+
+  test("each reduction reduces element-wise", () => {
+    const vectors = [Float32Array.of(1, 6), Float32Array.of(3, 2)];
+    const expected = { mean: [2, 4], max: [3, 6], min: [1, 2] };
+    for (const reduce of variantsOf(LAYER_REDUCTIONS)) expect(Array.from(reduceVectors(vectors, reduce))).toEqual(expected[reduce]);
+  });
+
+  test("v steps through the overlays the sample has data for", () => {
+    expect(stepOverlay("llm", meta)).toBe("vision");
+    expect(stepOverlay("vision", meta)).toBe("llm");
+    expect(stepOverlay("llm", { ...meta, vision: undefined })).toBe("llm");
+  });
+});
