@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -73,6 +77,19 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(*args: str | Path) -> int:
     """The CLI as a user runs it, in this process (no model reload cost per test)."""
     return main([str(a) for a in args])
+
+
+def cli_process(*args: str | Path, env: dict[str, str] | None = None, ignore_sigint: bool = False) -> subprocess.Popen:
+    """The CLI in its own process, as a shell starts it; ignore_sigint: as a background job of a non-interactive shell."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "vlm_attention_viz", *map(str, args)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
+    )
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

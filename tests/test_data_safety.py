@@ -6,16 +6,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import folder_digest, run, striped_image
+from conftest import cli_process, folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.dev.synthetic import write_synthetic
+from vlm_attention_viz.safe_write import host_label
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -86,40 +85,26 @@ def test_a_symlinked_target_is_refused_before_anything_is_written(tmp_path: Path
 
 
 def test_leftovers_of_a_killed_run_are_removed_and_foreign_ones_reported(tmp_path: Path, capsys) -> None:
-    dead = tmp_path / ".s.partial-otherhost-1-abc"
-    shutil.copytree(FIXTURES / "sample_tiny", tmp_path / ".s.partial-x-1-a")  # placeholder, renamed below
-    host = fmt.make_partial_folder(tmp_path / "probe").name.split("-")[1]
-    os.rmdir(next(tmp_path.glob(".probe.partial-*")))
-    ours = tmp_path / f".s.partial-{host}-999999-dead"
-    (tmp_path / ".s.partial-x-1-a").rename(ours)
-    shutil.copytree(FIXTURES / "sample_tiny", dead)
+    ours = tmp_path / f".s.partial-{host_label()}-999999-dead"  # pid 999999: no such process
+    elsewhere = tmp_path / ".s.partial-otherhost-1-abc"
+    shutil.copytree(FIXTURES / "sample_tiny", ours)
+    shutil.copytree(FIXTURES / "sample_tiny", elsewhere)
     notes = fmt.prepare_target(tmp_path / "s", overwrite=False)
-    assert not ours.exists() and dead.exists()
+    assert not ours.exists() and elsewhere.exists()
     assert any("removed" in n and ours.name in n for n in notes)
-    assert any("left" in n and dead.name in n and "otherhost" in n for n in notes)
-
-
-def cli(*args: str | Path, ignore_sigint: bool = False) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "vlm_attention_viz", *map(str, args)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
-    )
+    assert any("left" in n and elsewhere.name in n and "otherhost" in n for n in notes)
 
 
 @pytest.mark.parametrize(
     ("signum", "ignore_sigint", "code", "word"),
-    [(signal.SIGTERM, False, 143, "terminated"), (signal.SIGINT, True, 130, "interrupted")],
-    ids=["sigterm", "sigint-inherited-as-ignored"],
+    [(signal.SIGTERM, False, 143, "terminated"), (signal.SIGINT, False, 130, "interrupted"), (signal.SIGINT, True, 130, "interrupted")],
+    ids=["sigterm", "sigint", "sigint-inherited-as-ignored"],
 )
 def test_a_stop_signal_mid_capture_leaves_nothing(tmp_path: Path, gqa_model: Path, signum: int, ignore_sigint: bool, code: int, word: str) -> None:
     image = tmp_path / "big.png"
     striped_image(1600, 1200).save(image)
     out = tmp_path / "out"
-    process = cli("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000, ignore_sigint=ignore_sigint)
+    process = cli_process("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000, ignore_sigint=ignore_sigint)
     while not list(out.glob(".sample.partial-*")) and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be stopped"
@@ -130,7 +115,7 @@ def test_a_stop_signal_mid_capture_leaves_nothing(tmp_path: Path, gqa_model: Pat
 
 
 def test_ctrl_c_while_the_modules_import_is_one_line(tmp_path: Path, photo: Path) -> None:
-    process = cli("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s")
+    process = cli_process("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s")
     time.sleep(0.4)  # the interpreter is up; torch and transformers are still importing
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)

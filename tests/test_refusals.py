@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import errno
-import os
 import shutil
-import signal
 import struct
-import subprocess
 import sys
-import time
 import zlib
 from collections import namedtuple
 from pathlib import Path
@@ -17,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import folder_digest, run, striped_image
+from conftest import cli_process, folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +120,6 @@ def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa
     assert_refused(capsys, workspace, args, "needs about")
 
 
-def cli_process(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "vlm_attention_viz", *map(str, args)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.mark.parametrize("model_type", [[], ["--model-type", "qwen3-vl"]], ids=["detected", "given"])
 def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], tmp_path: Path, photo: Path) -> None:
     args = ["--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm", *model_type]
@@ -144,21 +128,6 @@ def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], 
     assert process.returncode != 0 and "Traceback" not in err
     assert err.strip().splitlines() == [err.strip()] and "offline" in err
     assert not (tmp_path / "s").exists()
-
-
-def test_ctrl_c_leaves_no_folder_behind(tmp_path: Path, gqa_model: Path) -> None:
-    """A real SIGINT while the sample is being written (a ~2,000-token run takes seconds here)."""
-    image = tmp_path / "big.png"
-    striped_image(1600, 1200).save(image)
-    out = tmp_path / "out"
-    process = cli_process("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000)
-    while not list(out.glob(".sample.partial-*")) and process.poll() is None:
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err
-    assert not out.exists()  # neither the sample, nor its partial folder, nor the parent it created
 
 
 def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:

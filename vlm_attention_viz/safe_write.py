@@ -77,13 +77,13 @@ def write_json_atomic(path: Path, value: Any) -> None:
         raise
 
 
-def _host() -> str:
+def host_label() -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 
 
 def make_partial_folder(target: Path) -> Path:
     """A fresh hidden sibling of target, named after this host and process."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{_host()}-{os.getpid()}-", dir=target.parent))
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{host_label()}-{os.getpid()}-", dir=target.parent))
     folder.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
     return folder
 
@@ -119,7 +119,7 @@ def find_leftovers(target: Path, is_sample_file: Callable[[str], bool]) -> list[
 
 def _why_kept(folder: Path, match: re.Match[str], is_sample_file: Callable[[str], bool]) -> str:
     pid = int(match["pid"])
-    if match["host"] != _host():
+    if match["host"] != host_label():
         return f"written on host {match['host']}"
     if pid == os.getpid() or _process_alive(pid):
         return f"its run (pid {pid}) is still going"
