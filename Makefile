@@ -24,7 +24,10 @@ demo: setup
 
 test: test-python test-web
 
+# The formatter and linter run first: a house style that CI keeps.
 test-python: $(VENV_STAMP)
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q
 
 # Unit, data-server and browser tests (real Chromium); the browser tests extract

@@ -31,9 +31,9 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.extract import capture_to, format_bytes
 from vlm_attention_viz.models import adapter_named
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.vision_capture import plan_vision
 
 PROMPT = "Describe this image in detail."
@@ -68,7 +68,9 @@ class PeakRss:
         return self.peak - self.baseline
 
 
-def child(kind: str, family: str, model_dir: str, image: str, max_pixels: int, out: str, vision_layers: str | None) -> dict:
+def child(
+    kind: str, family: str, model_dir: str, image: str, max_pixels: int, out: str, vision_layers: str | None
+) -> dict:
     torch.set_grad_enabled(False)
     adapter = adapter_named(family)
     processor = adapter.load_processor(model_dir)
@@ -77,7 +79,11 @@ def child(kind: str, family: str, model_dir: str, image: str, max_pixels: int, o
     model = adapter.model_class.from_pretrained(model_dir, attn_implementation=attn).eval()
     config = adapter.language_config(model)
     layers, heads = config.num_hidden_layers, config.num_attention_heads
-    vision = plan_vision(vision_layers, adapter, model, processor, prepared) if vision_layers and kind == "streaming" else None
+    vision = (
+        plan_vision(vision_layers, adapter, model, processor, prepared)
+        if vision_layers and kind == "streaming"
+        else None
+    )
     started = time.perf_counter()
     with PeakRss() as rss:
         if kind == "streaming":
@@ -89,8 +95,25 @@ def child(kind: str, family: str, model_dir: str, image: str, max_pixels: int, o
         else:
             model(**prepared.model_inputs, use_cache=False, logits_to_keep=1)
     seconds = time.perf_counter() - started
-    vision_fields = {"vision_bytes": vision.bytes, "patches": vision.patches, "vision_blocks": len(vision.blocks), "vision_heads": vision.heads} if vision else {}
-    return {"kind": kind, "peak_above_model": rss.above_baseline, "seconds": seconds, "seq_len": prepared.input_ids.shape[1], "layers": layers, "heads": heads, **vision_fields}
+    vision_fields = (
+        {
+            "vision_bytes": vision.bytes,
+            "patches": vision.patches,
+            "vision_blocks": len(vision.blocks),
+            "vision_heads": vision.heads,
+        }
+        if vision
+        else {}
+    )
+    return {
+        "kind": kind,
+        "peak_above_model": rss.above_baseline,
+        "seconds": seconds,
+        "seq_len": prepared.input_ids.shape[1],
+        "layers": layers,
+        "heads": heads,
+        **vision_fields,
+    }
 
 
 def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
@@ -109,8 +132,25 @@ def write_same_bytes(folder: Path, size: int, sync: bool) -> float:
     return seconds
 
 
-def run_child(kind: str, family: str, model_dir: Path, image: Path, max_pixels: int, out: Path, vision_layers: str | None) -> dict:
-    args = [sys.executable, __file__, "--child", kind, "--family", family, "--model-dir", str(model_dir), "--image", str(image), "--max-pixels", str(max_pixels), "--out", str(out)]
+def run_child(
+    kind: str, family: str, model_dir: Path, image: Path, max_pixels: int, out: Path, vision_layers: str | None
+) -> dict:
+    args = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--family",
+        family,
+        "--model-dir",
+        str(model_dir),
+        "--image",
+        str(image),
+        "--max-pixels",
+        str(max_pixels),
+        "--out",
+        str(out),
+    ]
     args += ["--vision-layers", vision_layers] if vision_layers else []
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
@@ -119,7 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="qwen3-vl", help="the tiny model's family, a --model-type value")
     parser.add_argument("--layers", type=int, default=24)
-    parser.add_argument("--max-pixels", type=int, default=1_600_000, help="image pixels; tokens ~ max_pixels / 1024 (Qwen3-VL) or / 784 (Qwen2-VL, Qwen2.5-VL)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=1_600_000,
+        help="image pixels; tokens ~ max_pixels / 1024 (Qwen3-VL) or / 784 (Qwen2-VL, Qwen2.5-VL)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("bench-output"))
     parser.add_argument("--vision-layers", help="also capture these vision blocks in the streaming run (e.g. all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -128,28 +173,50 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.family, args.model_dir, args.image, args.max_pixels, args.out, args.vision_layers)))
+        print(
+            json.dumps(
+                child(
+                    args.child, args.family, args.model_dir, args.image, args.max_pixels, args.out, args.vision_layers
+                )
+            )
+        )
         return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    model_dir = build_tiny_checkpoint(args.workdir / f"tiny-{args.family}-{args.layers}-layers", TinyShape(family=args.family, layers=args.layers, heads=4, kv_heads=2))
+    model_dir = build_tiny_checkpoint(
+        args.workdir / f"tiny-{args.family}-{args.layers}-layers",
+        TinyShape(family=args.family, layers=args.layers, heads=4, kv_heads=2),
+    )
     image = args.workdir / "bench.png"
     Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
     sample = args.workdir / "bench-sample"
-    results = {kind: run_child(kind, args.family, model_dir, image, args.max_pixels, sample, args.vision_layers) for kind in ("plain", "streaming", "output_attentions")}
+    results = {
+        kind: run_child(kind, args.family, model_dir, image, args.max_pixels, sample, args.vision_layers)
+        for kind in ("plain", "streaming", "output_attentions")
+    }
     stream = results["streaming"]
     size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"]) + stream.get("vision_bytes", 0)
     cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
-    print(f"model: tiny {args.family}, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens")
-    print(f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"model: tiny {args.family}, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
+    )
     for kind, result in results.items():
         print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")
     print(f"one layer of attention (H x N^2 x 2 bytes): {format_bytes(stream['heads'] * stream['seq_len'] ** 2 * 2)}")
     if "patches" in stream:
         block = stream["vision_heads"] * stream["patches"] ** 2 * 2
-        print(f"vision: {stream['vision_blocks']} blocks x {stream['vision_heads']} heads, P = {stream['patches']} patches; one block (Hv x P^2 x 2 bytes): {format_bytes(block)}")
-    print(f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)")
-    print(f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s")
+        print(
+            f"vision: {stream['vision_blocks']} blocks x {stream['vision_heads']} heads, P = {stream['patches']} patches; one block (Hv x P^2 x 2 bytes): {format_bytes(block)}"
+        )
+    print(
+        f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)"
+    )
+    print(
+        f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

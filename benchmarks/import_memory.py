@@ -49,7 +49,9 @@ def write_inputs(folder: Path, layers: int, heads: int, n: int) -> tuple[int, in
     texts += [" word"] * (n - len(texts))
     np.save(folder / "tokens.npy", np.array(texts, dtype=str))
     Image.new("RGB", (side * 32, side * 32), (90, 140, 60)).save(folder / "image.png")
-    array = np.lib.format.open_memmap(folder / "attention.npy", mode="w+", dtype=np.float32, shape=(layers, heads, n, n))
+    array = np.lib.format.open_memmap(
+        folder / "attention.npy", mode="w+", dtype=np.float32, shape=(layers, heads, n, n)
+    )
     causal = np.tril(np.ones((n, n), dtype=np.float32)) / np.arange(1, n + 1, dtype=np.float32)[:, None]
     for layer in range(layers):
         for head in range(heads):
@@ -68,15 +70,25 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     write_inputs(args.workdir, args.layers, args.heads, args.seq_len)
     shutil.rmtree(args.workdir / "sample", ignore_errors=True)
-    request = ImportRequest(args.workdir / "attention.npy", args.workdir / "tokens.npy", args.workdir / "image.png", args.workdir / "sample", model_type="qwen3-vl")
+    request = ImportRequest(
+        args.workdir / "attention.npy",
+        args.workdir / "tokens.npy",
+        args.workdir / "image.png",
+        args.workdir / "sample",
+        model_type="qwen3-vl",
+    )
     with PeakRss() as rss, PeakAnon() as anon:
         started = time.perf_counter()
         result = import_sample(request)
         seconds = time.perf_counter() - started
     size = (args.workdir / "attention.npy").stat().st_size
-    print(f"input {format_bytes(size)} float32 [{args.layers}, {args.heads}, {args.seq_len}, {args.seq_len}] -> sample {format_bytes(result.bytes)}")
+    print(
+        f"input {format_bytes(size)} float32 [{args.layers}, {args.heads}, {args.seq_len}, {args.seq_len}] -> sample {format_bytes(result.bytes)}"
+    )
     print(f"import: {seconds:.1f} s, {size / seconds / 1e6:.0f} MB/s of input")
-    print(f"peak above start: resident {format_bytes(rss.above_baseline)}, of which anonymous {format_bytes(anon.above_baseline)}")
+    print(
+        f"peak above start: resident {format_bytes(rss.above_baseline)}, of which anonymous {format_bytes(anon.above_baseline)}"
+    )
     shutil.rmtree(args.workdir / "sample")
     for name in ("attention.npy", "tokens.npy", "image.png"):
         (args.workdir / name).unlink()

@@ -41,7 +41,9 @@ def save_lora(model_dir: Path, folder: Path, seed: int) -> Path:
 
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     with warnings.catch_warnings():  # transformers' deprecation notice from inside PEFT
         warnings.simplefilter("ignore", FutureWarning)
         get_peft_model(model, config).save_pretrained(folder)
@@ -93,4 +95,8 @@ def cli_process(*args: str | Path, env: dict[str, str] | None = None, ignore_sig
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

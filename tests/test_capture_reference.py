@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run
 from PIL import Image
 from transformers import Qwen3VLForConditionalGeneration
 
-from conftest import run
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing
 from vlm_attention_viz.extract import image_span
@@ -22,7 +22,9 @@ PROMPT = "Describe this image in detail."
 RTOL, ATOL = 2.0**-10, 1e-6
 
 
-def eager_reference(model_dir: Path, image_path: Path, model_type: str = "qwen3-vl") -> tuple[list[np.ndarray], torch.Tensor, dict]:
+def eager_reference(
+    model_dir: Path, image_path: Path, model_type: str = "qwen3-vl"
+) -> tuple[list[np.ndarray], torch.Tensor, dict]:
     adapter = adapter_named(model_type)
     processor = adapter.load_processor(str(model_dir))
     prepared = adapter.prepare(processor, Image.open(image_path).convert("RGB"), PROMPT, None)
@@ -33,10 +35,14 @@ def eager_reference(model_dir: Path, image_path: Path, model_type: str = "qwen3-
 
 
 @pytest.fixture(scope="module", params=["gqa_model", "mha_model"])
-def extracted(request: pytest.FixtureRequest, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def extracted(
+    request: pytest.FixtureRequest, photo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     model_dir = request.getfixturevalue(request.param)
     sample = tmp_path_factory.mktemp("samples") / request.param
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu") == 0
+    assert (
+        run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu") == 0
+    )
     return model_dir, sample
 
 
@@ -48,11 +54,23 @@ def test_every_layer_matches_eager_output_attentions(extracted: tuple[Path, Path
     for layer, ref in enumerate(reference):
         stored = np.asarray(fmt.open_layer(sample, meta, layer), dtype=np.float32)
         np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32),
+            ref.mean(0),
+            rtol=RTOL,
+            atol=ATOL,
+        )
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32),
+            ref.max(0),
+            rtol=RTOL,
+            atol=ATOL,
+        )
 
 
-def test_text_to_image_table_sums_image_attention_of_text_after_the_image(extracted: tuple[Path, Path], photo: Path) -> None:
+def test_text_to_image_table_sums_image_attention_of_text_after_the_image(
+    extracted: tuple[Path, Path], photo: Path
+) -> None:
     model_dir, sample = extracted
     meta = fmt.read_meta(sample)
     reference, _, _ = eager_reference(model_dir, photo)
@@ -80,7 +98,9 @@ def test_tokens_and_grid_agree_with_the_processor(extracted: tuple[Path, Path], 
     assert (meta["num_heads"], meta["num_kv_heads"]) == (config.num_attention_heads, config.num_key_value_heads)
 
 
-def captured_chunks_with_logits_unchanged(family: str, model_dir: Path, photo: Path, row_budget: int) -> tuple[list, int]:
+def captured_chunks_with_logits_unchanged(
+    family: str, model_dir: Path, photo: Path, row_budget: int
+) -> tuple[list, int]:
     """The capture's chunks of one forward pass, after checking that logits with capture equal logits
     without, before and after it; also the model's layer count."""
     adapter = adapter_named(family)
@@ -88,7 +108,9 @@ def captured_chunks_with_logits_unchanged(family: str, model_dir: Path, photo: P
     model = adapter.load_model(str(model_dir), "cpu", torch.float32)
     config = adapter.language_config(model)
     chunks: list = []
-    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget)
+    recorder = AttentionRecorder(
+        chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget
+    )
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits
         with capturing(model, adapter.language_config_key, recorder):
@@ -99,7 +121,9 @@ def captured_chunks_with_logits_unchanged(family: str, model_dir: Path, photo: P
 
 
 @pytest.mark.parametrize("model_fixture", ["gqa_model", "mha_model"])
-def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_fixture: str, photo: Path, request: pytest.FixtureRequest) -> None:
+def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(
+    model_fixture: str, photo: Path, request: pytest.FixtureRequest
+) -> None:
     model_dir = request.getfixturevalue(model_fixture)
     chunks, layers = captured_chunks_with_logits_unchanged("qwen3-vl", model_dir, photo, row_budget=4096)
     # a small row budget splits each layer into many chunks; together they still equal eager attention
@@ -107,8 +131,12 @@ def test_logits_with_capture_equal_logits_without_and_chunks_match_eager(model_f
     reference, _, _ = eager_reference(model_dir, photo)
     for layer, ref in enumerate(reference):
         mine = sorted((c for c in chunks if c.layer == layer), key=lambda c: c.row0)
-        np.testing.assert_allclose(np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.concatenate([c.head_max for c in mine]).astype(np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            np.concatenate([c.attn for c in mine], axis=1).astype(np.float32), ref, rtol=RTOL, atol=ATOL
+        )
+        np.testing.assert_allclose(
+            np.concatenate([c.head_max for c in mine]).astype(np.float32), ref.max(0), rtol=RTOL, atol=ATOL
+        )
 
 
 def test_every_mask_form_gives_the_same_rows() -> None:
@@ -121,8 +149,12 @@ def test_every_mask_form_gives_the_same_rows() -> None:
     results = []
     for mask in (None, allowed, additive):
         chunks: list = []
-        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(0, query, key, mask, dim**-0.5, causal=mask is None)
+        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(
+            0, query, key, mask, dim**-0.5, causal=mask is None
+        )
         results.append(np.concatenate([c.attn for c in sorted(chunks, key=lambda c: c.row0)], axis=1))
-    expected = torch.softmax(query @ key.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * dim**-0.5 + additive, dim=-1)[0]
+    expected = torch.softmax(
+        query @ key.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * dim**-0.5 + additive, dim=-1
+    )[0]
     for stored in results:
         np.testing.assert_allclose(stored.astype(np.float32), expected.numpy(), rtol=RTOL, atol=ATOL)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_process, folder_digest, run, striped_image
+
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.dev.synthetic import write_synthetic
 from vlm_attention_viz.safe_write import host_label
@@ -29,7 +29,9 @@ def user_folder(root: Path) -> Path:
     return folder
 
 
-def test_demo_and_overwrite_never_replace_a_folder_of_user_files(tmp_path: Path, gqa_model: Path, photo: Path, capsys) -> None:
+def test_demo_and_overwrite_never_replace_a_folder_of_user_files(
+    tmp_path: Path, gqa_model: Path, photo: Path, capsys
+) -> None:
     folder = user_folder(tmp_path)
     before = folder_digest(folder)
     assert run("demo", "--output-dir", folder) == 2
@@ -73,7 +75,9 @@ def test_overwrite_swaps_in_the_new_sample_and_removes_the_old(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "s"]
 
 
-def test_a_symlinked_target_is_refused_before_anything_is_written(tmp_path: Path, photo: Path, gqa_model: Path, capsys) -> None:
+def test_a_symlinked_target_is_refused_before_anything_is_written(
+    tmp_path: Path, photo: Path, gqa_model: Path, capsys
+) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
@@ -97,14 +101,32 @@ def test_leftovers_of_a_killed_run_are_removed_and_foreign_ones_reported(tmp_pat
 
 @pytest.mark.parametrize(
     ("signum", "ignore_sigint", "code", "word"),
-    [(signal.SIGTERM, False, 143, "terminated"), (signal.SIGINT, False, 130, "interrupted"), (signal.SIGINT, True, 130, "interrupted")],
+    [
+        (signal.SIGTERM, False, 143, "terminated"),
+        (signal.SIGINT, False, 130, "interrupted"),
+        (signal.SIGINT, True, 130, "interrupted"),
+    ],
     ids=["sigterm", "sigint", "sigint-inherited-as-ignored"],
 )
-def test_a_stop_signal_mid_capture_leaves_nothing(tmp_path: Path, gqa_model: Path, signum: int, ignore_sigint: bool, code: int, word: str) -> None:
+def test_a_stop_signal_mid_capture_leaves_nothing(
+    tmp_path: Path, gqa_model: Path, signum: int, ignore_sigint: bool, code: int, word: str
+) -> None:
     image = tmp_path / "big.png"
     striped_image(1600, 1200).save(image)
     out = tmp_path / "out"
-    process = cli_process("--image", image, "--prompt", "Hi", "--output-dir", out / "sample", "--model", gqa_model, "--max-pixels", 4_000_000, ignore_sigint=ignore_sigint)
+    process = cli_process(
+        "--image",
+        image,
+        "--prompt",
+        "Hi",
+        "--output-dir",
+        out / "sample",
+        "--model",
+        gqa_model,
+        "--max-pixels",
+        4_000_000,
+        ignore_sigint=ignore_sigint,
+    )
     while not list(out.glob(".sample.partial-*")) and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be stopped"

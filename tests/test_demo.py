@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import run
+
 from vlm_attention_viz import sample_format as fmt
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run
 from PIL import Image
+from test_capture_reference import ATOL, PROMPT, RTOL
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 
-from conftest import run
-from test_capture_reference import ATOL, PROMPT, RTOL
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import build_tokens, mark_answer
 
 NEW_TOKENS = 6
@@ -22,7 +22,9 @@ NEW_TOKENS = 6
 
 def processed(model_dir: Path, photo: Path) -> dict:
     adapter = adapter_named("qwen3-vl")
-    return adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None).model_inputs
+    return adapter.prepare(
+        adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None
+    ).model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,11 @@ def test_answer_equals_a_plain_greedy_generate(generated: dict, gqa_model: Path,
         plain = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)[0].tolist()
     assert [t["token_id"] for t in generated["tokens"]] == plain
     assert generated["answer_start"] == inputs["input_ids"].shape[1]
-    assert generated["generation"] == {"max_new_tokens": NEW_TOKENS, "do_sample": False, "new_tokens": len(plain) - generated["answer_start"]}
+    assert generated["generation"] == {
+        "max_new_tokens": NEW_TOKENS,
+        "do_sample": False,
+        "new_tokens": len(plain) - generated["answer_start"],
+    }
 
 
 def test_attention_covers_prompt_and_answer_and_matches_eager(generated: dict, gqa_model: Path, photo: Path) -> None:
@@ -62,14 +68,34 @@ def test_generated_flags_and_answer_text(generated: dict, gqa_model: Path) -> No
     assert generated["mode"] == "generate"
     assert [bool(t.get("generated")) for t in tokens] == [i >= start for i in range(len(tokens))]
     tokenizer = AutoTokenizer.from_pretrained(gqa_model)
-    assert generated["answer"] == tokenizer.decode([t["token_id"] for t in tokens[start:]]) == "".join(t["text"] for t in tokens[start:])
+    assert (
+        generated["answer"]
+        == tokenizer.decode([t["token_id"] for t in tokens[start:]])
+        == "".join(t["text"] for t in tokens[start:])
+    )
     assert not any(t.get("thinking") for t in tokens)  # this template opens no think block
     assert fmt.list_samples(generated["folder"].parent)[0]["mode"] == "generate"
 
 
 def test_thinking_template_marks_the_open_think_block(photo: Path, tmp_path: Path) -> None:
     model = build_tiny_checkpoint(tmp_path / "thinker", TinyShape(layers=2, heads=2, kv_heads=1, thinking=True, seed=2))
-    assert run("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", model, "--mode", "generate", "--max-new-tokens", 3) == 0
+    assert (
+        run(
+            "--image",
+            photo,
+            "--prompt",
+            "Hi",
+            "--output-dir",
+            tmp_path / "s",
+            "--model",
+            model,
+            "--mode",
+            "generate",
+            "--max-new-tokens",
+            3,
+        )
+        == 0
+    )
     meta = fmt.read_meta(tmp_path / "s")
     tokens, start = meta["tokens"], meta["answer_start"]
     think = next(i for i, t in enumerate(tokens) if t["text"] == "<think>")

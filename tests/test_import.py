@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run
+from PIL import Image
 from test_refusals import assert_refused
+
 from vlm_attention_viz import importer
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.models import ADAPTERS, adapter_named
@@ -40,17 +40,45 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def import_args(folder: Path, output: Path, *extra: str | int | Path, attention: str = "attention.npy", tokens: str = "tokens.npy", image: str = "image.png") -> list:
+def import_args(
+    folder: Path,
+    output: Path,
+    *extra: str | int | Path,
+    attention: str = "attention.npy",
+    tokens: str = "tokens.npy",
+    image: str = "image.png",
+) -> list:
     """The files are named relative to `folder`; an absolute name is taken as it is."""
-    return ["import", "--attention", folder / attention, "--tokens", folder / tokens, "--image", folder / image, "--output-dir", output, *extra]
+    return [
+        "import",
+        "--attention",
+        folder / attention,
+        "--tokens",
+        folder / tokens,
+        "--image",
+        folder / image,
+        "--output-dir",
+        output,
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_round_trip_stores_the_float16_cast_with_head_mean_and_max(dtype: type, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_round_trip_stores_the_float16_cast_with_head_mean_and_max(
+    dtype: type, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     attention = causal_attention(LAYERS, HEADS, N, seed=1).astype(dtype)
     np.save(tmp_path / "attention.npy", attention)
     monkeypatch.setattr(importer, "CHUNK_BYTES", HEADS * N * 4 * 7)  # 7 rows at a time: a layer streams in 8 chunks
-    args = import_args(inputs, tmp_path / "out" / "s", "--image-span", *SPAN, "--grid", f"{ROWS}x{COLS}", attention=str(tmp_path / "attention.npy"))
+    args = import_args(
+        inputs,
+        tmp_path / "out" / "s",
+        "--image-span",
+        *SPAN,
+        "--grid",
+        f"{ROWS}x{COLS}",
+        attention=str(tmp_path / "attention.npy"),
+    )
     assert run(*args) == 0
     meta = fmt.validate_sample(tmp_path / "out" / "s")
     assert (meta["num_layers"], meta["num_heads"], meta["seq_len"]) == (LAYERS, HEADS, N)
@@ -59,7 +87,10 @@ def test_round_trip_stores_the_float16_cast_with_head_mean_and_max(dtype: type, 
         assert np.array_equal(fmt.open_layer(tmp_path / "out" / "s", meta, layer), attention[layer].astype(np.float16))
         stored_mean = np.asarray(fmt.open_head_aggregate(tmp_path / "out" / "s", meta, layer, "mean"), np.float32)
         np.testing.assert_allclose(stored_mean, as_float32[layer].mean(0), rtol=2.0**-10, atol=1e-6)
-        assert np.array_equal(fmt.open_head_aggregate(tmp_path / "out" / "s", meta, layer, "max"), as_float32[layer].max(0).astype(np.float16))
+        assert np.array_equal(
+            fmt.open_head_aggregate(tmp_path / "out" / "s", meta, layer, "max"),
+            as_float32[layer].max(0).astype(np.float16),
+        )
     start, end = SPAN
     expected = as_float32[:, :, end + 1 :, start : end + 1].sum(-1).mean(-1)
     np.testing.assert_allclose(np.array(meta["text_to_image"]), expected, rtol=1e-5)
@@ -134,15 +165,24 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
         "missing attention": (import_args(inputs, new, *given, attention="nope.npy"), "attention file not found"),
         "missing tokens": (import_args(inputs, new, *given, tokens="nope.npy"), "tokens file not found"),
         "missing image": (import_args(inputs, new, *given, image="nope.png"), "image not found"),
-        "not 4-D": (import_args(inputs, new, *given, attention=str(workspace / "three_d.npy")), "expected [layers, heads, N, N]"),
+        "not 4-D": (
+            import_args(inputs, new, *given, attention=str(workspace / "three_d.npy")),
+            "expected [layers, heads, N, N]",
+        ),
         "not square": (import_args(inputs, new, *given, attention=str(workspace / "not_square.npy")), "square"),
         "integer attention": (import_args(inputs, new, *given, attention=str(workspace / "ints.npy")), "int32"),
         "not causal": (import_args(inputs, new, *given, attention=str(workspace / "bidirectional.npy")), "not causal"),
         "NaN in the last layer": (import_args(inputs, new, *given, attention=str(workspace / "nan.npy")), "NaN"),
         "above float16": (import_args(inputs, new, *given, attention=str(workspace / "above_float16.npy")), "65,504"),
         "negative values": (import_args(inputs, new, *given, attention=str(workspace / "negative.npy")), "negative"),
-        "lone surrogate token": (import_args(inputs, new, *given, tokens=str(workspace / "surrogate_tokens.npy")), "surrogate"),
-        "wrong token count": (import_args(inputs, new, *given, tokens=str(workspace / "short_tokens.npy")), f"{N - 1} tokens but the attention is {N} x {N}"),
+        "lone surrogate token": (
+            import_args(inputs, new, *given, tokens=str(workspace / "surrogate_tokens.npy")),
+            "surrogate",
+        ),
+        "wrong token count": (
+            import_args(inputs, new, *given, tokens=str(workspace / "short_tokens.npy")),
+            f"{N - 1} tokens but the attention is {N} x {N}",
+        ),
         "object tokens": (import_args(inputs, new, *given, tokens=str(workspace / "object_tokens.npy")), "dtype=str"),
         "span outside": (import_args(inputs, new, "--image-span", "4", str(N)), "not inside the sequence"),
         "span reversed": (import_args(inputs, new, "--image-span", "9", "4"), "START <= END"),
@@ -150,7 +190,10 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
         "grid spelling": (import_args(inputs, new, *given, "--grid", "four"), "ROWSxCOLS"),
         "grid not inferable": (import_args(inputs, new, "--image-span", "4", "40"), "cannot infer the grid"),
         "no span": (import_args(inputs, new), "--image-span"),
-        "no placeholder": (import_args(inputs, new, "--model-type", "qwen3-vl", tokens=str(workspace / "no_image_tokens.npy")), "no <|image_pad|> tokens"),
+        "no placeholder": (
+            import_args(inputs, new, "--model-type", "qwen3-vl", tokens=str(workspace / "no_image_tokens.npy")),
+            "no <|image_pad|> tokens",
+        ),
         "unknown model type": (import_args(inputs, new, "--model-type", "llava-9"), "unknown --model-type"),
         "existing sample": (import_args(inputs, workspace / "out" / "kept", *given), "--overwrite"),
     }
@@ -158,12 +201,34 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing attention", "missing tokens", "missing image", "not 4-D", "not square", "integer attention", "not causal", "NaN in the last layer",
-     "wrong token count", "above float16", "negative values", "lone surrogate token",
-     "object tokens", "span outside", "span reversed", "grid size", "grid spelling", "grid not inferable", "no span", "no placeholder",
-     "unknown model type", "existing sample"],
+    [
+        "missing attention",
+        "missing tokens",
+        "missing image",
+        "not 4-D",
+        "not square",
+        "integer attention",
+        "not causal",
+        "NaN in the last layer",
+        "wrong token count",
+        "above float16",
+        "negative values",
+        "lone surrogate token",
+        "object tokens",
+        "span outside",
+        "span reversed",
+        "grid size",
+        "grid spelling",
+        "grid not inferable",
+        "no span",
+        "no placeholder",
+        "unknown model type",
+        "existing sample",
+    ],
 )
-def test_bad_input_gives_one_clear_error_and_leaves_nothing(case: str, inputs: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_gives_one_clear_error_and_leaves_nothing(
+    case: str, inputs: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args, mentions = refusals(inputs, workspace)[case]
     assert_refused(capsys, workspace, args, mentions)
 
@@ -171,7 +236,9 @@ def test_bad_input_gives_one_clear_error_and_leaves_nothing(case: str, inputs: P
 def test_big_endian_float32_imports_as_its_values(inputs: Path, tmp_path: Path) -> None:
     source = np.load(inputs / "attention.npy")
     np.save(tmp_path / "big.npy", source.astype(">f4"))
-    assert run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", attention=str(tmp_path / "big.npy"))) == 0
+    assert (
+        run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", attention=str(tmp_path / "big.npy"))) == 0
+    )
     meta = fmt.read_meta(tmp_path / "s")
     np.testing.assert_array_equal(fmt.open_layer(tmp_path / "s", meta, 0), source[0].astype(np.float16))
 
@@ -179,5 +246,7 @@ def test_big_endian_float32_imports_as_its_values(inputs: Path, tmp_path: Path) 
 def test_byte_string_tokens_are_read_as_utf8(inputs: Path, tmp_path: Path) -> None:
     """np.save of a list of bytes gives an 'S' array; its texts are decoded, not shown as b'...'."""
     np.save(tmp_path / "tokens.npy", np.array([t.encode("utf-8") for t in TEXTS]))
-    assert run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", tokens=str(tmp_path / "tokens.npy"))) == 0
+    assert (
+        run(*import_args(inputs, tmp_path / "s", "--model-type", "qwen3-vl", tokens=str(tmp_path / "tokens.npy"))) == 0
+    )
     assert [t["text"] for t in fmt.read_meta(tmp_path / "s")["tokens"][SPAN[1] + 1 :]] == SUFFIX

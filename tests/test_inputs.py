@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run, striped_image
 from PIL import Image
 
-from conftest import run, striped_image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.images import load_image
 
@@ -49,13 +49,15 @@ def test_sixteen_bit_scales_to_eight_bits(tmp_path: Path) -> None:
         ("palette.png", lambda: striped_image(64, 48).convert("P")),
         ("grey.png", lambda: striped_image(64, 48).convert("L")),
         ("cmyk.jpg", lambda: striped_image(64, 48).convert("CMYK")),
-        ("deep.png", lambda: Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20))),
+        ("deep.png", lambda: Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)),
         ("dot.png", lambda: Image.new("RGB", (1, 1), (9, 9, 9))),
     ],
 )
 def test_extraction_accepts_every_image_mode(name: str, make, gqa_model: Path, tmp_path: Path) -> None:
     image = save(make(), tmp_path / name)
-    assert run("--image", image, "--prompt", "What is this?", "--output-dir", tmp_path / "out", "--model", gqa_model) == 0
+    assert (
+        run("--image", image, "--prompt", "What is this?", "--output-dir", tmp_path / "out", "--model", gqa_model) == 0
+    )
     meta = fmt.validate_sample(tmp_path / "out")
     assert meta["original_image_size"] == list(Image.open(image).size)
     width, height = meta["image_size"]
@@ -66,7 +68,21 @@ def test_extraction_accepts_every_image_mode(name: str, make, gqa_model: Path, t
 def test_huge_image_is_held_to_max_pixels(gqa_model: Path, tmp_path: Path) -> None:
     image = save(striped_image(3000, 2000), tmp_path / "huge.jpg")
     cap = 256 * 192
-    assert run("--image", image, "--prompt", "Hi", "--output-dir", tmp_path / "out", "--model", gqa_model, "--max-pixels", cap) == 0
+    assert (
+        run(
+            "--image",
+            image,
+            "--prompt",
+            "Hi",
+            "--output-dir",
+            tmp_path / "out",
+            "--model",
+            gqa_model,
+            "--max-pixels",
+            cap,
+        )
+        == 0
+    )
     meta = fmt.read_meta(tmp_path / "out")
     width, height = meta["image_size"]
     assert width * height <= cap and meta["image_grid"]["rows"] * meta["image_grid"]["cols"] <= cap // 1024
@@ -74,7 +90,21 @@ def test_huge_image_is_held_to_max_pixels(gqa_model: Path, tmp_path: Path) -> No
 
 
 def test_model_type_given_explicitly_matches_detection(gqa_model: Path, photo: Path, tmp_path: Path) -> None:
-    assert run("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "a", "--model", gqa_model, "--model-type", "qwen3-vl") == 0
+    assert (
+        run(
+            "--image",
+            photo,
+            "--prompt",
+            "Hi",
+            "--output-dir",
+            tmp_path / "a",
+            "--model",
+            gqa_model,
+            "--model-type",
+            "qwen3-vl",
+        )
+        == 0
+    )
     assert run("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "b", "--model", gqa_model) == 0
     assert fmt.read_meta(tmp_path / "a")["model_type"] == fmt.read_meta(tmp_path / "b")["model_type"] == "qwen3-vl"
     assert (tmp_path / "a" / "attn_layer_01.bin").read_bytes() == (tmp_path / "b" / "attn_layer_01.bin").read_bytes()

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from peft import PeftModel
-from transformers import Qwen3VLForConditionalGeneration
-
 from conftest import run
+from peft import PeftModel
 from test_capture_reference import ATOL, PROMPT, RTOL
 from test_generate import processed
+from transformers import Qwen3VLForConditionalGeneration
+
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing
 from vlm_attention_viz.models import adapter_named
@@ -25,7 +25,9 @@ CLEARLY_DIFFERENT = 1e-2
 
 
 @pytest.fixture(scope="module")
-def samples(gqa_model: Path, gqa_lora: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def samples(
+    gqa_model: Path, gqa_lora: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """The base model's sample and the adapted model's, from the same image and prompt."""
     root = tmp_path_factory.mktemp("lora_samples")
     args = ["--image", photo, "--prompt", PROMPT, "--model", gqa_model, "--device", "cpu"]
@@ -50,19 +52,33 @@ def stored_layers(sample: Path) -> list[np.ndarray]:
 def test_every_layer_differs_from_the_base_model(samples: tuple[Path, Path]) -> None:
     base, adapted = (stored_layers(s) for s in samples)
     assert len(base) == len(adapted) >= 2
-    for layer, (plain, lora) in enumerate(zip(base, adapted)):
+    for layer, (plain, lora) in enumerate(zip(base, adapted, strict=True)):
         assert np.abs(plain - lora).max() > CLEARLY_DIFFERENT, f"layer {layer} did not change"
 
 
-def test_stored_attention_matches_the_adapted_models_eager_reference(samples: tuple[Path, Path], gqa_model: Path, gqa_lora: Path, photo: Path) -> None:
+def test_stored_attention_matches_the_adapted_models_eager_reference(
+    samples: tuple[Path, Path], gqa_model: Path, gqa_lora: Path, photo: Path
+) -> None:
     adapted = samples[1]
     meta = fmt.read_meta(adapted)
     reference = adapted_eager_attention(gqa_model, gqa_lora, processed(gqa_model, photo))
     assert len(reference) == meta["num_layers"]
     for layer, ref in enumerate(reference):
-        np.testing.assert_allclose(np.asarray(fmt.open_layer(adapted, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(adapted, meta, layer, "mean"), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(fmt.open_head_aggregate(adapted, meta, layer, "max"), np.float32), ref.max(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_layer(adapted, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL
+        )
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_head_aggregate(adapted, meta, layer, "mean"), np.float32),
+            ref.mean(0),
+            rtol=RTOL,
+            atol=ATOL,
+        )
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_head_aggregate(adapted, meta, layer, "max"), np.float32),
+            ref.max(0),
+            rtol=RTOL,
+            atol=ATOL,
+        )
 
 
 def test_meta_records_the_adapter(samples: tuple[Path, Path], gqa_model: Path, gqa_lora: Path) -> None:
@@ -93,7 +109,9 @@ def test_logits_with_capture_equal_logits_without(gqa_model: Path, gqa_lora: Pat
     assert {c.layer for c in chunks} == set(range(config.num_hidden_layers))  # the capture reached every wrapped layer
 
 
-def test_generate_mode_answers_and_attends_as_the_adapted_model(gqa_model: Path, gqa_lora: Path, photo: Path, tmp_path: Path) -> None:
+def test_generate_mode_answers_and_attends_as_the_adapted_model(
+    gqa_model: Path, gqa_lora: Path, photo: Path, tmp_path: Path
+) -> None:
     sample = tmp_path / "s"
     args = ["--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", gqa_model, "--adapter", gqa_lora]
     assert run(*args, "--mode", "generate", "--max-new-tokens", 4) == 0
@@ -106,6 +124,13 @@ def test_generate_mode_answers_and_attends_as_the_adapted_model(gqa_model: Path,
     assert ids == greedy and meta["answer_start"] == inputs["input_ids"].shape[1]
     full_ids = torch.tensor([ids])
     image_id = adapter_named("qwen3-vl").load_processor(str(gqa_model)).image_token_id
-    full = dict(inputs, input_ids=full_ids, attention_mask=torch.ones_like(full_ids), mm_token_type_ids=(full_ids == image_id).long())
+    full = dict(
+        inputs,
+        input_ids=full_ids,
+        attention_mask=torch.ones_like(full_ids),
+        mm_token_type_ids=(full_ids == image_id).long(),
+    )
     for layer, ref in enumerate(adapted_eager_attention(gqa_model, gqa_lora, full)):
-        np.testing.assert_allclose(np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL
+        )

@@ -5,17 +5,15 @@ from __future__ import annotations
 import errno
 import shutil
 import struct
-import sys
 import zlib
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import cli_process, folder_digest, run, striped_image
-from vlm_attention_viz import sample_format as fmt
 
+from vlm_attention_viz import sample_format as fmt
 
 
 @pytest.fixture(scope="module")
@@ -69,50 +67,131 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     kept = workspace / "out" / "kept"
     base = ["--prompt", "Describe.", "--model", gqa_model]
     return {
-        "missing image": (["--image", workspace / "nope.png", "--output-dir", kept, "--overwrite", *base], "image not found"),
+        "missing image": (
+            ["--image", workspace / "nope.png", "--output-dir", kept, "--overwrite", *base],
+            "image not found",
+        ),
         "text named .jpg": (["--image", text, "--output-dir", kept, "--overwrite", *base], "not an image"),
         "truncated jpeg": (["--image", truncated, "--output-dir", kept, "--overwrite", *base], "truncated"),
         "aspect ratio over 200": (["--image", sliver, "--output-dir", kept, "--overwrite", *base], "aspect ratio"),
-        "empty prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "  ", "--model", gqa_model], "prompt is empty"),
+        "empty prompt": (
+            ["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "  ", "--model", gqa_model],
+            "prompt is empty",
+        ),
         "output dir is a file": (["--image", photo, "--output-dir", text, *base], "not a folder"),
         "inside a file": (["--image", photo, "--output-dir", text / "sample", *base], "not a folder"),
         "existing sample": (["--image", photo, "--output-dir", kept, *base], "--overwrite"),
-        "unknown model type": (["--image", photo, "--output-dir", kept, "--overwrite", *base, "--model-type", "llava-9"], "unknown --model-type"),
-        "model without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", weightless], "no weights"),
-        "folder without config": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", workspace / "out"], "no config.json"),
+        "unknown model type": (
+            ["--image", photo, "--output-dir", kept, "--overwrite", *base, "--model-type", "llava-9"],
+            "unknown --model-type",
+        ),
+        "model without weights": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", weightless],
+            "no weights",
+        ),
+        "folder without config": (
+            [
+                "--image",
+                photo,
+                "--output-dir",
+                workspace / "out" / "new",
+                "--prompt",
+                "Hi",
+                "--model",
+                workspace / "out",
+            ],
+            "no config.json",
+        ),
         "foreign folder": (["--image", photo, "--output-dir", workspace, *base], "not a sample"),
-        "zero max pixels": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"], "--max-pixels"),
-        "missing adapter": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "no-lora"], "no such folder"),
-        "adapter without config": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "out"], "adapter_config.json"),
+        "zero max pixels": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--max-pixels", "0"],
+            "--max-pixels",
+        ),
+        "missing adapter": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "no-lora"],
+            "no such folder",
+        ),
+        "adapter without config": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", workspace / "out"],
+            "adapter_config.json",
+        ),
         "folder as image": (["--image", workspace / "out", "--output-dir", kept, "--overwrite", *base], "is a folder"),
         "decompression bomb": (["--image", bomb, "--output-dir", kept, "--overwrite", *base], "too large"),
-        "invalid utf-8 prompt": (["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "bad \udcff", "--model", gqa_model], "UTF-8"),
-        "truncated weights": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", cut_weights], "damaged or truncated"),
-        "broken config.json": (["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", broken_config], "not valid JSON"),
-        "adapter without weights": (["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora], "adapter_model"),
+        "invalid utf-8 prompt": (
+            ["--image", photo, "--output-dir", kept, "--overwrite", "--prompt", "bad \udcff", "--model", gqa_model],
+            "UTF-8",
+        ),
+        "truncated weights": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", cut_weights],
+            "damaged or truncated",
+        ),
+        "broken config.json": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", broken_config],
+            "not valid JSON",
+        ),
+        "adapter without weights": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora],
+            "adapter_model",
+        ),
     }
 
 
-CASES = ["missing image", "text named .jpg", "truncated jpeg", "aspect ratio over 200", "empty prompt", "output dir is a file", "inside a file", "existing sample",
-         "unknown model type", "model without weights", "folder without config", "foreign folder", "zero max pixels", "missing adapter",
-         "adapter without config", "adapter without weights", "folder as image", "decompression bomb", "invalid utf-8 prompt", "truncated weights",
-         "broken config.json"]
+CASES = [
+    "missing image",
+    "text named .jpg",
+    "truncated jpeg",
+    "aspect ratio over 200",
+    "empty prompt",
+    "output dir is a file",
+    "inside a file",
+    "existing sample",
+    "unknown model type",
+    "model without weights",
+    "folder without config",
+    "foreign folder",
+    "zero max pixels",
+    "missing adapter",
+    "adapter without config",
+    "adapter without weights",
+    "folder as image",
+    "decompression bomb",
+    "invalid utf-8 prompt",
+    "truncated weights",
+    "broken config.json",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_refused(case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_refused(
+    case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args, mentions = bad_inputs(workspace, gqa_model, photo)[case]
     assert_refused(capsys, workspace, args, mentions)
 
 
-def test_adapter_for_another_model_is_refused(workspace: Path, gqa_model: Path, mha_lora: Path, photo: Path, capsys) -> None:
+def test_adapter_for_another_model_is_refused(
+    workspace: Path, gqa_model: Path, mha_lora: Path, photo: Path, capsys
+) -> None:
     """A LoRA trained on the MHA model's 48-wide projections cannot load onto the GQA model's 64-wide ones."""
     bad_inputs(workspace, gqa_model, photo)
-    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model, "--adapter", mha_lora]
+    args = [
+        "--image",
+        photo,
+        "--prompt",
+        "Hi",
+        "--output-dir",
+        workspace / "out" / "new",
+        "--model",
+        gqa_model,
+        "--adapter",
+        mha_lora,
+    ]
     assert_refused(capsys, workspace, args, "size mismatch")
 
 
-def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+def test_refuses_with_the_estimate_when_the_disk_lacks_room(
+    workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch
+) -> None:
     bad_inputs(workspace, gqa_model, photo)  # same files present before and after
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
@@ -122,7 +201,17 @@ def test_refuses_with_the_estimate_when_the_disk_lacks_room(workspace: Path, gqa
 
 @pytest.mark.parametrize("model_type", [[], ["--model-type", "qwen3-vl"]], ids=["detected", "given"])
 def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], tmp_path: Path, photo: Path) -> None:
-    args = ["--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "s", "--model", "nobody-here/no-such-vlm", *model_type]
+    args = [
+        "--image",
+        photo,
+        "--prompt",
+        "Hi",
+        "--output-dir",
+        tmp_path / "s",
+        "--model",
+        "nobody-here/no-such-vlm",
+        *model_type,
+    ]
     process = cli_process(*args, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0 and "Traceback" not in err
@@ -130,7 +219,9 @@ def test_weights_unavailable_offline_get_a_clear_message(model_type: list[str], 
     assert not (tmp_path / "s").exists()
 
 
-def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch) -> None:
+def test_disk_filling_up_mid_write_leaves_nothing(
+    workspace: Path, gqa_model: Path, photo: Path, capsys, monkeypatch
+) -> None:
     """The disk fills after the first rows are on it: one line, and the partial sample is gone."""
     bad_inputs(workspace, gqa_model, photo)
     real_write = fmt.SampleWriter.write_layer_rows
@@ -147,5 +238,16 @@ def test_disk_filling_up_mid_write_leaves_nothing(workspace: Path, gqa_model: Pa
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_is_refused(workspace: Path, gqa_model: Path, photo: Path, capsys) -> None:
-    args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model, "--device", "cuda"]
+    args = [
+        "--image",
+        photo,
+        "--prompt",
+        "Hi",
+        "--output-dir",
+        workspace / "out" / "new",
+        "--model",
+        gqa_model,
+        "--device",
+        "cuda",
+    ]
     assert_refused(capsys, workspace, args, "no CUDA GPU")

@@ -24,8 +24,17 @@ def test_shared_fixture_validates() -> None:
 def small_meta(n: int, layers: int, heads: int) -> dict:
     tokens, grid = build_tokens(n)
     return {
-        "format_version": fmt.FORMAT_VERSION, "model": "test", "prompt": "p", "image_path": "image.png", "image_size": [64, 32],
-        "num_layers": layers, "num_heads": heads, "seq_len": n, "dtype": "float16", "tokens": tokens, "image_grid": grid,
+        "format_version": fmt.FORMAT_VERSION,
+        "model": "test",
+        "prompt": "p",
+        "image_path": "image.png",
+        "image_size": [64, 32],
+        "num_layers": layers,
+        "num_heads": heads,
+        "seq_len": n,
+        "dtype": "float16",
+        "tokens": tokens,
+        "image_grid": grid,
         "layer_files": [fmt.layer_file(i) for i in range(layers)],
         "head_mean_files": [fmt.head_mean_file(i) for i in range(layers)],
         "head_max_files": [fmt.head_max_file(i) for i in range(layers)],
@@ -66,13 +75,17 @@ def test_scattered_vision_rows_land_at_their_offsets_in_full_size_files(tmp_path
         stored = np.fromfile(block, np.float16).reshape(heads, patches, patches)
         stored_mean = np.fromfile(mean, np.float16).reshape(patches, patches)
     rows = sorted(sum(written, []))
-    assert np.array_equal(stored[:, rows], attn[:, rows]) and np.array_equal(stored_mean[rows], attn[:, rows].mean(0).astype(np.float16))
+    assert np.array_equal(stored[:, rows], attn[:, rows]) and np.array_equal(
+        stored_mean[rows], attn[:, rows].mean(0).astype(np.float16)
+    )
     assert not stored[:, [7, 8, 11]].any() and not stored_mean[[7, 8, 11]].any()
 
 
 def test_uncommitted_writer_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), fmt.SampleWriter(tmp_path / "new" / "deeper" / "s") as writer:
-        writer.write_layer_rows(0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16))
+        writer.write_layer_rows(
+            0, 0, np.zeros((1, 2, 4), np.float16), np.zeros((2, 4), np.float16), np.zeros((2, 4), np.float16)
+        )
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 

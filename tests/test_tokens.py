@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run
 from transformers import AutoTokenizer
 
-from conftest import run
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.tokens import IMAGE_TEXT, token_texts
 
@@ -23,7 +23,9 @@ PROMPTS = [
 def test_texts_concatenate_back_to_the_decoded_sequence(prompt: str, gqa_model: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gqa_model)
     image_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    ids = tokenizer.encode(f"<|im_start|>user\n<|vision_start|><|image_pad|><|image_pad|><|vision_end|>{prompt}<|im_end|>\n")
+    ids = tokenizer.encode(
+        f"<|im_start|>user\n<|vision_start|><|image_pad|><|image_pad|><|vision_end|>{prompt}<|im_end|>\n"
+    )
     texts = token_texts(tokenizer, ids, image_id)
     assert len(texts) == len(ids)
     kept = [i for i, token_id in enumerate(ids) if token_id != image_id]

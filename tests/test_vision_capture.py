@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import folder_digest, run, striped_image
 from PIL import Image
 from transformers.vision_utils import get_vision_position_ids
 
-from conftest import folder_digest, run, striped_image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
@@ -33,7 +33,9 @@ def grab_block_inputs(model: torch.nn.Module) -> tuple[dict[int, tuple], list]:
     grabbed: dict[int, tuple] = {}
 
     def hook(index: int):
-        return lambda module, args, kwargs: grabbed.__setitem__(index, (args[0], kwargs["cu_seqlens"], kwargs["position_embeddings"]))
+        return lambda module, args, kwargs: grabbed.__setitem__(
+            index, (args[0], kwargs["cu_seqlens"], kwargs["position_embeddings"])
+        )
 
     blocks = model.model.visual.blocks
     return grabbed, [block.register_forward_pre_hook(hook(i), with_kwargs=True) for i, block in enumerate(blocks)]
@@ -83,7 +85,9 @@ def batch_geometry(adapter: ModelAdapter, model: torch.nn.Module, processor: obj
     grid stands in for the token grid."""
     _, rows, cols = batch["image_grid_thw"][0].tolist()
     merge, patch = processor.image_processor.merge_size, processor.image_processor.patch_size
-    prepared = PreparedInputs(dict(batch), processor.image_token_id, rows // merge, cols // merge, (cols * patch, rows * patch))
+    prepared = PreparedInputs(
+        dict(batch), processor.image_token_id, rows // merge, cols // merge, (cols * patch, rows * patch)
+    )
     return adapter.vision_geometry(model, processor, prepared)
 
 
@@ -118,12 +122,29 @@ def samples(gqa_model: Path, photo: Path, tmp_path_factory: pytest.TempPathFacto
     made = {}
     for name, extra in {"plain": [], "all": ["--vision-layers", "all"], "last1": ["--vision-layers", "last1"]}.items():
         made[name] = root / name
-        assert run("--image", photo, "--prompt", PROMPT, "--output-dir", made[name], "--model", gqa_model, "--device", "cpu", *extra) == 0
+        assert (
+            run(
+                "--image",
+                photo,
+                "--prompt",
+                PROMPT,
+                "--output-dir",
+                made[name],
+                "--model",
+                gqa_model,
+                "--device",
+                "cpu",
+                *extra,
+            )
+            == 0
+        )
     return made
 
 
 @pytest.mark.parametrize("name, blocks", [("all", [0, 1]), ("last1", [1])])
-def test_vision_files_equal_the_reference_from_block_inputs(samples: dict[str, Path], name: str, blocks: list[int], gqa_model: Path, photo: Path) -> None:
+def test_vision_files_equal_the_reference_from_block_inputs(
+    samples: dict[str, Path], name: str, blocks: list[int], gqa_model: Path, photo: Path
+) -> None:
     meta = fmt.validate_sample(samples[name])
     vision = meta["vision"]
     assert vision["blocks"] == blocks and vision["num_blocks"] == 2 and vision["num_heads"] == 2
@@ -133,8 +154,12 @@ def test_vision_files_equal_the_reference_from_block_inputs(samples: dict[str, P
     received = np.asarray(fmt.open_vision_received(samples[name], meta), np.float32)
     for i, block in enumerate(blocks):
         ref = expected[block]
-        np.testing.assert_allclose(np.asarray(fmt.open_vision_block(samples[name], meta, i), np.float32), ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(fmt.open_vision_mean(samples[name], meta, i), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_vision_block(samples[name], meta, i), np.float32), ref, rtol=RTOL, atol=ATOL
+        )
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_vision_mean(samples[name], meta, i), np.float32), ref.mean(0), rtol=RTOL, atol=ATOL
+        )
         np.testing.assert_allclose(received[i], ref.mean(0).sum(0), rtol=RTOL, atol=ATOL)
         assert abs(received[i].mean() - 1) < 1e-3  # each row sums to 1, so the column sums average 1
 
@@ -167,7 +192,9 @@ def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model:
             captured = visual(batch["pixel_values"], grid_thw=grid_thw)
     for hook in hooks:
         hook.remove()
-    assert torch.equal(plain.last_hidden_state, captured.last_hidden_state) and torch.equal(plain.pooler_output, captured.pooler_output)
+    assert torch.equal(plain.last_hidden_state, captured.last_hidden_state) and torch.equal(
+        plain.pooler_output, captured.pooler_output
+    )
     assert all(torch.equal(a, b) for a, b in zip(plain.deepstack_features, captured.deepstack_features, strict=True))
     orders = row_major(grid_thw, merge)
     for block in (0, 1):
@@ -193,7 +220,9 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
     model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
     recorders = {
         "text_config": AttentionRecorder(lambda rows: None, 2, 4, (4, 48)),
-        "vision_config": VisionRecorder(lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.block_calls),
+        "vision_config": VisionRecorder(
+            lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.block_calls
+        ),
     }
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits
@@ -205,24 +234,75 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
 
 
 @pytest.mark.parametrize("spec", ["last3", "2", "-3", "0,5"])
-def test_out_of_range_blocks_are_refused_before_the_capture(spec: str, gqa_model: Path, photo: Path, tmp_path: Path, capsys) -> None:
-    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", spec], "--vision-layers", "the vision tower has")
+def test_out_of_range_blocks_are_refused_before_the_capture(
+    spec: str, gqa_model: Path, photo: Path, tmp_path: Path, capsys
+) -> None:
+    assert_refused(
+        capsys,
+        [
+            "--image",
+            photo,
+            "--prompt",
+            PROMPT,
+            "--output-dir",
+            tmp_path / "s",
+            "--model",
+            gqa_model,
+            "--vision-layers",
+            spec,
+        ],
+        "--vision-layers",
+        "the vision tower has",
+    )
     assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("spec", ["last0", "first2", "1,,2", "", "all,1", "1.5"])
 def test_malformed_specs_are_refused_before_the_model_loads(spec: str, photo: Path, tmp_path: Path, capsys) -> None:
-    assert_refused(capsys, ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", tmp_path / "no-model", "--vision-layers", spec], "--vision-layers", "is malformed")
+    assert_refused(
+        capsys,
+        [
+            "--image",
+            photo,
+            "--prompt",
+            PROMPT,
+            "--output-dir",
+            tmp_path / "s",
+            "--model",
+            tmp_path / "no-model",
+            "--vision-layers",
+            spec,
+        ],
+        "--vision-layers",
+        "is malformed",
+    )
 
 
-def test_the_size_estimate_counts_the_vision_files(samples: dict[str, Path], gqa_model: Path, photo: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_the_size_estimate_counts_the_vision_files(
+    samples: dict[str, Path], gqa_model: Path, photo: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     llm_bytes = fmt.read_meta(samples["plain"])["extraction"]["bytes"]
     meta = fmt.read_meta(samples["all"])
-    on_disk = sum((samples["all"] / name).stat().st_size for name in folder_digest(samples["all"]) if name.endswith(".bin"))
+    on_disk = sum(
+        (samples["all"] / name).stat().st_size for name in folder_digest(samples["all"]) if name.endswith(".bin")
+    )
     assert meta["extraction"]["bytes"] == llm_bytes + fmt.vision_bytes(2, 2, 180) == on_disk
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - llm_bytes, llm_bytes))  # room for the LLM files only
-    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model, "--vision-layers", "all"]
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - llm_bytes, llm_bytes)
+    )  # room for the LLM files only
+    args = [
+        "--image",
+        photo,
+        "--prompt",
+        PROMPT,
+        "--output-dir",
+        tmp_path / "s",
+        "--model",
+        gqa_model,
+        "--vision-layers",
+        "all",
+    ]
     assert_refused(capsys, args, "the sample needs about", "2 vision blocks x (3 x 180^2 + 180) x 2 bytes")
     assert list(tmp_path.iterdir()) == []
 
@@ -237,7 +317,9 @@ def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Pat
     modules = vision_attention_modules(wrapped, wrapped.config.vision_config)
     assert len(modules) == 2 and all(a is b for a, b in zip(modules, bare_modules, strict=True))
     chunks: list[VisionRows] = []
-    recorder = VisionRecorder(chunks.append, modules, [1], ADAPTER.vision_geometry(model, processor, prepared).block_calls)
+    recorder = VisionRecorder(
+        chunks.append, modules, [1], ADAPTER.vision_geometry(model, processor, prepared).block_calls
+    )
     grabbed, hooks = grab_block_inputs(wrapped.get_base_model())
     with torch.no_grad(), capturing_sub_models(wrapped, {"vision_config": recorder}):
         wrapped(**prepared.model_inputs, use_cache=False)

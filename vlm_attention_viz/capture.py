@@ -51,11 +51,25 @@ class AttentionRows:
 class Recorder(Protocol):
     """What the capture implementation hands each attention call of the sub-model it watches."""
 
-    def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None: ...
+    def on_attention(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        causal: bool,
+    ) -> None: ...
 
 
 def attention_chunks(
-    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, scaling: float, row_budget: int, row_width: int | None = None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    causal: bool,
+    scaling: float,
+    row_budget: int,
+    row_width: int | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """(row0, softmax(QK^T * scale + mask) in float32, (H, c, keys)) for one sequence, a chunk of query rows at a time.
 
@@ -71,7 +85,10 @@ def attention_chunks(
     for row0 in range(0, n, chunk):
         rows = min(chunk, n - row0)
         width = row0 + rows if causal else n
-        yield row0, _probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, causal, row0, scaling)
+        yield (
+            row0,
+            _probabilities(query[0, :, row0 : row0 + rows].float(), key[0, :, :width], mask, causal, row0, scaling),
+        )
 
 
 def rows_per_chunk(heads: int, width: int, row_budget: int) -> int:
@@ -79,7 +96,9 @@ def rows_per_chunk(heads: int, width: int, row_budget: int) -> int:
     return max(1, row_budget // (heads * width * 4))
 
 
-def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, row0: int, scaling: float) -> torch.Tensor:
+def _probabilities(
+    query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, causal: bool, row0: int, scaling: float
+) -> torch.Tensor:
     """softmax(QK^T * scale + mask) for query rows row0.. over the given keys, in float32: (H, c, keys)."""
     # In place from here on: one (H, c, N) float32 buffer per chunk, not four.
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
@@ -113,14 +132,32 @@ class AttentionRecorder:
         self.row_budget = row_budget
         self.text_to_image = TextToImage(num_layers, num_heads, image_span)
 
-    def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+    def on_attention(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        causal: bool,
+    ) -> None:
         self.record(module.layer_idx, query, key, mask, scaling, causal)
 
-    def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+    def record(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        causal: bool,
+    ) -> None:
         n = query.shape[2]
         start, end = self.image_span
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
-            self.text_to_image.add(layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy())
+            self.text_to_image.add(
+                layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy()
+            )
             self.sink(
                 AttentionRows(
                     layer=layer,
@@ -159,15 +196,21 @@ def capture_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The model's own sdpa output; the weights go to the active recorder, never back to the model."""
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, is_causal=is_causal, **kwargs)
+    output, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, scaling=scaling, is_causal=is_causal, **kwargs
+    )
     recorder = _active.get(id(getattr(module, "config", None)))
     if recorder is not None:
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        recorder.on_attention(module, query, key, attention_mask, scale, sdpa_is_causal(module, query, attention_mask, is_causal))
+        recorder.on_attention(
+            module, query, key, attention_mask, scale, sdpa_is_causal(module, query, attention_mask, is_causal)
+        )
     return output, None
 
 
-def sdpa_is_causal(module: torch.nn.Module, query: torch.Tensor, mask: torch.Tensor | None, is_causal: bool | None) -> bool:
+def sdpa_is_causal(
+    module: torch.nn.Module, query: torch.Tensor, mask: torch.Tensor | None, is_causal: bool | None
+) -> bool:
     """Whether sdpa applies its own causal mask to this call: the call's is_causal, else the module's, and only
     without an explicit mask (the same rule as transformers' sdpa_attention_forward)."""
     wanted = is_causal if is_causal is not None else getattr(module, "is_causal", True)

@@ -32,10 +32,16 @@ def extract_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--image", type=Path, required=True, help="the input image (any format Pillow reads; converted to RGB)")
+    parser.add_argument(
+        "--image", type=Path, required=True, help="the input image (any format Pillow reads; converted to RGB)"
+    )
     parser.add_argument("--prompt", required=True, help="the text that follows the image in the user message")
-    parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1"
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})"
+    )
     parser.add_argument(
         "--adapter",
         type=Path,
@@ -84,7 +90,11 @@ def extract_parser() -> argparse.ArgumentParser:
         "blocks: all, lastK (e.g. last2), or a comma list of block indices (negative counts from the end, e.g. 0,-1); "
         "each block adds (vision heads + 1) x patches^2 x 2 bytes",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir (never replaced without it)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing sample at --output-dir (never replaced without it)",
+    )
     return parser
 
 
@@ -93,8 +103,15 @@ def demo_parser() -> argparse.ArgumentParser:
         prog="python -m vlm_attention_viz demo",
         description="Build (once) a seeded tiny random-weight Qwen3-VL, draw an image, and extract a sample on the CPU, with both vision blocks (--vision-layers all).",
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("output/demo"), help="the sample folder (default: output/demo)")
-    parser.add_argument("--mode", default="prefill", metavar="{prefill,generate}", help="generate: the random model writes 24 tokens first")
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("output/demo"), help="the sample folder (default: output/demo)"
+    )
+    parser.add_argument(
+        "--mode",
+        default="prefill",
+        metavar="{prefill,generate}",
+        help="generate: the random model writes 24 tokens first",
+    )
     return parser
 
 
@@ -106,16 +123,43 @@ def import_parser() -> argparse.ArgumentParser:
         epilog="Where the image is: --image-span, or --model-type to find the family's image placeholder tokens. "
         "Its grid: --grid, or the rows x cols = span length nearest the image's aspect ratio. Rules: SPEC.md §2, Import.",
     )
-    parser.add_argument("--attention", type=Path, required=True, help=".npy of shape [layers, heads, N, N] (float16, float32 or float64), causal")
-    parser.add_argument("--tokens", type=Path, required=True, help=".npy of N token strings, e.g. np.save(path, np.array(texts, dtype=str))")
-    parser.add_argument("--image", type=Path, required=True, help="the image the model saw")
-    parser.add_argument("--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/imported1")
     parser.add_argument(
-        "--image-span", type=int, nargs=2, metavar=("START", "END"), help="indices of the first and last image token (inclusive)"
+        "--attention",
+        type=Path,
+        required=True,
+        help=".npy of shape [layers, heads, N, N] (float16, float32 or float64), causal",
     )
-    parser.add_argument("--grid", metavar="ROWSxCOLS", help="the image tokens' grid, row-major, e.g. 24x32 = 24 rows of 32 (default: inferred)")
-    parser.add_argument("--model-type", help="model family (a --model-type of the extractor) whose image placeholder marks the span; recorded in meta.json")
-    parser.add_argument("--model", default="imported", help="a label for the model, recorded in meta.json and index.json (default: imported)")
+    parser.add_argument(
+        "--tokens",
+        type=Path,
+        required=True,
+        help=".npy of N token strings, e.g. np.save(path, np.array(texts, dtype=str))",
+    )
+    parser.add_argument("--image", type=Path, required=True, help="the image the model saw")
+    parser.add_argument(
+        "--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/imported1"
+    )
+    parser.add_argument(
+        "--image-span",
+        type=int,
+        nargs=2,
+        metavar=("START", "END"),
+        help="indices of the first and last image token (inclusive)",
+    )
+    parser.add_argument(
+        "--grid",
+        metavar="ROWSxCOLS",
+        help="the image tokens' grid, row-major, e.g. 24x32 = 24 rows of 32 (default: inferred)",
+    )
+    parser.add_argument(
+        "--model-type",
+        help="model family (a --model-type of the extractor) whose image placeholder marks the span; recorded in meta.json",
+    )
+    parser.add_argument(
+        "--model",
+        default="imported",
+        help="a label for the model, recorded in meta.json and index.json (default: imported)",
+    )
     parser.add_argument("--prompt", help="the prompt to record (default: the text tokens joined)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
     return parser

@@ -91,7 +91,9 @@ def extract(request: Request) -> Result:
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
         text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
-        tokens = build_tokens(processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols)
+        tokens = build_tokens(
+            processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+        )
         meta = fmt.build_meta(
             model=request.model,
             model_type=adapter.name,
@@ -111,7 +113,12 @@ def extract(request: Request) -> Result:
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
         seconds = time.perf_counter() - started
-        meta["extraction"] = {"device": device, "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 3), "bytes": size}
+        meta["extraction"] = {
+            "device": device,
+            "dtype": str(dtype).removeprefix("torch."),
+            "seconds": round(seconds, 3),
+            "bytes": size,
+        }
         path = writer.commit(meta)
     return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
 
@@ -164,30 +171,53 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def load(adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype, peft_folder: Path | None) -> tuple[Any, Any]:
+def load(
+    adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype, peft_folder: Path | None
+) -> tuple[Any, Any]:
     """The model (wrapped with the PEFT adapter when one is given) and its processor."""
     if Path(source).is_dir():
         check_weight_files(Path(source))
     try:
         model, processor = adapter.load_model(source, device, dtype), adapter.load_processor(source)
     except OSError as err:
-        raise UserError(f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)") from None
+        raise UserError(
+            f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)"
+        ) from None
     return (apply_adapter(model, peft_folder, source) if peft_folder is not None else model), processor
 
 
 def capture_to(
-    writer: fmt.SampleWriter, model: Any, adapter: ModelAdapter, prepared: PreparedInputs, layers: int, heads: int, progress: bool, vision: VisionPlan | None = None
+    writer: fmt.SampleWriter,
+    model: Any,
+    adapter: ModelAdapter,
+    prepared: PreparedInputs,
+    layers: int,
+    heads: int,
+    progress: bool,
+    vision: VisionPlan | None = None,
 ) -> Any:
     """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
-    background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(lambda rows: write_rows(writer, rows), layer_bytes)
-    bar = tqdm(total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress)
-    recorder = AttentionRecorder(background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update())
+    background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
+        lambda rows: write_rows(writer, rows), layer_bytes
+    )
+    bar = tqdm(
+        total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
+    )
+    recorder = AttentionRecorder(
+        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update()
+    )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
     if vision:
-        vision_recorder = VisionRecorder(background.put, vision.modules, vision.blocks, vision.geometry.block_calls, on_block_done=lambda _: bar.update())
+        vision_recorder = VisionRecorder(
+            background.put,
+            vision.modules,
+            vision.blocks,
+            vision.geometry.block_calls,
+            on_block_done=lambda _: bar.update(),
+        )
         recorders[adapter.vision_config_key] = vision_recorder
     inputs = prepared.on(model.device)
     try:
@@ -216,7 +246,9 @@ def image_span(prepared: PreparedInputs) -> tuple[int, int]:
     positions = (prepared.input_ids[0] == prepared.image_token_id).nonzero().flatten().tolist()
     expected = prepared.grid_rows * prepared.grid_cols
     if len(positions) != expected or positions[-1] - positions[0] + 1 != expected:
-        raise UserError(f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported")
+        raise UserError(
+            f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported"
+        )
     return positions[0], positions[-1]
 
 

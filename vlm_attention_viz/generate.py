@@ -18,7 +18,14 @@ def generate_answer(model: Any, prepared: PreparedInputs, max_new_tokens: int) -
     mask and zeros (= text) for token types on the new tokens.
     """
     with torch.inference_mode():
-        sequence = model.generate(**prepared.on(model.device), max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None)
+        sequence = model.generate(
+            **prepared.on(model.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
     prompt_len = prepared.input_ids.shape[1]
     answer = sequence[:, prompt_len:].cpu()
     extended = {}

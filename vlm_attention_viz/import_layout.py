@@ -33,7 +33,9 @@ def load_token_texts(path: Path) -> list[str]:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError):  # object arrays need pickle; other files are not .npy at all
-        raise UserError(f"{path} is not a .npy array of strings (object arrays are not unpickled); {SAVE_TOKENS_HINT}") from None
+        raise UserError(
+            f"{path} is not a .npy array of strings (object arrays are not unpickled); {SAVE_TOKENS_HINT}"
+        ) from None
     if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind not in "US":
         what = f"{array.dtype} values of shape {array.shape}" if isinstance(array, np.ndarray) else "an .npz archive"
         raise UserError(f"{path} holds {what}, not a list of token strings; {SAVE_TOKENS_HINT}")
@@ -44,7 +46,9 @@ def load_token_texts(path: Path) -> list[str]:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise UserError(f"{path}: token {i} is not valid text (a lone surrogate, {text!r}); save each token's decoded text") from None
+            raise UserError(
+                f"{path}: token {i} is not valid text (a lone surrogate, {text!r}); save each token's decoded text"
+            ) from None
     return texts
 
 
@@ -53,15 +57,21 @@ def resolve_span(span: tuple[int, int] | None, placeholder: str | None, texts: l
     if span is not None:
         start, end = span
         if not 0 <= start <= end < len(texts):
-            raise UserError(f"--image-span {start} {end} is not inside the sequence of {len(texts)} tokens (0..{len(texts) - 1}, START <= END)")
+            raise UserError(
+                f"--image-span {start} {end} is not inside the sequence of {len(texts)} tokens (0..{len(texts) - 1}, START <= END)"
+            )
         return start, end
     if placeholder is None:
-        raise UserError("where is the image? pass --image-span START END, or --model-type to find its placeholder tokens")
+        raise UserError(
+            "where is the image? pass --image-span START END, or --model-type to find its placeholder tokens"
+        )
     positions = [i for i, text in enumerate(texts) if text == placeholder]
     if not positions:
         raise UserError(f"no {placeholder} tokens in the token list; pass --image-span START END")
     if positions[-1] - positions[0] + 1 != len(positions):
-        raise UserError(f"the {placeholder} tokens do not form one run (one image per sample); pass --image-span START END")
+        raise UserError(
+            f"the {placeholder} tokens do not form one run (one image per sample); pass --image-span START END"
+        )
     return positions[0], positions[-1]
 
 

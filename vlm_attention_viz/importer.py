@@ -125,7 +125,13 @@ def import_meta(request: ImportRequest, plan: ImportPlan, image_path: str, text_
         tokens=plan.tokens,
         image_grid=fmt.image_grid(rows, cols, start),
         text_to_image=text_to_image,
-        **{"import": {"attention": str(request.attention), "tokens": str(request.tokens), "input_dtype": plan.attention.dtype.name}},
+        **{
+            "import": {
+                "attention": str(request.attention),
+                "tokens": str(request.tokens),
+                "input_dtype": plan.attention.dtype.name,
+            }
+        },
     )
 
 
@@ -156,7 +162,9 @@ def open_attention(path: Path) -> AttentionFile:
         array.close()
         raise UserError(f"{path} is an .npz archive; pass the one [layers, heads, N, N] array saved with np.save")
     if array.ndim != 4 or array.shape[2] != array.shape[3] or 0 in array.shape:
-        raise UserError(f"{path} has shape {list(array.shape)}; expected [layers, heads, N, N] (square attention per head)")
+        raise UserError(
+            f"{path} has shape {list(array.shape)}; expected [layers, heads, N, N] (square attention per head)"
+        )
     if array.dtype.kind != "f" or array.dtype.itemsize not in INPUT_DTYPE_SIZES:
         raise UserError(f"{path} holds {array.dtype.name} values; expected float16, float32 or float64")
     return AttentionFile(path, array.shape, array.dtype)
@@ -177,7 +185,9 @@ def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tup
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
             head_max = raw.max(axis=0)
             check_causal(head_max, layer, row0)
-            writer.write_layer_rows(layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16))
+            writer.write_layer_rows(
+                layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
+            )
             table.add(layer, row0, values[:, :, start : end + 1].sum(axis=-1, dtype=np.float64))
     return table.table()
 
@@ -187,13 +197,17 @@ def check_values(block: np.ndarray, layer: int, row0: int) -> None:
     if not np.isfinite(block).all():
         raise UserError(f"layer {layer} holds NaN or infinite values (rows from {row0})")
     if (block < 0).any():
-        raise UserError(f"layer {layer} holds negative values (rows from {row0}, min {float(block.min()):.3g}); attention probabilities are never negative")
+        raise UserError(
+            f"layer {layer} holds negative values (rows from {row0}, min {float(block.min()):.3g}); attention probabilities are never negative"
+        )
 
 
 def check_float16(stored: np.ndarray, layer: int, row0: int) -> None:
     """Values above float16's largest (65,504) would be stored as infinity."""
     if not np.isfinite(stored).all():
-        raise UserError(f"layer {layer} holds values above 65,504, which float16 cannot store (rows from {row0}); attention probabilities are at most 1")
+        raise UserError(
+            f"layer {layer} holds values above 65,504, which float16 cannot store (rows from {row0}); attention probabilities are at most 1"
+        )
 
 
 def check_causal(head_max: np.ndarray, layer: int, row0: int) -> None:
@@ -201,4 +215,6 @@ def check_causal(head_max: np.ndarray, layer: int, row0: int) -> None:
     rows = np.arange(row0, row0 + head_max.shape[0])
     later = np.arange(head_max.shape[1])[None, :] > rows[:, None]
     if later.any() and head_max[later].max() > CAUSAL_TOLERANCE:
-        raise UserError(f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention")
+        raise UserError(
+            f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention"
+        )

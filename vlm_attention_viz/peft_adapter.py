@@ -43,7 +43,11 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
 
 def adapter_meta(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     """meta.json's `adapter` object (SPEC.md §1)."""
-    meta: dict[str, Any] = {"path": str(folder), "peft_type": config["peft_type"], "base_model": config.get("base_model_name_or_path")}
+    meta: dict[str, Any] = {
+        "path": str(folder),
+        "peft_type": config["peft_type"],
+        "base_model": config.get("base_model_name_or_path"),
+    }
     if isinstance(config.get("r"), int):
         meta["r"] = config["r"]
     targets = config.get("target_modules")

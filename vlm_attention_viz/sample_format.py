@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from .safe_write import Leftover, find_leftovers, make_partial_folder, remove_tree, rename_exchange, rename_noreplace, write_json_atomic
+from .safe_write import (
+    Leftover,
+    find_leftovers,
+    make_partial_folder,
+    remove_tree,
+    rename_exchange,
+    rename_noreplace,
+    write_json_atomic,
+)
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -120,8 +128,14 @@ def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --
     if free >= size:
         return
     kept = find_leftovers(Path(target), is_sample_file)
-    held = f"; partial folders of earlier runs hold {format_bytes(sum(k.bytes for k in kept))} there ({', '.join(k.path.name for k in kept)})" if kept else ""
-    raise FormatError(f"the sample needs about {format_bytes(size)} ({formula}) but only {format_bytes(free)} is free at {existing}{held}; {hint}")
+    held = (
+        f"; partial folders of earlier runs hold {format_bytes(sum(k.bytes for k in kept))} there ({', '.join(k.path.name for k in kept)})"
+        if kept
+        else ""
+    )
+    raise FormatError(
+        f"the sample needs about {format_bytes(size)} ({formula}) but only {format_bytes(free)} is free at {existing}{held}; {hint}"
+    )
 
 
 # ---------------------------------------------------------------- building meta.json
@@ -272,7 +286,11 @@ def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -
 
 def _validate_adapter(adapter: Any) -> None:
     """The optional `adapter` object of a sample made with --adapter."""
-    if not isinstance(adapter, dict) or not isinstance(adapter.get("path"), str) or not isinstance(adapter.get("peft_type"), str):
+    if (
+        not isinstance(adapter, dict)
+        or not isinstance(adapter.get("path"), str)
+        or not isinstance(adapter.get("peft_type"), str)
+    ):
         raise FormatError("'adapter' must be an object with the strings 'path' and 'peft_type'")
     if not isinstance(adapter.get("base_model"), (str, type(None))):
         raise FormatError("adapter.base_model must be a string or null")
@@ -281,8 +299,6 @@ def _validate_adapter(adapter: Any) -> None:
     targets = adapter.get("target_modules", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise FormatError("adapter.target_modules must be a list of strings")
-
-
 
 
 _VISION_INT_FIELDS = ("num_blocks", "num_heads", "patch_size", "seq_len")
@@ -295,13 +311,21 @@ def _validate_vision(vision: Any, image_size: list[Any]) -> None:
         if not isinstance(vision.get(field), int) or isinstance(vision[field], bool) or vision[field] < 1:
             raise FormatError(f"vision lacks the positive integer '{field}'")
     blocks = vision.get("blocks")
-    if not isinstance(blocks, list) or not blocks or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
+    if (
+        not isinstance(blocks, list)
+        or not blocks
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks)
+    ):
         raise FormatError("vision.blocks must be a non-empty list of block indices")
     if blocks != sorted(set(blocks)) or not 0 <= blocks[0] <= blocks[-1] < vision["num_blocks"]:
         raise FormatError(f"vision.blocks must be ascending, unique and below num_blocks ({vision['num_blocks']})")
     for field in ("block_files", "head_mean_files"):
         names = vision.get(field)
-        if not isinstance(names, list) or len(names) != len(blocks) or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+        if (
+            not isinstance(names, list)
+            or len(names) != len(blocks)
+            or not all(isinstance(x, str) and _is_plain_name(x) for x in names)
+        ):
             raise FormatError(f"vision.{field} must list {len(blocks)} plain file names")
     if not isinstance(vision.get("received_file"), str) or not _is_plain_name(vision["received_file"]):
         raise FormatError("vision.received_file must be a plain file name inside the sample")
@@ -370,7 +394,9 @@ def read_meta(sample_dir: Path) -> dict[str, Any]:
 def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
     """Memory-map one layer as (H, N, N) float16 without reading it."""
     n = meta["seq_len"]
-    return np.memmap(Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n))
+    return np.memmap(
+        Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n)
+    )
 
 
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
@@ -384,7 +410,9 @@ def open_vision_block(sample_dir: Path, meta: dict[str, Any], index: int) -> np.
     """Memory-map the i-th captured vision block (meta["vision"]["blocks"][i]) as (heads, P, P) float16."""
     vision = meta["vision"]
     p = vision["seq_len"]
-    return np.memmap(Path(sample_dir) / vision["block_files"][index], dtype=np.float16, mode="r", shape=(vision["num_heads"], p, p))
+    return np.memmap(
+        Path(sample_dir) / vision["block_files"][index], dtype=np.float16, mode="r", shape=(vision["num_heads"], p, p)
+    )
 
 
 def open_vision_mean(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
@@ -417,7 +445,9 @@ def check_target(target: Path, overwrite: bool) -> None:
         if ancestor.exists() and not ancestor.is_dir():
             raise FormatError(f"{ancestor} exists and is not a folder")
     if target.is_symlink():
-        raise FormatError(f"{target} is a symbolic link (to {os.readlink(target)}); pass the folder it points to, or another --output-dir")
+        raise FormatError(
+            f"{target} is a symbolic link (to {os.readlink(target)}); pass the folder it points to, or another --output-dir"
+        )
     _check_writable(target)
     if _holds_anything(target):
         refusal = replace_refusal(target)
@@ -515,7 +545,9 @@ class SampleWriter:
         self.write_array(head_mean_file(layer), head_mean)
         self.write_array(head_max_file(layer), head_max)
 
-    def write_layer_rows(self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray) -> None:
+    def write_layer_rows(
+        self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
+    ) -> None:
         """Store query rows row0.. of one layer: attn (H, c, N), head_mean and head_max (c, N), all float16.
 
         Rows land at their final offsets, so a layer is written in pieces and never held whole.
@@ -592,7 +624,9 @@ class SampleWriter:
         except OSError as err:
             if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            raise FormatError(f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept") from None
+            raise FormatError(
+                f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept"
+            ) from None
 
     def close(self) -> None:
         remove_tree(self.tmp)

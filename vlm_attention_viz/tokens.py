@@ -28,8 +28,12 @@ def token_texts(tokenizer: Any, ids: list[int], image_token_id: int) -> list[str
             texts.append(IMAGE_TEXT)
             run_start, run_text = i + 1, ""
             continue
-        decoded = tokenizer.decode(ids[run_start : i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        finished = not decoded.endswith(INCOMPLETE) or i + 1 - run_start >= MAX_RUN_TOKENS or _run_ends(ids, i, image_token_id)
+        decoded = tokenizer.decode(
+            ids[run_start : i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        finished = (
+            not decoded.endswith(INCOMPLETE) or i + 1 - run_start >= MAX_RUN_TOKENS or _run_ends(ids, i, image_token_id)
+        )
         complete = decoded if finished else decoded.rstrip(INCOMPLETE)
         texts.append(complete[len(run_text) :])
         run_start, run_text = (i + 1, "") if finished else (run_start, complete)
@@ -50,7 +54,7 @@ def build_tokens(tokenizer: Any, ids: list[int], image_token_id: int, grid_cols:
     special = special_token_ids(tokenizer)
     tokens = []
     image_index = 0
-    for i, (token_id, text) in enumerate(zip(ids, token_texts(tokenizer, ids, image_token_id))):
+    for i, (token_id, text) in enumerate(zip(ids, token_texts(tokenizer, ids, image_token_id), strict=True)):
         token: dict[str, Any] = {"id": i, "token_id": token_id, "text": text, "type": "text"}
         if token_id == image_token_id:
             token.update(type="image", grid_pos=grid_pos(image_index, grid_cols))

@@ -96,7 +96,15 @@ class VisionRecorder:
         # (block, image) -> (P,) float32 column sums of the head mean
         self.received: dict[tuple[int, int], torch.Tensor] = {}
 
-    def on_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+    def on_attention(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        causal: bool,
+    ) -> None:
         block = self._block_of[id(module)]
         index = self._calls_seen[block]
         self._calls_seen[block] += 1
@@ -104,16 +112,29 @@ class VisionRecorder:
             return
         calls = self.block_calls[block]
         if index >= len(calls) or query.shape[2] != len(calls[index].patches):
-            raise UserError(f"vision block {block} attends over {query.shape[2]} patches in a call its model's geometry does not foresee; this model's vision attention is not supported")
+            raise UserError(
+                f"vision block {block} attends over {query.shape[2]} patches in a call its model's geometry does not foresee; this model's vision attention is not supported"
+            )
         self.record(block, calls[index], query, key, mask, scaling, causal)
         if index == len(calls) - 1:
             self._flush()
             self._gathered = None  # the next block may not attend within windows
             self.on_block_done(block)
 
-    def record(self, block: int, call: PatchCall, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, scaling: float, causal: bool) -> None:
+    def record(
+        self,
+        block: int,
+        call: PatchCall,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        causal: bool,
+    ) -> None:
         if mask is not None or causal:
-            raise UserError("this vision tower masks its attention; vision capture supports full attention over images or windows only")
+            raise UserError(
+                "this vision tower masks its attention; vision capture supports full attention over images or windows only"
+            )
         # ascending row-major order: a call's rows then form runs of consecutive rows in the files
         order = torch.argsort(call.patches).to(query.device)
         patches = call.patches.to(query.device)[order]
@@ -128,14 +149,18 @@ class VisionRecorder:
                 self._gather(block, call, rows, patches, probs)
             del probs
 
-    def _gather(self, block: int, call: PatchCall, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor) -> None:
+    def _gather(
+        self, block: int, call: PatchCall, rows: torch.Tensor, columns: torch.Tensor, probs: torch.Tensor
+    ) -> None:
         gathered = self._gathered
         if gathered is not None and gathered.filled and not gathered.has_room(block, call.image, len(rows)):
             self._flush()
         heads, width = probs.shape[0], call.image_patches
         if gathered is None or not gathered.suits(heads, width, len(rows)):
             capacity = max(len(rows), rows_per_chunk(heads, width, self.row_budget))
-            gathered = self._gathered = _GatheredRows(torch.zeros(heads, capacity, width, dtype=torch.float32, device=probs.device))
+            gathered = self._gathered = _GatheredRows(
+                torch.zeros(heads, capacity, width, dtype=torch.float32, device=probs.device)
+            )
         gathered.add(block, call.image, rows, columns, probs)
 
     def _flush(self) -> None:
@@ -148,7 +173,9 @@ class VisionRecorder:
         mean = probs.mean(dim=0)
         self.received[(block, image)] += mean.sum(dim=0)
         width = probs.shape[2]
-        self.sink(VisionRows(block, image, rows.cpu().numpy(), to_host(probs.half(), width), to_host(mean.half(), width)))
+        self.sink(
+            VisionRows(block, image, rows.cpu().numpy(), to_host(probs.half(), width), to_host(mean.half(), width))
+        )
 
     def received_matrix(self, image: int = 0) -> np.ndarray:
         """(len(blocks), P) float32: per chosen block, the attention each patch of the image receives."""
@@ -190,7 +217,9 @@ def vision_blocks(spec: str, depth: int) -> list[int]:
     indices = [int(part) for part in spec.split(",")]
     outside = [i for i in indices if not -depth <= i < depth]
     if outside:
-        raise UserError(f"--vision-layers {spec}: block {outside[0]} is out of range; the vision tower has {depth} blocks (0..{depth - 1}, or -{depth}..-1 from the end)")
+        raise UserError(
+            f"--vision-layers {spec}: block {outside[0]} is out of range; the vision tower has {depth} blocks (0..{depth - 1}, or -{depth}..-1 from the end)"
+        )
     return sorted({i % depth for i in indices})
 
 
@@ -232,11 +261,14 @@ class VisionPlan:
         }
 
 
-def plan_vision(spec: str, adapter: ModelAdapter, model: torch.nn.Module, processor: Any, prepared: PreparedInputs) -> VisionPlan:
+def plan_vision(
+    spec: str, adapter: ModelAdapter, model: torch.nn.Module, processor: Any, prepared: PreparedInputs
+) -> VisionPlan:
     depth, heads = adapter.vision_shape(model)
     blocks = vision_blocks(spec, depth)
     modules = vision_attention_modules(model, adapter.vision_config(model))
     if len(modules) != depth:
-        raise UserError(f"found {len(modules)} vision attention modules for a tower of {depth} blocks; vision capture cannot map them to blocks")
+        raise UserError(
+            f"found {len(modules)} vision attention modules for a tower of {depth} blocks; vision capture cannot map them to blocks"
+        )
     return VisionPlan(depth, heads, blocks, adapter.vision_geometry(model, processor, prepared), modules)
-

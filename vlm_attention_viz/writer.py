@@ -41,7 +41,9 @@ class BackgroundWriter(Generic[Rows]):
         """Queue rows for writing; waits while about a layer is already waiting."""
         size = rows.nbytes
         with self._room:
-            self._room.wait_for(lambda: self._pending == 0 or self._pending + size <= self._max_pending or self._error is not None)
+            self._room.wait_for(
+                lambda: self._pending == 0 or self._pending + size <= self._max_pending or self._error is not None
+            )
             self._raise_if_failed()
             self._pending += size
         self._queue.put(rows)
@@ -79,4 +81,3 @@ class BackgroundWriter(Generic[Rows]):
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise UserError("the disk filled up while writing the sample; nothing was kept") from None
         raise err
-

@@ -96,7 +96,9 @@ def vision_attention(rows: int, cols: int, heads: int, block: int, seed: int) ->
     return out
 
 
-def write_vision(writer: fmt.SampleWriter, grid: dict, image_size: tuple[int, int], num_blocks: int, heads: int, seed: int) -> dict:
+def write_vision(
+    writer: fmt.SampleWriter, grid: dict, image_size: tuple[int, int], num_blocks: int, heads: int, seed: int
+) -> dict:
     """Write the last `num_blocks` of a four-block vision tower; return meta's `vision` field."""
     rows, cols = grid["rows"] * VISION_MERGE, grid["cols"] * VISION_MERGE
     blocks = list(range(4 - num_blocks, 4))
@@ -133,7 +135,9 @@ def write_import_inputs(folder: Path, seq_len: int, layers: int, heads: int, see
     texts = ["<|image_pad|>" if t["type"] == "image" else t["text"] for t in tokens]
     np.save(folder / "decoded_tokens.npy", np.array(texts, dtype=str))
     grid_image(grid).save(folder / "image.png")
-    array = np.lib.format.open_memmap(folder / "attention_array.npy", mode="w+", dtype=np.float32, shape=(layers, heads, seq_len, seq_len))
+    array = np.lib.format.open_memmap(
+        folder / "attention_array.npy", mode="w+", dtype=np.float32, shape=(layers, heads, seq_len, seq_len)
+    )
     for layer in range(layers):
         array[layer] = layer_attention(tokens, grid, heads, layer, seed)
     array.flush()
@@ -142,7 +146,15 @@ def write_import_inputs(folder: Path, seq_len: int, layers: int, heads: int, see
 
 
 def write_synthetic(
-    target: Path, seq_len: int, layers: int, heads: int, distinct_layers: int, seed: int, overwrite: bool, vision_blocks: int = 0, vision_heads: int = 2
+    target: Path,
+    seq_len: int,
+    layers: int,
+    heads: int,
+    distinct_layers: int,
+    seed: int,
+    overwrite: bool,
+    vision_blocks: int = 0,
+    vision_heads: int = 2,
 ) -> Path:
     tokens, grid = build_tokens(seq_len)
     writer = fmt.SampleWriter(target, overwrite=overwrite)
@@ -182,12 +194,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--output-dir", type=Path, help="the sample folder to write")
-    target.add_argument("--npy-dir", type=Path, help="write the inputs of `python -m vlm_attention_viz import` here instead")
+    target.add_argument(
+        "--npy-dir", type=Path, help="write the inputs of `python -m vlm_attention_viz import` here instead"
+    )
     parser.add_argument("--seq-len", type=int, default=600)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--distinct-layers", type=int, default=None, help="compute this many layers, hard-link the rest")
-    parser.add_argument("--vision-blocks", type=int, default=0, choices=range(5), help="also write vision-encoder attention for this many blocks (of 4)")
+    parser.add_argument(
+        "--distinct-layers", type=int, default=None, help="compute this many layers, hard-link the rest"
+    )
+    parser.add_argument(
+        "--vision-blocks",
+        type=int,
+        default=0,
+        choices=range(5),
+        help="also write vision-encoder attention for this many blocks (of 4)",
+    )
     parser.add_argument("--vision-heads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
@@ -197,7 +219,15 @@ def main() -> None:
         return
     distinct = min(args.layers, args.distinct_layers or args.layers)
     path = write_synthetic(
-        args.output_dir, args.seq_len, args.layers, args.heads, distinct, args.seed, args.overwrite, args.vision_blocks, args.vision_heads
+        args.output_dir,
+        args.seq_len,
+        args.layers,
+        args.heads,
+        distinct,
+        args.seed,
+        args.overwrite,
+        args.vision_blocks,
+        args.vision_heads,
     )
     print(f"wrote {path}")
 

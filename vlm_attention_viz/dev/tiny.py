@@ -112,7 +112,9 @@ def text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int], **rope: 
 def hub_qwen2_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
     """Qwen2-VL's and Qwen2.5-VL's language model: head_dim is hidden / heads there, and bos is set as on the hub."""
     if shape.hidden != shape.heads * shape.head_dim:
-        raise ValueError(f"{shape.family}: hidden ({shape.hidden}) must be heads x head_dim ({shape.heads} x {shape.head_dim})")
+        raise ValueError(
+            f"{shape.family}: hidden ({shape.hidden}) must be heads x head_dim ({shape.heads} x {shape.head_dim})"
+        )
     return {**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]}
 
 
@@ -255,4 +257,6 @@ def _answer_in_readable_tokens(model: PreTrainedModel, tokenizer: PreTrainedToke
 
 
 def _readable(text: str) -> bool:
-    return text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in SPECIAL_TOKENS + THINK_TOKENS
+    return (
+        text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in SPECIAL_TOKENS + THINK_TOKENS
+    )

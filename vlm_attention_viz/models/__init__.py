@@ -14,7 +14,9 @@ from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)}
+ADAPTERS: dict[str, type[ModelAdapter]] = {
+    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)
+}
 
 __all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]
 
@@ -36,7 +38,9 @@ def adapter_for(source: str, model_type: str | None) -> ModelAdapter:
     adapter = adapter_named(model_type)
     claimed_by = claiming_adapter(checkpoint_model_type(source))
     if claimed_by is not None and claimed_by.name != model_type:
-        raise UserError(f"{source} is a {claimed_by.name} model, not {model_type}; pass --model-type {claimed_by.name}, or leave it out to detect it")
+        raise UserError(
+            f"{source} is a {claimed_by.name} model, not {model_type}; pass --model-type {claimed_by.name}, or leave it out to detect it"
+        )
     return adapter
 
 
@@ -45,7 +49,9 @@ def detect_model_type(source: str) -> str:
     model_type = checkpoint_model_type(source)
     adapter = claiming_adapter(model_type)
     if adapter is None:
-        raise UserError(f"{source} is a {model_type!r} model, which no adapter supports; supported: {', '.join(sorted(ADAPTERS))}")
+        raise UserError(
+            f"{source} is a {model_type!r} model, which no adapter supports; supported: {', '.join(sorted(ADAPTERS))}"
+        )
     return adapter.name
 
 
@@ -59,7 +65,9 @@ def checkpoint_model_type(source: str) -> str | None:
     try:
         config, _ = PreTrainedConfig.get_config_dict(source)
     except OSError:
-        raise UserError(f"cannot read the config of {source!r}: not a local folder, and not on the hub or in the cache (offline?)") from None
+        raise UserError(
+            f"cannot read the config of {source!r}: not a local folder, and not on the hub or in the cache (offline?)"
+        ) from None
     return config.get("model_type")
 
 

@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, PreTrainedConfig, PreTrainedModel, ProcessorMixin
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ProcessorMixin,
+)
 from transformers.utils import cached_file, is_torchvision_available
 
 from ..errors import UserError
@@ -114,7 +121,9 @@ class ModelAdapter(ABC):
     model_class: ClassVar[type[PreTrainedModel]]
     language_config_key: ClassVar[str] = "text_config"  # sub-config of the LLM whose attention is captured
     vision_config_key: ClassVar[str] = "vision_config"  # sub-config of the vision tower (--vision-layers)
-    image_placeholder: ClassVar[str]  # the text of an image token as a tokenizer decodes it; `import` finds the image by it
+    image_placeholder: ClassVar[
+        str
+    ]  # the text of an image token as a tokenizer decodes it; `import` finds the image by it
 
     def load_model(self, source: str, device: str, dtype: torch.dtype) -> PreTrainedModel:
         """Load on `device`; "auto" spreads the layers over every GPU with accelerate."""
@@ -178,9 +187,13 @@ class PatchGridAdapter(ModelAdapter):
         for bounds in block_bounds:
             if tuple(bounds) not in by_bounds:
                 by_bounds[tuple(bounds)] = packed.calls(tower_order, bounds)
-        return VisionGeometry(rows, cols, image_processor.patch_size, [by_bounds[tuple(bounds)] for bounds in block_bounds])
+        return VisionGeometry(
+            rows, cols, image_processor.patch_size, [by_bounds[tuple(bounds)] for bounds in block_bounds]
+        )
 
-    def tower_layout(self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches) -> tuple[torch.Tensor, list[list[int]]]:
+    def tower_layout(
+        self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         """(the packed index of the patch at each of the tower's positions, per block the boundaries of its
         attention calls). By default the tower keeps the processor's order and every block attends over each
         whole frame; a family whose tower regroups the patches overrides this."""
@@ -197,11 +210,15 @@ def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> 
     """
 
     class ImageTextProcessor(processor_class):  # type: ignore[misc, valid-type]
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+        ) -> None:
             super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
     tokenizer = AutoTokenizer.from_pretrained(source)
-    return ImageTextProcessor(AutoImageProcessor.from_pretrained(source), tokenizer, chat_template=chat_template(source, tokenizer))
+    return ImageTextProcessor(
+        AutoImageProcessor.from_pretrained(source), tokenizer, chat_template=chat_template(source, tokenizer)
+    )
 
 
 def chat_template(source: str, tokenizer: Any) -> str:

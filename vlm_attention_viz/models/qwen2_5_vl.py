@@ -26,7 +26,9 @@ class Qwen2_5VLAdapter(PatchGridAdapter):
     processor_class = Qwen2_5_VLProcessor
     image_placeholder = "<|image_pad|>"
 
-    def tower_layout(self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches) -> tuple[torch.Tensor, list[list[int]]]:
+    def tower_layout(
+        self, model: PreTrainedModel, grid_thw: torch.Tensor, packed: PackedPatches
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         """The tower moves whole merge units (merge^2 patches, one LLM token) into window order with the
         window_index of transformers' get_vision_window_index, the function it calls itself; its windowed
         blocks split that order at cu_window_seqlens, its full-attention blocks at the frames."""
@@ -35,4 +37,6 @@ class Qwen2_5VLAdapter(PatchGridAdapter):
         units, window_bounds = get_vision_window_index(grid_thw, merge, config.window_size, config.patch_size)
         tower_order = (units[:, None] * merge**2 + torch.arange(merge**2)).reshape(-1)
         full = set(config.fullatt_block_indexes)
-        return tower_order, [packed.frame_bounds if block in full else window_bounds.tolist() for block in range(config.depth)]
+        return tower_order, [
+            packed.frame_bounds if block in full else window_bounds.tolist() for block in range(config.depth)
+        ]
