@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_process, folder_digest, run, striped_image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.dev.synthetic import write_synthetic
 from vlm_attention_viz.safe_write import host_label
+
+from conftest import cli_process, folder_digest, run, striped_image
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
