@@ -54,6 +54,14 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     if not broken_config.exists():
         shutil.copytree(gqa_model, broken_config, ignore=shutil.ignore_patterns("*.safetensors"))
         (broken_config / "config.json").write_text('{"model_type": ')
+    garbage_weights = workspace / "garbage_weights"
+    if not garbage_weights.exists():
+        shutil.copytree(gqa_model, garbage_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+        (garbage_weights / "model.safetensors").write_bytes(struct.pack("<Q", 40) + b"not a JSON header at all" * 3)
+    garbage_lora = workspace / "garbage_lora"
+    garbage_lora.mkdir(exist_ok=True)
+    (garbage_lora / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    (garbage_lora / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
     kept = workspace / "out" / "kept"
     base = ["--prompt", "Describe.", "--model", gqa_model]
     return {
@@ -119,6 +127,14 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
             ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", broken_config],
             "not valid JSON",
         ),
+        "garbage weights header": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", garbage_weights],
+            "damaged or truncated",
+        ),
+        "garbage adapter weights": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", garbage_lora],
+            "adapter_model.safetensors",
+        ),
         "adapter without weights": (
             ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora],
             "adapter_model",
@@ -148,6 +164,8 @@ CASES = [
     "invalid utf-8 prompt",
     "truncated weights",
     "broken config.json",
+    "garbage weights header",
+    "garbage adapter weights",
 ]
 
 

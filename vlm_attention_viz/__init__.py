@@ -1,1 +1,15 @@
-"""Capture a vision-language model's attention, every layer and head, and view it in the browser."""
+"""Capture a vision-language model's attention, every layer and head, and view it in the browser.
+
+The package, by layer (SPEC.md §2):
+- `cli.py`, `__main__.py`: the commands; `stopping.py` turns SIGINT/SIGTERM into one clean stop.
+- `extract.py` orders the work: check every input, load (`models/`, `peft_adapter.py`, `weights.py`),
+  capture, write. It names no model family.
+- `models/`: one adapter per family (loading, prompt, where the image tokens are, the processor's geometry).
+- `capture.py` (LLM) and `vision_capture.py` (vision tower): the attention function registered with
+  transformers' AttentionInterface, streaming float32 rows in chunks; `generate.py` for generate mode.
+- `writer.py` moves the chunks to disk on a bounded background thread.
+- `sample_format.py` owns the on-disk format (meta builder, sizes, writer, readers, validation, listing);
+  `safe_write.py` holds the atomic renames and the leftovers of killed runs.
+- `importer.py`, `import_layout.py`: attention computed elsewhere, into the same format.
+- `dev/`: tiny checkpoints, synthetic samples and the demo, for tests and benchmarks only.
+"""
