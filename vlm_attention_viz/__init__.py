@@ -12,4 +12,33 @@ The package, by layer (SPEC.md §2):
   `safe_write.py` holds the atomic renames and the leftovers of killed runs.
 - `importer.py`, `import_layout.py`: attention computed elsewhere, into the same format.
 - `dev/`: tiny checkpoints, synthetic samples and the demo, for tests and benchmarks only.
+- `api.py` (vav.capture, on a loaded model), `sample.py` (vav.open -> Sample), `plot.py` (vav.plot) and
+  `batch.py` (a manifest, one model load, split over accelerate processes) sit on top of extract.py.
+
+`import vlm_attention_viz as vav`: vav.capture, vav.open, vav.plot, vav.load_processor (README: Python API).
+The names load on first use, so importing the package needs neither torch nor matplotlib.
 """
+
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Public name -> (module, attribute) it lives in.
+_API = {
+    "capture": ("api", "capture"),
+    "load_processor": ("api", "load_processor"),
+    "open": ("sample", "open_sample"),
+    "Sample": ("sample", "Sample"),
+    "plot": ("plot", "plot"),
+}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'vlm_attention_viz' has no attribute {name!r}")
+    module, attribute = _API[name]
+    return getattr(import_module(f".{module}", __name__), attribute)
