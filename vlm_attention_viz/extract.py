@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
-from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
+from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import copy_image, open_image
