@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run
 
 from vlm_attention_viz import sample_format as fmt
@@ -75,9 +76,14 @@ def test_manifest_lines_that_do_not_parse_are_listed(tmp_path: Path, gqa_model: 
     assert "line 5 (a): unknown key 'promt'" in stdout
 
 
-def test_a_missing_manifest_is_one_error_line(tmp_path: Path, gqa_model: Path, capsys) -> None:
+def test_a_missing_manifest_or_a_bad_flag_is_one_error_line(
+    tmp_path: Path, gqa_model: Path, photo: Path, capsys
+) -> None:
     assert batch(tmp_path / "none.jsonl", tmp_path / "out", gqa_model) == 2
     assert capsys.readouterr().err == f"error: manifest not found: {tmp_path / 'none.jsonl'}\n"
+    manifest = write_manifest(tmp_path, photo, bad=False)
+    assert run("batch", "--manifest", manifest, "--output-dir", tmp_path / "out", "--vision-layers", "lastx") == 2
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "out").exists()
 
 
 def test_a_second_run_skips_finished_samples_and_redoes_the_one_a_killed_run_left(
@@ -100,21 +106,28 @@ def test_a_second_run_skips_finished_samples_and_redoes_the_one_a_killed_run_lef
     assert len(json.loads((out / "index.json").read_text())["samples"]) == 3
 
 
+def accelerate_batch(
+    manifest: Path, out: Path, model: Path, *flags: str, env: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """Two gloo processes on the CPU, as README says to start them."""
+    command = [
+        *(sys.executable, "-m", "accelerate.commands.launch"),
+        *("--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
+        *("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"),
+        *("-m", "vlm_attention_viz", "batch", "--manifest", str(manifest), "--output-dir", str(out)),
+        *("--model", str(model), *flags),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=manifest.parent, timeout=600)
+
+
 def test_two_accelerate_processes_on_the_cpu_write_every_item_once(
     tmp_path: Path, gqa_model: Path, photo: Path
 ) -> None:
     manifest, out = write_manifest(tmp_path, photo, bad=False), tmp_path / "out"
     with manifest.open("a") as f:
         f.write(json.dumps({"image": "photo.png", "prompt": "Count the stripes.", "id": "stripes"}) + "\n")
-    command = [
-        *(sys.executable, "-m", "accelerate.commands.launch"),
-        *("--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
-        *("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"),
-        *("-m", "vlm_attention_viz", "batch", "--manifest", str(manifest), "--output-dir", str(out)),
-        *("--model", str(gqa_model), "--device", "cpu"),
-    ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    done = accelerate_batch(manifest, out, gqa_model, "--device", "cpu", env={"ACCELERATE_USE_CPU": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     wrote = re.findall(r"^batch ([12])/2: wrote \S+/(\w+):", done.stdout, re.M)
     assert sorted(name for _, name in wrote) == sorted([*GOOD, "stripes"])  # each item once
@@ -123,6 +136,17 @@ def test_two_accelerate_processes_on_the_cpu_write_every_item_once(
     index = json.loads((out / "index.json").read_text())
     assert sorted(entry["name"] for entry in index["samples"]) == sorted([*GOOD, "stripes"])
     assert sorted(p.name for p in out.iterdir()) == sorted([*GOOD, "stripes", "index.json"])  # no leftovers
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with GPUs, PartialState() does split the processes")
+def test_processes_that_accelerate_does_not_split_are_refused(tmp_path: Path, gqa_model: Path, photo: Path) -> None:
+    """Without cpu=True, PartialState sees one process in each, and both would take the whole manifest."""
+    manifest, out = write_manifest(tmp_path, photo, bad=False), tmp_path / "out"
+    env = {key: value for key, value in os.environ.items() if key != "ACCELERATE_USE_CPU"}
+    done = accelerate_batch(manifest, out, gqa_model, env={**env, "ACCELERATE_USE_CPU": "0"})
+    assert done.returncode != 0
+    assert "error: 2 processes were launched but accelerate sees 1" in done.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("flag", ["--manifest", "--output-dir"])

@@ -11,6 +11,7 @@ process is done.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from . import sample_format as fmt
 from .errors import UserError
-from .extract import LoadedModel, Request, capture_loaded, check_inputs, load_model
+from .extract import LoadedModel, Request, capture_loaded, check_inputs, check_options, load_model
 
 # Keys of a manifest line and the type each must have; the first three are required.
 MANIFEST_FIELDS: dict[str, type] = {"image": str, "prompt": str, "id": str, "mode": str, "max_new_tokens": int}
@@ -150,9 +151,10 @@ def line_id(text: str) -> str | None:
 def run_batch(manifest: Path, output_dir: Path, template: Request) -> BatchResult:
     """Every line of the manifest into output_dir/ID, with template's model, device and mode options."""
     started = time.perf_counter()
+    check_options(template)
     items, manifest_failures = read_manifest(manifest)
-    check_output_dir(output_dir)
     state = process_state(template.device)
+    check_output_dir(output_dir)
     if state.num_processes > 1 and template.device == "auto":
         raise UserError("--device auto spreads one model over every GPU; with several processes leave --device out")
     with state.split_between_processes(items) as share:
@@ -177,7 +179,14 @@ def process_state(device: str | None) -> Any:
     from accelerate.utils import parse_flag_from_env
 
     cpu = device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU")
-    return PartialState(cpu=cpu, timeout=FINISH_TIMEOUT)
+    state = PartialState(cpu=cpu, timeout=FINISH_TIMEOUT)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if state.num_processes != launched:  # each process would take every line, and they would collide
+        raise UserError(
+            f"{launched} processes were launched but accelerate sees {state.num_processes}; on the CPU pass --device cpu "
+            "or set ACCELERATE_USE_CPU=1"
+        )
+    return state
 
 
 def process_template(template: Request, state: Any) -> Request:

@@ -160,6 +160,15 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
     """Everything that needs no model, so a typo costs no model load."""
     if not request.prompt.strip():
         raise UserError("the prompt is empty; pass --prompt with some text")
+    check_options(request)
+    check_prompt(request.prompt)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
+    return open_image(request.image)
+
+
+def check_options(request: Request) -> None:
+    """The flags that hold for every sample of a run, so a batch checks them once."""
     if request.mode not in MODES:
         raise UserError(f"unknown --mode {request.mode!r}; supported: {', '.join(MODES)}")
     if request.mode == "generate" and request.max_new_tokens < 1:
@@ -168,10 +177,6 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
-    check_prompt(request.prompt)
-    for note in fmt.prepare_target(request.output_dir, request.overwrite):
-        print(note, file=sys.stderr)
-    return open_image(request.image)
 
 
 def check_prompt(prompt: str) -> None:
