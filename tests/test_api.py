@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import folder_digest, run
 from PIL import Image
-from test_capture_reference import PROMPT
+from reference import PROMPT
 from transformers import Qwen3VLForConditionalGeneration
 
 import vlm_attention_viz as vav
