@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import folder_digest, run
 from PIL import Image
-from reference import PROMPT
 from transformers import Qwen3VLForConditionalGeneration
 
 import vlm_attention_viz as vav
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.errors import UserError
+
+from conftest import folder_digest, run
+from reference import PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "sample_tiny"

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.safe_write import host_label
+
+from conftest import run
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = ("cat", "dog", "answer")
