@@ -24,7 +24,7 @@ import { stepToken, wordAt } from "./state/words";
 import { Controls, bindShortcuts } from "./view/controls";
 import type { Heat } from "./view/color";
 import { byId } from "./view/dom";
-import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type FigureParts, type ShownVector } from "./view/export";
+import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type Box, type FigureParts, type ShownVector } from "./view/export";
 import { ImagePanel } from "./view/image-panel";
 import { ColourBar } from "./view/legend";
 import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
@@ -455,14 +455,14 @@ function shownVectors(): ShownVector[] {
 type ExportKind = "png" | "svg" | "csv" | "json";
 
 /** The current view as a file's content: a PNG data URL, or the text of an SVG, CSV or JSON file. */
-async function exportFigure(kind: ExportKind, scale = 2, withTokens = false): Promise<{ name: string; blob: Blob } | null> {
+async function exportFigure(kind: ExportKind, scale = 2, withTokens = false): Promise<{ name: string; blob: Blob; imageBox?: Box } | null> {
   const parts = figureParts(withTokens);
   if (!parts || !app.view) return null;
   const base = `${app.view.sample}_layer${app.view.layer}_${app.view.head}`;
   if (kind === "png") {
-    const canvas = figureCanvas(parts, scale);
+    const { canvas, imageBox } = figureCanvas(parts, scale);
     const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, "image/png"));
-    return blob && { name: `${base}@${scale}x.png`, blob };
+    return blob && { name: `${base}@${scale}x.png`, blob, imageBox };
   }
   if (kind === "svg") return { name: `${base}.svg`, blob: new Blob([figureSvg(parts)], { type: "image/svg+xml" }) };
   if (kind === "csv") return { name: `${base}.csv`, blob: new Blob([vectorsCsv(parts.caption, shownVectors())], { type: "text/csv" }) };

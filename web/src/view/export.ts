@@ -28,6 +28,14 @@ interface Block {
   draw: (ctx: CanvasRenderingContext2D) => void;
 }
 
+/** Where the image with its overlay sits in a figure, in the figure's pixels. */
+export interface Box {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
 /** The caption wrapped at the width, one string per line. */
 function captionLines(ctx: CanvasRenderingContext2D, caption: string, width: number): string[] {
   ctx.font = CAPTION_FONT;
@@ -64,8 +72,8 @@ function layoutFigure(parts: FigureParts, scale: number): { width: number; heigh
   return { width: width + 2 * GAP, height: y, blocks, caption, image };
 }
 
-/** The figure as one canvas, `scale` device pixels per CSS pixel. */
-export function figureCanvas(parts: FigureParts, scale: number): HTMLCanvasElement {
+/** The figure as one canvas, `scale` device pixels per CSS pixel, and where its image lies. */
+export function figureCanvas(parts: FigureParts, scale: number): { canvas: HTMLCanvasElement; imageBox: Box } {
   const figure = layoutFigure(parts, scale);
   const canvas = document.createElement("canvas");
   [canvas.width, canvas.height] = [Math.round(figure.width * scale), Math.round(figure.height * scale)];
@@ -85,7 +93,8 @@ export function figureCanvas(parts: FigureParts, scale: number): HTMLCanvasEleme
     block.draw(ctx);
     ctx.restore();
   }
-  return canvas;
+  const imageBox = { x: GAP * scale, y: figure.blocks[0]!.y * scale, w: figure.image.width, h: figure.image.height };
+  return { canvas, imageBox };
 }
 
 /**
@@ -96,7 +105,7 @@ export function figureCanvas(parts: FigureParts, scale: number): HTMLCanvasEleme
 export function figureSvg(parts: FigureParts): string {
   const scale = 2;
   const figure = layoutFigure(parts, scale);
-  const raster = figureCanvas(parts, scale);
+  const raster = figureCanvas(parts, scale).canvas;
   const caption = figure.caption
     .map((line, i) => `<text x="${GAP}" y="${GAP + (i + 0.75) * CAPTION_LINE}" font-family="system-ui, sans-serif" font-size="12">${escapeXml(line)}</text>`)
     .join("\n  ");
