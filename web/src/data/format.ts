@@ -108,6 +108,19 @@ function fileList(obj: Json, key: string, layers: number): string[] {
   return names as string[];
 }
 
+/**
+ * Far beyond any model the viewer is made for (36 layers × 32 heads at
+ * N = 8,192): a meta.json past these is broken, and is refused before any
+ * list of that length is built.
+ */
+export const META_BOUNDS = { num_layers: 1024, num_heads: 1024, seq_len: 1 << 20 } as const;
+
+function checkBounds(sizes: Record<keyof typeof META_BOUNDS, number>): void {
+  for (const key of Object.keys(META_BOUNDS) as (keyof typeof META_BOUNDS)[]) {
+    if (sizes[key] > META_BOUNDS[key]) throw new FormatError(`${key} is ${sizes[key]}, beyond this viewer's bound of ${META_BOUNDS[key]}`);
+  }
+}
+
 /** Parse and validate a meta.json value; throws FormatError naming the first problem. */
 export function parseMeta(raw: unknown): SampleMeta {
   if (!isObject(raw)) throw new FormatError("meta.json must hold a JSON object");
@@ -122,6 +135,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   if (numLayers < 1 || numHeads < 1 || seqLen < 1) {
     throw new FormatError("seq_len, num_layers and num_heads must be positive");
   }
+  checkBounds({ num_layers: numLayers, num_heads: numHeads, seq_len: seqLen });
   const imagePath = field(raw, "image_path", isString, "a string");
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);

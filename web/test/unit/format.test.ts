@@ -95,6 +95,7 @@ describe("parseMeta refuses a broken meta.json with a message naming the problem
     ["another dtype", (m) => (m.dtype = "float32"), /float16/],
     ["a string seq_len", (m) => (m.seq_len = "40"), /'seq_len' must be an integer/],
     ["zero heads", (m) => (m.num_heads = 0), /must be positive/],
+    ["a billion heads", (m) => (m.num_heads = 1_000_000_000), /num_heads is 1000000000, beyond this viewer.s bound of 1024/],
     ["fewer tokens than seq_len", (m) => m.tokens.pop(), /tokens has 39 entries but seq_len is 40/],
     ["a token with the wrong id", (m) => (m.tokens[5].id = 6), /tokens\[5\] must be an object with id 5/],
     ["a token without text", (m) => delete m.tokens[30].text, /tokens\[30\] lacks a text string/],
