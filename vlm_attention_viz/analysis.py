@@ -106,19 +106,27 @@ def component_labels(mask: torch.Tensor) -> torch.Tensor:
     """(M, R, C) bool -> (M, R·C) int64: each pixel of `mask` labelled with the smallest flat index of its
     8-connected component; 0 for pixels outside the mask. All maps at once: min-label propagation over the
     3x3 neighbourhood (a max-pool of negated labels), with pointer jumping (label <- label of label) so
-    that long components converge in a few dozen steps, until no label changes."""
+    that long components converge in a few dozen steps; each step works on the maps still changing."""
     maps, rows, cols = mask.shape
     outside = float(rows * cols)  # above every label; float32 holds indices exactly up to 2^24
     index = torch.arange(rows * cols, device=mask.device, dtype=torch.float32).view(1, rows, cols)
     labels = torch.where(mask, index, outside)
-    while True:
-        neighbours = -F.max_pool2d(-labels.unsqueeze(1), kernel_size=3, stride=1, padding=1).squeeze(1)
-        step = torch.where(mask, neighbours, outside).view(maps, -1)
-        jumped = torch.gather(step, 1, step.clamp(max=outside - 1).long())
-        step = torch.where(mask.view(maps, -1), jumped, outside).view(maps, rows, cols)
-        if torch.equal(step, labels):
-            return torch.where(mask, labels, 0.0).view(maps, -1).long()
-        labels = step
+    active = torch.arange(maps, device=mask.device)
+    while active.numel():
+        step = propagation_step(labels[active], mask[active], outside)
+        changed = (step != labels[active]).flatten(1).any(dim=1)
+        labels[active] = step
+        active = active[changed]
+    return torch.where(mask, labels, 0.0).view(maps, -1).long()
+
+
+def propagation_step(labels: torch.Tensor, mask: torch.Tensor, outside: float) -> torch.Tensor:
+    """One step on (m, R, C) labels: the minimum over each pixel's 3x3 neighbourhood, then pointer jumping."""
+    maps = labels.shape[0]
+    neighbours = -F.max_pool2d(-labels.unsqueeze(1), kernel_size=3, stride=1, padding=1).squeeze(1)
+    step = torch.where(mask, neighbours, outside).view(maps, -1)
+    jumped = torch.gather(step, 1, step.clamp(max=outside - 1).long())
+    return torch.where(mask.view(maps, -1), jumped, outside).view(labels.shape)
 
 
 # ---------------------------------------------------------------- rollout
