@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_attention_viz.analysis import TokenLayout, rollout_layer_rows, token_measures
-from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET, rows_per_chunk
+from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET, rows_per_chunk
 
 
 def chunk_rows(heads: int, rows: int, n: int, layout: TokenLayout, seed: int = 0) -> torch.Tensor:

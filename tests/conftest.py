@@ -100,3 +100,19 @@ def folder_digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def assert_refused(
+    capsys: pytest.CaptureFixture[str], args: list, mentions: str, untouched: Path | None = None, starts: str = ""
+) -> None:
+    """One `error: STARTS...` line naming MENTIONS on stderr, a non-zero exit, no traceback, and the folder
+    `untouched` byte-identical afterwards: nothing written, nothing lost, no partial folder."""
+    before = folder_digest(untouched) if untouched else None
+    code = run(*args)
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]  # minus a progress bar
+    assert len(lines) == 1 and lines[0].startswith(f"error: {starts}") and mentions in lines[0], err
+    assert "Traceback" not in err
+    if untouched:
+        assert folder_digest(untouched) == before

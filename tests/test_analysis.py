@@ -12,13 +12,14 @@ import pytest
 import torch
 from analysis_reference import assert_tables_and_rollout_match, components_8
 from analysis_reference import spatial_entropy as reference_entropy
-from conftest import cli_process, folder_digest, run
 from PIL import Image
 from test_import import HEADS, LAYERS, SPAN, TEXTS, N, causal_attention, import_args
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.analysis import spatial_entropy
 from vlm_attention_viz.dev.synthetic import build_tokens
+
+from conftest import cli_process, folder_digest, run
 
 
 def rollout_names(layers: int) -> set[str]:

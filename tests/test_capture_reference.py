@@ -7,31 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run
-from PIL import Image
 from transformers import Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing
-from vlm_attention_viz.extract import image_span
-from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.attention_capture import AttentionRecorder
 
-PROMPT = "Describe this image in detail."
-# float16 keeps 11 significant bits: rounding moves a value by at most half an ulp (2^-11 relative).
-# One full ulp (2^-10) leaves room for float32 summation order; atol covers float16 subnormals.
-RTOL, ATOL = 2.0**-10, 1e-6
-
-
-def eager_reference(
-    model_dir: Path, image_path: Path, model_type: str = "qwen3-vl"
-) -> tuple[list[np.ndarray], torch.Tensor, dict]:
-    adapter = adapter_named(model_type)
-    processor = adapter.load_processor(str(model_dir))
-    prepared = adapter.prepare(processor, Image.open(image_path).convert("RGB"), PROMPT, None)
-    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
-    with torch.no_grad():
-        out = model(**prepared.model_inputs, output_attentions=True)
-    return [a[0].numpy() for a in out.attentions], prepared.model_inputs, processor
+from conftest import run
+from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
 
 
 @pytest.fixture(scope="module", params=["gqa_model", "mha_model"])
@@ -96,28 +78,6 @@ def test_tokens_and_grid_agree_with_the_processor(extracted: tuple[Path, Path], 
     assert meta["original_image_size"] == [300, 170]
     config = Qwen3VLForConditionalGeneration.config_class.from_pretrained(model_dir).text_config
     assert (meta["num_heads"], meta["num_kv_heads"]) == (config.num_attention_heads, config.num_key_value_heads)
-
-
-def captured_chunks_with_logits_unchanged(
-    family: str, model_dir: Path, photo: Path, row_budget: int
-) -> tuple[list, int]:
-    """The capture's chunks of one forward pass, after checking that logits with capture equal logits
-    without, before and after it; also the model's layer count."""
-    adapter = adapter_named(family)
-    prepared = adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None)
-    model = adapter.load_model(str(model_dir), "cpu", torch.float32)
-    config = adapter.language_config(model)
-    chunks: list = []
-    recorder = AttentionRecorder(
-        chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget
-    )
-    with torch.no_grad():
-        plain = model(**prepared.model_inputs).logits
-        with capturing(model, adapter.language_config_key, recorder):
-            captured = model(**prepared.model_inputs, use_cache=False).logits
-        after = model(**prepared.model_inputs).logits
-    assert torch.equal(plain, captured) and torch.equal(plain, after)
-    return chunks, config.num_hidden_layers
 
 
 @pytest.mark.parametrize("model_fixture", ["gqa_model", "mha_model"])

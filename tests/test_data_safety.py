@@ -6,15 +6,18 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_process, folder_digest, run, striped_image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.dev.synthetic import write_synthetic
 from vlm_attention_viz.safe_write import host_label
+
+from conftest import assert_refused, cli_process, folder_digest, run, striped_image
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -146,8 +149,13 @@ def test_ctrl_c_while_the_modules_import_is_one_line(tmp_path: Path, photo: Path
 
 def test_both_listers_list_the_shared_cases_alike(tmp_path: Path) -> None:
     spec = json.loads((FIXTURES / "listing_cases.json").read_text())
+    data, outside = tmp_path / "data", tmp_path / "outside"
     for case in spec["cases"]:
-        folder = tmp_path / case["name"]
+        folder = data / case["name"]
+        if "link_to" in case:
+            folder.parent.mkdir(exist_ok=True)
+            folder.symlink_to(case["link_to"])
+            continue
         if case.get("copy"):
             shutil.copytree(FIXTURES / "sample_tiny", folder)
         folder.mkdir(exist_ok=True)
@@ -160,4 +168,102 @@ def test_both_listers_list_the_shared_cases_alike(tmp_path: Path) -> None:
             os.truncate(folder / name, size)
         for name, text in case.get("files", {}).items():
             (folder / name).write_text(text)
-    assert {"samples": fmt.list_samples(tmp_path)} == spec["expected"]
+        for name in case.get("links_out", []):
+            moved = outside / case["name"] / name
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).rename(moved)
+            (folder / name).symlink_to(moved)
+    assert {"samples": fmt.list_samples(data)} == spec["expected"]
+
+
+# Writes a synthetic sample over argv[1], counting the filesystem's namespace operations, and kills itself
+# with SIGKILL just before operation number argv[2] (0: never). argv[3] == "no-renameat2" takes the
+# fallback path of systems without renameat2. Prints the count.
+KILLED_OVERWRITE = """
+import errno, os, signal, sys
+from pathlib import Path
+from vlm_attention_viz import safe_write
+from vlm_attention_viz.dev.synthetic import write_synthetic
+
+kill_at, calls = int(sys.argv[2]), [0]
+
+def counted(operation):
+    def step(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return operation(*args, **kwargs)
+    return step
+
+def no_renameat2(*args):
+    raise OSError(errno.ENOSYS, "renameat2 is not available")
+
+for name in ("rename", "replace", "unlink", "rmdir", "mkdir"):
+    setattr(os, name, counted(getattr(os, name)))
+safe_write._renameat2 = counted(no_renameat2 if sys.argv[3] == "no-renameat2" else safe_write._renameat2)
+write_synthetic(Path(sys.argv[1]), 40, 2, 2, 2, 1, overwrite=True)
+print(calls[0])
+"""
+
+
+def attention_digest(sample: Path) -> dict[str, str]:
+    """Which capture a sample holds: its attention files, whatever meta.json says about when it was written."""
+    return {name: digest for name, digest in folder_digest(sample).items() if name.endswith(".bin")}
+
+
+def killed_overwrite(target: Path, kill_at: int, rename: str) -> tuple[int, str]:
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_OVERWRITE, str(target), str(kill_at), rename],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return process.returncode, process.stdout
+
+
+@pytest.mark.parametrize("rename", ["renameat2", "no-renameat2"])
+def test_an_overwrite_killed_at_any_step_keeps_one_whole_sample_and_the_next_run_cleans_up(
+    tmp_path: Path, rename: str
+) -> None:
+    old = attention_digest(write_synthetic(tmp_path / "old" / "s", 40, 2, 2, 2, 0, overwrite=False))
+    new = attention_digest(write_synthetic(tmp_path / "new" / "s", 40, 2, 2, 2, 1, overwrite=False))
+    root = tmp_path / "runs"
+    code, steps = killed_overwrite(shutil.copytree(tmp_path / "old", root / "0") / "s", 0, rename)
+    assert code == 0 and int(steps) > 5
+    for kill_at in range(1, int(steps) + 1):
+        target = shutil.copytree(tmp_path / "old", root / str(kill_at)) / "s"
+        code, _ = killed_overwrite(target, kill_at, rename)
+        assert code == -signal.SIGKILL
+        notes = fmt.prepare_target(target, overwrite=True)
+        hidden = [p.name for p in target.parent.iterdir() if p.name.startswith(".")]
+        if target.exists():
+            assert attention_digest(target) in (old, new), kill_at
+            fmt.validate_sample(target)
+            assert hidden == [], (kill_at, hidden)
+        else:  # the swap without renameat2 was cut between its renames: the old sample waits, reported
+            assert rename == "no-renameat2" and len(hidden) == 1 and hidden[0].endswith("_parked"), hidden
+            assert attention_digest(target.parent / hidden[0]) == old
+            assert any("move it back" in note for note in notes), notes
+
+
+def immutable(folder: Path) -> bool:
+    """chattr +i: a folder that even root cannot change; False where the filesystem has no such flag."""
+    return shutil.which("chattr") is not None and subprocess.run(["chattr", "+i", folder]).returncode == 0
+
+
+@pytest.mark.parametrize("frozen", ["parent", "sample"])
+def test_a_read_only_place_is_refused_in_one_line_and_the_old_sample_is_kept(
+    tmp_path: Path, gqa_model: Path, photo: Path, frozen: str, capsys
+) -> None:
+    parent = tmp_path / "out"
+    sample = write_synthetic(parent / "s", 40, 2, 2, 2, 0, overwrite=False)
+    before = folder_digest(parent)
+    if not immutable(sample if frozen == "sample" else parent):
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        args = ["--image", photo, "--prompt", "Hi", "--output-dir", sample, "--model", gqa_model, "--overwrite"]
+        assert_refused(capsys, args, "cannot", parent)
+        assert folder_digest(parent) == before
+    finally:
+        subprocess.run(["chattr", "-i", sample if frozen == "sample" else parent], check=True)
+    assert sorted(p.name for p in parent.iterdir()) == ["index.json", "s"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run
-
 from vlm_attention_viz import sample_format as fmt
+
+from conftest import run
 
 
 def test_demo_writes_prefill_and_generate_samples(tmp_path: Path) -> None:

@@ -11,24 +11,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run, striped_image
 from PIL import Image
-from test_capture_reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
-from test_vision_capture import (
+
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.extract import image_span
+from vlm_attention_viz.models import adapter_named, detect_model_type
+from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
+
+from conftest import run, striped_image
+from reference import (
+    ATOL,
+    PROMPT,
+    RTOL,
     assemble,
     batch_geometry,
+    captured_chunks_with_logits_unchanged,
+    eager_reference,
     grab_block_inputs,
     load,
     reference_for_photo,
     rotated_query_key,
 )
-
-from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.extract import image_span
-from vlm_attention_viz.models import adapter_named, detect_model_type
-from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
 SHAPES = {
     "qwen2.5-vl": TinyShape(family="qwen2.5-vl", layers=2, heads=4, kv_heads=2, seed=3),

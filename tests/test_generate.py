@@ -7,9 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run
-from PIL import Image
-from test_capture_reference import ATOL, PROMPT, RTOL
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
@@ -17,14 +14,10 @@ from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import build_tokens, mark_answer
 
+from conftest import run
+from reference import ATOL, PROMPT, RTOL, processed
+
 NEW_TOKENS = 6
-
-
-def processed(model_dir: Path, photo: Path) -> dict:
-    adapter = adapter_named("qwen3-vl")
-    return adapter.prepare(
-        adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None
-    ).model_inputs
 
 
 @pytest.fixture(scope="module")

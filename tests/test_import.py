@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run
 from PIL import Image
-from test_refusals import assert_refused
 
 from vlm_attention_viz import importer
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.models import ADAPTERS, adapter_named
+
+from conftest import assert_refused, run
 
 LAYERS, HEADS, ROWS, COLS = 3, 4, 5, 8
 PREFIX = ["<|im_start|>", "user", "\n", "<|vision_start|>"]
@@ -230,7 +230,7 @@ def test_bad_input_gives_one_clear_error_and_leaves_nothing(
     case: str, inputs: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args, mentions = refusals(inputs, workspace)[case]
-    assert_refused(capsys, workspace, args, mentions)
+    assert_refused(capsys, args, mentions, workspace)
 
 
 def test_big_endian_float32_imports_as_its_values(inputs: Path, tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run, striped_image
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.images import load_image
+
+from conftest import run, striped_image
 
 
 def save(image: Image.Image, path: Path) -> Path:

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run
 from peft import PeftModel
-from test_capture_reference import ATOL, PROMPT, RTOL
-from test_generate import processed
 from transformers import Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.peft_adapter import apply_adapter
+
+from conftest import run
+from reference import ATOL, PROMPT, RTOL, processed
 
 # transformers' deprecation notice, raised inside PEFT's loading; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_process, folder_digest, run, striped_image
 
 from vlm_attention_viz import sample_format as fmt
+
+from conftest import assert_refused, cli_process, run, striped_image
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +23,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, gqa_model: Path, photo: 
     root = tmp_path_factory.mktemp("refusals")
     assert run("--image", photo, "--prompt", "Hi", "--output-dir", root / "out" / "kept", "--model", gqa_model) == 0
     return root
-
-
-def assert_refused(capsys: pytest.CaptureFixture[str], workspace: Path, args: list, mentions: str) -> None:
-    before = folder_digest(workspace)
-    code = run(*args)
-    err = capsys.readouterr().err
-    assert code != 0
-    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]  # minus a progress bar
-    assert len(lines) == 1 and lines[0].startswith("error: ") and mentions in lines[0], err
-    assert "Traceback" not in err
-    assert folder_digest(workspace) == before  # nothing written, nothing lost, no partial folder
 
 
 def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple[list, str]]:
@@ -64,6 +54,14 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
     if not broken_config.exists():
         shutil.copytree(gqa_model, broken_config, ignore=shutil.ignore_patterns("*.safetensors"))
         (broken_config / "config.json").write_text('{"model_type": ')
+    garbage_weights = workspace / "garbage_weights"
+    if not garbage_weights.exists():
+        shutil.copytree(gqa_model, garbage_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+        (garbage_weights / "model.safetensors").write_bytes(struct.pack("<Q", 40) + b"not a JSON header at all" * 3)
+    garbage_lora = workspace / "garbage_lora"
+    garbage_lora.mkdir(exist_ok=True)
+    (garbage_lora / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    (garbage_lora / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
     kept = workspace / "out" / "kept"
     base = ["--prompt", "Describe.", "--model", gqa_model]
     return {
@@ -129,6 +127,14 @@ def bad_inputs(workspace: Path, gqa_model: Path, photo: Path) -> dict[str, tuple
             ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", broken_config],
             "not valid JSON",
         ),
+        "garbage weights header": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", "--prompt", "Hi", "--model", garbage_weights],
+            "damaged or truncated",
+        ),
+        "garbage adapter weights": (
+            ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", garbage_lora],
+            "adapter_model.safetensors",
+        ),
         "adapter without weights": (
             ["--image", photo, "--output-dir", workspace / "out" / "new", *base, "--adapter", weightless_lora],
             "adapter_model",
@@ -158,6 +164,8 @@ CASES = [
     "invalid utf-8 prompt",
     "truncated weights",
     "broken config.json",
+    "garbage weights header",
+    "garbage adapter weights",
 ]
 
 
@@ -166,7 +174,7 @@ def test_bad_input_is_refused(
     case: str, workspace: Path, gqa_model: Path, photo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args, mentions = bad_inputs(workspace, gqa_model, photo)[case]
-    assert_refused(capsys, workspace, args, mentions)
+    assert_refused(capsys, args, mentions, workspace)
 
 
 def test_adapter_for_another_model_is_refused(
@@ -186,7 +194,7 @@ def test_adapter_for_another_model_is_refused(
         "--adapter",
         mha_lora,
     ]
-    assert_refused(capsys, workspace, args, "size mismatch")
+    assert_refused(capsys, args, "size mismatch", workspace)
 
 
 def test_refuses_with_the_estimate_when_the_disk_lacks_room(
@@ -196,7 +204,7 @@ def test_refuses_with_the_estimate_when_the_disk_lacks_room(
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
     args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
-    assert_refused(capsys, workspace, args, "needs about")
+    assert_refused(capsys, args, "needs about", workspace)
 
 
 @pytest.mark.parametrize("model_type", [[], ["--model-type", "qwen3-vl"]], ids=["detected", "given"])
@@ -233,7 +241,7 @@ def test_disk_filling_up_mid_write_leaves_nothing(
 
     monkeypatch.setattr(fmt.SampleWriter, "write_layer_rows", write_then_fill_up)
     args = ["--image", photo, "--prompt", "Hi", "--output-dir", workspace / "out" / "new", "--model", gqa_model]
-    assert_refused(capsys, workspace, args, "disk filled up")
+    assert_refused(capsys, args, "disk filled up", workspace)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -250,4 +258,4 @@ def test_cuda_without_a_gpu_is_refused(workspace: Path, gqa_model: Path, photo: 
         "--device",
         "cuda",
     ]
-    assert_refused(capsys, workspace, args, "no CUDA GPU")
+    assert_refused(capsys, args, "no CUDA GPU", workspace)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run
 from transformers import AutoTokenizer
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.tokens import IMAGE_TEXT, token_texts
+
+from conftest import run
 
 PROMPTS = [
     "Describe this image in detail.",

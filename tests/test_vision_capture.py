@@ -9,111 +9,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import folder_digest, run, striped_image
 from PIL import Image
-from transformers.vision_utils import get_vision_position_ids
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
-from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
-from vlm_attention_viz.models.base import VisionGeometry, merge_window_orders
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.models.base import merge_window_orders
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
-PROMPT = "Describe this image in detail."
-RTOL, ATOL = 2.0**-10, 1e-6  # float16 rounding, as in test_capture_reference.py
-ADAPTER = adapter_named("qwen3-vl")
-
-
-def load(model_dir: Path, adapter: ModelAdapter = ADAPTER) -> tuple[torch.nn.Module, object]:
-    return adapter.load_model(str(model_dir), "cpu", torch.float32), adapter.load_processor(str(model_dir))
-
-
-def grab_block_inputs(model: torch.nn.Module) -> tuple[dict[int, tuple], list]:
-    """Forward pre-hooks on the vision blocks: per block, (hidden_states, cu_seqlens, position_embeddings)."""
-    grabbed: dict[int, tuple] = {}
-
-    def hook(index: int):
-        return lambda module, args, kwargs: grabbed.__setitem__(
-            index, (args[0], kwargs["cu_seqlens"], kwargs["position_embeddings"])
-        )
-
-    blocks = model.model.visual.blocks
-    return grabbed, [block.register_forward_pre_hook(hook(i), with_kwargs=True) for i, block in enumerate(blocks)]
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
-def row_major(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
-    """Per image, the tower's patch index of each row-major patch, from the tower's own rotary (row, col) positions."""
-    positions = get_vision_position_ids(grid_thw, merge)
-    orders, start = [], 0
-    for _, rows, cols in grid_thw.tolist():
-        row_col = positions[start : start + rows * cols]
-        orders.append(torch.argsort(row_col[:, 0] * cols + row_col[:, 1]))
-        start += rows * cols
-    return orders
-
-
-def rotated_query_key(model: torch.nn.Module, block: int, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """The block's float32 query and key, (patches, heads, d), from its inputs (qkv, vision RoPE), in the tower's order."""
-    hidden, _, (cos, sin) = inputs
-    attn = model.model.visual.blocks[block].attn
-    with torch.no_grad():
-        qkv = attn.qkv(model.model.visual.blocks[block].norm1(hidden)).float()
-    query, key, _ = qkv.reshape(hidden.shape[0], 3, attn.num_heads, -1).unbind(1)
-    cos, sin = cos.float()[:, None], sin.float()[:, None]
-    return rotate(query, cos, sin), rotate(key, cos, sin)
-
-
-def reference(model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]) -> list[np.ndarray]:
-    """Per image: softmax(QK^T / sqrt(d)) in float32 from the block's inputs (qkv, vision RoPE), patches row-major."""
-    _, cu_seqlens, _ = inputs
-    query, key = rotated_query_key(model, block, inputs)
-    per_image = []
-    for image, order in enumerate(orders):
-        span = slice(int(cu_seqlens[image]), int(cu_seqlens[image + 1]))
-        q, k = query[span][order].transpose(0, 1), key[span][order].transpose(0, 1)
-        per_image.append(torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).numpy())
-    return per_image
-
-
-def batch_geometry(adapter: ModelAdapter, model: torch.nn.Module, processor: object, batch: dict) -> VisionGeometry:
-    """vision_geometry of a batch of images; it reads the patch grids from image_grid_thw, and the first image's
-    grid stands in for the token grid."""
-    _, rows, cols = batch["image_grid_thw"][0].tolist()
-    merge, patch = processor.image_processor.merge_size, processor.image_processor.patch_size
-    prepared = PreparedInputs(
-        dict(batch), processor.image_token_id, rows // merge, cols // merge, (cols * patch, rows * patch)
-    )
-    return adapter.vision_geometry(model, processor, prepared)
-
-
-def assemble(chunks: list[VisionRows], block: int, image: int, patches: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, P, P) attention and (P, P) head mean of one block and image from the recorder's chunks, each row
-    put at its own row-major index; every row must come exactly once."""
-    mine = [c for c in chunks if (c.block, c.image) == (block, image)]
-    rows = np.concatenate([c.rows for c in mine])
-    assert sorted(rows.tolist()) == list(range(patches))
-    attn = np.zeros((mine[0].attn.shape[0], patches, patches), np.float32)
-    mean = np.zeros((patches, patches), np.float32)
-    for c in mine:
-        attn[:, c.rows], mean[c.rows] = c.attn, c.head_mean
-    return attn, mean
-
-
-def reference_for_photo(model_dir: Path, photo: Path, adapter: ModelAdapter = ADAPTER) -> dict[int, np.ndarray]:
-    model, processor = load(model_dir, adapter)
-    prepared = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
-    grabbed, hooks = grab_block_inputs(model)
-    with torch.no_grad():
-        model(**prepared.model_inputs)
-    for hook in hooks:
-        hook.remove()
-    orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
-    return {block: reference(model, block, grabbed[block], orders)[0] for block in grabbed}
+from conftest import assert_refused, folder_digest, run, striped_image
+from reference import (
+    ADAPTER,
+    ATOL,
+    PROMPT,
+    RTOL,
+    assemble,
+    batch_geometry,
+    grab_block_inputs,
+    load,
+    reference_for_photo,
+    row_major,
+    vision_block_reference,
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +114,7 @@ def test_two_images_of_different_sizes_each_match_their_own_reference(gqa_model:
     assert all(torch.equal(a, b) for a, b in zip(plain.deepstack_features, captured.deepstack_features, strict=True))
     orders = row_major(grid_thw, merge)
     for block in (0, 1):
-        for image, ref in enumerate(reference(model, block, grabbed[block], orders)):
+        for image, ref in enumerate(vision_block_reference(model, block, grabbed[block], orders)):
             assert len([c for c in chunks if (c.block, c.image) == (block, image)]) > 1
             attn, mean = assemble(chunks, block, image, ref.shape[1])
             np.testing.assert_allclose(attn, ref, rtol=RTOL, atol=ATOL)
@@ -237,45 +153,15 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
 def test_out_of_range_blocks_are_refused_before_the_capture(
     spec: str, gqa_model: Path, photo: Path, tmp_path: Path, capsys
 ) -> None:
-    assert_refused(
-        capsys,
-        [
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            gqa_model,
-            "--vision-layers",
-            spec,
-        ],
-        "--vision-layers",
-        "the vision tower has",
-    )
+    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gqa_model]
+    assert_refused(capsys, [*args, "--vision-layers", spec], "the vision tower has", tmp_path, starts="--vision-layers")
     assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("spec", ["last0", "first2", "1,,2", "", "all,1", "1.5"])
 def test_malformed_specs_are_refused_before_the_model_loads(spec: str, photo: Path, tmp_path: Path, capsys) -> None:
-    assert_refused(
-        capsys,
-        [
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            tmp_path / "no-model",
-            "--vision-layers",
-            spec,
-        ],
-        "--vision-layers",
-        "is malformed",
-    )
+    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", tmp_path / "no-model"]
+    assert_refused(capsys, [*args, "--vision-layers", spec], "is malformed", tmp_path, starts="--vision-layers")
 
 
 def test_the_size_estimate_counts_the_vision_files(
@@ -303,7 +189,9 @@ def test_the_size_estimate_counts_the_vision_files(
         "--vision-layers",
         "all",
     ]
-    assert_refused(capsys, args, "the sample needs about", "2 vision blocks x (3 x 180^2 + 180) x 2 bytes")
+    assert_refused(
+        capsys, args, "2 vision blocks x (3 x 180^2 + 180) x 2 bytes", tmp_path, starts="the sample needs about"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -326,15 +214,8 @@ def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Pat
     for hook in hooks:
         hook.remove()
     orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
-    adapted = reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
+    adapted = vision_block_reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
     np.testing.assert_allclose(chunks[0].attn.astype(np.float32), adapted, rtol=RTOL, atol=ATOL)
     with wrapped.disable_adapter():
-        base = reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
+        base = vision_block_reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
     assert np.abs(adapted - base).max() > 1e-3  # the LoRA changed the attention, so the test above tells them apart
-
-
-def assert_refused(capsys: pytest.CaptureFixture[str], args: list, starts: str, mentions: str) -> None:
-    assert run(*args) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
-    assert len(lines) == 1 and lines[0].startswith(f"error: {starts}") and mentions in lines[0], err

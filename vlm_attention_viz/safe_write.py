@@ -24,6 +24,7 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _PARTIAL = re.compile(r"\.(?P<name>.+)\.partial-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+")
+PARKED_SUFFIX = "_parked"
 
 
 def _renameat2(source: Path, destination: Path, flags: int) -> None:
@@ -61,8 +62,9 @@ def rename_exchange(first: Path, second: Path) -> None:
     except OSError as err:
         if err.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
-        # Without an atomic swap: two renames, with a moment in which `second` is absent but nothing is lost.
-        parked = first.with_name(first.name + "-old")
+        # Without an atomic swap: three renames, with a moment in which `second` is absent. The parked name
+        # marks the old folder, so a run killed in that moment leaves it reported, never removed.
+        parked = first.with_name(first.name + PARKED_SUFFIX)
         os.rename(second, parked)
         os.rename(first, second)
         os.rename(parked, first)
@@ -70,7 +72,7 @@ def rename_exchange(first: Path, second: Path) -> None:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to a private temporary sibling and rename it over `path`: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(value, f, ensure_ascii=False, indent=1)
@@ -85,16 +87,22 @@ def host_label() -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 
 
+def partial_prefix(target: Path) -> str:
+    """Hidden, and named after the target, this host and this process, so a later run can tell whether the
+    writer is still alive."""
+    return f".{target.name}.partial-{host_label()}-{os.getpid()}-"
+
+
 def make_partial_folder(target: Path) -> Path:
-    """A fresh hidden sibling of target, named after this host and process."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{host_label()}-{os.getpid()}-", dir=target.parent))
+    """A fresh hidden sibling of target."""
+    folder = Path(tempfile.mkdtemp(prefix=partial_prefix(target), dir=target.parent))
     folder.chmod(0o755)  # mkdtemp makes it private; a sample is meant to be served
     return folder
 
 
 def make_partial_file(target: Path) -> Path:
     """A fresh, empty hidden sibling file of target, named after this host and process."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.partial-{host_label()}-{os.getpid()}-", dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=partial_prefix(target), dir=target.parent)
     os.close(fd)
     os.chmod(name, 0o644)
     return Path(name)
@@ -115,17 +123,18 @@ def folder_bytes(folder: Path) -> int:
 
 
 def find_leftovers(target: Path, is_sample_file: Callable[[str], bool]) -> list[Leftover]:
-    """Partial folders of target's name in its parent, and whether each can be removed safely."""
+    """The partial folders and files of target's name in its parent, and whether each can be removed safely."""
     parent = target.parent
     if not parent.is_dir():
         return []
     leftovers = []
     for child in sorted(parent.iterdir()):
         match = _PARTIAL.fullmatch(child.name)
-        if not match or match["name"] != target.name or not child.is_dir() or child.is_symlink():
+        if not match or match["name"] != target.name or child.is_symlink():
             continue
-        why = _why_kept(child, match, is_sample_file)
-        leftovers.append(Leftover(child, folder_bytes(child), removable=not why, why_kept=why))
+        why = _why_kept(child, match, target, is_sample_file)
+        size = folder_bytes(child) if child.is_dir() else child.stat().st_size
+        leftovers.append(Leftover(child, size, removable=not why, why_kept=why))
     return leftovers
 
 
@@ -151,14 +160,25 @@ def _why_owner_kept(match: re.Match[str]) -> str:
     return ""
 
 
-def _why_kept(folder: Path, match: re.Match[str], is_sample_file: Callable[[str], bool]) -> str:
+def _why_kept(leftover: Path, match: re.Match[str], target: Path, is_sample_file: Callable[[str], bool]) -> str:
     owner = _why_owner_kept(match)
     if owner:
         return owner
-    foreign = [p.name for p in folder.iterdir() if p.is_dir() or not is_sample_file(p.name)]
-    if foreign:
-        return f"it holds files a sample does not ({', '.join(sorted(foreign)[:3])})"
+    if leftover.name.endswith(PARKED_SUFFIX) and not target.exists():
+        return f"it holds the folder an interrupted --overwrite was replacing; move it back to {target.name}"
+    if leftover.is_dir():
+        foreign = [p.name for p in leftover.iterdir() if not _own_file(p, is_sample_file)]
+        if foreign:
+            return f"it holds files a sample does not ({', '.join(sorted(foreign)[:3])})"
     return ""
+
+
+def _own_file(path: Path, is_sample_file: Callable[[str], bool]) -> bool:
+    """A sample's file, or the temporary file of one that was being written."""
+    if path.is_dir() or path.is_symlink():
+        return False
+    partial = _PARTIAL.fullmatch(path.name)
+    return is_sample_file(partial["name"] if partial else path.name)
 
 
 def _process_alive(pid: int) -> bool:
@@ -171,5 +191,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_tree(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+def remove_tree(path: Path) -> None:
+    """Remove a folder or file this tool wrote."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

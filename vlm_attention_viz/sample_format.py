@@ -514,9 +514,13 @@ def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
     )
 
 
+# The head aggregates a sample stores per layer, and meta.json's list of their files.
+HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
+
+
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
     """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
-    names = {"mean": meta["head_mean_files"], "max": meta["head_max_files"]}[kind]
+    names = meta[HEAD_AGGREGATES[kind]]
     n = meta["seq_len"]
     return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
 
@@ -590,12 +594,20 @@ def _holds_anything(folder: Path) -> bool:
 
 def _check_writable(target: Path) -> None:
     """Create and remove an empty hidden folder where the sample will go: the one test that every filesystem answers truly."""
-    existing = next(p for p in [target, *target.absolute().parents] if p.exists())
-    parent = existing if existing != target else target.absolute().parent
+    probe = _write_probe(target)
     try:
-        os.rmdir(make_partial_folder(parent / f"{target.name}-write-check"))
+        os.rmdir(make_partial_folder(probe))
     except OSError as err:
-        raise FormatError(f"cannot write in {parent}: {(err.strerror or str(err)).lower()}") from None
+        raise FormatError(f"cannot write in {probe.parent}: {(err.strerror or str(err)).lower()}") from None
+
+
+def _write_probe(target: Path) -> Path:
+    """The first missing folder on the way to target (target itself when its parent exists); the probe is
+    named after it, so a probe cut short by a kill is found as that name's leftover."""
+    path = Path(target).absolute()
+    while not path.parent.exists():
+        path = path.parent
+    return path
 
 
 def replace_refusal(folder: Path) -> str | None:
@@ -623,17 +635,17 @@ def prepare_target(target: Path, overwrite: bool) -> list[str]:
     """check_target, then deal with the partial folders that killed runs left for this target: remove those
     that are surely ours and dead, report the others. Returns one line per leftover."""
     check_target(target, overwrite)
-    notes = []
-    for leftover in find_leftovers(Path(target), is_sample_file):
-        notes.append(_handle_leftover(leftover))
-    return notes
+    target = Path(target)
+    names = {target.absolute(), _write_probe(target), target.absolute().parent / INDEX_FILE}
+    leftovers = [leftover for name in sorted(names) for leftover in find_leftovers(name, is_sample_file)]
+    return [_handle_leftover(leftover) for leftover in leftovers]
 
 
 def _handle_leftover(leftover: Leftover) -> str:
     size = format_bytes(leftover.bytes)
     if leftover.removable:
         remove_tree(leftover.path)
-        return f"removed {leftover.path} ({size}), the partial sample of a run that was killed"
+        return f"removed {leftover.path} ({size}), left by a run that was killed"
     return f"left {leftover.path} ({size}) as it is: {leftover.why_kept}; remove it once it is no longer needed"
 
 
@@ -652,9 +664,10 @@ class SampleWriter:
     new sample with the old in one step, so the name never shows a half of either.
     """
 
-    def __init__(self, target: Path, overwrite: bool = False) -> None:
+    def __init__(self, target: Path, overwrite: bool = False, update_index: bool = True) -> None:
         self.target = Path(target)
         self.overwrite = overwrite
+        self.update_index = update_index  # off where one other process alone writes index.json (batch)
         check_target(self.target, overwrite)
         # Parents this writer creates are removed again if the sample is never committed.
         self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
@@ -743,12 +756,23 @@ class SampleWriter:
             refusal = replace_refusal(self.target)  # again: the folder may have changed since the run began
             if refusal:
                 raise FormatError(refusal)
-            rename_exchange(self.tmp, self.target)  # self.tmp now holds the old sample, which close() removes
+            self._swap_with_target()
         else:
             self._claim_target()
         self.committed = True
-        write_index(self.target.parent)
+        if self.update_index:
+            write_index(self.target.parent)
         return self.target
+
+    def _swap_with_target(self) -> None:
+        """Afterwards self.tmp holds the old sample, which close() removes."""
+        try:
+            rename_exchange(self.tmp, self.target)
+        except OSError as err:
+            reason = (err.strerror or str(err)).lower()
+            raise FormatError(
+                f"cannot replace {self.target}: {reason}; the sample there was left as it is, and this run's was not kept"
+            ) from None
 
     def _claim_target(self) -> None:
         try:
@@ -772,6 +796,16 @@ class SampleWriter:
                     break
 
 
+def _served(root: Path, path: Path) -> bool:
+    """Whether a data server rooted at root serves this file: its real path, links followed, lies inside
+    root and under no hidden name (web/server/safe-path.ts applies the same rule)."""
+    try:
+        inside = path.resolve(strict=True).relative_to(Path(root).resolve())
+    except (OSError, ValueError):
+        return False
+    return not any(part.startswith(".") for part in inside.parts)
+
+
 def write_index(parent: Path) -> None:
     """List the parent's samples in index.json so a static host needs no directory listing."""
     write_json_atomic(Path(parent) / INDEX_FILE, {"samples": list_samples(parent)})
@@ -786,6 +820,8 @@ def list_samples(parent: Path) -> list[dict[str, Any]]:
         try:
             meta = validate_sample(child)
         except FormatError:
+            continue
+        if not all(_served(parent, child / name) for name in sample_files(meta)):
             continue
         entries.append(
             {

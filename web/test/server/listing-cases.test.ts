@@ -1,6 +1,6 @@
 // The listing rule both listers share: fixtures/listing_cases.json builds a data
 // folder of valid, hidden, damaged and foreign folders, and says which are samples.
-import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rename, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -14,6 +14,8 @@ interface ListingCase {
   remove?: string[];
   truncate?: Record<string, number>;
   files?: Record<string, string>;
+  links_out?: string[];
+  link_to?: string;
 }
 
 interface ListingCases {
@@ -33,8 +35,13 @@ afterAll(async () => {
 });
 
 /** One case's folder: a copy of the fixture sample, then its edits in the order the cases file gives. */
-async function buildCase(dataDir: string, listing: ListingCase): Promise<void> {
+async function buildCase(dataDir: string, outside: string, listing: ListingCase): Promise<void> {
   const folder = path.join(dataDir, listing.name);
+  if (listing.link_to !== undefined) {
+    await mkdir(dataDir, { recursive: true });
+    await symlink(listing.link_to, folder);
+    return;
+  }
   if (listing.copy) await cp(FIXTURE_SAMPLE, folder, { recursive: true });
   else await mkdir(folder, { recursive: true });
   if (listing.meta_set) {
@@ -45,12 +52,18 @@ async function buildCase(dataDir: string, listing: ListingCase): Promise<void> {
   for (const file of listing.remove ?? []) await rm(path.join(folder, file));
   for (const [file, bytes] of Object.entries(listing.truncate ?? {})) await truncate(path.join(folder, file), bytes);
   for (const [file, text] of Object.entries(listing.files ?? {})) await writeFile(path.join(folder, file), text);
+  for (const file of listing.links_out ?? []) {
+    const moved = path.join(outside, listing.name, file);
+    await mkdir(path.dirname(moved), { recursive: true });
+    await rename(path.join(folder, file), moved);
+    await symlink(moved, path.join(folder, file));
+  }
 }
 
 test("listSamples lists exactly the cases' expected samples", async () => {
   const { cases, expected } = JSON.parse(await readFile(CASES_FILE, "utf8")) as ListingCases;
   const dataDir = path.join(root, "data");
-  for (const listing of cases) await buildCase(dataDir, listing);
+  for (const listing of cases) await buildCase(dataDir, path.join(root, "outside"), listing);
   expect(await listSamples(dataDir)).toEqual(expected);
 });
 

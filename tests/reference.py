@@ -1,0 +1,162 @@
+"""References the tests compare captures against: transformers' eager attention for the LLM, and a float32
+recomputation from each vision block's inputs for the tower; also the tolerances that float16 storage allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.vision_utils import get_vision_position_ids
+
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
+from vlm_attention_viz.extract import image_span
+from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
+from vlm_attention_viz.models.base import VisionGeometry
+from vlm_attention_viz.vision_capture import VisionRows
+
+PROMPT = "Describe this image in detail."
+
+
+# float16 keeps 11 significant bits: rounding moves a value by at most half an ulp (2^-11 relative).
+# One full ulp (2^-10) leaves room for float32 summation order; atol covers float16 subnormals.
+RTOL, ATOL = 2.0**-10, 1e-6
+
+
+def eager_reference(
+    model_dir: Path, image_path: Path, model_type: str = "qwen3-vl"
+) -> tuple[list[np.ndarray], torch.Tensor, dict]:
+    adapter = adapter_named(model_type)
+    processor = adapter.load_processor(str(model_dir))
+    prepared = adapter.prepare(processor, Image.open(image_path).convert("RGB"), PROMPT, None)
+    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = model(**prepared.model_inputs, output_attentions=True)
+    return [a[0].numpy() for a in out.attentions], prepared.model_inputs, processor
+
+
+def captured_chunks_with_logits_unchanged(
+    family: str, model_dir: Path, photo: Path, row_budget: int
+) -> tuple[list, int]:
+    """The capture's chunks of one forward pass, after checking that logits with capture equal logits
+    without, before and after it; also the model's layer count."""
+    adapter = adapter_named(family)
+    prepared = adapter.prepare(adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None)
+    model = adapter.load_model(str(model_dir), "cpu", torch.float32)
+    config = adapter.language_config(model)
+    chunks: list = []
+    recorder = AttentionRecorder(
+        chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget
+    )
+    with torch.no_grad():
+        plain = model(**prepared.model_inputs).logits
+        with capturing(model, adapter.language_config_key, recorder):
+            captured = model(**prepared.model_inputs, use_cache=False).logits
+        after = model(**prepared.model_inputs).logits
+    assert torch.equal(plain, captured) and torch.equal(plain, after)
+    return chunks, config.num_hidden_layers
+
+
+ADAPTER = adapter_named("qwen3-vl")
+
+
+def load(model_dir: Path, adapter: ModelAdapter = ADAPTER) -> tuple[torch.nn.Module, object]:
+    return adapter.load_model(str(model_dir), "cpu", torch.float32), adapter.load_processor(str(model_dir))
+
+
+def grab_block_inputs(model: torch.nn.Module) -> tuple[dict[int, tuple], list]:
+    """Forward pre-hooks on the vision blocks: per block, (hidden_states, cu_seqlens, position_embeddings)."""
+    grabbed: dict[int, tuple] = {}
+
+    def hook(index: int):
+        return lambda module, args, kwargs: grabbed.__setitem__(
+            index, (args[0], kwargs["cu_seqlens"], kwargs["position_embeddings"])
+        )
+
+    blocks = model.model.visual.blocks
+    return grabbed, [block.register_forward_pre_hook(hook(i), with_kwargs=True) for i, block in enumerate(blocks)]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def row_major(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
+    """Per image, the tower's patch index of each row-major patch, from the tower's own rotary (row, col) positions."""
+    positions = get_vision_position_ids(grid_thw, merge)
+    orders, start = [], 0
+    for _, rows, cols in grid_thw.tolist():
+        row_col = positions[start : start + rows * cols]
+        orders.append(torch.argsort(row_col[:, 0] * cols + row_col[:, 1]))
+        start += rows * cols
+    return orders
+
+
+def rotated_query_key(model: torch.nn.Module, block: int, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's float32 query and key, (patches, heads, d), from its inputs (qkv, vision RoPE), in the tower's order."""
+    hidden, _, (cos, sin) = inputs
+    attn = model.model.visual.blocks[block].attn
+    with torch.no_grad():
+        qkv = attn.qkv(model.model.visual.blocks[block].norm1(hidden)).float()
+    query, key, _ = qkv.reshape(hidden.shape[0], 3, attn.num_heads, -1).unbind(1)
+    cos, sin = cos.float()[:, None], sin.float()[:, None]
+    return rotate(query, cos, sin), rotate(key, cos, sin)
+
+
+def vision_block_reference(
+    model: torch.nn.Module, block: int, inputs: tuple, orders: list[torch.Tensor]
+) -> list[np.ndarray]:
+    """Per image: softmax(QK^T / sqrt(d)) in float32 from the block's inputs (qkv, vision RoPE), patches row-major."""
+    _, cu_seqlens, _ = inputs
+    query, key = rotated_query_key(model, block, inputs)
+    per_image = []
+    for image, order in enumerate(orders):
+        span = slice(int(cu_seqlens[image]), int(cu_seqlens[image + 1]))
+        q, k = query[span][order].transpose(0, 1), key[span][order].transpose(0, 1)
+        per_image.append(torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).numpy())
+    return per_image
+
+
+def batch_geometry(adapter: ModelAdapter, model: torch.nn.Module, processor: object, batch: dict) -> VisionGeometry:
+    """vision_geometry of a batch of images; it reads the patch grids from image_grid_thw, and the first image's
+    grid stands in for the token grid."""
+    _, rows, cols = batch["image_grid_thw"][0].tolist()
+    merge, patch = processor.image_processor.merge_size, processor.image_processor.patch_size
+    prepared = PreparedInputs(
+        dict(batch), processor.image_token_id, rows // merge, cols // merge, (cols * patch, rows * patch)
+    )
+    return adapter.vision_geometry(model, processor, prepared)
+
+
+def assemble(chunks: list[VisionRows], block: int, image: int, patches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, P, P) attention and (P, P) head mean of one block and image from the recorder's chunks, each row
+    put at its own row-major index; every row must come exactly once."""
+    mine = [c for c in chunks if (c.block, c.image) == (block, image)]
+    rows = np.concatenate([c.rows for c in mine])
+    assert sorted(rows.tolist()) == list(range(patches))
+    attn = np.zeros((mine[0].attn.shape[0], patches, patches), np.float32)
+    mean = np.zeros((patches, patches), np.float32)
+    for c in mine:
+        attn[:, c.rows], mean[c.rows] = c.attn, c.head_mean
+    return attn, mean
+
+
+def reference_for_photo(model_dir: Path, photo: Path, adapter: ModelAdapter = ADAPTER) -> dict[int, np.ndarray]:
+    model, processor = load(model_dir, adapter)
+    prepared = adapter.prepare(processor, Image.open(photo).convert("RGB"), PROMPT, None)
+    grabbed, hooks = grab_block_inputs(model)
+    with torch.no_grad():
+        model(**prepared.model_inputs)
+    for hook in hooks:
+        hook.remove()
+    orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
+    return {block: vision_block_reference(model, block, grabbed[block], orders)[0] for block in grabbed}
+
+
+def processed(model_dir: Path, photo: Path) -> dict:
+    adapter = adapter_named("qwen3-vl")
+    return adapter.prepare(
+        adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None
+    ).model_inputs
