@@ -16,7 +16,7 @@ from PIL import Image
 from test_import import HEADS, LAYERS, SPAN, TEXTS, N, causal_attention, import_args
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.analysis import spatial_entropy
+from vlm_attention_viz.analysis import _labels_by_propagation, component_labels, spatial_entropy
 from vlm_attention_viz.dev.synthetic import build_tokens
 
 from conftest import cli_process, folder_digest, run
@@ -82,6 +82,18 @@ def test_spatial_entropy_matches_the_reference_on_shaped_maps() -> None:
     np.testing.assert_allclose(computed, expected, rtol=1e-6, atol=1e-7, equal_nan=True)
     assert len(components_8(diagonal > diagonal.mean())) == 1 and computed[1] == 0
     assert np.isnan(computed[4]) and np.isnan(computed[5])  # equal values, and no image attention: undefined
+
+
+def test_both_labellings_find_the_same_components() -> None:
+    """SciPy's (the CPU's) and the propagation (a GPU's) split every map into the same components: over the
+    pixels of the mask, each label of one is exactly one label of the other."""
+    mask = torch.from_numpy(np.random.default_rng(1).random((64, 9, 13)) > 0.55)
+    components = []
+    for keep, host, device in zip(mask.flatten(1), component_labels(mask), _labels_by_propagation(mask), strict=True):
+        pairs = set(zip(host[keep].tolist(), device[keep].tolist(), strict=True))
+        assert len({a for a, _ in pairs}) == len({b for _, b in pairs}) == len(pairs)
+        components.append(len(pairs))
+    assert max(components) > 3  # the maps are split into many components, so the test tells labellings apart
 
 
 def write_sample_without_rollout(folder: Path, n: int, layers: int) -> Path:

@@ -113,6 +113,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "blocks: all, lastK (e.g. last2), or a comma list of block indices (negative counts from the end, e.g. 0,-1); "
         "each block adds (vision heads + 1) x patches^2 x 2 bytes",
     )
+    add_no_rollout(parser)
 
 
 def batch_parser() -> argparse.ArgumentParser:
@@ -133,7 +134,6 @@ def batch_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, required=True, help="the folder that gets one sample folder per id, and index.json"
     )
     add_model_flags(parser)
-    add_no_rollout(parser)
     return parser
 
 
