@@ -35,6 +35,16 @@ def chunk_rows(heads: int, rows: int, n: int, layout: TokenLayout, seed: int = 0
     return torch.softmax(logits, dim=-1).half()
 
 
+def time_measures(chunk: torch.Tensor, row0: int, layout: TokenLayout, device: str) -> float:
+    """Seconds of token_measures on one chunk taken as rows row0.., after a warm-up."""
+    token_measures(chunk, row0, layout)
+    started = time.perf_counter()
+    token_measures(chunk, row0, layout)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, default=8192)
@@ -50,17 +60,19 @@ def main() -> None:
     layout.special[:4] = True
     rows = rows_per_chunk(heads, n, DEFAULT_ROW_BUDGET)
     chunk = chunk_rows(heads, rows, n, layout).to(args.device)
-    token_measures(chunk, layout)  # warm-up
-    started = time.perf_counter()
-    token_measures(chunk, layout)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    chunks = args.layers * -(-n // rows)
+    after_image = time_measures(chunk, n - rows, layout, args.device)  # rows that see the whole image
+    within_image = time_measures(chunk, 0, layout, args.device)  # rows up to the image's end: no spatial entropy
+    per_layer_after = -(-(n - layout.image_end) // rows)
+    per_layer_within = -(-layout.image_end // rows)
+    total = args.layers * (per_layer_after * after_image + per_layer_within * within_image)
     print(f"machine: torch threads {torch.get_num_threads()}, device {args.device}")
     print(f"chunk: {heads} heads x {rows} rows x N = {n}, image grid {grid_rows}x{grid_cols} ({heads * rows} maps)")
-    print(f"token measures of one chunk: {seconds * 1000:.0f} ms")
-    print(f"estimate for {args.layers} layers ({chunks} chunks): {chunks * seconds:.0f} s on {args.device}")
+    print(
+        f"token measures of one chunk after the image: {after_image * 1000:.0f} ms, within it: {within_image * 1000:.0f} ms"
+    )
+    print(
+        f"estimate for {args.layers} layers ({per_layer_after} + {per_layer_within} chunks each): {total:.0f} s on {args.device}"
+    )
 
     m = args.rollout_seq_len
     mean = torch.softmax(torch.randn((m, m)).masked_fill(torch.ones(m, m).triu(1).bool(), -torch.inf), dim=-1)

@@ -59,8 +59,9 @@ def token_tables(sample: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         tables["special_share"][:, layer] = attn[:, :, special].sum(-1).T
         with np.errstate(divide="ignore", invalid="ignore"):
             tables["row_entropy"][:, layer] = -np.where(attn > 0, attn * np.log(attn), 0.0).sum(-1).T
+        tables["image_entropy"][:, layer] = np.nan  # defined only for the rows after the image
         for h in range(heads):
-            for t in range(n):
+            for t in range(grid["end_idx"] + 1, n):
                 image_map = attn[h, t, image].reshape(grid["rows"], grid["cols"])
                 tables["image_entropy"][t, layer, h] = spatial_entropy(image_map)
     return tables

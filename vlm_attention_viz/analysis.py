@@ -62,28 +62,35 @@ class TokenMeasures:
 
     def add(self, layer: int, row0: int, rows: torch.Tensor) -> None:
         """rows (H, c, K) on any device: query rows row0.. of one layer, as token_measures takes them."""
-        self.tables.add(layer, row0, token_measures(rows, self.layout).cpu().numpy())
+        self.tables.add(layer, row0, token_measures(rows, row0, self.layout).cpu().numpy())
 
     def add_host(self, layer: int, row0: int, rows: np.ndarray, device: str) -> None:
         """The same for rows held by the host, computed on `device`."""
         self.add(layer, row0, torch.from_numpy(rows).to(device))
 
 
-def token_measures(rows: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-    """rows (H, c, K): a chunk of query rows of one layer over keys 0..K-1 (the keys after are 0), the stored
+def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout) -> torch.Tensor:
+    """rows (H, c, K): query rows row0.. of one layer over keys 0..K-1 (the keys after are 0), the stored
     float16 values in any dtype that holds them.
 
     Returns (c, H, len(TOKEN_TABLES)) float32, the measures in TOKEN_TABLES order.
     """
-    values = F.pad(rows.float(), (0, len(layout.special) - rows.shape[-1]))  # causal chunks end at their last row
+    values = F.pad(rows.float(), (0, len(layout.special) - rows.shape[-1]))
     image = values[:, :, layout.image_start : layout.image_end]
     special = torch.as_tensor(layout.special, device=values.device, dtype=torch.float32)
     measures = {
         "image_share": image.sum(dim=-1),
         "special_share": values @ special,
         "row_entropy": torch.special.entr(values).sum(dim=-1),
-        "image_entropy": spatial_entropy(image, layout.grid_rows, layout.grid_cols),
+        "image_entropy": torch.full(image.shape[:2], float("nan"), device=values.device),
     }
+    # Only rows after the image see all of it; earlier rows see a causal prefix of the grid, whose shape says
+    # more about the mask than about where the row looks. Skipping them also skips most rows of an image-heavy
+    # sequence.
+    after_image = max(0, layout.image_end - row0)
+    if after_image < image.shape[1]:
+        maps = image[:, after_image:]
+        measures["image_entropy"][:, after_image:] = spatial_entropy(maps, layout.grid_rows, layout.grid_cols)
     return torch.stack([measures[name] for name in fmt.TOKEN_TABLES], dim=-1).transpose(0, 1)
 
 
