@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
+from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
 from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
@@ -50,6 +51,7 @@ class Request:
     vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
     overwrite: bool = False
     progress: bool = True
+    rollout: bool = True  # also write the attention rollout (SPEC.md §1)
     update_index: bool = True  # rewrite index.json beside the sample once it is committed
 
 
@@ -111,15 +113,18 @@ def capture_loaded(
     layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    size = fmt.sample_bytes(layers, heads, seq_len) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None)
+    size = fmt.sample_bytes(layers, heads, seq_len, request.rollout) + (vision.bytes if vision else 0)
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, request.rollout)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
+    tokens = build_tokens(
+        processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+    )
+    grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
-        tokens = build_tokens(
-            processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+        text_to_image, tables = capture_to(
+            writer, model, adapter, prepared, layers, heads, request.progress, TokenLayout.of(tokens, grid), vision
         )
         meta = fmt.build_meta(
             model=loaded.source,
@@ -133,12 +138,15 @@ def capture_loaded(
             num_heads=heads,
             num_kv_heads=language.num_key_value_heads,
             tokens=tokens,
-            image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
+            image_grid=grid,
             text_to_image=text_to_image,
+            token_tables=tables.write(writer),
             adapter=loaded.peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
+        if request.rollout:
+            write_rollout(writer.tmp, meta, str(model.device), request.progress)  # a device_map's first device
         seconds = time.perf_counter() - started
         meta["extraction"] = {
             "device": loaded.device,
@@ -187,14 +195,6 @@ def check_prompt(prompt: str) -> None:
         raise UserError(f"the prompt is not valid UTF-8 text (at character {err.start}); pass it as UTF-8") from None
 
 
-def resolve_device(device: str | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is visible to torch")
-    return device
-
-
 def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name == "auto":
         return torch.float32 if device == "cpu" else torch.bfloat16
@@ -226,9 +226,11 @@ def capture_to(
     layers: int,
     heads: int,
     progress: bool,
+    layout: TokenLayout,
     vision: VisionPlan | None = None,
-) -> Any:
-    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
+) -> tuple[np.ndarray, fmt.TokenTables]:
+    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
+    computed. Returns the text-to-image table and the per-token tables."""
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
@@ -237,8 +239,9 @@ def capture_to(
     bar = tqdm(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
     )
+    measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, seq_len))
     recorder = AttentionRecorder(
-        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update()
+        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update(), measures=measures
     )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
@@ -263,7 +266,7 @@ def capture_to(
         bar.close()
     if vision_recorder:
         writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
-    return recorder.text_to_image.table()
+    return recorder.text_to_image.table(), measures.tables
 
 
 def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
