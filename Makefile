@@ -3,7 +3,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: demo test setup test-python test-web chromium bench
+.PHONY: demo test setup test-python test-web chromium bench viewer wheel
 
 setup: $(VENV_STAMP) $(WEB_STAMP)
 
@@ -44,3 +44,11 @@ chromium:
 bench: $(VENV_STAMP)
 	$(PY) benchmarks/extract_memory.py
 	$(PY) benchmarks/import_memory.py
+
+# The built viewer inside the package, for vav.show and `view` without npm; a wheel then ships it.
+viewer: $(WEB_STAMP)
+	cd web && npm run build
+	rm -rf vlm_attention_viz/viewer && cp -r web/dist vlm_attention_viz/viewer
+
+wheel: viewer $(VENV_STAMP)
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .

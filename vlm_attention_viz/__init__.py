@@ -11,11 +11,12 @@ The package, by layer (SPEC.md §2):
 - `sample_format.py` owns the on-disk format (meta builder, sizes, writer, readers, validation, listing);
   `safe_write.py` holds the atomic renames and the leftovers of killed runs.
 - `importer.py`, `import_layout.py`: attention computed elsewhere, into the same format.
+- `notebook.py`: vav.show and `view`, the packaged viewer served with byte ranges on 127.0.0.1.
 - `dev/`: tiny checkpoints, synthetic samples and the demo, for tests and benchmarks only.
 - `api.py` (vav.capture, on a loaded model), `sample.py` (vav.open -> Sample), `plotting.py` (vav.plot) and
   `batch.py` (a manifest, one model load, split over accelerate processes) sit on top of extract.py.
 
-`import vlm_attention_viz as vav`: vav.capture, vav.open, vav.plot, vav.load_processor (README: Python API).
+`import vlm_attention_viz as vav`: vav.capture, vav.open, vav.plot, vav.show, vav.load_processor (README: Python API).
 The names load on first use, so importing the package needs neither torch nor matplotlib.
 """
 
@@ -32,6 +33,7 @@ _API = {
     "open": ("sample", "open_sample"),
     "Sample": ("sample", "Sample"),
     "plot": ("plotting", "plot"),
+    "show": ("notebook", "show"),
 }
 
 __all__ = list(_API)

@@ -1,4 +1,4 @@
-"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`, `… batch`, `… import`, `… rollout`."""
+"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`, `… batch`, `… import`, `… rollout`, `… view`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ EPILOG = """\
 Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
 It builds a tiny random-weight Qwen3-VL and runs this same pipeline on the CPU.
 Attention computed elsewhere (.npy): python -m vlm_attention_viz import --help
+A sample in the browser without npm: python -m vlm_attention_viz view SAMPLE_DIR
 Many images and prompts, the model loaded once: python -m vlm_attention_viz batch --help
 The rollout for a sample made without it: python -m vlm_attention_viz rollout SAMPLE_DIR
 
@@ -219,6 +220,18 @@ def rollout_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def view_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz view",
+        description="Serve the viewer that ships with the package, and the sample's folder, on 127.0.0.1 (no npm "
+        "needed), and print the URL to open. Ctrl-C stops.",
+    )
+    parser.add_argument("sample_dir", type=Path, metavar="SAMPLE_DIR", help="the sample folder")
+    parser.add_argument("--port", type=int, default=0, help="the port (default: any free one)")
+    parser.add_argument("--viewer-dir", type=Path, help="another build of the viewer (npm run build's web/dist)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -260,6 +273,11 @@ def run_command(argv: list[str]) -> Any:
 
         args = import_parser().parse_args(argv[1:])
         return import_sample(ImportRequest(**vars(args)))
+    if argv[:1] == ["view"]:
+        from .notebook import serve_forever
+
+        args = view_parser().parse_args(argv[1:])
+        return serve_forever(args.sample_dir, args.port, args.viewer_dir)
     if argv[:1] == ["rollout"]:
         from .add_rollout import add_rollout
 

@@ -796,7 +796,7 @@ class SampleWriter:
                     break
 
 
-def _served(root: Path, path: Path) -> bool:
+def is_served(root: Path, path: Path) -> bool:
     """Whether a data server rooted at root serves this file: its real path, links followed, lies inside
     root and under no hidden name (web/server/safe-path.ts applies the same rule)."""
     try:
@@ -821,7 +821,7 @@ def list_samples(parent: Path) -> list[dict[str, Any]]:
             meta = validate_sample(child)
         except FormatError:
             continue
-        if not all(_served(parent, child / name) for name in sample_files(meta)):
+        if not all(is_served(parent, child / name) for name in sample_files(meta)):
             continue
         entries.append(
             {

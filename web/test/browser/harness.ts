@@ -1,6 +1,6 @@
 // Shared set-up for browser tests and the benchmark's TypeScript callers: a real Vite
 // server over a data folder, and Debian's Chromium driven by playwright-core.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -81,11 +81,36 @@ export async function launchBrowser(): Promise<Browser> {
 
 export const REPO_DIR = path.resolve(import.meta.dirname, "../../..");
 
-/** Run the project's Python (`make setup`'s venv, or $PYTHON) in the repository, e.g. to write a sample. */
-export function runPython(args: string[]): void {
+function projectPython(): string {
   const python = process.env.PYTHON ?? path.join(REPO_DIR, ".venv/bin/python");
   if (!existsSync(python)) throw new Error(`no Python at ${python}: run \`make setup\` or set PYTHON`);
-  execFileSync(python, args, { cwd: REPO_DIR, env: { ...process.env, PYTHONPATH: REPO_DIR }, stdio: "pipe" });
+  return python;
+}
+
+/** Run the project's Python (`make setup`'s venv, or $PYTHON) in the repository, e.g. to write a sample. */
+export function runPython(args: string[]): void {
+  execFileSync(projectPython(), args, { cwd: REPO_DIR, env: { ...process.env, PYTHONPATH: REPO_DIR }, stdio: "pipe" });
+}
+
+/** The package's own viewer server (`python -m vlm_attention_viz view`) on a sample; url is the page it prints. */
+export async function startPythonViewer(sample: string, viewerDir: string): Promise<RunningServer> {
+  const args = ["-m", "vlm_attention_viz", "view", sample, "--viewer-dir", viewerDir];
+  const child = spawn(projectPython(), args, { cwd: REPO_DIR, env: { ...process.env, PYTHONPATH: REPO_DIR } });
+  const url = await new Promise<string>((resolve, reject) => {
+    let printed = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      printed += chunk.toString();
+      const found = /viewer at (\S+)/.exec(printed);
+      if (found?.[1]) resolve(found[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`view exited with ${code} before printing its URL`)));
+  });
+  const close = (): Promise<void> =>
+    new Promise((resolve) => {
+      child.once("exit", () => resolve());
+      child.kill("SIGINT");
+    });
+  return { url, close };
 }
 
 /** A dev server over dataDir and a browser, started together: the set-up of each viewer test file. */

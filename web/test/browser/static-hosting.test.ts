@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { buildViewer, launchBrowser, startServer, type RunningServer } from "./harness.ts";
+import { buildViewer, launchBrowser, startPythonViewer, startServer, type RunningServer } from "./harness.ts";
 import { startStaticHost } from "./static-host.ts";
 
 const FIXTURES = path.resolve(import.meta.dirname, "../../../fixtures");
@@ -116,5 +116,43 @@ describe("npm run preview", () => {
   test("the viewer draws its first heatmap from the plugin's /data/", async () => {
     const responses = await openViewerOnHead(await browser.newPage(), preview.url);
     expect(responses).toContainEqual({ path: "/data/sample_tiny/attn_layer_00.bin", status: 206 });
+  });
+});
+
+describe("the package's own server (vav.show, python -m vlm_attention_viz view)", () => {
+  let viewer: RunningServer;
+  beforeAll(async () => {
+    viewer = await startPythonViewer(path.join(tmp, "www", "samples", "sample_tiny"), path.join(tmp, "www", "viewer"));
+  }, 60_000);
+  afterAll(async () => viewer?.close());
+
+  test("the viewer draws its first heatmap, reading the layer by range", async () => {
+    const page = await browser.newPage();
+    const failures: string[] = [];
+    page.on("response", (response) => {
+      if (response.status() >= 400) failures.push(`${response.url()} ${response.status()}`);
+    });
+    const data: { path: string; status: number }[] = [];
+    page.on("response", (response) => {
+      const { pathname } = new URL(response.url());
+      if (/\.(json|bin)$/.test(pathname)) data.push({ path: pathname.replace(/\/data\/\w+\//, "/data/KEY/"), status: response.status() });
+    });
+    await page.goto(`${viewer.url}&layer=0&head=0&token=39&dir=src`);
+    await page.waitForFunction(() => performance.getEntriesByName("vav:first-heatmap").length > 0 || !document.getElementById("error")!.hidden);
+    expect(await page.locator("#error").isHidden()).toBe(true);
+    expect(data).toContainEqual({ path: "/data/KEY/sample_tiny/attn_layer_00.bin", status: 206 });
+    expect(failures).toEqual([]);
+  });
+
+  test("a suffix range, a range past the end and a hidden path", async () => {
+    const page = await browser.newPage();
+    await page.goto(viewer.url);
+    const data = new URL(viewer.url).searchParams.get("data")!;
+    const suffix = await fetchRangeInPage(page, `${data}sample_tiny/attn_mean_layer_01.bin`, "bytes=-80");
+    expect(suffix).toEqual({ status: 206, bytes: 80, contentRange: "bytes 3120-3199/3200" });
+    const past = await fetchRangeInPage(page, `${data}sample_tiny/attn_mean_layer_01.bin`, "bytes=4000-4100");
+    expect(past.status).toBe(416);
+    const hidden = await page.evaluate(async (url) => (await fetch(url)).status, `${data}.hidden/meta.json`);
+    expect(hidden).toBe(404);
   });
 });

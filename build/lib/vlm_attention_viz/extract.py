@@ -1,0 +1,291 @@
+"""Model-agnostic extraction: check inputs, load, (generate,) capture every layer, write the sample.
+
+Cheap checks (image, prompt, output folder) come before the model is loaded, and the
+size estimate before anything is written. The sample appears only when complete.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from . import sample_format as fmt
+from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
+from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
+from .errors import UserError
+from .generate import answer_fields, generate_answer
+from .images import copy_image, open_image
+from .models import ModelAdapter, PreparedInputs, adapter_for
+from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
+from .tokens import build_tokens
+from .vision_capture import VisionPlan, VisionRecorder, VisionRows, check_vision_layers, plan_vision
+from .weights import check_weight_files
+from .writer import BackgroundWriter
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Thinking"
+MODES = ("prefill", "generate")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Request:
+    image: Path | Image.Image  # a file, or an image in memory (stored as PNG)
+    prompt: str
+    output_dir: Path
+    model: str = DEFAULT_MODEL
+    adapter: Path | None = None  # a PEFT adapter folder applied on top of `model`
+    model_type: str | None = None
+    mode: str = "prefill"
+    device: str | None = None  # None: cuda when present, else cpu; "auto": spread over every GPU
+    dtype: str = "auto"
+    max_pixels: int | None = None
+    max_new_tokens: int = 256
+    vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
+    overwrite: bool = False
+    progress: bool = True
+    rollout: bool = True  # also write the attention rollout (SPEC.md §1)
+    update_index: bool = True  # rewrite index.json beside the sample once it is committed
+
+
+@dataclass
+class Result:
+    path: Path
+    seq_len: int
+    grid: tuple[int, int]
+    bytes: int
+    seconds: float
+
+    def summary(self) -> str:
+        rows, cols = self.grid
+        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
+
+
+def extract(request: Request) -> Result:
+    """The CLI's run: cheap checks, load the model, then capture() on it."""
+    started = time.perf_counter()
+    image, image_format = check_inputs(request)
+    return capture_loaded(load_model(request), request, image, image_format, started)
+
+
+def load_model(request: Request) -> LoadedModel:
+    """request's model, adapter and processor on its device; the adapter folder and weights checked first."""
+    peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
+    adapter = adapter_for(request.model, request.model_type)
+    device = resolve_device(request.device)
+    dtype = resolve_dtype(request.dtype, device)
+    model, processor = load(adapter, request.model, device, dtype, request.adapter)
+    return LoadedModel(model, processor, adapter, request.model, device, peft_fields)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for capture, and what meta.json says about it."""
+
+    model: Any
+    processor: Any
+    adapter: ModelAdapter
+    source: str  # meta.json's `model`
+    device: str  # meta.json's extraction.device
+    peft_fields: dict[str, Any] | None  # meta.json's `adapter`
+
+
+def capture_loaded(
+    loaded: LoadedModel, request: Request, image: Image.Image, image_format: str, started: float
+) -> Result:
+    """Capture one image + prompt on a loaded model into request.output_dir, once check_inputs passed."""
+    model, processor, adapter = loaded.model, loaded.processor, loaded.adapter
+    try:
+        prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+    except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
+        raise UserError(f"the processor cannot take this image: {first_line(err)}") from None
+    prompt_len = prepared.input_ids.shape[1]
+    if request.mode == "generate":
+        generate_answer(model, prepared, request.max_new_tokens)
+    language = adapter.language_config(model)
+    layers, heads = language.num_hidden_layers, language.num_attention_heads
+    seq_len = prepared.input_ids.shape[1]
+    vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
+    size = fmt.sample_bytes(layers, heads, seq_len, request.rollout) + (vision.bytes if vision else 0)
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, request.rollout)
+    fmt.check_disk_room(request.output_dir, size, formula)
+    announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
+
+    tokens = build_tokens(
+        processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+    )
+    grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
+    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
+        text_to_image, tables = capture_to(
+            writer, model, adapter, prepared, layers, heads, request.progress, TokenLayout.of(tokens, grid), vision
+        )
+        meta = fmt.build_meta(
+            model=loaded.source,
+            model_type=adapter.name,
+            mode=request.mode,
+            prompt=request.prompt,
+            image_path=copy_image(writer, request.image, image, image_format),
+            image_size=prepared.image_size,
+            original_image_size=image.size,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=language.num_key_value_heads,
+            tokens=tokens,
+            image_grid=grid,
+            text_to_image=text_to_image,
+            token_tables=tables.write(writer),
+            adapter=loaded.peft_fields,
+            vision=vision.meta() if vision else None,
+            **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
+        )
+        if request.rollout:
+            write_rollout(writer.tmp, meta, str(model.device), request.progress)  # a device_map's first device
+        seconds = time.perf_counter() - started
+        meta["extraction"] = {
+            "device": loaded.device,
+            "dtype": str(model.dtype).removeprefix("torch."),
+            "seconds": round(seconds, 3),
+            "bytes": size,
+        }
+        path = writer.commit(meta)
+    return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
+
+
+def announce(line: str, progress: bool) -> None:
+    """A line on stdout before the run writes anything, so a large sample is never a surprise."""
+    if progress:
+        print(line, flush=True)
+
+
+def check_inputs(request: Request) -> tuple[Image.Image, str]:
+    """Everything that needs no model, so a typo costs no model load."""
+    if not request.prompt.strip():
+        raise UserError("the prompt is empty; pass --prompt with some text")
+    check_options(request)
+    check_prompt(request.prompt)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
+    return open_image(request.image)
+
+
+def check_options(request: Request) -> None:
+    """The flags that hold for every sample of a run, so a batch checks them once."""
+    if request.mode not in MODES:
+        raise UserError(f"unknown --mode {request.mode!r}; supported: {', '.join(MODES)}")
+    if request.mode == "generate" and request.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
+    if request.max_pixels is not None and request.max_pixels < 1:
+        raise UserError("--max-pixels must be a positive number of pixels")
+    if request.vision_layers is not None:
+        check_vision_layers(request.vision_layers)
+
+
+def check_prompt(prompt: str) -> None:
+    """A prompt from a shell in another locale, or bytes pasted from a binary file, holds lone surrogates."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UserError(f"the prompt is not valid UTF-8 text (at character {err.start}); pass it as UTF-8") from None
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    if name not in DTYPES:
+        raise UserError(f"unknown --dtype {name!r}; choose auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def load(
+    adapter: ModelAdapter, source: str, device: str, dtype: torch.dtype, peft_folder: Path | None
+) -> tuple[Any, Any]:
+    """The model (wrapped with the PEFT adapter when one is given) and its processor."""
+    if Path(source).is_dir():
+        check_weight_files(Path(source))
+    try:
+        model, processor = adapter.load_model(source, device, dtype), adapter.load_processor(source)
+    except OSError as err:
+        raise UserError(
+            f"cannot load {source}: {first_line(err)} (not downloaded, and the hub unreachable or offline? pass a local folder with --model)"
+        ) from None
+    return (apply_adapter(model, peft_folder, source) if peft_folder is not None else model), processor
+
+
+def capture_to(
+    writer: fmt.SampleWriter,
+    model: Any,
+    adapter: ModelAdapter,
+    prepared: PreparedInputs,
+    layers: int,
+    heads: int,
+    progress: bool,
+    layout: TokenLayout,
+    vision: VisionPlan | None = None,
+) -> tuple[np.ndarray, fmt.TokenTables]:
+    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
+    computed. Returns the text-to-image table and the per-token tables."""
+    seq_len = prepared.input_ids.shape[1]
+    layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
+    background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
+        lambda rows: write_rows(writer, rows), layer_bytes
+    )
+    bar = tqdm(
+        total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
+    )
+    measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, seq_len))
+    recorder = AttentionRecorder(
+        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update(), measures=measures
+    )
+    recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
+    vision_recorder = None
+    if vision:
+        vision_recorder = VisionRecorder(
+            background.put,
+            vision.modules,
+            vision.blocks,
+            vision.geometry.block_calls,
+            on_block_done=lambda _: bar.update(),
+        )
+        recorders[adapter.vision_config_key] = vision_recorder
+    inputs = prepared.on(model.device)
+    try:
+        with capturing_sub_models(model, recorders), torch.inference_mode():
+            model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
+        background.finish()
+    except BaseException:
+        background.abort()
+        raise
+    finally:
+        bar.close()
+    if vision_recorder:
+        writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
+    return recorder.text_to_image.table(), measures.tables
+
+
+def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
+    """Each chunk to its own files; one image per sample, so a vision chunk is always image 0's."""
+    if isinstance(rows, VisionRows):
+        writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
+    else:
+        writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
+
+
+def image_span(prepared: PreparedInputs) -> tuple[int, int]:
+    positions = (prepared.input_ids[0] == prepared.image_token_id).nonzero().flatten().tolist()
+    expected = prepared.grid_rows * prepared.grid_cols
+    if len(positions) != expected or positions[-1] - positions[0] + 1 != expected:
+        raise UserError(
+            f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported"
+        )
+    return positions[0], positions[-1]
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -1,0 +1,837 @@
+"""The on-disk sample format: the one place that writes, reads and validates it.
+
+A sample is a folder holding meta.json, one float16 (H, N, N) file per layer, a
+head-mean and a head-max (N, N) file per layer, and the image; optionally the vision
+encoder's attention per captured block (the `vision` field), the per-token (N, L, H)
+tables of TOKEN_TABLES (the `token_tables` field) and the attention rollout (one (N, N)
+file per layer, announced by rollout.json beside meta.json). SPEC.md describes
+every field; web/src/data/format.ts is the TypeScript twin of this module, and both
+are tested against fixtures/sample_tiny.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .safe_write import (
+    Leftover,
+    find_leftovers,
+    make_partial_folder,
+    remove_tree,
+    rename_exchange,
+    rename_noreplace,
+    write_json_atomic,
+)
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+INDEX_FILE = "index.json"
+VISION_RECEIVED_FILE = "vision_received.bin"
+ROLLOUT_META_FILE = "rollout.json"
+ROLLOUT_FORMULA = "R_l = Ā_l ⋯ Ā_0, Ā_l = ½·mean_h A_l + ½·I with each row renormalised to sum 1"
+TOKEN_TYPES = ("text", "image", "special")
+BYTES_PER_VALUE = 2  # float16
+
+
+class FormatError(ValueError):
+    """A sample folder or meta.json that does not follow the format."""
+
+
+def layer_file(layer: int) -> str:
+    return f"attn_layer_{layer:02d}.bin"
+
+
+def head_mean_file(layer: int) -> str:
+    return f"attn_mean_layer_{layer:02d}.bin"
+
+
+def head_max_file(layer: int) -> str:
+    return f"attn_max_layer_{layer:02d}.bin"
+
+
+def vision_block_file(block: int) -> str:
+    return f"vision_attn_block_{block:02d}.bin"
+
+
+def vision_mean_file(block: int) -> str:
+    return f"vision_mean_block_{block:02d}.bin"
+
+
+def rollout_file(layer: int) -> str:
+    return f"rollout_layer_{layer:02d}.bin"
+
+
+class TokenTable(NamedTuple):
+    file: str
+    meaning: str
+
+
+# The per-token measures, each an (N, L, H) float16 file: row t holds query token t's value for every layer and
+# head, so one token's (L, H) table is one range of L·H·2 bytes. SPEC.md §1 gives the exact formulas.
+TOKEN_TABLES: dict[str, TokenTable] = {
+    "image_share": TokenTable("token_image_share.bin", "the row's attention summed over the image tokens"),
+    "special_share": TokenTable("token_special_share.bin", "the row's attention summed over the special tokens"),
+    "row_entropy": TokenTable("token_row_entropy.bin", "Shannon entropy of the whole row, in nats"),
+    "image_entropy": TokenTable(
+        "token_image_entropy.bin", "spatial entropy of the row's image map (lower = more localized); NaN: undefined"
+    ),
+}
+
+
+def token_table_file(measure: str) -> str:
+    return TOKEN_TABLES[measure].file
+
+
+_TABLE_FILES = "|".join(re.escape(table.file) for table in TOKEN_TABLES.values())
+# Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
+SAMPLE_FILE = re.compile(
+    r"meta\.json|attn_(mean_|max_)?layer_\d+\.bin|vision_(attn|mean)_block_\d+\.bin|vision_received\.bin"
+    rf"|image\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp|{_TABLE_FILES}|rollout_layer_\d+\.bin|rollout\.json"
+    r"|\.(rollout_layer_\d+\.bin|rollout\.json)\.partial-.+"
+)
+ROLLOUT_FILE = re.compile(r"rollout_layer_\d+\.bin|rollout\.json")
+
+
+def is_rollout_file(name: str) -> bool:
+    return ROLLOUT_FILE.fullmatch(name) is not None
+
+
+def is_sample_file(name: str) -> bool:
+    return SAMPLE_FILE.fullmatch(name) is not None
+
+
+def file_fields(layers: int) -> dict[str, list[str]]:
+    """meta.json's per-layer file lists."""
+    return {
+        "layer_files": [layer_file(i) for i in range(layers)],
+        "head_mean_files": [head_mean_file(i) for i in range(layers)],
+        "head_max_files": [head_max_file(i) for i in range(layers)],
+    }
+
+
+def grid_pos(offset: int, cols: int) -> list[int]:
+    """[row, col] of the offset-th image token in a row-major grid of `cols` columns."""
+    return [offset // cols, offset % cols]
+
+
+def image_grid(rows: int, cols: int, start: int) -> dict[str, int]:
+    """meta.json's image_grid: rows × cols image tokens from index `start` on."""
+    return {"rows": rows, "cols": cols, "start_idx": start, "end_idx": start + rows * cols - 1}
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
+    """Bytes of the vision files: per captured block H heads plus the head mean, and one received vector."""
+    return num_blocks * ((num_heads + 1) * num_patches * num_patches + num_patches) * BYTES_PER_VALUE
+
+
+def token_table_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
+    """Bytes of one (N, L, H) token table."""
+    return seq_len * num_layers * num_heads * BYTES_PER_VALUE
+
+
+def rollout_bytes(num_layers: int, seq_len: int) -> int:
+    """Bytes of the rollout files: one (N, N) matrix per layer (rollout.json aside)."""
+    return num_layers * seq_len * seq_len * BYTES_PER_VALUE
+
+
+def sample_bytes(num_layers: int, num_heads: int, seq_len: int, rollout: bool = True) -> int:
+    """Bytes of all attention files: per layer H heads plus the mean and max matrices (and the rollout), and
+    the token tables."""
+    return num_layers * (num_heads + 2 + rollout) * seq_len * seq_len * BYTES_PER_VALUE + len(
+        TOKEN_TABLES
+    ) * token_table_bytes(num_layers, num_heads, seq_len)
+
+
+def size_formula(
+    layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None, rollout: bool = True
+) -> str:
+    """How sample_bytes (+ vision_bytes for (blocks, heads, patches)) adds up, for the messages that print it."""
+    matrices = heads + 2 + rollout
+    formula = f"{layers} layers x {matrices} matrices x {seq_len}^2 x 2 bytes"
+    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {layers} x {heads} x 2 bytes"
+    if vision:
+        blocks, vision_heads, patches = vision
+        formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
+    return formula
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --max-pixels or free some space") -> None:
+    """Refuse a sample the disk cannot hold, naming the partial folders of earlier runs that take room there."""
+    existing = next(p for p in [Path(target), *Path(target).absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free >= size:
+        return
+    kept = find_leftovers(Path(target), is_sample_file)
+    held = (
+        f"; partial folders of earlier runs hold {format_bytes(sum(k.bytes for k in kept))} there ({', '.join(k.path.name for k in kept)})"
+        if kept
+        else ""
+    )
+    raise FormatError(
+        f"the sample needs about {format_bytes(size)} ({formula}) but only {format_bytes(free)} is free at {existing}{held}; {hint}"
+    )
+
+
+# ---------------------------------------------------------------- building meta.json
+
+
+def build_meta(
+    *,
+    model: str,
+    mode: str,
+    prompt: str,
+    image_path: str,
+    image_size: tuple[int, int] | list[int],
+    original_image_size: tuple[int, int] | list[int],
+    num_layers: int,
+    num_heads: int,
+    tokens: list[dict[str, Any]],
+    image_grid: dict[str, int],
+    text_to_image: np.ndarray | None = None,
+    **optional: Any,
+) -> dict[str, Any]:
+    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out."""
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": model,
+        "mode": mode,
+        "prompt": prompt,
+        "image_path": image_path,
+        "image_size": list(image_size),
+        "original_image_size": list(original_image_size),
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "seq_len": len(tokens),
+        "dtype": "float16",
+        "tokens": tokens,
+        "image_grid": image_grid,
+        **file_fields(num_layers),
+    }
+    if text_to_image is not None:
+        meta["text_to_image"] = [[round(float(v), 6) for v in row] for row in text_to_image]
+    meta.update({key: value for key, value in optional.items() if value is not None})
+    return meta
+
+
+class TextToImage:
+    """meta.json's text_to_image: per layer and head, the attention that a token after the image gives to the
+    image tokens, averaged over those tokens. Fed one chunk of query rows at a time."""
+
+    def __init__(self, num_layers: int, num_heads: int, image_span: tuple[int, int]) -> None:
+        self.end = image_span[1]
+        self.sums = np.zeros((num_layers, num_heads), dtype=np.float64)
+        self.rows = np.zeros(num_layers, dtype=np.int64)
+
+    def add(self, layer: int, row0: int, image_share: np.ndarray) -> None:
+        """image_share (H, c): the attention each query row row0.. gives to the image tokens, summed over them."""
+        after = image_share[:, max(0, self.end + 1 - row0) :]
+        self.sums[layer] += after.sum(axis=1, dtype=np.float64)
+        self.rows[layer] += after.shape[1]
+
+    def table(self) -> np.ndarray:
+        return self.sums / np.maximum(1, self.rows)[:, None]
+
+
+class TokenTables:
+    """The TOKEN_TABLES files, gathered a chunk of query rows at a time: L·H values per token and measure, so
+    4·N·L·H float16 in all (75 MB at N=8,192 with 36 x 32 heads), written whole at the end."""
+
+    def __init__(self, num_layers: int, num_heads: int, seq_len: int) -> None:
+        self.values = np.full((len(TOKEN_TABLES), seq_len, num_layers, num_heads), np.nan, dtype=np.float16)
+
+    def add(self, layer: int, row0: int, measures: np.ndarray) -> None:
+        """measures (c, H, len(TOKEN_TABLES)): query rows row0.. of one layer, the measures in table order."""
+        self.values[:, row0 : row0 + measures.shape[0], layer] = np.moveaxis(measures, -1, 0)
+
+    def write(self, writer: SampleWriter) -> list[str]:
+        """Write every table; return meta.json's token_tables."""
+        for values, measure in zip(self.values, TOKEN_TABLES, strict=True):
+            writer.write_array(token_table_file(measure), values)
+        return list(TOKEN_TABLES)
+
+
+def rollout_meta(num_layers: int) -> dict[str, Any]:
+    """rollout.json: its presence says the rollout files are all there."""
+    return {"layers": num_layers, "formula": ROLLOUT_FORMULA}
+
+
+# ---------------------------------------------------------------- validation
+
+_REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format_version": int,
+    "model": str,
+    "prompt": str,
+    "image_path": str,
+    "image_size": list,
+    "num_layers": int,
+    "num_heads": int,
+    "seq_len": int,
+    "dtype": str,
+    "tokens": list,
+    "image_grid": dict,
+    "layer_files": list,
+    "head_mean_files": list,
+    "head_max_files": list,
+}
+
+
+def validate_meta(meta: Any) -> None:
+    """Raise FormatError naming the first field that breaks the format."""
+    if not isinstance(meta, dict):
+        raise FormatError("meta.json must hold a JSON object")
+    for field, kind in _REQUIRED_FIELDS.items():
+        if field not in meta:
+            raise FormatError(f"meta.json lacks the field '{field}'")
+        if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
+            raise FormatError(f"meta.json field '{field}' has the wrong type")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise FormatError(f"format_version {meta['format_version']} is newer than this tool ({FORMAT_VERSION})")
+    if meta["dtype"] != "float16":
+        raise FormatError(f"dtype must be float16, not {meta['dtype']!r}")
+    n, layers, heads = meta["seq_len"], meta["num_layers"], meta["num_heads"]
+    if n < 1 or layers < 1 or heads < 1:
+        raise FormatError("seq_len, num_layers and num_heads must be positive")
+    for field in ("layer_files", "head_mean_files", "head_max_files"):
+        names = meta[field]
+        if len(names) != layers or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+            raise FormatError(f"'{field}' must list {layers} plain file names")
+    if not _is_plain_name(meta["image_path"]):
+        raise FormatError("'image_path' must be a plain file name inside the sample")
+    _validate_tokens(meta["tokens"], n)
+    _validate_grid(meta["image_grid"], meta["tokens"], n)
+    if "vision" in meta:
+        _validate_vision(meta["vision"], meta["image_size"])
+    if "adapter" in meta:
+        _validate_adapter(meta["adapter"])
+    if "import" in meta and not isinstance(meta["import"], dict):
+        raise FormatError("'import' must be an object")
+    if "token_tables" in meta:
+        _validate_token_tables(meta["token_tables"])
+
+
+def _validate_token_tables(measures: Any) -> None:
+    if (
+        not isinstance(measures, list)
+        or not all(isinstance(m, str) and m in TOKEN_TABLES for m in measures)
+        or len(set(measures)) != len(measures)
+    ):
+        raise FormatError(f"'token_tables' must list distinct measures among {', '.join(TOKEN_TABLES)}")
+
+
+def validate_rollout_meta(rollout: Any, meta: dict[str, Any]) -> None:
+    if not isinstance(rollout, dict) or not isinstance(rollout.get("formula"), str):
+        raise FormatError(f"{ROLLOUT_META_FILE} must hold an object with the string 'formula'")
+    if rollout.get("layers") != meta["num_layers"] or isinstance(rollout.get("layers"), bool):
+        raise FormatError(f"{ROLLOUT_META_FILE} 'layers' must equal num_layers ({meta['num_layers']})")
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _validate_tokens(tokens: list[Any], n: int) -> None:
+    if len(tokens) != n:
+        raise FormatError(f"tokens has {len(tokens)} entries but seq_len is {n}")
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, dict) or tok.get("id") != i:
+            raise FormatError(f"tokens[{i}] must be an object with id {i}")
+        if not isinstance(tok.get("text"), str):
+            raise FormatError(f"tokens[{i}] lacks a text string")
+        if tok.get("type") not in TOKEN_TYPES:
+            raise FormatError(f"tokens[{i}].type must be one of {TOKEN_TYPES}")
+        if tok["type"] == "image" and not _is_pair(tok.get("grid_pos")):
+            raise FormatError(f"tokens[{i}] is an image token without grid_pos [row, col]")
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
+
+
+def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -> None:
+    for key in ("rows", "cols", "start_idx", "end_idx"):
+        if not isinstance(grid.get(key), int):
+            raise FormatError(f"image_grid lacks the integer '{key}'")
+    start, end = grid["start_idx"], grid["end_idx"]
+    if not 0 <= start <= end < n or end - start + 1 != grid["rows"] * grid["cols"]:
+        raise FormatError("image_grid span does not match rows × cols inside the sequence")
+    for i in range(start, end + 1):
+        if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != grid_pos(i - start, grid["cols"]):
+            raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
+
+
+def _validate_adapter(adapter: Any) -> None:
+    """The optional `adapter` object of a sample made with --adapter."""
+    if (
+        not isinstance(adapter, dict)
+        or not isinstance(adapter.get("path"), str)
+        or not isinstance(adapter.get("peft_type"), str)
+    ):
+        raise FormatError("'adapter' must be an object with the strings 'path' and 'peft_type'")
+    if not isinstance(adapter.get("base_model"), (str, type(None))):
+        raise FormatError("adapter.base_model must be a string or null")
+    if "r" in adapter and (not isinstance(adapter["r"], int) or isinstance(adapter["r"], bool)):
+        raise FormatError("adapter.r must be an integer")
+    targets = adapter.get("target_modules", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise FormatError("adapter.target_modules must be a list of strings")
+
+
+_VISION_INT_FIELDS = ("num_blocks", "num_heads", "patch_size", "seq_len")
+
+
+def _validate_vision(vision: Any, image_size: list[Any]) -> None:
+    if not isinstance(vision, dict):
+        raise FormatError("meta.json field 'vision' must be an object")
+    for field in _VISION_INT_FIELDS:
+        if not isinstance(vision.get(field), int) or isinstance(vision[field], bool) or vision[field] < 1:
+            raise FormatError(f"vision lacks the positive integer '{field}'")
+    blocks = vision.get("blocks")
+    if (
+        not isinstance(blocks, list)
+        or not blocks
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks)
+    ):
+        raise FormatError("vision.blocks must be a non-empty list of block indices")
+    if blocks != sorted(set(blocks)) or not 0 <= blocks[0] <= blocks[-1] < vision["num_blocks"]:
+        raise FormatError(f"vision.blocks must be ascending, unique and below num_blocks ({vision['num_blocks']})")
+    for field in ("block_files", "head_mean_files"):
+        names = vision.get(field)
+        if (
+            not isinstance(names, list)
+            or len(names) != len(blocks)
+            or not all(isinstance(x, str) and _is_plain_name(x) for x in names)
+        ):
+            raise FormatError(f"vision.{field} must list {len(blocks)} plain file names")
+    if not isinstance(vision.get("received_file"), str) or not _is_plain_name(vision["received_file"]):
+        raise FormatError("vision.received_file must be a plain file name inside the sample")
+    grid = vision.get("grid")
+    if not isinstance(grid, dict) or not all(isinstance(grid.get(k), int) and grid[k] >= 1 for k in ("rows", "cols")):
+        raise FormatError("vision.grid must hold positive integer 'rows' and 'cols'")
+    if grid["rows"] * grid["cols"] != vision["seq_len"]:
+        raise FormatError("vision.seq_len must equal vision.grid rows × cols")
+    if [grid["cols"] * vision["patch_size"], grid["rows"] * vision["patch_size"]] != image_size:
+        raise FormatError("vision.grid × patch_size must cover image_size exactly")
+
+
+def _expected_sizes(meta: dict[str, Any], rollout: dict[str, Any] | None) -> dict[str, int]:
+    """Every attention file of the sample (with its rollout when rollout.json is given) and its size in bytes."""
+    n, heads, layers = meta["seq_len"], meta["num_heads"], meta["num_layers"]
+    expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
+    for name in meta["head_mean_files"] + meta["head_max_files"]:
+        expected[name] = n * n * BYTES_PER_VALUE
+    for measure in meta.get("token_tables", []):
+        expected[token_table_file(measure)] = token_table_bytes(layers, heads, n)
+    if rollout is not None:
+        for layer in range(layers):
+            expected[rollout_file(layer)] = n * n * BYTES_PER_VALUE
+    if "vision" in meta:
+        vision = meta["vision"]
+        p = vision["seq_len"]
+        for name in vision["block_files"]:
+            expected[name] = vision["num_heads"] * p * p * BYTES_PER_VALUE
+        for name in vision["head_mean_files"]:
+            expected[name] = p * p * BYTES_PER_VALUE
+        expected[vision["received_file"]] = len(vision["blocks"]) * p * BYTES_PER_VALUE
+    return expected
+
+
+def validate_sample(sample_dir: Path) -> dict[str, Any]:
+    """Check meta.json (and rollout.json when there) and every file's size; return the meta."""
+    meta = read_meta(sample_dir)
+    for name, size in _expected_sizes(meta, read_rollout(sample_dir, meta)).items():
+        path = sample_dir / name
+        if not path.is_file():
+            raise FormatError(f"{path} is missing")
+        if path.stat().st_size != size:
+            raise FormatError(f"{path} has {path.stat().st_size} bytes, expected {size}")
+    if not (sample_dir / meta["image_path"]).is_file():
+        raise FormatError(f"the image {meta['image_path']} is missing")
+    return meta
+
+
+def sample_files(meta: dict[str, Any], rollout: dict[str, Any] | None = None) -> set[str]:
+    """The names of every file a sample holds (its rollout's with the rollout.json given)."""
+    extra = {ROLLOUT_META_FILE} if rollout is not None else set()
+    return {META_FILE, meta["image_path"], *_expected_sizes(meta, rollout), *extra}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_meta(sample_dir: Path) -> dict[str, Any]:
+    path = Path(sample_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FormatError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise FormatError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
+    validate_meta(meta)
+    return meta
+
+
+def read_rollout(sample_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The checked rollout.json, or None when the sample has no rollout."""
+    path = Path(sample_dir) / ROLLOUT_META_FILE
+    try:
+        rollout = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise FormatError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
+    validate_rollout_meta(rollout, meta)
+    return rollout
+
+
+def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """Memory-map one layer as (H, N, N) float16 without reading it."""
+    n = meta["seq_len"]
+    return np.memmap(
+        Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n)
+    )
+
+
+# The head aggregates a sample stores per layer, and meta.json's list of their files.
+HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
+
+
+def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
+    """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
+    names = meta[HEAD_AGGREGATES[kind]]
+    n = meta["seq_len"]
+    return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+
+
+def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
+    """Memory-map one TOKEN_TABLES measure as (N, L, H) float16."""
+    shape = (meta["seq_len"], meta["num_layers"], meta["num_heads"])
+    return np.memmap(Path(sample_dir) / token_table_file(measure), dtype=np.float16, mode="r", shape=shape)
+
+
+def open_rollout(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """Memory-map the rollout up to `layer`, R_layer, as (N, N) float16."""
+    n = meta["seq_len"]
+    return np.memmap(Path(sample_dir) / rollout_file(layer), dtype=np.float16, mode="r", shape=(n, n))
+
+
+def open_vision_block(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
+    """Memory-map the i-th captured vision block (meta["vision"]["blocks"][i]) as (heads, P, P) float16."""
+    vision = meta["vision"]
+    p = vision["seq_len"]
+    return np.memmap(
+        Path(sample_dir) / vision["block_files"][index], dtype=np.float16, mode="r", shape=(vision["num_heads"], p, p)
+    )
+
+
+def open_vision_mean(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
+    """Memory-map the i-th captured vision block's head mean as (P, P) float16."""
+    vision = meta["vision"]
+    p = vision["seq_len"]
+    return np.memmap(Path(sample_dir) / vision["head_mean_files"][index], dtype=np.float16, mode="r", shape=(p, p))
+
+
+def open_vision_received(sample_dir: Path, meta: dict[str, Any]) -> np.memmap:
+    """Memory-map the attention each patch receives, per captured block: (blocks, P) float16."""
+    vision = meta["vision"]
+    shape = (len(vision["blocks"]), vision["seq_len"])
+    return np.memmap(Path(sample_dir) / vision["received_file"], dtype=np.float16, mode="r", shape=shape)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse, before anything is loaded, a target this run could not write or must not replace.
+
+    Only a folder that validates as a sample and holds nothing but a sample's files is ever
+    replaced, and only with overwrite: a folder of the user's own files is never touched.
+    """
+    target = Path(target)
+    for ancestor in reversed([target, *target.parents]):  # from the root down, so the first problem is named
+        if ancestor.is_symlink() and not ancestor.exists():
+            raise FormatError(f"{ancestor} is a symbolic link to {os.readlink(ancestor)}, which does not exist")
+        if ancestor.exists() and not ancestor.is_dir():
+            raise FormatError(f"{ancestor} exists and is not a folder")
+    if target.is_symlink():
+        raise FormatError(
+            f"{target} is a symbolic link (to {os.readlink(target)}); pass the folder it points to, or another --output-dir"
+        )
+    _check_writable(target)
+    if _holds_anything(target):
+        refusal = replace_refusal(target)
+        if refusal:
+            raise FormatError(refusal)
+        if not overwrite:
+            raise FormatError(f"{target} already holds a sample; pass --overwrite to replace it")
+
+
+def _holds_anything(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _check_writable(target: Path) -> None:
+    """Create and remove an empty hidden folder where the sample will go: the one test that every filesystem answers truly."""
+    probe = _write_probe(target)
+    try:
+        os.rmdir(make_partial_folder(probe))
+    except OSError as err:
+        raise FormatError(f"cannot write in {probe.parent}: {(err.strerror or str(err)).lower()}") from None
+
+
+def _write_probe(target: Path) -> Path:
+    """The first missing folder on the way to target (target itself when its parent exists); the probe is
+    named after it, so a probe cut short by a kill is found as that name's leftover."""
+    path = Path(target).absolute()
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def replace_refusal(folder: Path) -> str | None:
+    """Why this existing, non-empty folder must not be replaced, or None when it is a sample and nothing else."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    try:
+        meta = validate_sample(folder)
+    except FormatError as err:
+        return f"{folder} holds {shown}, and is not a sample ({err}); nothing was changed; choose another --output-dir"
+    own = sample_files(meta, read_rollout(folder, meta))
+    # Hidden partial files of this tool's runs go with the sample; anything else is the user's.
+    extra = [name for name in names if name.rstrip("/") not in own and not _is_partial_file_of_ours(name)]
+    if extra:
+        return f"{folder} holds a sample and also {', '.join(extra[:4])}, which are not a sample's; nothing was changed; choose another --output-dir"
+    return None
+
+
+def _is_partial_file_of_ours(name: str) -> bool:
+    """A hidden file (not a folder: those end in '/' here) that one of this tool's runs writes beside a sample's files."""
+    return name.startswith(".") and not name.endswith("/") and is_sample_file(name)
+
+
+def prepare_target(target: Path, overwrite: bool) -> list[str]:
+    """check_target, then deal with the partial folders that killed runs left for this target: remove those
+    that are surely ours and dead, report the others. Returns one line per leftover."""
+    check_target(target, overwrite)
+    target = Path(target)
+    names = {target.absolute(), _write_probe(target), target.absolute().parent / INDEX_FILE}
+    leftovers = [leftover for name in sorted(names) for leftover in find_leftovers(name, is_sample_file)]
+    return [_handle_leftover(leftover) for leftover in leftovers]
+
+
+def _handle_leftover(leftover: Leftover) -> str:
+    size = format_bytes(leftover.bytes)
+    if leftover.removable:
+        remove_tree(leftover.path)
+        return f"removed {leftover.path} ({size}), left by a run that was killed"
+    return f"left {leftover.path} ({size}) as it is: {leftover.why_kept}; remove it once it is no longer needed"
+
+
+def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) slices of `indices` within which each index is one more than the one before."""
+    breaks = (np.flatnonzero(np.diff(indices) != 1) + 1).tolist()
+    return list(zip([0, *breaks], [*breaks, len(indices)], strict=True))
+
+
+class SampleWriter:
+    """Writes a sample into a hidden sibling folder and moves it into place on commit.
+
+    Until commit() the target path is untouched, so an interrupted run leaves no folder
+    that looks like a sample; close() without commit() removes the partial one. commit()
+    either claims a free name with a rename that cannot replace, or (overwrite) swaps the
+    new sample with the old in one step, so the name never shows a half of either.
+    """
+
+    def __init__(self, target: Path, overwrite: bool = False, update_index: bool = True) -> None:
+        self.target = Path(target)
+        self.overwrite = overwrite
+        self.update_index = update_index  # off where one other process alone writes index.json (batch)
+        check_target(self.target, overwrite)
+        # Parents this writer creates are removed again if the sample is never committed.
+        self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.committed = False
+        self.tmp = make_partial_folder(self.target)
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        if array.dtype != np.float16:
+            raise FormatError(f"{name}: attention must be float16, got {array.dtype}")
+        np.ascontiguousarray(array).tofile(self.tmp / name)
+
+    def write_layer(self, layer: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray) -> None:
+        """Store one layer: (H, N, N) attention plus its (N, N) head mean and max."""
+        self.write_array(layer_file(layer), attn)
+        self.write_array(head_mean_file(layer), head_mean)
+        self.write_array(head_max_file(layer), head_max)
+
+    def write_layer_rows(
+        self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
+    ) -> None:
+        """Store query rows row0.. of one layer: attn (H, c, N), head_mean and head_max (c, N), all float16.
+
+        Rows land at their final offsets, so a layer is written in pieces and never held whole.
+        """
+        self._write_head_rows(layer_file(layer), row0, attn)
+        self._write_at(head_mean_file(layer), 2 * row0 * attn.shape[2], head_mean)
+        self._write_at(head_max_file(layer), 2 * row0 * attn.shape[2], head_max)
+
+    def write_vision_rows(self, block: int, rows: np.ndarray, attn: np.ndarray, head_mean: np.ndarray) -> None:
+        """Store query patches `rows` (row-major indices, in any order) of one vision block: attn (heads, c, P) and
+        head_mean (c, P), float16. Each run of consecutive indices lands at its own offset. The files are made
+        full size first (zero-filled, sparse), so rows never written read as 0 and the sizes match meta.json."""
+        heads, _, patches = attn.shape
+        self._make_size(vision_block_file(block), heads * patches * patches * BYTES_PER_VALUE)
+        self._make_size(vision_mean_file(block), patches * patches * BYTES_PER_VALUE)
+        for start, end in consecutive_runs(rows):
+            self._write_head_rows(vision_block_file(block), int(rows[start]), attn[:, start:end])
+            self._write_at(vision_mean_file(block), 2 * int(rows[start]) * patches, head_mean[start:end])
+
+    def write_vision_received(self, received: np.ndarray) -> None:
+        """Store the attention each patch receives, per captured block: (blocks, P)."""
+        self.write_array(VISION_RECEIVED_FILE, received)
+
+    def _write_head_rows(self, name: str, row0: int, attn: np.ndarray) -> None:
+        """Rows row0.. of every head of an (H, N, N) file, each at its final offset."""
+        heads, _, n = attn.shape
+        for h in range(heads):
+            self._write_at(name, 2 * (h * n + row0) * n, attn[h])
+
+    def _make_size(self, name: str, size: int) -> None:
+        """Create the file, or extend it, to `size` bytes of zeros; the filesystem stores no data for them."""
+        fd = os.open(self.tmp / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+
+    def _write_at(self, name: str, offset: int, array: np.ndarray) -> None:
+        if array.dtype != np.float16:
+            raise FormatError(f"{name}: attention must be float16, got {array.dtype}")
+        fd = os.open(self.tmp / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            data = memoryview(np.ascontiguousarray(array).astype("<f2", copy=False)).cast("B")
+            while data:
+                written = os.pwrite(fd, data, offset)
+                data, offset = data[written:], offset + written
+        finally:
+            os.close(fd)
+
+    def copy_file(self, source: Path, name: str) -> None:
+        shutil.copyfile(source, self.tmp / name)
+
+    def commit(self, meta: dict[str, Any]) -> Path:
+        """Write meta.json, check the whole sample, then move it into place."""
+        write_json_atomic(self.tmp / META_FILE, meta)
+        validate_sample(self.tmp)
+        if self.overwrite and _holds_anything(self.target):
+            refusal = replace_refusal(self.target)  # again: the folder may have changed since the run began
+            if refusal:
+                raise FormatError(refusal)
+            self._swap_with_target()
+        else:
+            self._claim_target()
+        self.committed = True
+        if self.update_index:
+            write_index(self.target.parent)
+        return self.target
+
+    def _swap_with_target(self) -> None:
+        """Afterwards self.tmp holds the old sample, which close() removes."""
+        try:
+            rename_exchange(self.tmp, self.target)
+        except OSError as err:
+            reason = (err.strerror or str(err)).lower()
+            raise FormatError(
+                f"cannot replace {self.target}: {reason}; the sample there was left as it is, and this run's was not kept"
+            ) from None
+
+    def _claim_target(self) -> None:
+        try:
+            if self.target.is_dir() and not self.target.is_symlink():
+                os.rmdir(self.target)  # an empty folder the user made; rmdir cannot remove anything else
+            rename_noreplace(self.tmp, self.target)
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise FormatError(
+                f"{self.target} appeared while this run was writing (another run?); it was left as it is, and this run's sample was not kept"
+            ) from None
+
+    def close(self) -> None:
+        remove_tree(self.tmp)
+        if not self.committed:
+            for parent in reversed(self.created_parents):
+                try:
+                    parent.rmdir()
+                except OSError:  # no longer empty: someone else wrote there
+                    break
+
+
+def is_served(root: Path, path: Path) -> bool:
+    """Whether a data server rooted at root serves this file: its real path, links followed, lies inside
+    root and under no hidden name (web/server/safe-path.ts applies the same rule)."""
+    try:
+        inside = path.resolve(strict=True).relative_to(Path(root).resolve())
+    except (OSError, ValueError):
+        return False
+    return not any(part.startswith(".") for part in inside.parts)
+
+
+def write_index(parent: Path) -> None:
+    """List the parent's samples in index.json so a static host needs no directory listing."""
+    write_json_atomic(Path(parent) / INDEX_FILE, {"samples": list_samples(parent)})
+
+
+def list_samples(parent: Path) -> list[dict[str, Any]]:
+    """The parent's samples: every folder that is not hidden and validates as one (web/server/sample-index.ts lists the same)."""
+    entries = []
+    for child in sorted(Path(parent).iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        try:
+            meta = validate_sample(child)
+        except FormatError:
+            continue
+        if not all(is_served(parent, child / name) for name in sample_files(meta)):
+            continue
+        entries.append(
+            {
+                "name": child.name,
+                "model": meta["model"],
+                "prompt": meta["prompt"],
+                "mode": meta.get("mode", "prefill"),
+                "seq_len": meta["seq_len"],
+                "num_layers": meta["num_layers"],
+                "num_heads": meta["num_heads"],
+            }
+        )
+    return entries
