@@ -232,19 +232,26 @@ FAMILIES = {
 def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     """Write a complete local checkpoint folder; the same shape always gives the same weights."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    family = FAMILIES[shape.family]
-    tokenizer = build_tokenizer()
+    tokenizer = write_processor_files(folder, shape)
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
     torch.manual_seed(shape.seed)
+    family = FAMILIES[shape.family]
     model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()
     _answer_in_readable_tokens(model, tokenizer)
     model.save_pretrained(folder)
+    return folder
+
+
+def write_processor_files(folder: Path, shape: TinyShape = TinyShape()) -> PreTrainedTokenizerFast:
+    """The processor half of a checkpoint: tokenizer, chat template and the family's real image geometry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
-    (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
-    return folder
+    preprocessor = FAMILIES[shape.family].preprocessor
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1), encoding="utf-8")
+    return tokenizer
 
 
 def _answer_in_readable_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
