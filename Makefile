@@ -52,3 +52,4 @@ viewer: $(WEB_STAMP)
 
 wheel: viewer $(VENV_STAMP)
 	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .
+	rm -rf build

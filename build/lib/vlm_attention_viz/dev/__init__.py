@@ -1,1 +1,0 @@
-"""Development-only helpers: tiny random checkpoints, synthetic samples and the demo. Nothing in the extractor imports them."""
