@@ -88,7 +88,7 @@ def child(
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
-                capture_to(writer, model, adapter, prepared, layers, heads, progress=False, vision=vision)
+                capture_to(writer, model, adapter, prepared, [heads] * layers, progress=False, vision=vision)
         elif kind == "output_attentions":
             kept = model(**prepared.model_inputs, output_attentions=True, logits_to_keep=1).attentions
             del kept

@@ -121,7 +121,7 @@ class AttentionRecorder:
         self,
         sink: Callable[[AttentionRows], None],
         num_layers: int,
-        num_heads: int,
+        num_heads: int | list[int],
         image_span: tuple[int, int],
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,

@@ -82,15 +82,18 @@ def extract(request: Request) -> Result:
         generate_answer(model, prepared, request.max_new_tokens)
     language = adapter.language_config(model)
     layers, heads = language.num_hidden_layers, language.num_attention_heads
+    kinds = adapter.layer_attention(model)
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    size = fmt.sample_bytes(layers, heads, seq_len) + (vision.bytes if vision else 0)
+    size = fmt.sample_bytes(layers, heads, seq_len, kinds) + (vision.bytes if vision else 0)
     formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
+        text_to_image = capture_to(
+            writer, model, adapter, prepared, fmt.layer_heads(layers, heads, kinds), request.progress, vision
+        )
         tokens = build_tokens(
             processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
         )
@@ -108,6 +111,7 @@ def extract(request: Request) -> Result:
             tokens=tokens,
             image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
             text_to_image=text_to_image,
+            layer_attention=kinds,
             adapter=peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
@@ -191,14 +195,15 @@ def capture_to(
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
-    layers: int,
-    heads: int,
+    heads: list[int],
     progress: bool,
     vision: VisionPlan | None = None,
 ) -> Any:
-    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
+    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
+    computed. heads: per layer, the heads it stores."""
     seq_len = prepared.input_ids.shape[1]
-    layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
+    layers = len(heads)
+    layer_bytes = (max(heads) + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
         lambda rows: write_rows(writer, rows), layer_bytes
     )

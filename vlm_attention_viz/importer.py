@@ -184,7 +184,7 @@ def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tup
             check_float16(stored, layer, row0)
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
             head_max = raw.max(axis=0)
-            check_causal(head_max, layer, row0)
+            check_causal(head_max, layer, row0, span)
             writer.write_layer_rows(
                 layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
             )
@@ -210,10 +210,10 @@ def check_float16(stored: np.ndarray, layer: int, row0: int) -> None:
         )
 
 
-def check_causal(head_max: np.ndarray, layer: int, row0: int) -> None:
-    """The viewer reads a column from its own row down, so the format stores causal attention."""
+def check_causal(head_max: np.ndarray, layer: int, row0: int, span: tuple[int, int]) -> None:
+    """An imported sample's layers are causal softmax (no layer_attention): nothing outside what that kind reaches."""
     rows = np.arange(row0, row0 + head_max.shape[0])
-    later = np.arange(head_max.shape[1])[None, :] > rows[:, None]
+    later = ~fmt.reachable(fmt.CAUSAL, rows, head_max.shape[1], span)
     if later.any() and head_max[later].max() > CAUSAL_TOLERANCE:
         raise UserError(
             f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention"

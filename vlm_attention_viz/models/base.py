@@ -141,6 +141,11 @@ class ModelAdapter(ABC):
         config = self.vision_config(model)
         return config.depth, config.num_heads
 
+    def layer_attention(self, model: PreTrainedModel) -> list[dict[str, Any]] | None:
+        """meta.json's layer_attention: per LLM layer, what its stored matrices are (sample_format.layer_kind);
+        None: causal softmax in every layer, the field left out."""
+        return None
+
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """The patch grid, and per block which patches each of its attention calls covers (for --vision-layers)."""
         raise UserError(f"--vision-layers is not supported for {self.name} models")

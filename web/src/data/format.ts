@@ -18,6 +18,32 @@ export interface Token {
   thinking?: boolean;
 }
 
+/**
+ * What a layer's stored matrices are (meta.json `layer_attention`, SPEC.md §1),
+ * named once: the twin of ATTENTION_KINDS in sample_format.py. A sample without
+ * the field has causal softmax in every layer.
+ */
+export const ATTENTION_KINDS = {
+  causal: { label: "causal softmax", signed: false },
+  sliding: { label: "sliding-window softmax", signed: false },
+  linear: { label: "linear attention (implicit, signed, unnormalised)", signed: true },
+} as const satisfies Record<string, { label: string; signed: boolean }>;
+export type AttentionKind = keyof typeof ATTENTION_KINDS;
+
+export interface LayerAttention {
+  kind: AttentionKind;
+  /** Sliding layers: row i weighs the keys after i - window. */
+  window?: number;
+  /** Image tokens also see the later tokens of their own image. */
+  imageBidirectional?: boolean;
+  /** The weights are taken before the layer's sigmoid output gate. */
+  beforeOutputGate?: boolean;
+  /** Linear layers: q, k and v pass a causal convolution of this many tokens first. */
+  convKernel?: number;
+  /** This layer's heads (the sample's numHeads when absent in meta.json). */
+  numHeads: number;
+}
+
 export interface ImageGrid {
   rows: number;
   cols: number;
@@ -39,6 +65,8 @@ export interface SampleMeta {
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
+  /** One entry per layer; every layer causal softmax when meta.json has no `layer_attention`. */
+  layerAttention: LayerAttention[];
   /** Generate mode: index of the first answer token, when the sample holds one. */
   answerStart?: number;
   /** The vision encoder's self-attention, when the sample was made with --vision-layers. */
@@ -141,6 +169,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     layerFiles: fileList(raw, "layer_files", numLayers),
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
+    layerAttention: parseLayerAttention(raw["layer_attention"], numLayers, numHeads),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
   };
@@ -188,6 +217,58 @@ function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
     }
   }
   return grid;
+}
+
+/** The `layer_attention` field, checked as sample_format.py checks it and with the same messages. */
+function parseLayerAttention(raw: unknown, numLayers: number, numHeads: number): LayerAttention[] {
+  if (raw === undefined) return Array.from({ length: numLayers }, () => ({ kind: "causal", numHeads }));
+  if (!isList(raw) || raw.length !== numLayers) {
+    throw new FormatError(`'layer_attention' must list ${numLayers} entries, one per layer`);
+  }
+  return raw.map((entry, i) => {
+    const where = `layer_attention[${i}]`;
+    if (!isObject(entry) || !isString(entry["kind"]) || !Object.hasOwn(ATTENTION_KINDS, entry["kind"])) {
+      throw new FormatError(`${where} must be an object whose kind is one of ${Object.keys(ATTENTION_KINDS).join(", ")}`);
+    }
+    const kind = entry["kind"] as AttentionKind;
+    const positive = (key: string, wanted: boolean, what: string): number | undefined => {
+      const value = entry[key];
+      if ((key in entry) !== wanted || (value !== undefined && !(isInt(value) && value >= 1))) {
+        throw new FormatError(`${where}: a positive integer '${key}' is required for ${what} layers and only there`);
+      }
+      return value as number | undefined;
+    };
+    const flag = (key: string): boolean => {
+      if (key in entry && (entry[key] !== true || kind === "linear")) {
+        throw new FormatError(`${where}: '${key}' is true on a softmax layer or absent`);
+      }
+      return entry[key] === true;
+    };
+    const window = positive("window", kind === "sliding", "sliding");
+    const convKernel = positive("conv_kernel", kind === "linear", "linear");
+    const imageBidirectional = flag("image_bidirectional");
+    const beforeOutputGate = flag("before_output_gate");
+    const heads = entry["num_heads"] ?? numHeads;
+    if (!isInt(heads) || heads < 1) throw new FormatError(`${where}: 'num_heads' must be a positive integer`);
+    return {
+      kind,
+      numHeads: heads,
+      ...(window !== undefined ? { window } : {}),
+      ...(convKernel !== undefined ? { convKernel } : {}),
+      ...(imageBidirectional ? { imageBidirectional } : {}),
+      ...(beforeOutputGate ? { beforeOutputGate } : {}),
+    };
+  });
+}
+
+/**
+ * The first query row that may weigh key column `index` in a layer of this kind:
+ * the column itself under a causal mask, the image's first token for an image
+ * token of a layer whose image tokens see later ones.
+ */
+export function firstRowSeeing(layer: LayerAttention, index: number, grid: ImageGrid): number {
+  const inImage = index >= grid.startIdx && index <= grid.endIdx;
+  return layer.imageBidirectional && inImage ? grid.startIdx : index;
 }
 
 /** The `vision` field, checked as sample_format.py checks it and with the same messages. */
@@ -257,9 +338,11 @@ export function matrixBytes(seqLen: number): number {
   return seqLen * seqLen * BYTES_PER_VALUE;
 }
 
-/** Bytes a layer file must have: H stacked (N, N) matrices. */
-export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
-  return meta.numHeads * matrixBytes(meta.seqLen);
+/** Bytes a layer file must have: the layer's H stacked (N, N) matrices. */
+export function layerFileBytes(meta: Pick<SampleMeta, "layerAttention" | "seqLen">, layer: number): number {
+  const heads = meta.layerAttention[layer]?.numHeads;
+  if (heads === undefined) throw new Error(`no layer ${layer}: meta.json lists ${meta.layerAttention.length}`);
+  return heads * matrixBytes(meta.seqLen);
 }
 
 /** Bytes a vision block file must have: Hv stacked (P, P) matrices. */
@@ -281,7 +364,7 @@ export interface SizedFile {
 export function attentionFileSizes(meta: SampleMeta): SizedFile[] {
   const matrix = matrixBytes(meta.seqLen);
   return [
-    ...sized(meta.layerFiles, layerFileBytes(meta)),
+    ...meta.layerFiles.map((file, layer) => ({ file, bytes: layerFileBytes(meta, layer) })),
     ...sized(meta.headMeanFiles, matrix),
     ...sized(meta.headMaxFiles, matrix),
     ...(meta.vision ? visionFileSizes(meta.vision) : []),

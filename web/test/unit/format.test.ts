@@ -3,7 +3,9 @@ import path from "node:path";
 import { describe, expect, test } from "vitest";
 import {
   FormatError,
+  type LayerAttention,
   attentionFileSizes,
+  firstRowSeeing,
   layerFileBytes,
   matrixBytes,
   parseIndex,
@@ -11,6 +13,12 @@ import {
   visionReceivedBytes,
 } from "../../src/data/format";
 import { FIXTURE_DIR, fixtureMetaJson } from "./fixture";
+
+const layerAttentionCases = (
+  JSON.parse(readFileSync(path.join(FIXTURE_DIR, "..", "layer_attention_cases.json"), "utf8")) as {
+    cases: { value: unknown; error: string | null }[];
+  }
+).cases;
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
   const meta = fixtureMetaJson();
@@ -34,7 +42,7 @@ describe("parseMeta on the fixture", () => {
 
   test("the byte sizes it expects are the fixture files' sizes", () => {
     const size = (name: string) => statSync(path.join(FIXTURE_DIR, name)).size;
-    expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta));
+    expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta, 0));
     expect(size(meta.headMeanFiles[0]!)).toBe(matrixBytes(meta.seqLen));
     expect(size(meta.headMaxFiles[1]!)).toBe(matrixBytes(meta.seqLen));
   });
@@ -146,5 +154,44 @@ describe("parseIndex", () => {
   test("refuses entries without a plain folder name", () => {
     expect(() => parseIndex({ samples: [{ name: "../up" }] })).toThrow(/samples\[0\] field 'name'/);
     expect(() => parseIndex({})).toThrow(/lacks the field 'samples'/);
+  });
+});
+
+describe("layer_attention: each layer's kind", () => {
+  test("a sample without it is causal softmax in every layer, with the sample's heads", () => {
+    expect(parseMeta(fixtureMetaJson()).layerAttention).toEqual([
+      { kind: "causal", numHeads: 3 },
+      { kind: "causal", numHeads: 3 },
+    ]);
+  });
+
+  test.each(layerAttentionCases)("the shared case $value is valid or refused as sample_format.py says", ({ value, error }) => {
+    const parse = () => parseMeta(broken((m) => (m.layer_attention = value)));
+    if (error === null) expect(parse).not.toThrow();
+    else expect(parse).toThrow(error);
+  });
+
+  test("reads windows, flags and per-layer heads, and sizes a layer file by its own heads", () => {
+    const meta = parseMeta(
+      broken((m) => {
+        m.layer_attention = [
+          { kind: "sliding", window: 8, image_bidirectional: true },
+          { kind: "linear", conv_kernel: 4, num_heads: 5 },
+        ];
+      }),
+    );
+    expect(meta.layerAttention).toEqual([
+      { kind: "sliding", window: 8, imageBidirectional: true, numHeads: 3 },
+      { kind: "linear", convKernel: 4, numHeads: 5 },
+    ]);
+    expect(layerFileBytes(meta, 1)).toBe(5 * matrixBytes(40));
+  });
+
+  test("an image token's column is seen from the image's first row in a bidirectional layer, else from its own", () => {
+    const meta = parseMeta(broken((m) => (m.layer_attention = [{ kind: "causal", image_bidirectional: true }, { kind: "causal" }])));
+    const [bidirectional, causal] = meta.layerAttention as [LayerAttention, LayerAttention];
+    expect(firstRowSeeing(bidirectional, 12, meta.imageGrid)).toBe(4);
+    expect(firstRowSeeing(bidirectional, 30, meta.imageGrid)).toBe(30);
+    expect(firstRowSeeing(causal, 12, meta.imageGrid)).toBe(12);
   });
 });
