@@ -27,6 +27,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .errors import UserError
 from .sample_format import TextToImage
 
 CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
@@ -196,6 +197,10 @@ def capture_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The model's own sdpa output; the weights go to the active recorder, never back to the model."""
+    if (
+        kwargs.get("softcap") is not None
+    ):  # sdpa cannot cap the logits, so neither output nor weights would be the model's
+        raise UserError("this model soft-caps its attention logits, which the capture does not support")
     output, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, scaling=scaling, is_causal=is_causal, **kwargs
     )

@@ -1,8 +1,8 @@
-"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL), laid out like the hub's, built offline.
+"""Seeded tiny random-weight checkpoints of each family in FAMILIES, laid out like the hub's, built offline.
 
 The demo (Qwen3-VL) and the tests use them: config + safetensors from save_pretrained, a small
-byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying Qwen's
-special tokens, the family's preprocessor_config.json and a Qwen-style chat template.
+byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying the family's
+special tokens, the family's preprocessor_config.json and a chat template in the family's style.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -73,13 +75,27 @@ class TinyShape:
     seed: int = 0
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+@dataclass(frozen=True)
+class TinyTokens:
+    """A family's tokenizer: its special tokens, which are eos and pad, and the named extras its processor reads."""
+
+    special: tuple[str, ...] = tuple(SPECIAL_TOKENS)
+    eos: str = "<|im_end|>"
+    pad: str = "<|endoftext|>"
+    named: tuple[tuple[str, str], ...] = ()  # (attribute, token), e.g. ("image_token", "<image_soft_token>")
+    bos: str | None = None
+
+
+QWEN_TOKENS = TinyTokens()
+
+
+def build_tokenizer(tokens: TinyTokens = QWEN_TOKENS) -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(tokens.special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -87,9 +103,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     bpe.add_tokens(THINK_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={},
+        eos_token=tokens.eos,
+        pad_token=tokens.pad,
+        **({"bos_token": tokens.bos} if tokens.bos else {}),
+        extra_special_tokens=dict(tokens.named),
     )
 
 
@@ -215,17 +232,111 @@ QWEN2_VL_PREPROCESSOR = {
 }
 
 
+GEMMA_TOKENS = TinyTokens(
+    special=(
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ),
+    eos="<end_of_turn>",
+    pad="<pad>",
+    bos="<bos>",
+    named=(("boi_token", "<start_of_image>"), ("eoi_token", "<end_of_image>"), ("image_token", "<image_soft_token>")),
+)
+# Gemma's turns: <start_of_turn>user / model, the image as <start_of_image> (the processor expands it).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{%- if message['content'] is string %}{{ message['content'] }}"
+    "{%- else %}{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}{{ '<end_of_turn>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<start_of_turn>model\\n' + GENERATION_PREFIX }}{%- endif %}"
+)
+# The hub checkpoints' geometry: 896 px square, 14 px patches (64 x 64), average-pooled 4 x 4 to 16 x 16 = 256 tokens.
+GEMMA3_IMAGE_SIZE, GEMMA3_PATCH, GEMMA3_TOKENS_PER_IMAGE = 896, 14, 256
+GEMMA3_PREPROCESSOR = {
+    "image_processor_type": "Gemma3ImageProcessor",
+    "processor_class": "Gemma3Processor",
+    "size": {"height": GEMMA3_IMAGE_SIZE, "width": GEMMA3_IMAGE_SIZE},
+    "do_pan_and_scan": False,
+    "resample": 2,
+    "rescale_factor": 1 / 255,
+    **IMAGE_STATS,
+}
+GEMMA3_PROCESSOR = {"image_seq_length": GEMMA3_TOKENS_PER_IMAGE, "processor_class": "Gemma3Processor"}
+
+
+def gemma3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Five sliding layers then a global one, as the hub's pattern; a window of 32 tokens, shorter than the
+    256-token image, so image rows are cut by the window on the left and see later image tokens on the right.
+    query_pre_attn_scalar differs from head_dim, so the family's own scaling is exercised."""
+    return Gemma3Config(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": shape.hidden,
+            "intermediate_size": 2 * shape.hidden,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "head_dim": shape.head_dim,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": 32,
+            "sliding_window_pattern": 6,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": False,  # its readable-token head is edited alone
+            "eos_token_id": ids["<end_of_turn>"],
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<bos>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": GEMMA3_IMAGE_SIZE,
+            "patch_size": GEMMA3_PATCH,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=GEMMA3_TOKENS_PER_IMAGE,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+        eos_token_id=ids["<end_of_turn>"],
+        pad_token_id=ids["<pad>"],
+        bos_token_id=ids["<bos>"],
+        tie_word_embeddings=False,
+    )
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
-    config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]
+    config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]  # (shape, vocab size, special token ids)
     preprocessor: dict[str, object]
+    tokens: TinyTokens = QWEN_TOKENS
+    chat_template: str = CHAT_TEMPLATE  # GENERATION_PREFIX stands for the think block a thinking model opens with
+    processor: dict[str, object] | None = None  # processor_config.json, for processors with settings of their own
 
 
 FAMILIES = {
     "qwen3-vl": TinyFamily(Qwen3VLForConditionalGeneration, qwen3_vl_config, QWEN3_VL_PREPROCESSOR),
     "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
     "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
+    "gemma3": TinyFamily(
+        Gemma3ForConditionalGeneration,
+        gemma3_config,
+        GEMMA3_PREPROCESSOR,
+        GEMMA_TOKENS,
+        GEMMA_CHAT_TEMPLATE,
+        GEMMA3_PROCESSOR,
+    ),
 }
 
 
@@ -234,29 +345,32 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[shape.family]
-    tokenizer = build_tokenizer()
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    tokenizer = build_tokenizer(family.tokens)
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in family.tokens.special}
     torch.manual_seed(shape.seed)
     model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()
-    _answer_in_readable_tokens(model, tokenizer)
+    _answer_in_readable_tokens(model, tokenizer, family.tokens.special)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
-    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
+    template = family.chat_template.replace("GENERATION_PREFIX", prefix)
+    (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
     (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
+    if family.processor:
+        (folder / "processor_config.json").write_text(json.dumps(family.processor, indent=1), encoding="utf-8")
     return folder
 
 
-def _answer_in_readable_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
+def _answer_in_readable_tokens(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, special: tuple[str, ...]
+) -> None:
     """Zero the output rows of tokens that are not printable text on their own (stray UTF-8 bytes, control
     characters, special tokens). Their logits become 0 while the readable tokens' random logits are spread
     around 0, so greedy decoding picks readable ones and a demo answer shows words, not replacement marks."""
-    unreadable = [i for i in range(len(tokenizer)) if not _readable(tokenizer.decode([i]))]
+    unreadable = [i for i in range(len(tokenizer)) if not _readable(tokenizer.decode([i]), special)]
     with torch.no_grad():
         model.lm_head.weight[unreadable] = 0.0
 
 
-def _readable(text: str) -> bool:
-    return (
-        text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in SPECIAL_TOKENS + THINK_TOKENS
-    )
+def _readable(text: str, special: tuple[str, ...]) -> bool:
+    return text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in (*special, *THINK_TOKENS)

@@ -10,12 +10,13 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .gemma3 import Gemma3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)
+    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, Gemma3Adapter)
 }
 
 __all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]

@@ -1,0 +1,121 @@
+"""Families whose softmax layers are not all plain causal, through the CLI with the family detected: Gemma 3's
+sliding-window and global layers, both bidirectional within the image. Every layer equals the family's eager
+output_attentions, the mask included; logits do not change; generate mode answers as a plain generate does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET
+from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.models import adapter_named
+
+from conftest import assert_refused, run
+from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+
+# Seven layers: five sliding (window 32), one global, one sliding, as the hub's pattern of six.
+GEMMA3 = TinyShape(family="gemma3", layers=7, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=5)
+
+
+@pytest.fixture(scope="module")
+def gemma3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("gemma3"), GEMMA3)
+
+
+@pytest.fixture(scope="module")
+def gemma3_sample(gemma3_model: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sample = tmp_path_factory.mktemp("samples") / "gemma3"
+    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", gemma3_model) == 0
+    return sample
+
+
+def test_gemma3_is_detected_and_its_layer_kinds_come_from_the_config(gemma3_model: Path, gemma3_sample: Path) -> None:
+    meta = fmt.validate_sample(gemma3_sample)
+    assert json.loads((gemma3_model / "config.json").read_text())["model_type"] == "gemma3"
+    assert meta["model_type"] == "gemma3"
+    sliding = {"kind": "sliding", "window": 32, "image_bidirectional": True}
+    assert meta["layer_attention"] == [sliding] * 5 + [{"kind": "causal", "image_bidirectional": True}, sliding]
+
+
+def test_gemma3_grid_is_the_processor_fixed_square_of_pooled_tokens(gemma3_sample: Path) -> None:
+    meta = fmt.read_meta(gemma3_sample)
+    assert meta["image_size"] == [896, 896] and meta["original_image_size"] == [300, 170]
+    grid = meta["image_grid"]
+    assert (grid["rows"], grid["cols"], grid["end_idx"] - grid["start_idx"] + 1) == (16, 16, 256)
+    tokens = meta["tokens"]
+    assert (
+        tokens[grid["start_idx"] - 1]["text"] == "<start_of_image>" and tokens[grid["end_idx"] + 1]["type"] == "special"
+    )
+
+
+def test_gemma3_every_layer_equals_eager_with_its_masks(gemma3_model: Path, gemma3_sample: Path, photo: Path) -> None:
+    meta = fmt.validate_sample(gemma3_sample)
+    reference, _, _ = eager_reference(gemma3_model, photo, "gemma3")
+    grid = meta["image_grid"]
+    start, end = grid["start_idx"], grid["end_idx"]
+    span, n = (start, end), meta["seq_len"]
+    for layer, ref in enumerate(reference):
+        stored = np.asarray(fmt.open_layer(gemma3_sample, meta, layer), np.float32)
+        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
+        for kind, table in (("mean", ref.mean(0)), ("max", ref.max(0))):
+            aggregate = fmt.open_head_aggregate(gemma3_sample, meta, layer, kind)
+            np.testing.assert_allclose(np.asarray(aggregate, np.float32), table, rtol=RTOL, atol=ATOL)
+        reachable = fmt.reachable(meta["layer_attention"][layer], np.arange(n), n, span)
+        assert (stored[:, ~reachable] == 0).all() and (stored[:, reachable] > 0).all()
+        assert (stored[:, start + 1, start + 2 : end + 1] > 0).all()  # an image row sees the later image tokens
+        assert (stored[:, end + 1, end + 2 :] == 0).all()  # the text after the image stays causal
+        first_key_of_last_image_row = stored[:, end, start]
+        if meta["layer_attention"][layer]["kind"] == "sliding":
+            assert (first_key_of_last_image_row == 0).all()  # 255 tokens back: outside the 32-token window
+            assert (stored[:, n - 1, : n - 32] == 0).all() and (stored[:, n - 1, n - 32 :] > 0).all()
+        else:
+            assert (first_key_of_last_image_row > 0).all()
+
+
+def test_gemma3_logits_with_capture_equal_logits_without(gemma3_model: Path, photo: Path) -> None:
+    chunks, layers = captured_chunks_with_logits_unchanged("gemma3", gemma3_model, photo, DEFAULT_ROW_BUDGET)
+    assert sorted({c.layer for c in chunks}) == list(range(layers)) == list(range(GEMMA3.layers))
+
+
+def test_gemma3_generate_mode_answers_as_plain_generate_and_stores_eager_attention(
+    gemma3_model: Path, photo: Path, tmp_path: Path
+) -> None:
+    sample = tmp_path / "s"
+    args = ("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", gemma3_model)
+    assert run(*args, "--mode", "generate", "--max-new-tokens", 4) == 0
+    meta = fmt.validate_sample(sample)
+    adapter = adapter_named("gemma3")
+    inputs = adapter.prepare(
+        adapter.load_processor(str(gemma3_model)), Image.open(photo).convert("RGB"), PROMPT, None
+    ).model_inputs
+    model = adapter.model_class.from_pretrained(gemma3_model, attn_implementation="eager").eval()
+    with torch.no_grad():
+        answered = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        ids = torch.tensor([[t["token_id"] for t in meta["tokens"]]])
+        assert ids[0].tolist() == answered[0].tolist() and meta["answer_start"] == inputs["input_ids"].shape[1]
+        new = ids.shape[1] - inputs["input_ids"].shape[1]
+        full = dict(
+            inputs,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            token_type_ids=torch.cat([inputs["token_type_ids"], torch.zeros(1, new, dtype=torch.long)], dim=1),
+        )
+        reference = model(**full, output_attentions=True).attentions
+    for layer, ref in enumerate(reference):
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL
+        )
+
+
+def test_gemma3_refuses_max_pixels_with_one_line(
+    gemma3_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gemma3_model]
+    assert_refused(capsys, [*args, "--max-pixels", 10000], "sees every image at 896x896 px", untouched=tmp_path)
