@@ -153,23 +153,28 @@ class AttentionRecorder:
         scaling: float,
         causal: bool,
     ) -> None:
-        n = query.shape[2]
-        start, end = self.image_span
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
-            self.text_to_image.add(
-                layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy()
-            )
-            self.sink(
-                AttentionRows(
-                    layer=layer,
-                    row0=row0,
-                    attn=to_host(probs.half(), n),
-                    head_mean=to_host(probs.mean(dim=0).half(), n),
-                    head_max=to_host(probs.amax(dim=0).half(), n),
-                )
-            )
+            self.emit(layer, row0, probs, query.shape[2])
             del probs
         self.on_layer_done(layer)
+
+    def emit(self, layer: int, row0: int, values: torch.Tensor, n: int, signed: bool = False) -> None:
+        """Float32 rows row0.. of a layer, (H, c, keys <= n), to the sink as float16 rows of n with their head mean
+        and max, and into the text-to-image table (signed values by their size, so opposite signs do not cancel)."""
+        start, end = self.image_span
+        image = values[:, :, start : end + 1]
+        self.text_to_image.add(
+            layer, row0, (image.abs() if signed else image).sum(dim=-1, dtype=torch.float64).cpu().numpy()
+        )
+        self.sink(
+            AttentionRows(
+                layer=layer,
+                row0=row0,
+                attn=to_host(values.half(), n),
+                head_mean=to_host(values.mean(dim=0).half(), n),
+                head_max=to_host(values.amax(dim=0).half(), n),
+            )
+        )
 
 
 def to_host(values: torch.Tensor, n: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_m
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import copy_image, load_image
+from .linear_capture import capturing_linear_layers
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
@@ -86,7 +87,7 @@ def extract(request: Request) -> Result:
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
     size = fmt.sample_bytes(layers, heads, seq_len, kinds) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None)
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, kinds)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
@@ -226,7 +227,11 @@ def capture_to(
         recorders[adapter.vision_config_key] = vision_recorder
     inputs = prepared.on(model.device)
     try:
-        with capturing_sub_models(model, recorders), torch.inference_mode():
+        with (
+            capturing_sub_models(model, recorders),
+            capturing_linear_layers(adapter.linear_layers(model), recorder),
+            torch.inference_mode(),
+        ):
             model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
         background.finish()
     except BaseException:

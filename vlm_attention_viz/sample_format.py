@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,17 @@ def sample_bytes(num_layers: int, num_heads: int, seq_len: int, layer_attention:
     return sum(h + 2 for h in heads) * seq_len * seq_len * BYTES_PER_VALUE
 
 
-def size_formula(layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None) -> str:
+def size_formula(
+    layers: int,
+    heads: int,
+    seq_len: int,
+    vision: tuple[int, int, int] | None = None,
+    layer_attention: list[dict] | None = None,
+) -> str:
     """How sample_bytes (+ vision_bytes for (blocks, heads, patches)) adds up, for the messages that print it."""
-    formula = f"{layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes"
+    counts = Counter(layer_heads(layers, heads, layer_attention))
+    matrices = " + ".join(f"{count} layers x {h + 2} matrices" for h, count in sorted(counts.items()))
+    formula = f"{matrices if len(counts) == 1 else f'({matrices})'} x {seq_len}^2 x 2 bytes"
     if vision:
         blocks, vision_heads, patches = vision
         formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"

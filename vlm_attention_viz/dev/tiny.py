@@ -24,6 +24,8 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3_5Config,
+    Qwen3_5ForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
 )
@@ -200,6 +202,38 @@ def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> P
     )
 
 
+def qwen3_5_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3.5: three linear-attention (Gated DeltaNet) layers, then one gated full-attention layer, repeated
+    (full_attention_interval 4, the hub's default). The linear layers have twice the attention heads' count of
+    value heads, and two query/key heads shared by them (as on the hub); a quarter of each head dimension rotates."""
+    text = text_config(shape, vocab_size, ids, mrope_interleaved=True)
+    return Qwen3_5Config(
+        text_config={
+            **text,
+            "head_dim": shape.head_dim,
+            "partial_rotary_factor": 0.25,
+            "linear_conv_kernel_dim": 4,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 2 * shape.heads,
+            "full_attention_interval": 4,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": shape.hidden,
+            "num_position_embeddings": 256,
+        },
+        **token_ids(ids),
+    )
+
+
 IMAGE_STATS = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 # Each family's preprocessor_config.json; the three spell the pixel bounds in the three ways checkpoints do, so each is tested.
 QWEN3_VL_PREPROCESSOR = {
@@ -329,6 +363,7 @@ FAMILIES = {
     "qwen3-vl": TinyFamily(Qwen3VLForConditionalGeneration, qwen3_vl_config, QWEN3_VL_PREPROCESSOR),
     "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
     "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
+    "qwen3.5": TinyFamily(Qwen3_5ForConditionalGeneration, qwen3_5_config, QWEN3_VL_PREPROCESSOR),
     "gemma3": TinyFamily(
         Gemma3ForConditionalGeneration,
         gemma3_config,

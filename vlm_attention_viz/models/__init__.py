@@ -13,10 +13,12 @@ from .base import ModelAdapter, PreparedInputs
 from .gemma3 import Gemma3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_5 import Qwen3_5Adapter
 from .qwen3_vl import Qwen3VLAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, Gemma3Adapter)
+    adapter.name: adapter
+    for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, Qwen3_5Adapter, Gemma3Adapter)
 }
 
 __all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]

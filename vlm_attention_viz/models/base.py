@@ -29,6 +29,7 @@ from transformers import (
 from transformers.utils import cached_file, is_torchvision_available
 
 from ..errors import UserError
+from ..linear_capture import LinearLayer
 
 
 @dataclass
@@ -145,6 +146,11 @@ class ModelAdapter(ABC):
         """meta.json's layer_attention: per LLM layer, what its stored matrices are (sample_format.layer_kind);
         None: causal softmax in every layer, the field left out."""
         return None
+
+    def linear_layers(self, model: PreTrainedModel) -> dict[int, LinearLayer]:
+        """The LLM's linear-attention layers by index, each its module and how its delta-rule inputs come from the
+        module's input (linear_capture.py); none by default."""
+        return {}
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """The patch grid, and per block which patches each of its attention calls covers (for --vision-layers)."""
