@@ -1,6 +1,6 @@
-"""Families whose softmax layers are not all plain causal, through the CLI with the family detected: Gemma 3's
-sliding-window and global layers, both bidirectional within the image. Every layer equals the family's eager
-output_attentions, the mask included; logits do not change; generate mode answers as a plain generate does."""
+"""Families beyond Qwen-VL's dense models, through the CLI with the family detected: Gemma 3 (sliding-window and
+global layers, both bidirectional within the image) and Qwen3-VL-MoE. Every layer equals the family's eager
+output_attentions, the masks included; logits do not change; generate mode answers as a plain generate does."""
 
 from __future__ import annotations
 
@@ -20,26 +20,100 @@ from vlm_attention_viz.models import adapter_named
 from conftest import assert_refused, run
 from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
 
-# Seven layers: five sliding (window 32), one global, one sliding, as the hub's pattern of six.
-GEMMA3 = TinyShape(family="gemma3", layers=7, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=5)
+SHAPES = {
+    # Seven layers: five sliding (window 32), one global, one sliding, as the hub's pattern of six.
+    "gemma3": TinyShape(family="gemma3", layers=7, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=5),
+    "qwen3-vl-moe": TinyShape(family="qwen3-vl-moe", layers=2, heads=4, kv_heads=2, seed=8),
+}
 
 
 @pytest.fixture(scope="module")
-def gemma3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("gemma3"), GEMMA3)
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {family: build_tiny_checkpoint(tmp_path_factory.mktemp(family), shape) for family, shape in SHAPES.items()}
 
 
 @pytest.fixture(scope="module")
-def gemma3_sample(gemma3_model: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sample = tmp_path_factory.mktemp("samples") / "gemma3"
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", gemma3_model) == 0
-    return sample
+def samples(models: dict[str, Path], photo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each family's prefill sample, as a user makes it without --model-type."""
+    made: dict[str, Path] = {}
+    for family in SHAPES:
+        made[family] = tmp_path_factory.mktemp("samples") / family
+        assert run("--image", photo, "--prompt", PROMPT, "--output-dir", made[family], "--model", models[family]) == 0
+    return made
 
 
-def test_gemma3_is_detected_and_its_layer_kinds_come_from_the_config(gemma3_model: Path, gemma3_sample: Path) -> None:
+@pytest.fixture(scope="module")
+def gemma3_model(models: dict[str, Path]) -> Path:
+    return models["gemma3"]
+
+
+@pytest.fixture(scope="module")
+def gemma3_sample(samples: dict[str, Path]) -> Path:
+    return samples["gemma3"]
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_the_family_is_detected_from_the_checkpoint_config(family: str, models: dict, samples: dict) -> None:
+    model_type = json.loads((models[family] / "config.json").read_text())["model_type"]
+    assert model_type == adapter_named(family).config_model_types[0]
+    assert fmt.validate_sample(samples[family])["model_type"] == family
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_every_layer_and_aggregate_equals_eager(family: str, models: dict, samples: dict, photo: Path) -> None:
+    meta = fmt.validate_sample(samples[family])
+    reference, _, _ = eager_reference(models[family], photo, family)
+    assert len(reference) == meta["num_layers"] == SHAPES[family].layers
+    for layer, ref in enumerate(reference):
+        stored = np.asarray(fmt.open_layer(samples[family], meta, layer), np.float32)
+        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
+        for kind, table in (("mean", ref.mean(0)), ("max", ref.max(0))):
+            aggregate = fmt.open_head_aggregate(samples[family], meta, layer, kind)
+            np.testing.assert_allclose(np.asarray(aggregate, np.float32), table, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_logits_with_capture_equal_logits_without(family: str, models: dict, photo: Path) -> None:
+    chunks, layers = captured_chunks_with_logits_unchanged(family, models[family], photo, DEFAULT_ROW_BUDGET)
+    assert sorted({c.layer for c in chunks}) == list(range(layers)) == list(range(SHAPES[family].layers))
+
+
+def answer_inputs(inputs: dict, ids: torch.Tensor) -> dict:
+    """The prompt's inputs extended to prompt + answer: attention mask ones, per-token types zero (text)."""
+    new = ids.shape[1] - inputs["input_ids"].shape[1]
+    extended = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
+    for key in ("token_type_ids", "mm_token_type_ids"):
+        if key in inputs:
+            extended[key] = torch.cat([inputs[key], torch.zeros(1, new, dtype=inputs[key].dtype)], dim=1)
+    return extended
+
+
+@pytest.mark.parametrize("family", sorted(SHAPES))
+def test_generate_mode_answers_as_plain_generate_and_stores_eager_attention(
+    family: str, models: dict, photo: Path, tmp_path: Path
+) -> None:
+    sample = tmp_path / "s"
+    args = ("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", models[family])
+    assert run(*args, "--mode", "generate", "--max-new-tokens", 4) == 0
+    meta = fmt.validate_sample(sample)
+    adapter = adapter_named(family)
+    inputs = adapter.prepare(
+        adapter.load_processor(str(models[family])), Image.open(photo).convert("RGB"), PROMPT, None
+    ).model_inputs
+    model = adapter.model_class.from_pretrained(models[family], attn_implementation="eager").eval()
+    with torch.no_grad():
+        answered = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        ids = torch.tensor([[t["token_id"] for t in meta["tokens"]]])
+        assert ids[0].tolist() == answered[0].tolist() and meta["answer_start"] == inputs["input_ids"].shape[1]
+        reference = model(**answer_inputs(inputs, ids), output_attentions=True).attentions
+    for layer, ref in enumerate(reference):
+        np.testing.assert_allclose(
+            np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL
+        )
+
+
+def test_gemma3_layer_kinds_come_from_the_config(gemma3_sample: Path) -> None:
     meta = fmt.validate_sample(gemma3_sample)
-    assert json.loads((gemma3_model / "config.json").read_text())["model_type"] == "gemma3"
-    assert meta["model_type"] == "gemma3"
     sliding = {"kind": "sliding", "window": 32, "image_bidirectional": True}
     assert meta["layer_attention"] == [sliding] * 5 + [{"kind": "causal", "image_bidirectional": True}, sliding]
 
@@ -55,18 +129,14 @@ def test_gemma3_grid_is_the_processor_fixed_square_of_pooled_tokens(gemma3_sampl
     )
 
 
-def test_gemma3_every_layer_equals_eager_with_its_masks(gemma3_model: Path, gemma3_sample: Path, photo: Path) -> None:
+def test_gemma3_image_rows_see_later_image_tokens_and_sliding_rows_their_window(gemma3_sample: Path) -> None:
+    """The stored layers equal eager (above); here, that the masks they carry are the ones layer_attention names."""
     meta = fmt.validate_sample(gemma3_sample)
-    reference, _, _ = eager_reference(gemma3_model, photo, "gemma3")
     grid = meta["image_grid"]
     start, end = grid["start_idx"], grid["end_idx"]
     span, n = (start, end), meta["seq_len"]
-    for layer, ref in enumerate(reference):
+    for layer in range(meta["num_layers"]):
         stored = np.asarray(fmt.open_layer(gemma3_sample, meta, layer), np.float32)
-        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        for kind, table in (("mean", ref.mean(0)), ("max", ref.max(0))):
-            aggregate = fmt.open_head_aggregate(gemma3_sample, meta, layer, kind)
-            np.testing.assert_allclose(np.asarray(aggregate, np.float32), table, rtol=RTOL, atol=ATOL)
         reachable = fmt.reachable(meta["layer_attention"][layer], np.arange(n), n, span)
         assert (stored[:, ~reachable] == 0).all() and (stored[:, reachable] > 0).all()
         assert (stored[:, start + 1, start + 2 : end + 1] > 0).all()  # an image row sees the later image tokens
@@ -77,41 +147,6 @@ def test_gemma3_every_layer_equals_eager_with_its_masks(gemma3_model: Path, gemm
             assert (stored[:, n - 1, : n - 32] == 0).all() and (stored[:, n - 1, n - 32 :] > 0).all()
         else:
             assert (first_key_of_last_image_row > 0).all()
-
-
-def test_gemma3_logits_with_capture_equal_logits_without(gemma3_model: Path, photo: Path) -> None:
-    chunks, layers = captured_chunks_with_logits_unchanged("gemma3", gemma3_model, photo, DEFAULT_ROW_BUDGET)
-    assert sorted({c.layer for c in chunks}) == list(range(layers)) == list(range(GEMMA3.layers))
-
-
-def test_gemma3_generate_mode_answers_as_plain_generate_and_stores_eager_attention(
-    gemma3_model: Path, photo: Path, tmp_path: Path
-) -> None:
-    sample = tmp_path / "s"
-    args = ("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", gemma3_model)
-    assert run(*args, "--mode", "generate", "--max-new-tokens", 4) == 0
-    meta = fmt.validate_sample(sample)
-    adapter = adapter_named("gemma3")
-    inputs = adapter.prepare(
-        adapter.load_processor(str(gemma3_model)), Image.open(photo).convert("RGB"), PROMPT, None
-    ).model_inputs
-    model = adapter.model_class.from_pretrained(gemma3_model, attn_implementation="eager").eval()
-    with torch.no_grad():
-        answered = model.generate(**inputs, max_new_tokens=4, do_sample=False)
-        ids = torch.tensor([[t["token_id"] for t in meta["tokens"]]])
-        assert ids[0].tolist() == answered[0].tolist() and meta["answer_start"] == inputs["input_ids"].shape[1]
-        new = ids.shape[1] - inputs["input_ids"].shape[1]
-        full = dict(
-            inputs,
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            token_type_ids=torch.cat([inputs["token_type_ids"], torch.zeros(1, new, dtype=torch.long)], dim=1),
-        )
-        reference = model(**full, output_attentions=True).attentions
-    for layer, ref in enumerate(reference):
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref[0].numpy(), rtol=RTOL, atol=ATOL
-        )
 
 
 def test_gemma3_refuses_max_pixels_with_one_line(

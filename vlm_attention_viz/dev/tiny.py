@@ -26,8 +26,12 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
     Qwen3_5Config,
     Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeConfig,
+    Qwen3_5MoeForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeConfig,
+    Qwen3VLMoeForConditionalGeneration,
 )
 
 SPECIAL_TOKENS = [
@@ -202,6 +206,32 @@ def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> P
     )
 
 
+# A mixture of experts small enough to run: four experts, two per token.
+TINY_EXPERTS = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
+
+
+def qwen3_vl_moe_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3-VL-MoE: Qwen3-VL's tower and attention, experts in every layer's MLP."""
+    dense = qwen3_vl_config(shape, vocab_size, ids)
+    text = {**dense.text_config.to_dict(), **TINY_EXPERTS, "tie_word_embeddings": False}
+    return Qwen3VLMoeConfig(
+        text_config={key: value for key, value in text.items() if key != "model_type"},
+        vision_config={key: value for key, value in dense.vision_config.to_dict().items() if key != "model_type"},
+        **token_ids(ids),
+    )
+
+
+def qwen3_5_moe_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3.5-MoE: Qwen3.5's hybrid layers, experts and a shared expert in every MLP."""
+    dense = qwen3_5_config(shape, vocab_size, ids)
+    text = {**dense.text_config.to_dict(), **TINY_EXPERTS, "shared_expert_intermediate_size": 32}
+    return Qwen3_5MoeConfig(
+        text_config={key: value for key, value in text.items() if key not in ("model_type", "intermediate_size")},
+        vision_config={key: value for key, value in dense.vision_config.to_dict().items() if key != "model_type"},
+        **token_ids(ids),
+    )
+
+
 def qwen3_5_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     """Qwen3.5: three linear-attention (Gated DeltaNet) layers, then one gated full-attention layer, repeated
     (full_attention_interval 4, the hub's default). The linear layers have twice the attention heads' count of
@@ -364,6 +394,8 @@ FAMILIES = {
     "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
     "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
     "qwen3.5": TinyFamily(Qwen3_5ForConditionalGeneration, qwen3_5_config, QWEN3_VL_PREPROCESSOR),
+    "qwen3.5-moe": TinyFamily(Qwen3_5MoeForConditionalGeneration, qwen3_5_moe_config, QWEN3_VL_PREPROCESSOR),
+    "qwen3-vl-moe": TinyFamily(Qwen3VLMoeForConditionalGeneration, qwen3_vl_moe_config, QWEN3_VL_PREPROCESSOR),
     "gemma3": TinyFamily(
         Gemma3ForConditionalGeneration,
         gemma3_config,
