@@ -1,5 +1,6 @@
 """Families beyond Qwen-VL's dense models, through the CLI with the family detected: Gemma 3 (sliding-window and
-global layers, both bidirectional within the image) and Qwen3-VL-MoE. Every layer equals the family's eager
+global layers, both bidirectional within the image), Gemma 4 (bidirectional on its sliding layers only, scaling 1,
+keys and values shared by its last layers) and Qwen3-VL-MoE. Every layer equals the family's eager
 output_attentions, the masks included; logits do not change; generate mode answers as a plain generate does."""
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged,
 SHAPES = {
     # Seven layers: five sliding (window 32), one global, one sliding, as the hub's pattern of six.
     "gemma3": TinyShape(family="gemma3", layers=7, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=5),
+    # Sliding, global, three sliding, global; the last two reuse earlier layers' keys and values.
+    "gemma4": TinyShape(family="gemma4", layers=6, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=9),
     "qwen3-vl-moe": TinyShape(family="qwen3-vl-moe", layers=2, heads=4, kv_heads=2, seed=8),
+}
+GEMMAS = ["gemma3", "gemma4"]
+SLIDING = {"kind": "sliding", "window": 32, "image_bidirectional": True}
+LAYER_KINDS = {
+    "gemma3": [SLIDING] * 5 + [{"kind": "causal", "image_bidirectional": True}, SLIDING],
+    "gemma4": [SLIDING, {"kind": "causal"}, SLIDING, SLIDING, SLIDING, {"kind": "causal"}],
 }
 
 
@@ -40,16 +49,6 @@ def samples(models: dict[str, Path], photo: Path, tmp_path_factory: pytest.TempP
         made[family] = tmp_path_factory.mktemp("samples") / family
         assert run("--image", photo, "--prompt", PROMPT, "--output-dir", made[family], "--model", models[family]) == 0
     return made
-
-
-@pytest.fixture(scope="module")
-def gemma3_model(models: dict[str, Path]) -> Path:
-    return models["gemma3"]
-
-
-@pytest.fixture(scope="module")
-def gemma3_sample(samples: dict[str, Path]) -> Path:
-    return samples["gemma3"]
 
 
 @pytest.mark.parametrize("family", sorted(SHAPES))
@@ -112,14 +111,14 @@ def test_generate_mode_answers_as_plain_generate_and_stores_eager_attention(
         )
 
 
-def test_gemma3_layer_kinds_come_from_the_config(gemma3_sample: Path) -> None:
-    meta = fmt.validate_sample(gemma3_sample)
-    sliding = {"kind": "sliding", "window": 32, "image_bidirectional": True}
-    assert meta["layer_attention"] == [sliding] * 5 + [{"kind": "causal", "image_bidirectional": True}, sliding]
+@pytest.mark.parametrize("family", GEMMAS)
+def test_gemma_layer_kinds_come_from_the_config(family: str, samples: dict) -> None:
+    meta = fmt.validate_sample(samples[family])
+    assert meta["layer_attention"] == LAYER_KINDS[family]
 
 
-def test_gemma3_grid_is_the_processor_fixed_square_of_pooled_tokens(gemma3_sample: Path) -> None:
-    meta = fmt.read_meta(gemma3_sample)
+def test_gemma3_grid_is_the_processor_fixed_square_of_pooled_tokens(samples: dict) -> None:
+    meta = fmt.read_meta(samples["gemma3"])
     assert meta["image_size"] == [896, 896] and meta["original_image_size"] == [300, 170]
     grid = meta["image_grid"]
     assert (grid["rows"], grid["cols"], grid["end_idx"] - grid["start_idx"] + 1) == (16, 16, 256)
@@ -129,28 +128,47 @@ def test_gemma3_grid_is_the_processor_fixed_square_of_pooled_tokens(gemma3_sampl
     )
 
 
-def test_gemma3_image_rows_see_later_image_tokens_and_sliding_rows_their_window(gemma3_sample: Path) -> None:
+def test_gemma4_grid_is_the_aspect_kept_resize_pooled_3x3(samples: dict) -> None:
+    """300 x 170 px within 70 tokens of 3 x 3 patches of 16 px: 528 x 288 px, 11 x 6 tokens."""
+    meta = fmt.read_meta(samples["gemma4"])
+    assert meta["image_size"] == [528, 288] and "num_kv_heads" not in meta
+    grid = meta["image_grid"]
+    assert (grid["rows"], grid["cols"], grid["end_idx"] - grid["start_idx"] + 1) == (6, 11, 66)
+    assert meta["tokens"][grid["start_idx"] - 1]["text"] == "<|image>"
+
+
+@pytest.mark.parametrize("family", GEMMAS)
+def test_gemma_image_rows_see_later_image_tokens_where_bidirectional_and_sliding_rows_their_window(
+    family: str, samples: dict
+) -> None:
     """The stored layers equal eager (above); here, that the masks they carry are the ones layer_attention names."""
-    meta = fmt.validate_sample(gemma3_sample)
+    sample = samples[family]
+    meta = fmt.validate_sample(sample)
     grid = meta["image_grid"]
     start, end = grid["start_idx"], grid["end_idx"]
     span, n = (start, end), meta["seq_len"]
     for layer in range(meta["num_layers"]):
-        stored = np.asarray(fmt.open_layer(gemma3_sample, meta, layer), np.float32)
-        reachable = fmt.reachable(meta["layer_attention"][layer], np.arange(n), n, span)
-        assert (stored[:, ~reachable] == 0).all() and (stored[:, reachable] > 0).all()
-        assert (stored[:, start + 1, start + 2 : end + 1] > 0).all()  # an image row sees the later image tokens
+        stored = np.asarray(fmt.open_layer(sample, meta, layer), np.float32)
+        kind = meta["layer_attention"][layer]
+        reachable = fmt.reachable(kind, np.arange(n), n, span)
+        assert (stored[:, ~reachable] == 0).all()  # outside the mask exactly 0
+        later_image_tokens = stored[:, start + 1, start + 2 : end + 1].sum(-1)  # per head
+        assert (later_image_tokens > 0).all() if kind.get("image_bidirectional") else (later_image_tokens == 0).all()
         assert (stored[:, end + 1, end + 2 :] == 0).all()  # the text after the image stays causal
-        first_key_of_last_image_row = stored[:, end, start]
-        if meta["layer_attention"][layer]["kind"] == "sliding":
-            assert (first_key_of_last_image_row == 0).all()  # 255 tokens back: outside the 32-token window
-            assert (stored[:, n - 1, : n - 32] == 0).all() and (stored[:, n - 1, n - 32 :] > 0).all()
+        if kind["kind"] == "sliding":
+            assert (stored[:, end, : end - 31] == 0).all()  # the last image row: nothing further back than the window
+            assert (stored[:, n - 1, : n - 32] == 0).all()  # the last row: all its weight on the last 32 tokens
+            np.testing.assert_allclose(stored[:, n - 1, n - 32 :].sum(-1), 1, atol=2e-3)
         else:
-            assert (first_key_of_last_image_row > 0).all()
+            assert (stored[:, end, start : start + 32].sum(-1) > 0).all()  # global: back to the image's start
 
 
-def test_gemma3_refuses_max_pixels_with_one_line(
-    gemma3_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("family", "says"),
+    [("gemma3", "sees every image at 896x896 px"), ("gemma4", "sizes images by a token budget")],
+)
+def test_gemma_refuses_max_pixels_with_one_line(
+    family: str, says: str, models: dict, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", gemma3_model]
-    assert_refused(capsys, [*args, "--max-pixels", 10000], "sees every image at 896x896 px", untouched=tmp_path)
+    args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", models[family]]
+    assert_refused(capsys, [*args, "--max-pixels", 10000], says, untouched=tmp_path)

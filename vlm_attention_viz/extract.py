@@ -108,7 +108,7 @@ def extract(request: Request) -> Result:
             original_image_size=image.size,
             num_layers=layers,
             num_heads=heads,
-            num_kv_heads=language.num_key_value_heads,
+            num_kv_heads=adapter.num_kv_heads(model),
             tokens=tokens,
             image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
             text_to_image=text_to_image,
@@ -232,7 +232,9 @@ def capture_to(
             capturing_linear_layers(adapter.linear_layers(model), recorder),
             torch.inference_mode(),
         ):
-            model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
+            # Logits are not needed: only the last position's goes through the (N, vocab) head. Named by index, not
+            # as a count, so that no model drops earlier query rows of its last layers (Gemma 4 does for a count).
+            model(**inputs, use_cache=False, logits_to_keep=torch.tensor([seq_len - 1]))
         background.finish()
     except BaseException:
         background.abort()

@@ -17,6 +17,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Gemma3Config,
     Gemma3ForConditionalGeneration,
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -312,13 +314,13 @@ GEMMA_TOKENS = TinyTokens(
     bos="<bos>",
     named=(("boi_token", "<start_of_image>"), ("eoi_token", "<end_of_image>"), ("image_token", "<image_soft_token>")),
 )
-# Gemma's turns: <start_of_turn>user / model, the image as <start_of_image> (the processor expands it).
+# Gemma's turns: <start_of_turn>user / model, the image as its processor's placeholder, which it expands.
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{%- for message in messages %}"
     "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
     "{%- if message['content'] is string %}{{ message['content'] }}"
     "{%- else %}{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{%- if part['type'] == 'image' %}{{ 'IMAGE_PLACEHOLDER' }}"
     "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}"
     "{%- endfor %}{%- endif %}{{ '<end_of_turn>\\n' }}{%- endfor %}"
     "{%- if add_generation_prompt %}{{ '<start_of_turn>model\\n' + GENERATION_PREFIX }}{%- endif %}"
@@ -379,6 +381,95 @@ def gemma3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> Pre
     )
 
 
+GEMMA4_TOKENS = TinyTokens(
+    special=(
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<|image>",
+        "<image|>",
+        "<|image|>",
+        "<|audio>",
+        "<audio|>",
+        "<|audio|>",
+    ),
+    eos="<end_of_turn>",
+    pad="<pad>",
+    bos="<bos>",
+    named=(
+        ("boi_token", "<|image>"),
+        ("eoi_token", "<image|>"),
+        ("image_token", "<|image|>"),
+        ("boa_token", "<|audio>"),  # the processor refuses a tokenizer without its audio tokens
+        ("eoa_token", "<audio|>"),
+        ("audio_token", "<|audio|>"),
+    ),
+)
+# The hub's geometry: 16 px patches pooled 3 x 3 into one token, the image resized (keeping its aspect) to at
+# most max_soft_tokens tokens; 70 is the smallest budget the processor allows.
+GEMMA4_PREPROCESSOR = {
+    "image_processor_type": "Gemma4ImageProcessor",
+    "processor_class": "Gemma4Processor",
+    "patch_size": 16,
+    "pooling_kernel_size": 3,
+    "max_soft_tokens": 70,
+    "do_normalize": False,
+    "rescale_factor": 1 / 255,
+}
+GEMMA4_PROCESSOR = {"image_seq_length": 70, "processor_class": "Gemma4Processor"}
+
+
+def gemma4_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Sliding and global layers (the last one global), the last two reusing the keys and values of the last
+    earlier layer of their type (num_kv_shared_layers), global layers with their own head size and one key head
+    whose keys are also its values (attention_k_eq_v), scaling 1 (the family's), a 32-token window, and image
+    tokens bidirectional on sliding layers (use_bidirectional_attention="vision")."""
+    return Gemma4Config(
+        text_config={
+            "vocab_size": vocab_size,
+            "vocab_size_per_layer_input": vocab_size,
+            "hidden_size": shape.hidden,
+            "hidden_size_per_layer_input": 8,
+            "intermediate_size": 2 * shape.hidden,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "head_dim": shape.head_dim,
+            "global_head_dim": 2 * shape.head_dim,
+            "num_global_key_value_heads": 1,
+            "attention_k_eq_v": True,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"]
+            + ["sliding_attention", "full_attention"] * ((shape.layers - 4) // 2),
+            "num_kv_shared_layers": 2,
+            "sliding_window": 32,
+            "use_bidirectional_attention": "vision",
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": False,
+            "eos_token_id": ids["<end_of_turn>"],
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<bos>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "patch_size": 16,
+            "pooling_kernel_size": 3,
+            "position_embedding_size": 1024,
+        },
+        audio_config=None,
+        boi_token_id=ids["<|image>"],
+        eoi_token_id=ids["<image|>"],
+        image_token_id=ids["<|image|>"],
+        tie_word_embeddings=False,
+    )
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -401,8 +492,16 @@ FAMILIES = {
         gemma3_config,
         GEMMA3_PREPROCESSOR,
         GEMMA_TOKENS,
-        GEMMA_CHAT_TEMPLATE,
+        GEMMA_CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", "<start_of_image>"),
         GEMMA3_PROCESSOR,
+    ),
+    "gemma4": TinyFamily(
+        Gemma4ForConditionalGeneration,
+        gemma4_config,
+        GEMMA4_PREPROCESSOR,
+        GEMMA4_TOKENS,
+        GEMMA_CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", "<|image|>"),
+        GEMMA4_PROCESSOR,
     ),
 }
 

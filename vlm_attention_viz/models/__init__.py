@@ -11,6 +11,7 @@ from transformers import PreTrainedConfig
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
 from .gemma3 import Gemma3Adapter
+from .gemma4 import Gemma4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_5 import Qwen3_5Adapter
@@ -28,6 +29,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         Qwen3_5Adapter,
         Qwen3_5MoeAdapter,
         Gemma3Adapter,
+        Gemma4Adapter,
     )
 }
 

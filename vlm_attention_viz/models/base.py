@@ -142,6 +142,10 @@ class ModelAdapter(ABC):
         config = self.vision_config(model)
         return config.depth, config.num_heads
 
+    def num_kv_heads(self, model: PreTrainedModel) -> int | None:
+        """meta.json's num_kv_heads (GQA); None where layers differ in it (the field is then left out)."""
+        return self.language_config(model).num_key_value_heads
+
     def layer_attention(self, model: PreTrainedModel) -> list[dict[str, Any]] | None:
         """meta.json's layer_attention: per LLM layer, what its stored matrices are (sample_format.layer_kind);
         None: causal softmax in every layer, the field left out."""
