@@ -76,3 +76,9 @@ export function normalisationRange(
   }
   return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
 }
+
+/** The range symmetric about 0 that holds a range: [-m, m], m the larger magnitude. Signed values are coloured on it. */
+export function symmetricRange(range: ValueRange): ValueRange {
+  const m = Math.max(Math.abs(range.lo), Math.abs(range.hi));
+  return { lo: -m, hi: m };
+}

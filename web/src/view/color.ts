@@ -3,11 +3,13 @@
 
 export type PaletteName = "blue" | "viridis" | "hot";
 export const PALETTE_NAMES: readonly PaletteName[] = ["blue", "viridis", "hot"];
+/** The tables a heat can use: a palette the user picks, or the diverging one signed values always get. */
+export type ScaleName = PaletteName | "diverging";
 export const LUT_SIZE = 256;
 
 type Stop = [position: number, r: number, g: number, b: number, a: number];
 
-const STOPS: Record<PaletteName, Stop[]> = {
+const STOPS: Record<ScaleName, Stop[]> = {
   // Low = transparent, high = saturated blue: readable over an image and under text.
   blue: [
     [0, 198, 219, 239, 0],
@@ -31,6 +33,12 @@ const STOPS: Record<PaletteName, Stop[]> = {
     [0.75, 255, 255, 0, 255],
     [1, 255, 255, 255, 255],
   ],
+  // Signed values on a range symmetric about 0: negative blue, 0 transparent, positive red.
+  diverging: [
+    [0, 33, 102, 172, 235],
+    [0.5, 247, 247, 247, 0],
+    [1, 178, 24, 43, 235],
+  ],
 };
 
 /** Linear interpolation between stops into LUT_SIZE RGBA entries (4 bytes each). */
@@ -47,17 +55,19 @@ export function buildLut(stops: Stop[]): Uint8ClampedArray {
   return lut;
 }
 
-export const LUTS: Record<PaletteName, Uint8ClampedArray> = {
+export const LUTS: Record<ScaleName, Uint8ClampedArray> = {
   blue: buildLut(STOPS.blue),
   viridis: buildLut(STOPS.viridis),
   hot: buildLut(STOPS.hot),
+  diverging: buildLut(STOPS.diverging),
 };
 
 /** The same tables as CSS colours, for canvas fillStyle. */
-export const CSS_COLOURS: Record<PaletteName, string[]> = {
+export const CSS_COLOURS: Record<ScaleName, string[]> = {
   blue: cssColours(LUTS.blue),
   viridis: cssColours(LUTS.viridis),
   hot: cssColours(LUTS.hot),
+  diverging: cssColours(LUTS.diverging),
 };
 
 function cssColours(lut: Uint8ClampedArray): string[] {
@@ -79,5 +89,5 @@ export interface Heat {
   values: Float32Array;
   lo: number;
   hi: number;
-  palette: PaletteName;
+  palette: ScaleName;
 }

@@ -26,6 +26,32 @@ describe("the LLM overlay", () => {
   });
 });
 
+describe("a linear layer's signed values", () => {
+  const hybrid = parseMeta({
+    ...fixtureMetaJson(),
+    layer_attention: [{ kind: "linear", conv_kernel: 4 }, { kind: "causal", before_output_gate: true }],
+  });
+  const signed = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i - 30));
+  const view = (asked: Parameters<typeof completeView>[0]): Fetched => ({
+    meta: hybrid,
+    view: completeView(asked, "s", hybrid),
+    sinks,
+    values: signed,
+    vision: null,
+  });
+
+  test("take the diverging scale, symmetric about 0, in both panels; a softmax layer keeps the chosen palette", () => {
+    expect(tokenHeat(view({ tokens: [30], layer: 0 }), settings)).toMatchObject({ lo: -29, hi: 29, palette: "diverging" });
+    expect(imageOverlay(view({ tokens: [30], layer: 0 }), settings).heat).toMatchObject({ lo: -26, hi: 26, palette: "diverging" });
+    expect(tokenHeat(view({ tokens: [30], layer: 1 }), settings)).toMatchObject({ lo: -29, hi: 9, palette: "blue" });
+  });
+
+  test("a layer range holding a linear layer is signed too", () => {
+    const range = view({ tokens: [30], layer: 1, layerReduce: "mean", layerEnd: 0 });
+    expect(tokenHeat(range, settings)?.palette).toBe("diverging");
+  });
+});
+
 describe("the vision overlay", () => {
   test("covers the patch grid, scaled over all patches, with the selected patch", () => {
     const overlay = imageOverlay(fetched({ overlay: "vision", patch: 17 }), settings);
