@@ -13,7 +13,7 @@ from PIL import Image
 from transformers.models.qwen3_5.modeling_qwen3_5 import causal_conv1d_fn
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.linear_capture import capturing_linear_layers, implicit_attention_chunks

@@ -18,10 +18,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
-from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
+from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
-from .images import copy_image, load_image
+from .images import copy_image, open_image
 from .linear_capture import capturing_linear_layers
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
@@ -37,7 +37,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class Request:
-    image: Path
+    image: Path | Image.Image  # a file, or an image in memory (stored as PNG)
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
@@ -51,6 +51,7 @@ class Request:
     vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
     overwrite: bool = False
     progress: bool = True
+    update_index: bool = True  # rewrite index.json beside the sample once it is committed
 
 
 @dataclass
@@ -67,13 +68,39 @@ class Result:
 
 
 def extract(request: Request) -> Result:
+    """The CLI's run: cheap checks, load the model, then capture() on it."""
     started = time.perf_counter()
     image, image_format = check_inputs(request)
+    return capture_loaded(load_model(request), request, image, image_format, started)
+
+
+def load_model(request: Request) -> LoadedModel:
+    """request's model, adapter and processor on its device; the adapter folder and weights checked first."""
     peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype, request.adapter)
+    return LoadedModel(model, processor, adapter, request.model, device, peft_fields)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for capture, and what meta.json says about it."""
+
+    model: Any
+    processor: Any
+    adapter: ModelAdapter
+    source: str  # meta.json's `model`
+    device: str  # meta.json's extraction.device
+    peft_fields: dict[str, Any] | None  # meta.json's `adapter`
+
+
+def capture_loaded(
+    loaded: LoadedModel, request: Request, image: Image.Image, image_format: str, started: float
+) -> Result:
+    """Capture one image + prompt on a loaded model into request.output_dir, once check_inputs passed."""
+    model, processor, adapter = loaded.model, loaded.processor, loaded.adapter
     try:
         prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
@@ -91,7 +118,7 @@ def extract(request: Request) -> Result:
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
-    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
+    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
         text_to_image = capture_to(
             writer, model, adapter, prepared, fmt.layer_heads(layers, heads, kinds), request.progress, vision
         )
@@ -99,7 +126,7 @@ def extract(request: Request) -> Result:
             processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
         )
         meta = fmt.build_meta(
-            model=request.model,
+            model=loaded.source,
             model_type=adapter.name,
             mode=request.mode,
             prompt=request.prompt,
@@ -113,14 +140,14 @@ def extract(request: Request) -> Result:
             image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
             text_to_image=text_to_image,
             layer_attention=kinds,
-            adapter=peft_fields,
+            adapter=loaded.peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
         seconds = time.perf_counter() - started
         meta["extraction"] = {
-            "device": device,
-            "dtype": str(dtype).removeprefix("torch."),
+            "device": loaded.device,
+            "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": round(seconds, 3),
             "bytes": size,
         }
@@ -138,6 +165,15 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
     """Everything that needs no model, so a typo costs no model load."""
     if not request.prompt.strip():
         raise UserError("the prompt is empty; pass --prompt with some text")
+    check_options(request)
+    check_prompt(request.prompt)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
+    return open_image(request.image)
+
+
+def check_options(request: Request) -> None:
+    """The flags that hold for every sample of a run, so a batch checks them once."""
     if request.mode not in MODES:
         raise UserError(f"unknown --mode {request.mode!r}; supported: {', '.join(MODES)}")
     if request.mode == "generate" and request.max_new_tokens < 1:
@@ -146,10 +182,6 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
-    check_prompt(request.prompt)
-    for note in fmt.prepare_target(request.output_dir, request.overwrite):
-        print(note, file=sys.stderr)
-    return load_image(request.image)
 
 
 def check_prompt(prompt: str) -> None:

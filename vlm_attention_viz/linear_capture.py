@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .capture import DEFAULT_ROW_BUDGET, AttentionRecorder, rows_per_chunk
+from .attention_capture import DEFAULT_ROW_BUDGET, AttentionRecorder, rows_per_chunk
 
 
 @dataclass

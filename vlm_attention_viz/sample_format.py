@@ -503,9 +503,13 @@ def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
     return np.memmap(Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(heads, n, n))
 
 
+# The head aggregates a sample stores per layer, and meta.json's list of their files.
+HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
+
+
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
     """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
-    names = {"mean": meta["head_mean_files"], "max": meta["head_max_files"]}[kind]
+    names = meta[HEAD_AGGREGATES[kind]]
     n = meta["seq_len"]
     return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
 
@@ -630,9 +634,10 @@ class SampleWriter:
     new sample with the old in one step, so the name never shows a half of either.
     """
 
-    def __init__(self, target: Path, overwrite: bool = False) -> None:
+    def __init__(self, target: Path, overwrite: bool = False, update_index: bool = True) -> None:
         self.target = Path(target)
         self.overwrite = overwrite
+        self.update_index = update_index  # off where one other process alone writes index.json (batch)
         check_target(self.target, overwrite)
         # Parents this writer creates are removed again if the sample is never committed.
         self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
@@ -725,7 +730,8 @@ class SampleWriter:
         else:
             self._claim_target()
         self.committed = True
-        write_index(self.target.parent)
+        if self.update_index:
+            write_index(self.target.parent)
         return self.target
 
     def _swap_with_target(self) -> None:

@@ -55,30 +55,32 @@ export interface ValueRange {
   hi: number;
 }
 
+/** What a panel shows of a vector: its finite range, where a log scale starts, and how many values are NaN or ±Inf. */
+export interface ShownStats {
+  /** Min and max of the counted finite values; null when there are none. */
+  range: ValueRange | null;
+  /** The smallest counted value above zero, or 0 when none is. */
+  minPositive: number;
+  nonFinite: number;
+}
+
 /**
- * Min and max of values[start..end) whose index is not skipped. Attention
+ * Statistics of values[start..end) whose index is not skipped. Attention
  * sinks (the first token, special tokens) take most of the mass in Qwen's
- * maps, so the viewer can leave them out to keep the rest visible.
+ * maps, so the viewer can leave them out to keep the rest visible. NaN and
+ * ±Inf stay out of the range and are counted apart.
  */
-export function normalisationRange(
-  values: Float32Array,
-  skip: Uint8Array | null,
-  start = 0,
-  end = values.length,
-): ValueRange {
-  let lo = Infinity;
-  let hi = -Infinity;
+export function shownStats(values: Float32Array, skip: Uint8Array | null, start = 0, end = values.length): ShownStats {
+  let [lo, hi, minPositive, nonFinite] = [Infinity, -Infinity, Infinity, 0];
   for (let j = start; j < end; j++) {
     if (skip?.[j]) continue;
     const v = values[j]!;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+    if (!Number.isFinite(v)) nonFinite++;
+    else {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+      if (v > 0 && v < minPositive) minPositive = v;
+    }
   }
-  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
-}
-
-/** The range symmetric about 0 that holds a range: [-m, m], m the larger magnitude. Signed values are coloured on it. */
-export function symmetricRange(range: ValueRange): ValueRange {
-  const m = Math.max(Math.abs(range.lo), Math.abs(range.hi));
-  return { lo: -m, hi: m };
+  return { range: lo <= hi ? { lo, hi } : null, minPositive: Number.isFinite(minPositive) ? minPositive : 0, nonFinite };
 }

@@ -136,6 +136,19 @@ function fileList(obj: Json, key: string, layers: number): string[] {
   return names as string[];
 }
 
+/**
+ * Far beyond any model the viewer is made for (36 layers × 32 heads at
+ * N = 8,192): a meta.json past these is broken, and is refused before any
+ * list of that length is built.
+ */
+export const META_BOUNDS = { num_layers: 1024, num_heads: 1024, seq_len: 1 << 20 } as const;
+
+function checkBounds(sizes: Record<keyof typeof META_BOUNDS, number>): void {
+  for (const key of Object.keys(META_BOUNDS) as (keyof typeof META_BOUNDS)[]) {
+    if (sizes[key] > META_BOUNDS[key]) throw new FormatError(`${key} is ${sizes[key]}, beyond this viewer's bound of ${META_BOUNDS[key]}`);
+  }
+}
+
 /** Parse and validate a meta.json value; throws FormatError naming the first problem. */
 export function parseMeta(raw: unknown): SampleMeta {
   if (!isObject(raw)) throw new FormatError("meta.json must hold a JSON object");
@@ -150,6 +163,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   if (numLayers < 1 || numHeads < 1 || seqLen < 1) {
     throw new FormatError("seq_len, num_layers and num_heads must be positive");
   }
+  checkBounds({ num_layers: numLayers, num_heads: numHeads, seq_len: seqLen });
   const imagePath = field(raw, "image_path", isString, "a string");
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
@@ -262,13 +276,17 @@ function parseLayerAttention(raw: unknown, numLayers: number, numHeads: number):
 }
 
 /**
- * The first query row that may weigh key column `index` in a layer of this kind:
- * the column itself under a causal mask, the image's first token for an image
- * token of a layer whose image tokens see later ones.
+ * The cells [first, last] that token `index`'s row ("row": the keys it may weigh)
+ * or column ("col": the queries that may weigh it) can hold in a layer of this
+ * kind; every other cell is 0 by the layer's mask (SPEC §1, layer kinds). Causal:
+ * keys up to the row's own token. An image token of an image-bidirectional layer
+ * also sees its image's later tokens. A sliding layer sees the last `window` keys.
  */
-export function firstRowSeeing(layer: LayerAttention, index: number, grid: ImageGrid): number {
-  const inImage = index >= grid.startIdx && index <= grid.endIdx;
-  return layer.imageBidirectional && inImage ? grid.startIdx : index;
+export function reach(layer: LayerAttention, index: number, axis: "row" | "col", grid: ImageGrid, n: number): [number, number] {
+  const inImage = layer.imageBidirectional === true && index >= grid.startIdx && index <= grid.endIdx;
+  const window = layer.window ?? n;
+  if (axis === "row") return [Math.max(0, index - window + 1), inImage ? grid.endIdx : index];
+  return [inImage ? grid.startIdx : index, Math.min(n - 1, index + window - 1)];
 }
 
 /** The `vision` field, checked as sample_format.py checks it and with the same messages. */

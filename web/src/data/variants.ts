@@ -131,3 +131,18 @@ export function variantsOf<K extends string>(table: Readonly<Record<K, unknown>>
 export function variantNamed<K extends string>(table: Readonly<Record<K, unknown>>, value: string | null): K | undefined {
   return value !== null && Object.hasOwn(table, value) ? (value as K) : undefined;
 }
+
+interface ScaleModeKind {
+  label: string;
+}
+
+const scaleModes = {
+  view: { label: "per view (min–max of what is shown)" },
+  shared: { label: "shared over all layers and heads" },
+  absolute: { label: "absolute (0 to 1)" },
+  log: { label: "log (min–max of what is shown)" },
+} satisfies Record<string, ScaleModeKind>;
+
+/** How a panel maps values to colours; the first is the default. */
+export const SCALE_MODES: Readonly<Record<ScaleMode, ScaleModeKind>> = scaleModes;
+export type ScaleMode = keyof typeof scaleModes;

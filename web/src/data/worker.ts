@@ -5,7 +5,7 @@
 
 import { meanOfRows, reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
 import { decodeStrided } from "./float16";
-import { firstRowSeeing, type LayerAttention } from "./format";
+import { reach, type LayerAttention } from "./format";
 import { MatrixSource } from "./matrix-source";
 import type { FromWorker, SampleFiles, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
@@ -78,7 +78,7 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
 
 /** One token's row or column, from the rows it needs (cached, or read alone). */
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
-  const firstRow = firstRowSeeing(layerKind(layer), index, openFiles().imageGrid);
+  const [firstRow] = reach(layerKind(layer), index, "col", openFiles().imageGrid, seqLen);
   const [first, count] = rowsNeeded(seqLen, index, request.axis, firstRow);
   return openSource().withRows(layer, request.head, first, count, (rows) =>
     vectorFromRows(rows, seqLen, index, request.axis, firstRow),

@@ -4,9 +4,9 @@
 // scaled onto the overlay with smoothing off: one putImageData and one
 // drawImage per redraw, whatever the grid size.
 
-import { LUTS, lutIndex, type Heat } from "./color";
+import { LUTS, heatIndex, type Heat } from "./color";
 import type { OverlaySource } from "../data/variants";
-import { formatWeight, type Tooltip } from "./tooltip";
+import { describeValue, type Tooltip } from "./tooltip";
 
 /** The grid over the image: cell (r, c) shows the view's value at first + r × cols + c. */
 export interface OverlayGrid {
@@ -16,6 +16,9 @@ export interface OverlayGrid {
   /** Where the cells start in the view's vector: the first image token, or 0 for vision patches. */
   first: number;
 }
+
+/** Where a mouse is, in window coordinates. */
+export type Pointer = Pick<MouseEvent, "clientX" | "clientY">;
 
 /** What the overlay shows: the grid, the heat (null: nothing), the selected vector indices, the opacity. */
 export interface OverlayView {
@@ -29,6 +32,8 @@ export class ImagePanel {
   private view: OverlayView | null = null;
   private readonly gridCanvas = document.createElement("canvas");
   private pixels: ImageData | null = null; // grid-sized, reused by every redraw of the same grid
+  /** Where the mouse rests over the overlay, so a redraw under a still mouse rewrites its tooltip. */
+  private pointer: { clientX: number; clientY: number } | null = null;
 
   /** `onPress` gets the vector index of the pressed cell (a token, or a vision patch). */
   constructor(
@@ -39,7 +44,10 @@ export class ImagePanel {
   ) {
     new ResizeObserver(() => this.fitToPanel()).observe(image.parentElement!.parentElement!);
     overlay.addEventListener("mousemove", (event) => this.hover(event));
-    overlay.addEventListener("mouseleave", () => tooltip.hide());
+    overlay.addEventListener("mouseleave", () => {
+      this.pointer = null;
+      tooltip.hide();
+    });
     // Select on press rather than click: the view starts loading before the button is released.
     overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
@@ -59,6 +67,21 @@ export class ImagePanel {
   update(view: OverlayView): void {
     this.view = view;
     this.draw();
+    if (this.pointer) this.hover(this.pointer);
+  }
+
+  /**
+   * The image with its overlay as the screen shows it, `scale` times the shown
+   * size: the same paint as the screen, so the overlay's pixels are the view's.
+   */
+  figure(scale: number): HTMLCanvasElement {
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(this.image.clientWidth * scale);
+    canvas.height = Math.round(this.image.clientHeight * scale);
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(this.image, 0, 0, canvas.width, canvas.height);
+    this.paintOverlay(ctx, canvas.width, canvas.height);
+    return canvas;
   }
 
   /** Scale the image to fill the panel at its natural aspect ratio, and the overlay with it. */
@@ -81,12 +104,17 @@ export class ImagePanel {
   private draw(): void {
     const ctx = this.overlay.getContext("2d")!;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    this.paintOverlay(ctx, this.overlay.width, this.overlay.height);
+  }
+
+  /** The grid scaled onto a width × height area with smoothing off, and the selection outlined. */
+  private paintOverlay(ctx: CanvasRenderingContext2D, width: number, height: number): void {
     if (!this.view?.heat) return;
     const { grid, heat } = this.view;
     this.paintGrid(grid, heat, this.view.opacity);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.gridCanvas, 0, 0, this.overlay.width, this.overlay.height);
-    this.outlineSelectedCells(ctx, grid, this.view.selected);
+    ctx.drawImage(this.gridCanvas, 0, 0, width, height);
+    this.outlineSelectedCells(ctx, grid, this.view.selected, width, height);
   }
 
   private gridPixels(grid: OverlayGrid): ImageData {
@@ -103,7 +131,7 @@ export class ImagePanel {
     const lut = LUTS[heat.palette];
     const data = pixels.data;
     for (let cell = 0; cell < grid.rows * grid.cols; cell++) {
-      const at = lutIndex(heat.values[grid.first + cell]!, heat.lo, heat.hi) * 4;
+      const at = heatIndex(heat, grid.first + cell) * 4;
       data[cell * 4] = lut[at]!;
       data[cell * 4 + 1] = lut[at + 1]!;
       data[cell * 4 + 2] = lut[at + 2]!;
@@ -112,9 +140,9 @@ export class ImagePanel {
     this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
   }
 
-  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[]): void {
-    const w = this.overlay.width / grid.cols;
-    const h = this.overlay.height / grid.rows;
+  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[], width: number, height: number): void {
+    const w = width / grid.cols;
+    const h = height / grid.rows;
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
     for (const index of selected) {
@@ -125,7 +153,7 @@ export class ImagePanel {
   }
 
   /** The grid cell under a mouse event, or null outside the grid. */
-  private cellAt(event: MouseEvent): { row: number; col: number; index: number } | null {
+  private cellAt(event: Pointer): { row: number; col: number; index: number } | null {
     const grid = this.view?.grid;
     if (!grid) return null;
     const box = this.overlay.getBoundingClientRect();
@@ -135,11 +163,12 @@ export class ImagePanel {
     return { row, col, index: grid.first + row * grid.cols + col };
   }
 
-  private hover(event: MouseEvent): void {
+  private hover(event: Pointer): void {
+    this.pointer = { clientX: event.clientX, clientY: event.clientY };
     const cell = this.cellAt(event);
     if (!cell || !this.view) return this.tooltip.hide();
     const { heat, grid } = this.view;
-    const value = heat ? formatWeight(heat.values[cell.index]!) : null;
+    const value = heat ? describeValue(heat, cell.index) : null;
     const text =
       grid.kind === "vision"
         ? `vision patch row ${cell.row}, col ${cell.col} · #${cell.index}${value ? ` · value ${value}` : ""}`

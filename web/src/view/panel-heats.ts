@@ -1,16 +1,19 @@
 // What the two panels colour by, from the vectors a view fetched: pure, so
-// main.ts only wires it. Normalisation is min–max per view: the token panel over
-// the whole LLM vector, the LLM image overlay over the image tokens alone (so the
+// main.ts only wires it. The range is that of what is shown: the token panel
+// over the LLM vector, the LLM image overlay over the image tokens alone (so the
 // spatial pattern shows even when text tokens take most of the mass), the vision
-// overlay over all its patches.
+// overlay over all its patches; always only where the selection can see under
+// the causal mask, and without NaN or ±Inf. The scale mode (SCALE_MODES) then
+// says what the palette spans; each heat carries the legend its colour bar draws.
 
-import { normalisationRange, symmetricRange, type ValueRange } from "../data/attention";
+import { shownStats, type ShownStats } from "../data/attention";
+import { reach, type SampleMeta } from "../data/format";
 import { layersSigned } from "../data/variants";
-import type { Heat } from "./color";
-import type { Settings } from "./controls";
-import type { SampleMeta } from "../data/format";
-import type { OverlayView } from "./image-panel";
+import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
+import type { Heat, Scale } from "./color";
+import type { OverlayView } from "./image-panel";
+import type { Legend } from "./legend";
 
 export interface Fetched {
   meta: SampleMeta;
@@ -21,41 +24,149 @@ export interface Fetched {
   values: Float32Array | null;
   /** The vision overlay's P values in vision mode, or null. */
   vision: Float32Array | null;
+  /** With the shared scale: the element-wise max of `values`' kind over every layer and head (vision: block). */
+  shared: Float32Array | null;
+  visionShared: Float32Array | null;
 }
 
-function heat(values: Float32Array, range: ValueRange, settings: Settings): Heat {
-  return { values, lo: range.lo, hi: range.hi, palette: settings.palette };
+/** A panel's heat and the legend its colour bar shows. */
+export interface PanelHeat {
+  heat: Heat;
+  legend: Legend;
 }
 
-/** An LLM vector's heat: on the chosen palette, or, when the layers shown hold signed values (linear layers), on the
- * diverging scale over a range symmetric about 0, so that the sign reads at a glance. */
-function llmHeat(fetched: Fetched, values: Float32Array, range: ValueRange, settings: Settings): Heat {
-  if (!layersSigned(fetched.meta, ...layerSpan(fetched.view))) return heat(values, range, settings);
-  const { lo, hi } = symmetricRange(range);
-  return { values, lo, hi, palette: "diverging" };
+/** Where a vector's values count: [start, end) minus the skipped ones, within what the selection sees. */
+interface Span {
+  start: number;
+  end: number;
+  skip: Uint8Array | null;
+  visible: [number, number];
+  /** What the legend says the range is over. */
+  over: string;
 }
 
-function skipped(fetched: Fetched, settings: Settings): Uint8Array | null {
-  return settings.excludeSinks ? fetched.sinks : null;
+/**
+ * The span of indices the selection sees under the masks of the layers shown (format.ts reach): under a causal
+ * mask a row sees up to its last token and a column is seen from its first; an image token of an
+ * image-bidirectional layer also sees its image's later tokens; a sliding window cuts the far side.
+ */
+export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttention" | "imageGrid">, n: number): [number, number] {
+  if (view.tokens.length === 0) return [0, n - 1];
+  const [first, last] = layerSpan(view);
+  let lo = n - 1;
+  let hi = 0;
+  for (const layer of meta.layerAttention.slice(first, last + 1)) {
+    for (const token of view.tokens) {
+      const [a, b] = reach(layer, token, view.dir === "src" ? "row" : "col", meta.imageGrid, n);
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+    }
+  }
+  return [lo, hi];
 }
 
-export function tokenHeat(fetched: Fetched, settings: Settings): Heat | null {
-  const { values } = fetched;
-  return values && llmHeat(fetched, values, normalisationRange(values, skipped(fetched, settings)), settings);
+function statsOver(values: Float32Array, span: Span): ShownStats {
+  return shownStats(values, span.skip, Math.max(span.start, span.visible[0]), Math.min(span.end, span.visible[1] + 1));
+}
+
+function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, settings: Settings): Scale {
+  const mode = settings.scale;
+  const range = shown.range ?? { lo: 0, hi: 0 };
+  if (mode === "absolute") return { mode, lo: 0, hi: 1 };
+  if (mode === "log") return { mode, lo: shown.minPositive, hi: range.hi };
+  if (mode === "shared" && shared) return { mode, lo: 0, hi: statsOver(shared, span).range?.hi ?? 0 };
+  return { mode: "view", ...range };
+}
+
+/** Cells of [start, end) that the selection cannot see. */
+function maskedCount(span: Span): number {
+  const seen = Math.max(0, Math.min(span.end, span.visible[1] + 1) - Math.max(span.start, span.visible[0]));
+  return span.end - span.start - seen;
+}
+
+/** Signed values (a linear layer's) span a range symmetric about 0 on the diverging scale, whatever the mode, so that
+ * the sign reads at a glance; the legend says so. */
+function signedScale(shown: ShownStats): Scale {
+  const m = Math.max(Math.abs(shown.range?.lo ?? 0), Math.abs(shown.range?.hi ?? 0));
+  return { mode: "view", lo: -m, hi: m };
+}
+
+function panelHeat(
+  values: Float32Array,
+  shared: Float32Array | null,
+  span: Span,
+  settings: Settings,
+  title: string,
+  sharedOver: string,
+  signed = false,
+): PanelHeat {
+  const shown = statsOver(values, span);
+  const scale = signed ? signedScale(shown) : scaleOf(shown, shared, span, settings);
+  const palette = signed ? "diverging" : settings.palette;
+  const legend: Legend = {
+    title,
+    palette,
+    scale,
+    shown: shown.range,
+    over: signed
+      ? `${span.over}; signed values (linear layer), symmetric about 0`
+      : scale.mode === "shared"
+        ? `${span.over}; ${sharedOver}`
+        : span.over,
+    masked: maskedCount(span),
+    nonFinite: shown.nonFinite,
+  };
+  return { heat: { values, scale, palette, visible: span.visible }, legend };
+}
+
+function llmTitle(view: ViewState, meta: SampleMeta): string {
+  const [first, last] = layerSpan(view);
+  const layers = first === last ? `layer ${first}` : `layers ${first}–${last} (${view.layerReduce})`;
+  const head = typeof view.head === "number" ? `head ${view.head}` : `${view.head} of ${meta.numHeads} heads`;
+  return `LLM attention · ${layers} · ${head}`;
+}
+
+function llmSharedOver(meta: SampleMeta): string {
+  return `scale shared over layers 0–${meta.numLayers - 1} × all ${meta.numHeads} heads`;
+}
+
+export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | null {
+  const { values, meta, view } = fetched;
+  if (!values) return null;
+  const sinks = settings.excludeSinks ? fetched.sinks : null;
+  const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
+  const span: Span = { start: 0, end: values.length, skip: sinks, visible: visibleSpan(view, meta, values.length), over };
+  // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
+  const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
+  return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta), layersSigned(meta, ...layerSpan(view)));
 }
 
 /** The image overlay: the vision patches in vision mode, else the LLM's image tokens. */
-export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView {
+export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView & { legend: PanelHeat["legend"] | null } {
   const { meta, view, values, vision } = fetched;
   const { opacity } = settings;
   const visionMeta = shownVision(view, meta);
   if (visionMeta) {
     const grid = { kind: "vision", ...visionMeta.grid, first: 0 } as const;
     const selected = view.patch === null ? [] : [view.patch];
-    return { grid, heat: vision && heat(vision, normalisationRange(vision, null), settings), selected, opacity };
+    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches" };
+    const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
+    const blocks = view.vblocks === "all" ? "all captured blocks" : `block ${view.vblocks}`;
+    const sharedOver = `scale shared over blocks ${visionMeta.blocks.join(", ")}${view.patch === null ? "" : ", this head"}`;
+    const shown = vision && panelHeat(vision, fetched.visionShared, span, settings, `Image: vision encoder · ${blocks} · ${what}`, sharedOver);
+    return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected, opacity };
   }
   const { rows, cols, startIdx, endIdx } = meta.imageGrid;
-  const range = values && normalisationRange(values, skipped(fetched, settings), startIdx, endIdx + 1);
-  const imageTokensHeat = values && range && llmHeat(fetched, values, range, settings);
-  return { grid: { kind: "llm", rows, cols, first: startIdx }, heat: imageTokensHeat, selected: view.tokens, opacity };
+  const grid = { kind: "llm", rows, cols, first: startIdx } as const;
+  const span = (n: number): Span => ({
+    start: startIdx,
+    end: endIdx + 1,
+    skip: settings.excludeSinks ? fetched.sinks : null,
+    visible: visibleSpan(view, meta, n),
+    over: `over the image tokens the selection sees, sinks ${settings.excludeSinks ? "left out" : "included"}`,
+  });
+  const signed = layersSigned(meta, ...layerSpan(view));
+  const title = `Image: ${llmTitle(view, meta)}`;
+  const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, title, llmSharedOver(meta), signed);
+  return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected: view.tokens, opacity };
 }

@@ -74,7 +74,11 @@ export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOp
       continue;
     }
     const token = tokens[i]!;
-    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n"));
+    // Expanded, the image tokens keep the grid's shape: each row of patches starts a line.
+    const rowStart = i >= grid.startIdx && i <= grid.endIdx && (i - grid.startIdx) % grid.cols === 0;
+    if (rowStart && x > 0) [x, y] = [0, y + LINE_HEIGHT];
+    const lastOfImage = i === grid.endIdx;
+    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n") || lastOfImage);
   }
   const height = (cells.at(-1)?.y ?? 0) + LINE_HEIGHT;
   const section = options.sectionStart;

@@ -5,7 +5,7 @@ import {
   FormatError,
   type LayerAttention,
   attentionFileSizes,
-  firstRowSeeing,
+  reach,
   layerFileBytes,
   matrixBytes,
   parseIndex,
@@ -103,6 +103,7 @@ describe("parseMeta refuses a broken meta.json with a message naming the problem
     ["another dtype", (m) => (m.dtype = "float32"), /float16/],
     ["a string seq_len", (m) => (m.seq_len = "40"), /'seq_len' must be an integer/],
     ["zero heads", (m) => (m.num_heads = 0), /must be positive/],
+    ["a billion heads", (m) => (m.num_heads = 1_000_000_000), /num_heads is 1000000000, beyond this viewer.s bound of 1024/],
     ["fewer tokens than seq_len", (m) => m.tokens.pop(), /tokens has 39 entries but seq_len is 40/],
     ["a token with the wrong id", (m) => (m.tokens[5].id = 6), /tokens\[5\] must be an object with id 5/],
     ["a token without text", (m) => delete m.tokens[30].text, /tokens\[30\] lacks a text string/],
@@ -187,11 +188,19 @@ describe("layer_attention: each layer's kind", () => {
     expect(layerFileBytes(meta, 1)).toBe(5 * matrixBytes(40));
   });
 
-  test("an image token's column is seen from the image's first row in a bidirectional layer, else from its own", () => {
-    const meta = parseMeta(broken((m) => (m.layer_attention = [{ kind: "causal", image_bidirectional: true }, { kind: "causal" }])));
-    const [bidirectional, causal] = meta.layerAttention as [LayerAttention, LayerAttention];
-    expect(firstRowSeeing(bidirectional, 12, meta.imageGrid)).toBe(4);
-    expect(firstRowSeeing(bidirectional, 30, meta.imageGrid)).toBe(30);
-    expect(firstRowSeeing(causal, 12, meta.imageGrid)).toBe(12);
+  test("a token's reach follows its layer's kind: causal, image bidirectional, sliding", () => {
+    const meta = parseMeta(
+      broken((m) => {
+        m.layer_attention = [{ kind: "causal", image_bidirectional: true }, { kind: "sliding", window: 5, image_bidirectional: true }];
+      }),
+    );
+    const [bidirectional, sliding] = meta.layerAttention as [LayerAttention, LayerAttention];
+    const grid = meta.imageGrid; // image tokens 4..24 of 40
+    expect(reach(bidirectional, 12, "row", grid, 40)).toEqual([0, 24]); // an image row sees its image's later tokens
+    expect(reach(bidirectional, 12, "col", grid, 40)).toEqual([4, 39]); // and is seen from the image's first row
+    expect(reach(bidirectional, 30, "row", grid, 40)).toEqual([0, 30]); // text rows stay causal
+    expect(reach(sliding, 12, "row", grid, 40)).toEqual([8, 24]);
+    expect(reach(sliding, 30, "col", grid, 40)).toEqual([30, 34]);
+    expect(reach({ kind: "causal", numHeads: 3 }, 12, "col", grid, 40)).toEqual([12, 39]);
   });
 });

@@ -1,54 +1,116 @@
 import { describe, expect, test } from "vitest";
-import type { Settings } from "../../src/view/controls";
 import { parseMeta } from "../../src/data/format";
-import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
+import { MASKED, heatIndex } from "../../src/view/color";
+import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 40 tokens, image tokens 4..24 (3 × 7); vision grid 6 × 14
-const settings: Settings = { palette: "blue", opacity: 0.5, excludeSinks: true, collapseImage: true, selectWords: true };
+const settings: Settings = { ...DEFAULT_SETTINGS, opacity: 0.5 };
 const sinks = new Uint8Array(40).fill(0);
 sinks[0] = 1;
-const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i));
+const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i / 100));
 const vision = Float32Array.from({ length: 84 }, (_, p) => 2 + Math.sin(p));
 
-function fetched(asked: Parameters<typeof completeView>[0]): Fetched {
-  return { meta, view: completeView(asked, "s", meta), sinks, values, vision };
+function fetched(asked: Parameters<typeof completeView>[0], extra: Partial<Fetched> = {}): Fetched {
+  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, ...extra };
 }
 
-describe("the LLM overlay", () => {
-  test("covers the image tokens, scaled over them alone; the token panel over all but the sinks", () => {
+describe("the LLM overlay and the token panel", () => {
+  test("the overlay covers the image tokens, scaled over them alone; the tokens over what the row sees but the sinks", () => {
     const overlay = imageOverlay(fetched({ tokens: [30] }), settings);
     expect(overlay.grid).toEqual({ kind: "llm", rows: 3, cols: 7, first: 4 });
-    expect(overlay.heat).toMatchObject({ values, lo: 4, hi: 24, palette: "blue" });
+    expect(overlay.heat!.scale).toEqual({ mode: "view", lo: Math.fround(0.04), hi: Math.fround(0.24) });
     expect([overlay.selected, overlay.opacity]).toEqual([[30], 0.5]);
-    expect(tokenHeat(fetched({ tokens: [30] }), settings)).toMatchObject({ lo: 1, hi: 39 });
+    const tokens = tokenHeat(fetched({ tokens: [30] }), settings)!;
+    expect(tokens.heat.scale).toMatchObject({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    expect(tokens.legend.shown).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    expect(tokens.legend.over).toContain("sinks left out");
+  });
+
+  test("tokens after a row's token are masked, and so are tokens before a column's", () => {
+    const row = tokenHeat(fetched({ tokens: [30] }), settings)!;
+    expect(row.heat.visible).toEqual([0, 30]);
+    expect(heatIndex(row.heat, 31)).toBe(MASKED);
+    expect(row.legend.masked).toBe(9);
+    const column = tokenHeat(fetched({ tokens: [30], dir: "tgt" }), settings)!;
+    expect(column.heat.visible).toEqual([30, 39]);
+    expect(heatIndex(column.heat, 29)).toBe(MASKED);
+    // A selection before the image masks the whole overlay.
+    const early = imageOverlay(fetched({ tokens: [2] }), settings);
+    expect(early.legend!.masked).toBe(21);
+    expect(early.legend!.shown).toBeNull();
+  });
+
+  test("the scale modes: absolute spans 0..1, log starts at the smallest positive value, shared at 0 up to the shared max", () => {
+    const at = (scale: Settings["scale"], extra: Partial<Fetched> = {}) => tokenHeat(fetched({ tokens: [30] }, extra), { ...settings, scale })!;
+    expect(at("absolute").heat.scale).toEqual({ mode: "absolute", lo: 0, hi: 1 });
+    expect(at("log").heat.scale).toEqual({ mode: "log", lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    const shared = Float32Array.from(values, (v) => v * 2);
+    expect(at("shared", { shared }).heat.scale).toEqual({ mode: "shared", lo: 0, hi: Math.fround(0.3) * 2 });
+    expect(at("shared", { shared }).legend.over).toContain("shared over layers 0–1 × all 3 heads");
+    // The legend's numbers stay those of the shown vector whatever the scale.
+    expect(at("absolute").legend.shown).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+  });
+
+  test("NaN and Inf stay out of the range and are counted", () => {
+    const broken = Float32Array.from(values);
+    [broken[5], broken[6]] = [NaN, Infinity];
+    const heat = tokenHeat(fetched({ tokens: [30] }, { values: broken }), settings)!;
+    expect(heat.legend.nonFinite).toBe(2);
+    expect(heat.legend.shown!.hi).toBe(Math.fround(0.3));
+  });
+
+  test("in vision mode the token panel's title says it shows the LLM, not the vision encoder", () => {
+    expect(tokenHeat(fetched({ overlay: "vision" }), settings)!.legend.title).toMatch(/LLM attention.*not the vision encoder/);
   });
 });
 
-describe("a linear layer's signed values", () => {
+describe("layer kinds", () => {
   const hybrid = parseMeta({
     ...fixtureMetaJson(),
     layer_attention: [{ kind: "linear", conv_kernel: 4 }, { kind: "causal", before_output_gate: true }],
   });
   const signed = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i - 30));
   const view = (asked: Parameters<typeof completeView>[0]): Fetched => ({
+    ...fetched(asked, { values: signed }),
     meta: hybrid,
     view: completeView(asked, "s", hybrid),
-    sinks,
-    values: signed,
-    vision: null,
   });
 
-  test("take the diverging scale, symmetric about 0, in both panels; a softmax layer keeps the chosen palette", () => {
-    expect(tokenHeat(view({ tokens: [30], layer: 0 }), settings)).toMatchObject({ lo: -29, hi: 29, palette: "diverging" });
-    expect(imageOverlay(view({ tokens: [30], layer: 0 }), settings).heat).toMatchObject({ lo: -26, hi: 26, palette: "diverging" });
-    expect(tokenHeat(view({ tokens: [30], layer: 1 }), settings)).toMatchObject({ lo: -29, hi: 9, palette: "blue" });
+  test("a linear layer's signed values take the diverging scale, symmetric about 0, in both panels", () => {
+    const tokens = tokenHeat(view({ tokens: [30], layer: 0 }), settings)!;
+    expect([tokens.heat.palette, tokens.heat.scale]).toEqual(["diverging", { mode: "view", lo: -29, hi: 29 }]);
+    expect(tokens.legend.over).toContain("signed values (linear layer), symmetric about 0");
+    const image = imageOverlay(view({ tokens: [30], layer: 0 }), settings).heat!;
+    expect([image.palette, image.scale]).toEqual(["diverging", { mode: "view", lo: -26, hi: 26 }]);
   });
 
-  test("a layer range holding a linear layer is signed too", () => {
+  test("a softmax layer keeps the chosen palette; a layer range holding a linear layer is signed", () => {
+    expect(tokenHeat(view({ tokens: [30], layer: 1 }), settings)!.heat.palette).toBe("blue");
     const range = view({ tokens: [30], layer: 1, layerReduce: "mean", layerEnd: 0 });
-    expect(tokenHeat(range, settings)?.palette).toBe("diverging");
+    expect(tokenHeat(range, settings)!.heat.palette).toBe("diverging");
+  });
+
+  test("an image token's row in an image-bidirectional layer sees the later image tokens; a sliding row is cut", () => {
+    const gemma = parseMeta({
+      ...fixtureMetaJson(),
+      layer_attention: [{ kind: "causal", image_bidirectional: true }, { kind: "sliding", window: 4, image_bidirectional: true }],
+    });
+    const at = (asked: Parameters<typeof completeView>[0]): Fetched => ({
+      ...fetched(asked),
+      meta: gemma,
+      view: completeView(asked, "s", gemma),
+    });
+    const global = tokenHeat(at({ tokens: [10], layer: 0 }), settings)!.heat;
+    expect(global.visible).toEqual([0, 24]);
+    expect(heatIndex(global, 20)).not.toBe(MASKED); // a later image token is coloured
+    expect(heatIndex(global, 25)).toBe(MASKED); // the text after the image is not
+    const sliding = tokenHeat(at({ tokens: [10], layer: 1 }), settings)!.heat;
+    expect(sliding.visible).toEqual([7, 24]);
+    expect(heatIndex(sliding, 6)).toBe(MASKED);
+    expect(tokenHeat(at({ tokens: [10], layer: 0, dir: "tgt" }), settings)!.heat.visible).toEqual([4, 39]);
   });
 });
 
@@ -56,7 +118,7 @@ describe("the vision overlay", () => {
   test("covers the patch grid, scaled over all patches, with the selected patch", () => {
     const overlay = imageOverlay(fetched({ overlay: "vision", patch: 17 }), settings);
     expect(overlay.grid).toEqual({ kind: "vision", rows: 6, cols: 14, first: 0 });
-    expect(overlay.heat).toMatchObject({ values: vision, lo: Math.min(...vision), hi: Math.max(...vision) });
+    expect(overlay.heat!.scale).toMatchObject({ lo: Math.min(...vision), hi: Math.max(...vision) });
     expect(overlay.selected).toEqual([17]);
     expect(imageOverlay(fetched({ overlay: "vision" }), settings).selected).toEqual([]);
   });
