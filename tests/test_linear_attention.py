@@ -182,3 +182,11 @@ def test_qwen3_5_generate_mode_answers_as_plain_generate(
         answered = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert [t["token_id"] for t in meta["tokens"]] == answered[0].tolist()
     assert meta["generation"]["new_tokens"] == 4
+
+
+def test_any_row_chunks_and_unrolled_blocks_give_the_same_attention(linear_layers_run: dict) -> None:
+    """Chunks of 7 rows, one block each (the run above), against one chunk of 5-row blocks and one of a single block."""
+    entry = linear_layers_run[4]
+    for block in (5, 64):
+        again = torch.cat([rows for _, rows in implicit_attention_chunks(entry["delta"], block=block)], 1)
+        torch.testing.assert_close(again, entry["attn"], rtol=1e-5, atol=1e-7)

@@ -163,9 +163,13 @@ class AttentionRecorder:
         and max, and into the text-to-image table (signed values by their size, so opposite signs do not cancel)."""
         start, end = self.image_span
         image = values[:, :, start : end + 1]
-        self.text_to_image.add(
-            layer, row0, (image.abs() if signed else image).sum(dim=-1, dtype=torch.float64).cpu().numpy()
+        # The absolute sum reduced in place (no |values| copy), in float32 then widened
+        mass = (
+            torch.linalg.vector_norm(image, ord=1, dim=-1).double()
+            if signed
+            else image.sum(dim=-1, dtype=torch.float64)
         )
+        self.text_to_image.add(layer, row0, mass.cpu().numpy())
         self.sink(
             AttentionRows(
                 layer=layer,

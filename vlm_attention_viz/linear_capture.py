@@ -7,9 +7,9 @@ Such a layer keeps a state S_t (d_k x d_v per head) instead of attending:
 with q and k L2-normalised and q scaled by d_k^-1/2 (transformers' torch_recurrent_gated_delta_rule).
 Unrolled, o_t = sum_s A[t, s] v_s with A[t, s] = q_t . u_{t,s}, where u_{t,s} is beta_s k_s carried
 through the same decays and projections up to t: u_{t,s} = exp(g_t) (I - beta_t k_t k_t^T) u_{t-1,s},
-u_{t,t} = beta_t k_t. The recurrence is run on U_t = [u_{t,0} .. u_{t,t}] ((H, N, d_k) float32 on the
-device), one row of A per step, gathered in chunks under the row budget and handed to the recorder like
-softmax rows. A is signed and unnormalised (sample_format.ATTENTION_KINDS["linear"]).
+u_{t,t} = beta_t k_t. U = [u_{t,0} .. u_{t,t}] ((H, N, d_k) float32 on the device) is carried a block of
+rows at a time (unroll_block), the rows gathered in chunks under the row budget and handed to the recorder
+like softmax rows. A is signed and unnormalised (sample_format.ATTENTION_KINDS["linear"]).
 
 Each family's adapter says which modules are such layers and how their q, k, g and beta come from the
 layer's input (models/qwen3_5.py); the forward pass itself is not touched, so its output does not change.
@@ -42,29 +42,49 @@ class GatedDelta:
 LinearLayer = tuple[torch.nn.Module, Callable[[torch.nn.Module, torch.Tensor], GatedDelta]]
 
 
+BLOCK = 64  # rows unrolled together: their earlier columns come from one matmul against U
+
+
 def implicit_attention_chunks(
-    delta: GatedDelta, row_budget: int = DEFAULT_ROW_BUDGET
+    delta: GatedDelta, row_budget: int = DEFAULT_ROW_BUDGET, block: int = BLOCK
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """(row0, A[:, row0:row0 + c, :] in float32, (H, c, N)), for every row chunk in order; zero after each row's token."""
     heads, n, _ = delta.key.shape
-    carried = torch.zeros_like(delta.key)  # U_t: row s holds u_{t,s}
-    written = delta.beta[:, :, None] * delta.key  # beta_s k_s
-    decay = delta.g.exp()
+    carried = torch.zeros_like(delta.key)  # U before the block being unrolled: row s holds u_{t,s}
     chunk = rows_per_chunk(heads, n, row_budget)
     for row0 in range(0, n, chunk):
         rows = torch.zeros(heads, min(chunk, n - row0), n, dtype=torch.float32, device=delta.key.device)
-        for t in range(row0, row0 + rows.shape[1]):
-            step(carried, written, delta.key, decay, t)
-            rows[:, t - row0, : t + 1] = torch.bmm(carried[:, : t + 1], delta.query[:, t, :, None])[:, :, 0]
+        for start in range(row0, row0 + rows.shape[1], block):
+            end = min(start + block, row0 + rows.shape[1])
+            unroll_block(delta, carried, start, end, rows[:, start - row0 : end - row0])
         yield row0, rows
 
 
-def step(carried: torch.Tensor, written: torch.Tensor, key: torch.Tensor, decay: torch.Tensor, t: int) -> None:
-    """U_{t-1} -> U_t in place: project out beta_t k_t (k_t . u), decay by exp(g_t), then append beta_t k_t."""
-    earlier = carried[:, :t]
-    along_key = torch.bmm(earlier, key[:, t, :, None])  # (H, t, 1): k_t . u_{t-1,s}
-    earlier.baddbmm_(along_key, written[:, t, None, :], alpha=-1).mul_(decay[:, t, None, None])
-    carried[:, t] = written[:, t]
+def unroll_block(delta: GatedDelta, carried: torch.Tensor, start: int, end: int, out: torch.Tensor) -> None:
+    """Rows start..end-1 of A into out (H, end - start, N), and carried from U_{start-1} to U_{end-1}, in place.
+
+    Within the block, each step t applies M_t = exp(g_t)(I - beta_t k_t k_t^T) to the block's own columns (u_{t,s},
+    s >= start) and to the running product P_t = M_t ... M_start (d_k x d_k). The columns before the block are
+    u_{t,s} = P_t u_{start-1,s}, so A[t, s] = (P_t^T q_t) . u_{start-1,s}: one matmul for the whole block.
+    """
+    heads, _, dk = delta.key.shape
+    written = delta.beta[:, start:end, None] * delta.key[:, start:end]  # beta_s k_s
+    product = torch.eye(dk, device=carried.device).repeat(heads, 1, 1)
+    local = torch.zeros(heads, end - start, dk, device=carried.device)  # u_{t,s} for s in start..t
+    pulled = torch.empty(heads, end - start, dk, device=carried.device)  # P_t^T q_t
+    for i, t in enumerate(range(start, end)):
+        key, query, decay = delta.key[:, t], delta.query[:, t], delta.g[:, t].exp()[:, None, None]
+        write = written[:, i, :, None]  # (H, d_k, 1)
+        product.baddbmm_(write, torch.bmm(key[:, None, :], product), alpha=-1).mul_(decay)
+        mine = local[:, :i]
+        mine.baddbmm_(torch.bmm(mine, key[:, :, None]), write.transpose(1, 2), alpha=-1).mul_(decay)
+        local[:, i] = written[:, i]
+        out[:, i, start : t + 1] = torch.bmm(local[:, : i + 1], query[:, :, None])[:, :, 0]
+        pulled[:, i] = torch.bmm(product.transpose(1, 2), query[:, :, None])[:, :, 0]
+    earlier = carried[:, :start]
+    out[:, :, :start] = torch.bmm(pulled, earlier.transpose(1, 2))
+    carried[:, :start] = torch.bmm(earlier, product.transpose(1, 2))  # u_{end-1,s} = P u_{start-1,s}
+    carried[:, start:end] = local
 
 
 @contextmanager

@@ -237,13 +237,14 @@ def qwen3_5_moe_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -
 def qwen3_5_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     """Qwen3.5: three linear-attention (Gated DeltaNet) layers, then one gated full-attention layer, repeated
     (full_attention_interval 4, the hub's default). The linear layers have twice the attention heads' count of
-    value heads, and two query/key heads shared by them (as on the hub); a quarter of each head dimension rotates."""
+    value heads, and two query/key heads shared by them (as on the hub)."""
     text = text_config(shape, vocab_size, ids, mrope_interleaved=True)
     return Qwen3_5Config(
         text_config={
             **text,
             "head_dim": shape.head_dim,
-            "partial_rotary_factor": 0.25,
+            "partial_rotary_factor": 16
+            / shape.head_dim,  # 16 dims rotate (mrope_section), a quarter of 64 as on the hub
             "linear_conv_kernel_dim": 4,
             "linear_key_head_dim": 16,
             "linear_value_head_dim": 16,
