@@ -9,7 +9,7 @@ Peak memory is the resident set's highest value during the pass minus its value 
 before it (model and inputs already loaded), sampled every 2 ms. Time: the capture pass
 against writing the same number of bytes to the same disk.
 
-    .venv/bin/python benchmarks/extract_memory.py [--family qwen3-vl] [--layers 24] [--max-pixels 1600000] [--vision-layers all]
+    .venv/bin/python benchmarks/extract_memory.py [--family qwen3-vl] [--layers 24] [--heads 4] [--max-pixels 1600000] [--vision-layers all]
 
 With --vision-layers, the streaming run also captures those vision blocks (P = 4 x the image tokens).
 --family picks the tiny model's family (a --model-type value), e.g. qwen2.5-vl for its windowed vision blocks, or
@@ -162,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="qwen3-vl", help="the tiny model's family, a --model-type value")
     parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--heads", type=int, default=4, help="query heads (Qwen3.5's linear layers get twice as many)")
     parser.add_argument(
         "--max-pixels",
         type=int,
@@ -187,8 +188,8 @@ def main() -> None:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = build_tiny_checkpoint(
-        args.workdir / f"tiny-{args.family}-{args.layers}-layers",
-        TinyShape(family=args.family, layers=args.layers, heads=4, kv_heads=2),
+        args.workdir / f"tiny-{args.family}-{args.layers}-layers-{args.heads}-heads",
+        TinyShape(family=args.family, layers=args.layers, heads=args.heads, kv_heads=2, hidden=16 * args.heads),
     )
     image = args.workdir / "bench.png"
     Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)

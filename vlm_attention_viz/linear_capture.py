@@ -63,28 +63,28 @@ def implicit_attention_chunks(
 def unroll_block(delta: GatedDelta, carried: torch.Tensor, start: int, end: int, out: torch.Tensor) -> None:
     """Rows start..end-1 of A into out (H, end - start, N), and carried from U_{start-1} to U_{end-1}, in place.
 
-    Within the block, each step t applies M_t = exp(g_t)(I - beta_t k_t k_t^T) to the block's own columns (u_{t,s},
-    s >= start) and to the running product P_t = M_t ... M_start (d_k x d_k). The columns before the block are
-    u_{t,s} = P_t u_{start-1,s}, so A[t, s] = (P_t^T q_t) . u_{start-1,s}: one matmul for the whole block.
+    Each step t applies M_t = exp(g_t)(I - beta_t k_t k_t^T) to the block's own columns (u_{t,s}, s >= start) and
+    to the running product P_t = M_t ... M_start (d_k x d_k). M_t is symmetric, so the rows of P_t^T transform as
+    the u do, and both are kept as the rows of one matrix: [P_t^T; u_{t,start}; ..; u_{t,t}]. Its product with q_t
+    gives P_t^T q_t and the row's own columns at once. The columns before the block are u_{t,s} = P_t u_{start-1,s},
+    so A[t, s] = (P_t^T q_t) . u_{start-1,s}: one matmul for the whole block.
     """
     heads, _, dk = delta.key.shape
     written = delta.beta[:, start:end, None] * delta.key[:, start:end]  # beta_s k_s
-    product = torch.eye(dk, device=carried.device).repeat(heads, 1, 1)
-    local = torch.zeros(heads, end - start, dk, device=carried.device)  # u_{t,s} for s in start..t
+    stacked = torch.zeros(heads, dk + end - start, dk, device=carried.device)
+    stacked[:, :dk] = torch.eye(dk, device=carried.device)
     pulled = torch.empty(heads, end - start, dk, device=carried.device)  # P_t^T q_t
     for i, t in enumerate(range(start, end)):
-        key, query, decay = delta.key[:, t], delta.query[:, t], delta.g[:, t].exp()[:, None, None]
-        write = written[:, i, :, None]  # (H, d_k, 1)
-        product.baddbmm_(write, torch.bmm(key[:, None, :], product), alpha=-1).mul_(decay)
-        mine = local[:, :i]
-        mine.baddbmm_(torch.bmm(mine, key[:, :, None]), write.transpose(1, 2), alpha=-1).mul_(decay)
-        local[:, i] = written[:, i]
-        out[:, i, start : t + 1] = torch.bmm(local[:, : i + 1], query[:, :, None])[:, :, 0]
-        pulled[:, i] = torch.bmm(product.transpose(1, 2), query[:, :, None])[:, :, 0]
+        moved = stacked[:, : dk + i]  # P^T and the block's earlier columns: M_t applies to them all
+        along_key = torch.bmm(moved, delta.key[:, t, :, None])
+        moved.baddbmm_(along_key, written[:, None, i], alpha=-1).mul_(delta.g[:, t].exp()[:, None, None])
+        stacked[:, dk + i] = written[:, i]
+        seen = torch.bmm(stacked[:, : dk + i + 1], delta.query[:, t, :, None])[:, :, 0]
+        pulled[:, i], out[:, i, start : t + 1] = seen[:, :dk], seen[:, dk:]
     earlier = carried[:, :start]
     out[:, :, :start] = torch.bmm(pulled, earlier.transpose(1, 2))
-    carried[:, :start] = torch.bmm(earlier, product.transpose(1, 2))  # u_{end-1,s} = P u_{start-1,s}
-    carried[:, start:end] = local
+    carried[:, :start] = torch.bmm(earlier, stacked[:, :dk])  # u_{end-1,s} = P u_{start-1,s}, as rows: u^T P^T
+    carried[:, start:end] = stacked[:, dk:]
 
 
 @contextmanager

@@ -98,12 +98,14 @@ export function overlayVision(overlay: Overlay, meta: Pick<SampleMeta, "vision">
 interface LayerKindView {
   mark: string;
   signed: boolean;
+  /** What masks the cells a selection cannot see, as the colour bar and the tooltip name it. */
+  mask: string;
 }
 
 const layerKindViews = {
-  causal: { mark: "causal", signed: false },
-  sliding: { mark: "sliding window", signed: false },
-  linear: { mark: "linear layer: signed, unnormalised", signed: true },
+  causal: { mark: "causal", signed: false, mask: "causal mask" },
+  sliding: { mark: "sliding window", signed: false, mask: "sliding window" },
+  linear: { mark: "linear layer: signed, unnormalised", signed: true, mask: "causal mask" },
 } satisfies Record<AttentionKind, LayerKindView>;
 
 export const LAYER_KIND_VIEWS: Readonly<Record<AttentionKind, LayerKindView>> = layerKindViews;
@@ -115,6 +117,14 @@ export function layerMark(layer: LayerAttention): string {
   if (layer.beforeOutputGate) parts.push("before the output gate");
   if (layer.convKernel !== undefined) parts.push(`q, k, v through a ${layer.convKernel}-token causal convolution`);
   return parts.join(", ");
+}
+
+/** The masks of layers first..last, each named once: e.g. "causal mask", "sliding window, image bidirectional". */
+export function maskNames(meta: Pick<SampleMeta, "layerAttention">, first: number, last: number): string {
+  const names = meta.layerAttention
+    .slice(first, last + 1)
+    .map((layer) => LAYER_KIND_VIEWS[layer.kind].mask + (layer.imageBidirectional ? ", image bidirectional" : ""));
+  return [...new Set(names)].join(" / ");
 }
 
 /** Whether any of the layers first..last holds signed values. */

@@ -118,6 +118,8 @@ export interface Heat {
   palette: ScaleName;
   /** Indices visible[0]..visible[1] are seen by the selection; the rest are masked. */
   visible: [number, number];
+  /** What masks the rest, e.g. "causal mask" (LAYER_KIND_VIEWS). */
+  mask: string;
 }
 
 /** Table index of a value on a scale: log scales map log(value); zero and below sit at the bottom. */

@@ -16,8 +16,9 @@ export interface Legend {
   shown: { lo: number; hi: number } | null;
   /** What the range is taken over, and whether the sinks are in it. */
   over: string;
-  /** Cells the selection cannot see under the causal mask. */
+  /** Cells the selection cannot see under the layer's mask, and what that mask is. */
   masked: number;
+  mask: string;
   nonFinite: number;
 }
 
@@ -37,7 +38,7 @@ export function legendText(legend: Legend): { low: string; high: string; items: 
   const { scale, shown } = legend;
   const items: Item[] = [{ text: `scale: ${SCALE_MODES[scale.mode].label}` }, { text: legend.over }];
   items.push({ text: shown ? `shown min ${formatWeight(shown.lo)} · max ${formatWeight(shown.hi)}` : "nothing finite shown" });
-  if (legend.masked > 0) items.push({ text: `masked (causal mask): ${legend.masked}`, swatch: MASKED_RGBA });
+  if (legend.masked > 0) items.push({ text: `masked (${legend.mask}): ${legend.masked}`, swatch: MASKED_RGBA });
   if (legend.nonFinite > 0) items.push({ text: `NaN/Inf values: ${legend.nonFinite}`, swatch: NON_FINITE_RGBA });
   return { low: formatWeight(scale.lo), high: formatWeight(scale.hi), items };
 }

@@ -8,7 +8,7 @@
 
 import { shownStats, type ShownStats } from "../data/attention";
 import { reach, type SampleMeta } from "../data/format";
-import { layersSigned } from "../data/variants";
+import { layersSigned, maskNames } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import type { Heat, Scale } from "./color";
@@ -43,6 +43,8 @@ interface Span {
   visible: [number, number];
   /** What the legend says the range is over. */
   over: string;
+  /** What masks the cells outside `visible`. */
+  mask: string;
 }
 
 /**
@@ -114,9 +116,10 @@ function panelHeat(
         ? `${span.over}; ${sharedOver}`
         : span.over,
     masked: maskedCount(span),
+    mask: span.mask,
     nonFinite: shown.nonFinite,
   };
-  return { heat: { values, scale, palette, visible: span.visible }, legend };
+  return { heat: { values, scale, palette, visible: span.visible, mask: span.mask }, legend };
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
@@ -135,7 +138,8 @@ export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | nul
   if (!values) return null;
   const sinks = settings.excludeSinks ? fetched.sinks : null;
   const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
-  const span: Span = { start: 0, end: values.length, skip: sinks, visible: visibleSpan(view, meta, values.length), over };
+  const visible = visibleSpan(view, meta, values.length);
+  const span: Span = { start: 0, end: values.length, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)) };
   // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
   const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
   return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta), layersSigned(meta, ...layerSpan(view)));
@@ -149,7 +153,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
   if (visionMeta) {
     const grid = { kind: "vision", ...visionMeta.grid, first: 0 } as const;
     const selected = view.patch === null ? [] : [view.patch];
-    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches" };
+    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches", mask: "none" };
     const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
     const blocks = view.vblocks === "all" ? "all captured blocks" : `block ${view.vblocks}`;
     const sharedOver = `scale shared over blocks ${visionMeta.blocks.join(", ")}${view.patch === null ? "" : ", this head"}`;
@@ -163,6 +167,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     end: endIdx + 1,
     skip: settings.excludeSinks ? fetched.sinks : null,
     visible: visibleSpan(view, meta, n),
+    mask: maskNames(meta, ...layerSpan(view)),
     over: `over the image tokens the selection sees, sinks ${settings.excludeSinks ? "left out" : "included"}`,
   });
   const signed = layersSigned(meta, ...layerSpan(view));

@@ -3,7 +3,9 @@ import { parseMeta } from "../../src/data/format";
 import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
 import { MASKED, heatIndex } from "../../src/view/color";
+import { legendText } from "../../src/view/legend";
 import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { describeValue } from "../../src/view/tooltip";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 40 tokens, image tokens 4..24 (3 × 7); vision grid 6 × 14
@@ -107,9 +109,13 @@ describe("layer kinds", () => {
     expect(global.visible).toEqual([0, 24]);
     expect(heatIndex(global, 20)).not.toBe(MASKED); // a later image token is coloured
     expect(heatIndex(global, 25)).toBe(MASKED); // the text after the image is not
-    const sliding = tokenHeat(at({ tokens: [10], layer: 1 }), settings)!.heat;
-    expect(sliding.visible).toEqual([7, 24]);
-    expect(heatIndex(sliding, 6)).toBe(MASKED);
+    const sliding = tokenHeat(at({ tokens: [10], layer: 1 }), settings)!;
+    expect(sliding.heat.visible).toEqual([7, 24]);
+    expect(heatIndex(sliding.heat, 6)).toBe(MASKED);
+    expect(legendText(sliding.legend).items.map((item) => item.text)).toContain(
+      "masked (sliding window, image bidirectional): 22",
+    );
+    expect(describeValue(sliding.heat, 6)).toBe("masked: the selection cannot see it (sliding window, image bidirectional)");
     expect(tokenHeat(at({ tokens: [10], layer: 0, dir: "tgt" }), settings)!.heat.visible).toEqual([4, 39]);
   });
 });
