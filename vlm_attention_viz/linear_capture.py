@@ -71,13 +71,14 @@ def unroll_block(delta: GatedDelta, carried: torch.Tensor, start: int, end: int,
     """
     heads, _, dk = delta.key.shape
     written = delta.beta[:, start:end, None] * delta.key[:, start:end]  # beta_s k_s
+    decay = delta.g[:, start:end].exp()[:, :, None, None]
     stacked = torch.zeros(heads, dk + end - start, dk, device=carried.device)
     stacked[:, :dk] = torch.eye(dk, device=carried.device)
     pulled = torch.empty(heads, end - start, dk, device=carried.device)  # P_t^T q_t
     for i, t in enumerate(range(start, end)):
         moved = stacked[:, : dk + i]  # P^T and the block's earlier columns: M_t applies to them all
         along_key = torch.bmm(moved, delta.key[:, t, :, None])
-        moved.baddbmm_(along_key, written[:, None, i], alpha=-1).mul_(delta.g[:, t].exp()[:, None, None])
+        moved.baddbmm_(along_key, written[:, None, i], alpha=-1).mul_(decay[:, i])
         stacked[:, dk + i] = written[:, i]
         seen = torch.bmm(stacked[:, : dk + i + 1], delta.query[:, t, :, None])[:, :, 0]
         pulled[:, i], out[:, i, start : t + 1] = seen[:, :dk], seen[:, dk:]

@@ -90,7 +90,7 @@ function maskedCount(span: Span): number {
  * the sign reads at a glance; the legend says so. */
 function signedScale(shown: ShownStats): Scale {
   const m = Math.max(Math.abs(shown.range?.lo ?? 0), Math.abs(shown.range?.hi ?? 0));
-  return { mode: "view", lo: -m, hi: m };
+  return { mode: "view", lo: -(m || 1), hi: m || 1 }; // all zeros: any range centres them on the transparent middle
 }
 
 function panelHeat(

@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/data/format";
 import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
-import { MASKED, heatIndex } from "../../src/view/color";
+import { LUT_SIZE, MASKED, heatIndex } from "../../src/view/color";
 import { legendText } from "../../src/view/legend";
 import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
 import { describeValue } from "../../src/view/tooltip";
@@ -87,6 +87,12 @@ describe("layer kinds", () => {
     expect(tokens.legend.over).toContain("signed values (linear layer), symmetric about 0");
     const image = imageOverlay(view({ tokens: [30], layer: 0 }), settings).heat!;
     expect([image.palette, image.scale]).toEqual(["diverging", { mode: "view", lo: -26, hi: 26 }]);
+  });
+
+  test("an all-zero signed view sits on the scale's transparent middle, not at its blue end", () => {
+    const zeros = { ...view({ tokens: [30], layer: 0 }), values: new Float32Array(40) };
+    const heat = tokenHeat(zeros, settings)!.heat;
+    expect(heatIndex(heat, 5)).toBe(Math.round((LUT_SIZE - 1) / 2));
   });
 
   test("a softmax layer keeps the chosen palette; a layer range holding a linear layer is signed", () => {
