@@ -9,10 +9,11 @@ Peak memory is the resident set's highest value during the pass minus its value 
 before it (model and inputs already loaded), sampled every 2 ms. Time: the capture pass
 against writing the same number of bytes to the same disk.
 
-    .venv/bin/python benchmarks/extract_memory.py [--family qwen3-vl] [--layers 24] [--max-pixels 1600000] [--vision-layers all]
+    .venv/bin/python benchmarks/extract_memory.py [--family qwen3-vl] [--layers 24] [--heads 4] [--max-pixels 1600000] [--vision-layers all]
 
 With --vision-layers, the streaming run also captures those vision blocks (P = 4 x the image tokens).
---family picks the tiny model's family (a --model-type value), e.g. qwen2.5-vl for its windowed vision blocks.
+--family picks the tiny model's family (a --model-type value), e.g. qwen2.5-vl for its windowed vision blocks, or
+qwen3.5 for its Gated DeltaNet layers (three of every four), whose implicit attention streams like the softmax rows.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from vlm_attention_viz.analysis import TokenLayout, write_rollout
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.extract import capture_to, image_span
 from vlm_attention_viz.models import adapter_named
-from vlm_attention_viz.sample_format import format_bytes
 from vlm_attention_viz.tokens import build_tokens
 from vlm_attention_viz.vision_capture import plan_vision
 
@@ -82,6 +82,7 @@ def child(
     model = adapter.model_class.from_pretrained(model_dir, attn_implementation=attn).eval()
     config = adapter.language_config(model)
     layers, heads = config.num_hidden_layers, config.num_attention_heads
+    layer_heads = fmt.layer_heads(layers, heads, adapter.layer_attention(model))
     vision = (
         plan_vision(vision_layers, adapter, model, processor, prepared)
         if vision_layers and kind == "streaming"
@@ -96,12 +97,13 @@ def child(
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
                 _, tables = capture_to(
-                    writer, model, adapter, prepared, layers, heads, False, TokenLayout.of(tokens, grid), vision
+                    writer, model, adapter, prepared, layer_heads, False, TokenLayout.of(tokens, grid), vision
                 )
                 tables.write(writer)
                 rollout_started = time.perf_counter()
-                meta = {"seq_len": len(tokens), "num_layers": layers, **fmt.file_fields(layers)}
-                write_rollout(writer.tmp, meta, "cpu")
+                if fmt.all_softmax(adapter.layer_attention(model)):
+                    meta = {"seq_len": len(tokens), "num_layers": layers, **fmt.file_fields(layers)}
+                    write_rollout(writer.tmp, meta, "cpu")
                 rollout_seconds = time.perf_counter() - rollout_started
         elif kind == "output_attentions":
             kept = model(**prepared.model_inputs, output_attentions=True, logits_to_keep=1).attentions
@@ -127,6 +129,7 @@ def child(
         "seq_len": prepared.input_ids.shape[1],
         "layers": layers,
         "heads": heads,
+        "layer_heads": layer_heads,
         **vision_fields,
     }
 
@@ -174,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="qwen3-vl", help="the tiny model's family, a --model-type value")
     parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--heads", type=int, default=4, help="query heads (Qwen3.5's linear layers get twice as many)")
     parser.add_argument(
         "--max-pixels",
         type=int,
@@ -199,8 +203,8 @@ def main() -> None:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = build_tiny_checkpoint(
-        args.workdir / f"tiny-{args.family}-{args.layers}-layers",
-        TinyShape(family=args.family, layers=args.layers, heads=4, kv_heads=2),
+        args.workdir / f"tiny-{args.family}-{args.layers}-layers-{args.heads}-heads",
+        TinyShape(family=args.family, layers=args.layers, heads=args.heads, kv_heads=2, hidden=16 * args.heads),
     )
     image = args.workdir / "bench.png"
     Image.effect_mandelbrot((1600, 1200), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(image)
@@ -210,24 +214,32 @@ def main() -> None:
         for kind in ("plain", "streaming", "output_attentions")
     }
     stream = results["streaming"]
-    size = fmt.sample_bytes(stream["layers"], stream["heads"], stream["seq_len"]) + stream.get("vision_bytes", 0)
+    n, layer_heads = stream["seq_len"], stream["layer_heads"]
+    size = sum(h + 2 for h in layer_heads) * n * n * fmt.BYTES_PER_VALUE + stream.get("vision_bytes", 0)  # no rollout
     cached, synced = write_same_bytes(args.workdir, size, sync=False), write_same_bytes(args.workdir, size, sync=True)
     print(
-        f"model: tiny {args.family}, {stream['layers']} layers x {stream['heads']} heads; N = {stream['seq_len']} tokens"
+        f"model: tiny {args.family}, {stream['layers']} layers, heads per layer {sorted(set(layer_heads))}; N = {n} tokens"
     )
     print(
         f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
     )
     for kind, result in results.items():
-        print(f"{kind:>18}: peak RSS above model {format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s")
-    print(f"one layer of attention (H x N^2 x 2 bytes): {format_bytes(stream['heads'] * stream['seq_len'] ** 2 * 2)}")
+        print(
+            f"{kind:>18}: peak RSS above model {fmt.format_bytes(result['peak_above_model'])}, {result['seconds']:.1f} s"
+        )
+    print(f"one layer of attention (H x N^2 x 2 bytes): {fmt.format_bytes(max(layer_heads) * n**2 * 2)}")
+    float32_layer = max(layer_heads) * n**2 * 4
+    print(
+        f"one layer's float32 matrix (H x N^2 x 4 bytes, H = {max(layer_heads)}): {fmt.format_bytes(float32_layer)}; "
+        f"streaming peak / that = {stream['peak_above_model'] / float32_layer:.2f}"
+    )
     if "patches" in stream:
         block = stream["vision_heads"] * stream["patches"] ** 2 * 2
         print(
-            f"vision: {stream['vision_blocks']} blocks x {stream['vision_heads']} heads, P = {stream['patches']} patches; one block (Hv x P^2 x 2 bytes): {format_bytes(block)}"
+            f"vision: {stream['vision_blocks']} blocks x {stream['vision_heads']} heads, P = {stream['patches']} patches; one block (Hv x P^2 x 2 bytes): {fmt.format_bytes(block)}"
         )
     print(
-        f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)"
+        f"sample bytes: {fmt.format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)"
     )
     print(
         f"streaming capture pass (forward + attention + token tables + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s"

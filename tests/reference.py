@@ -160,3 +160,22 @@ def processed(model_dir: Path, photo: Path) -> dict:
     return adapter.prepare(
         adapter.load_processor(str(model_dir)), Image.open(photo).convert("RGB"), PROMPT, None
     ).model_inputs
+
+
+def unrolled_implicit_attention(
+    query: torch.Tensor, key: torch.Tensor, g: torch.Tensor, beta: torch.Tensor
+) -> np.ndarray:
+    """The gated delta rule's implicit attention written out directly in float64, one head at a time:
+    A[t, s] = beta_s k_s^T [prod_{r=s+1..t} exp(g_r) (I - beta_r k_r k_r^T)] q_t, the product ordered so that
+    the factor of the latest step meets q_t first; 0 for s > t. query, key (H, N, d_k); g, beta (H, N)."""
+    heads, n, d = key.shape
+    out = np.zeros((heads, n, n))
+    q, k, decay, b = (x.double().numpy() for x in (query, key, g.exp(), beta))
+    eye = np.eye(d)
+    for h in range(heads):
+        for t in range(n):
+            carried = q[h, t]  # [prod_{r=s+1..t} M_r] q_t, grown from r = t down
+            for s in range(t, -1, -1):
+                out[h, t, s] = b[h, s] * k[h, s] @ carried
+                carried = decay[h, s] * (eye - b[h, s] * np.outer(k[h, s], k[h, s])) @ carried
+    return out

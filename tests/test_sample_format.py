@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -180,3 +182,48 @@ def test_adapter_field_is_checked_when_present(adapter: object, problem: str) ->
     fmt.validate_meta(meta | {"adapter": ADAPTER})
     with pytest.raises(fmt.FormatError, match=problem):
         fmt.validate_meta(meta | {"adapter": adapter})
+
+
+LAYER_ATTENTION_CASES = json.loads((FIXTURE.parent / "layer_attention_cases.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", LAYER_ATTENTION_CASES, ids=lambda case: json.dumps(case["value"]))
+def test_layer_attention_is_valid_or_refused_as_the_viewer_says(case: dict) -> None:
+    meta = {**fmt.read_meta(FIXTURE), "layer_attention": case["value"]}
+    if case["error"] is None:
+        fmt.validate_meta(meta)
+    else:
+        with pytest.raises(fmt.FormatError, match=f"^{re.escape(case['error'])}"):
+            fmt.validate_meta(meta)
+
+
+def test_a_layer_with_its_own_head_count_is_sized_and_opened_by_it(tmp_path: Path) -> None:
+    n, heads = 30, 3
+    kinds = [fmt.layer_kind("causal", before_output_gate=True), fmt.layer_kind("linear", conv_kernel=4, num_heads=5)]
+    rng = np.random.default_rng(1)
+    (tmp_path / "image.png").write_bytes(b"png")
+    layers = [rng.random((h, n, n)).astype(np.float16) for h in (3, 5)]
+    with fmt.SampleWriter(tmp_path / "s") as writer:
+        for layer, attn in enumerate(layers):
+            writer.write_layer_rows(layer, 0, attn, attn.mean(0), attn.max(0))
+        writer.copy_file(tmp_path / "image.png", "image.png")
+        writer.commit({**small_meta(n, 2, heads), "layer_attention": kinds})
+    meta = fmt.validate_sample(tmp_path / "s")
+    tables = len(fmt.TOKEN_TABLES) * n * 2 * 5 * 2  # (N, L, H) with H = the most heads of any layer
+    assert fmt.sample_bytes(2, heads, n, kinds, rollout=False) == (3 + 2 + 5 + 2) * n * n * 2 + tables
+    assert np.array_equal(fmt.open_layer(tmp_path / "s", meta, 1), layers[1])
+    (tmp_path / "s" / fmt.layer_file(1)).write_bytes(layers[0].tobytes())  # three heads where five belong
+    with pytest.raises(fmt.FormatError, match="expected"):
+        fmt.validate_sample(tmp_path / "s")
+
+
+def test_reachable_cells_follow_the_layer_kind() -> None:
+    """Image tokens 2..4; rows 0..5 of a 6-token sequence."""
+    rows, span = np.arange(6), (2, 4)
+    causal = fmt.reachable(fmt.CAUSAL, rows, 6, span)
+    assert np.array_equal(causal, np.tril(np.ones((6, 6), bool)))
+    bidirectional = fmt.reachable(fmt.layer_kind("causal", image_bidirectional=True), rows, 6, span)
+    assert bidirectional[2, 4] and bidirectional[3, 4] and not bidirectional[1, 2] and not bidirectional[4, 5]
+    sliding = fmt.reachable(fmt.layer_kind("sliding", window=2, image_bidirectional=True), rows, 6, span)
+    assert sliding[5, 4] and not sliding[5, 3]  # the last two tokens
+    assert sliding[2, 4] and not sliding[4, 2]  # later image tokens, but earlier ones only within the window

@@ -60,22 +60,25 @@ class TokenMeasures:
     layout: TokenLayout
     tables: fmt.TokenTables
 
-    def add(self, layer: int, row0: int, rows: torch.Tensor) -> None:
+    def add(self, layer: int, row0: int, rows: torch.Tensor, signed: bool = False) -> None:
         """rows (H, c, K) on any device: query rows row0.. of one layer, as token_measures takes them."""
-        self.tables.add(layer, row0, token_measures(rows, row0, self.layout).cpu().numpy())
+        self.tables.add(layer, row0, token_measures(rows, row0, self.layout, signed).cpu().numpy())
 
     def add_host(self, layer: int, row0: int, rows: np.ndarray, device: str) -> None:
         """The same for rows held by the host, computed on `device`."""
         self.add(layer, row0, torch.from_numpy(rows).to(device))
 
 
-def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout) -> torch.Tensor:
+def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout, signed: bool = False) -> torch.Tensor:
     """rows (H, c, K): query rows row0.. of one layer over keys 0..K-1 (the keys after are 0), the stored
-    float16 values in any dtype that holds them.
+    float16 values in any dtype that holds them. signed: a linear layer's implicit attention, whose shares are
+    taken of the absolute values and whose entropies are undefined (NaN).
 
     Returns (c, H, len(TOKEN_TABLES)) float32, the measures in TOKEN_TABLES order.
     """
     values = F.pad(rows.float(), (0, len(layout.special) - rows.shape[-1]))
+    if signed:
+        values = values.abs()
     image = values[:, :, layout.image_start : layout.image_end]
     special = torch.as_tensor(layout.special, device=values.device, dtype=torch.float32)
     measures = {
@@ -87,8 +90,10 @@ def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout) -> torch.
     # Only rows after the image see all of it; earlier rows see a causal prefix of the grid, whose shape says
     # more about the mask than about where the row looks. Skipping them also skips most rows of an image-heavy
     # sequence.
+    if signed:
+        measures["row_entropy"] = torch.full_like(measures["row_entropy"], float("nan"))
     after_image = max(0, layout.image_end - row0)
-    if after_image < image.shape[1]:
+    if after_image < image.shape[1] and not signed:
         maps = image[:, after_image:]
         measures["image_entropy"][:, after_image:] = spatial_entropy(maps, layout.grid_rows, layout.grid_cols)
     return torch.stack([measures[name] for name in fmt.TOKEN_TABLES], dim=-1).transpose(0, 1)

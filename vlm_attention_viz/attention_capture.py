@@ -28,6 +28,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .analysis import TokenMeasures
+from .errors import UserError
 from .sample_format import TextToImage
 
 CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
@@ -123,7 +124,7 @@ class AttentionRecorder:
         self,
         sink: Callable[[AttentionRows], None],
         num_layers: int,
-        num_heads: int,
+        num_heads: int | list[int],
         image_span: tuple[int, int],
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
@@ -156,26 +157,35 @@ class AttentionRecorder:
         scaling: float,
         causal: bool,
     ) -> None:
-        n = query.shape[2]
-        start, end = self.image_span
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
-            self.text_to_image.add(
-                layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy()
-            )
-            stored = probs.half()
-            if self.measures is not None:
-                self.measures.add(layer, row0, stored)
-            self.sink(
-                AttentionRows(
-                    layer=layer,
-                    row0=row0,
-                    attn=to_host(stored, n),
-                    head_mean=to_host(probs.mean(dim=0).half(), n),
-                    head_max=to_host(probs.amax(dim=0).half(), n),
-                )
-            )
-            del probs, stored
+            self.emit(layer, row0, probs, query.shape[2])
+            del probs
         self.on_layer_done(layer)
+
+    def emit(self, layer: int, row0: int, values: torch.Tensor, n: int, signed: bool = False) -> None:
+        """Float32 rows row0.. of a layer, (H, c, keys <= n), to the sink as float16 rows of n with their head mean
+        and max, and into the text-to-image table (signed values by their size, so opposite signs do not cancel)."""
+        start, end = self.image_span
+        image = values[:, :, start : end + 1]
+        # The absolute sum reduced in place (no |values| copy), in float32 then widened
+        mass = (
+            torch.linalg.vector_norm(image, ord=1, dim=-1).double()
+            if signed
+            else image.sum(dim=-1, dtype=torch.float64)
+        )
+        self.text_to_image.add(layer, row0, mass.cpu().numpy())
+        stored = values.half()
+        if self.measures is not None:
+            self.measures.add(layer, row0, stored, signed)
+        self.sink(
+            AttentionRows(
+                layer=layer,
+                row0=row0,
+                attn=to_host(stored, n),
+                head_mean=to_host(values.mean(dim=0).half(), n),
+                head_max=to_host(values.amax(dim=0).half(), n),
+            )
+        )
 
 
 def to_host(values: torch.Tensor, n: int) -> np.ndarray:
@@ -203,6 +213,10 @@ def capture_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The model's own sdpa output; the weights go to the active recorder, never back to the model."""
+    if (
+        kwargs.get("softcap") is not None
+    ):  # sdpa cannot cap the logits, so neither output nor weights would be the model's
+        raise UserError("this model soft-caps its attention logits, which the capture does not support")
     output, _ = sdpa_attention_forward(
         module, query, key, value, attention_mask, scaling=scaling, is_causal=is_causal, **kwargs
     )

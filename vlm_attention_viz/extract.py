@@ -23,6 +23,7 @@ from .attention_capture import AttentionRecorder, AttentionRows, Recorder, captu
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import copy_image, open_image
+from .linear_capture import capturing_linear_layers
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
@@ -111,10 +112,12 @@ def capture_loaded(
         generate_answer(model, prepared, request.max_new_tokens)
     language = adapter.language_config(model)
     layers, heads = language.num_hidden_layers, language.num_attention_heads
+    kinds = adapter.layer_attention(model)
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    size = fmt.sample_bytes(layers, heads, seq_len, request.rollout) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, request.rollout)
+    rollout = request.rollout and fmt.all_softmax(kinds)
+    size = fmt.sample_bytes(layers, heads, seq_len, kinds, rollout) + (vision.bytes if vision else 0)
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, kinds, rollout)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
@@ -124,7 +127,14 @@ def capture_loaded(
     grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
         text_to_image, tables = capture_to(
-            writer, model, adapter, prepared, layers, heads, request.progress, TokenLayout.of(tokens, grid), vision
+            writer,
+            model,
+            adapter,
+            prepared,
+            fmt.layer_heads(layers, heads, kinds),
+            request.progress,
+            TokenLayout.of(tokens, grid),
+            vision,
         )
         meta = fmt.build_meta(
             model=loaded.source,
@@ -136,16 +146,17 @@ def capture_loaded(
             original_image_size=image.size,
             num_layers=layers,
             num_heads=heads,
-            num_kv_heads=language.num_key_value_heads,
+            num_kv_heads=adapter.num_kv_heads(model),
             tokens=tokens,
             image_grid=grid,
             text_to_image=text_to_image,
             token_tables=tables.write(writer),
+            layer_attention=kinds,
             adapter=loaded.peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
-        if request.rollout:
+        if rollout:
             write_rollout(writer.tmp, meta, str(model.device), request.progress)  # a device_map's first device
         seconds = time.perf_counter() - started
         meta["extraction"] = {
@@ -223,23 +234,23 @@ def capture_to(
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
-    layers: int,
-    heads: int,
+    heads: list[int],
     progress: bool,
     layout: TokenLayout,
     vision: VisionPlan | None = None,
-) -> tuple[np.ndarray, fmt.TokenTables]:
+) -> tuple[list[np.ndarray], fmt.TokenTables]:
     """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
-    computed. Returns the text-to-image table and the per-token tables."""
+    computed. heads: per layer, the heads it stores. Returns the text-to-image table and the per-token tables."""
     seq_len = prepared.input_ids.shape[1]
-    layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
+    layers = len(heads)
+    layer_bytes = (max(heads) + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
         lambda rows: write_rows(writer, rows), layer_bytes
     )
     bar = tqdm(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
     )
-    measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, seq_len))
+    measures = TokenMeasures(layout, fmt.TokenTables(layers, max(heads), seq_len))
     recorder = AttentionRecorder(
         background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update(), measures=measures
     )
@@ -256,8 +267,14 @@ def capture_to(
         recorders[adapter.vision_config_key] = vision_recorder
     inputs = prepared.on(model.device)
     try:
-        with capturing_sub_models(model, recorders), torch.inference_mode():
-            model(**inputs, use_cache=False, logits_to_keep=1)  # logits are not needed: skip the (N, vocab) head
+        with (
+            capturing_sub_models(model, recorders),
+            capturing_linear_layers(adapter.linear_layers(model), recorder),
+            torch.inference_mode(),
+        ):
+            # Logits are not needed: only the last position's goes through the (N, vocab) head. Named by index, not
+            # as a count, so that no model drops earlier query rows of its last layers (Gemma 4 does for a count).
+            model(**inputs, use_cache=False, logits_to_keep=torch.tensor([seq_len - 1]))
         background.finish()
     except BaseException:
         background.abort()

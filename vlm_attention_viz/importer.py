@@ -80,7 +80,7 @@ def import_sample(request: ImportRequest) -> ImportResult:
     started = time.perf_counter()
     plan = plan_import(request)
     layers, heads, n, _ = plan.attention.shape
-    size = fmt.sample_bytes(layers, heads, n, request.rollout)
+    size = fmt.sample_bytes(layers, heads, n, rollout=request.rollout)
     formula = fmt.size_formula(layers, heads, n, rollout=request.rollout)
     fmt.check_disk_room(request.output_dir, size, formula, hint="free some space")
     from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout  # torch, once the inputs passed
@@ -204,7 +204,7 @@ def convert_layers(
             check_float16(stored, layer, row0)
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
             head_max = raw.max(axis=0)
-            check_causal(head_max, layer, row0)
+            check_causal(head_max, layer, row0, span)
             writer.write_layer_rows(
                 layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
             )
@@ -231,10 +231,10 @@ def check_float16(stored: np.ndarray, layer: int, row0: int) -> None:
         )
 
 
-def check_causal(head_max: np.ndarray, layer: int, row0: int) -> None:
-    """The viewer reads a column from its own row down, so the format stores causal attention."""
+def check_causal(head_max: np.ndarray, layer: int, row0: int, span: tuple[int, int]) -> None:
+    """An imported sample's layers are causal softmax (no layer_attention): nothing outside what that kind reaches."""
     rows = np.arange(row0, row0 + head_max.shape[0])
-    later = np.arange(head_max.shape[1])[None, :] > rows[:, None]
+    later = ~fmt.reachable(fmt.CAUSAL, rows, head_max.shape[1], span)
     if later.any() and head_max[later].max() > CAUSAL_TOLERANCE:
         raise UserError(
             f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention"

@@ -81,7 +81,8 @@ class Sample:
             if head not in fmt.HEAD_AGGREGATES:
                 raise ValueError(f"head must be an int or one of {', '.join(fmt.HEAD_AGGREGATES)}, not {head!r}")
             return fmt.open_head_aggregate(self.path, self.meta, layer, head)
-        return fmt.open_layer(self.path, self.meta, layer)[checked_index(head, self.num_heads, "head")]
+        heads = fmt.open_layer(self.path, self.meta, layer)  # (that layer's heads, N, N)
+        return heads[checked_index(head, heads.shape[0], "head")]
 
     def image_map(self, layer: int, head: Head, token: int) -> np.ndarray:
         """Token's attention row over the image tokens, as a (rows, cols) float32 array in grid order."""

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -136,7 +137,7 @@ def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
 
 
 def token_table_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
-    """Bytes of one (N, L, H) token table."""
+    """Bytes of one (N, L, H) token table (H: the most heads of any layer)."""
     return seq_len * num_layers * num_heads * BYTES_PER_VALUE
 
 
@@ -145,21 +146,30 @@ def rollout_bytes(num_layers: int, seq_len: int) -> int:
     return num_layers * seq_len * seq_len * BYTES_PER_VALUE
 
 
-def sample_bytes(num_layers: int, num_heads: int, seq_len: int, rollout: bool = True) -> int:
-    """Bytes of all attention files: per layer H heads plus the mean and max matrices (and the rollout), and
-    the token tables."""
-    return num_layers * (num_heads + 2 + rollout) * seq_len * seq_len * BYTES_PER_VALUE + len(
-        TOKEN_TABLES
-    ) * token_table_bytes(num_layers, num_heads, seq_len)
+def sample_bytes(
+    num_layers: int, num_heads: int, seq_len: int, layer_attention: list[dict] | None = None, rollout: bool = True
+) -> int:
+    """Bytes of all attention files: per layer its heads (layer_heads) plus the mean and max matrices (and the
+    rollout), and the token tables."""
+    heads = layer_heads(num_layers, num_heads, layer_attention)
+    matrices = sum(h + 2 + rollout for h in heads) * seq_len * seq_len * BYTES_PER_VALUE
+    return matrices + len(TOKEN_TABLES) * token_table_bytes(num_layers, max(heads, default=0), seq_len)
 
 
 def size_formula(
-    layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None, rollout: bool = True
+    layers: int,
+    heads: int,
+    seq_len: int,
+    vision: tuple[int, int, int] | None = None,
+    layer_attention: list[dict] | None = None,
+    rollout: bool = True,
 ) -> str:
     """How sample_bytes (+ vision_bytes for (blocks, heads, patches)) adds up, for the messages that print it."""
-    matrices = heads + 2 + rollout
-    formula = f"{layers} layers x {matrices} matrices x {seq_len}^2 x 2 bytes"
-    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {layers} x {heads} x 2 bytes"
+    per_layer = layer_heads(layers, heads, layer_attention)
+    counts = Counter(per_layer)
+    matrices = " + ".join(f"{count} layers x {h + 2 + rollout} matrices" for h, count in sorted(counts.items()))
+    formula = f"{matrices if len(counts) == 1 else f'({matrices})'} x {seq_len}^2 x 2 bytes"
+    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {layers} x {max(per_layer)} x 2 bytes"
     if vision:
         blocks, vision_heads, patches = vision
         formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
@@ -191,6 +201,79 @@ def check_disk_room(target: Path, size: int, formula: str, hint: str = "lower --
     )
 
 
+# ---------------------------------------------------------------- attention kinds
+
+# What a layer's stored matrices are (meta.json `layer_attention`, one entry per layer, SPEC.md §1). A sample
+# without the field has causal softmax in every layer.
+ATTENTION_KINDS: dict[str, str] = {
+    "causal": "softmax; row i sums to 1 over tokens 0..i",
+    "sliding": "softmax; row i sums to 1 over the last `window` tokens up to i",
+    "linear": "implicit attention of a linear-attention layer, o_t = sum_s A[t,s] v_s: signed, unnormalised, "
+    "over tokens 0..i; q, k and v pass a short causal convolution (`conv_kernel` tokens) first",
+}
+SOFTMAX_KINDS = ("causal", "sliding")
+CAUSAL: dict[str, Any] = {"kind": "causal"}
+
+
+def layer_kind(
+    kind: str,
+    *,
+    window: int | None = None,
+    image_bidirectional: bool = False,
+    before_output_gate: bool = False,
+    conv_kernel: int | None = None,
+    num_heads: int | None = None,
+) -> dict[str, Any]:
+    """One `layer_attention` entry. image_bidirectional: image tokens also see the later tokens of their own image
+    (within the window when sliding); before_output_gate: the weights are taken before the layer multiplies its
+    output by a sigmoid gate; num_heads: this layer's heads when they differ from the sample's num_heads."""
+    entry: dict[str, Any] = {"kind": kind}
+    optional = {
+        "window": window,
+        "image_bidirectional": image_bidirectional or None,
+        "before_output_gate": before_output_gate or None,
+        "conv_kernel": conv_kernel,
+        "num_heads": num_heads,
+    }
+    entry.update({key: value for key, value in optional.items() if value is not None})
+    return entry
+
+
+def layer_heads(num_layers: int, num_heads: int, layer_attention: list[dict] | None) -> list[int]:
+    """The heads stored for each layer: the entry's num_heads where it has one, else the sample's."""
+    if layer_attention is None:
+        return [num_heads] * num_layers
+    return [entry.get("num_heads", num_heads) for entry in layer_attention]
+
+
+def all_softmax(layer_attention: list[dict] | None) -> bool:
+    """Whether every layer stores softmax weights, as the rollout needs (a linear layer's are signed)."""
+    return all(entry["kind"] in SOFTMAX_KINDS for entry in layer_attention or [])
+
+
+def table_heads(meta: dict[str, Any]) -> int:
+    """The head axis of the token tables: the most heads of any layer (a layer with fewer leaves NaN there)."""
+    return max(layer_heads(meta["num_layers"], meta["num_heads"], meta.get("layer_attention")))
+
+
+def meta_layer_kinds(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each layer's `layer_attention` entry; causal softmax for a sample without the field."""
+    return meta.get("layer_attention") or [CAUSAL] * meta["num_layers"]
+
+
+def reachable(entry: dict[str, Any], rows: np.ndarray, n: int, image_span: tuple[int, int]) -> np.ndarray:
+    """(len(rows), n) bool: the key columns each query row of a layer of this kind may weigh. The mask transformers
+    builds: causal, or within the image when image_bidirectional; and then, when sliding, keys after row - window."""
+    keys, queries = np.arange(n)[None, :], np.asarray(rows)[:, None]
+    allowed = keys <= queries
+    if entry.get("image_bidirectional"):
+        start, end = image_span
+        allowed |= (keys >= start) & (keys <= end) & (queries >= start) & (queries <= end)
+    if "window" in entry:
+        allowed &= keys > queries - entry["window"]
+    return allowed
+
+
 # ---------------------------------------------------------------- building meta.json
 
 
@@ -206,7 +289,7 @@ def build_meta(
     num_heads: int,
     tokens: list[dict[str, Any]],
     image_grid: dict[str, int],
-    text_to_image: np.ndarray | None = None,
+    text_to_image: np.ndarray | list[np.ndarray] | None = None,
     **optional: Any,
 ) -> dict[str, Any]:
     """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out."""
@@ -234,11 +317,13 @@ def build_meta(
 
 class TextToImage:
     """meta.json's text_to_image: per layer and head, the attention that a token after the image gives to the
-    image tokens, averaged over those tokens. Fed one chunk of query rows at a time."""
+    image tokens, averaged over those tokens (for a linear layer, the absolute weights: see ATTENTION_KINDS).
+    Fed one chunk of query rows at a time. num_heads: one count for every layer, or one per layer."""
 
-    def __init__(self, num_layers: int, num_heads: int, image_span: tuple[int, int]) -> None:
+    def __init__(self, num_layers: int, num_heads: int | list[int], image_span: tuple[int, int]) -> None:
         self.end = image_span[1]
-        self.sums = np.zeros((num_layers, num_heads), dtype=np.float64)
+        heads = num_heads if isinstance(num_heads, list) else [num_heads] * num_layers
+        self.sums = [np.zeros(h, dtype=np.float64) for h in heads]
         self.rows = np.zeros(num_layers, dtype=np.int64)
 
     def add(self, layer: int, row0: int, image_share: np.ndarray) -> None:
@@ -247,20 +332,22 @@ class TextToImage:
         self.sums[layer] += after.sum(axis=1, dtype=np.float64)
         self.rows[layer] += after.shape[1]
 
-    def table(self) -> np.ndarray:
-        return self.sums / np.maximum(1, self.rows)[:, None]
+    def table(self) -> list[np.ndarray]:
+        return [sums / max(1, rows) for sums, rows in zip(self.sums, self.rows, strict=True)]
 
 
 class TokenTables:
     """The TOKEN_TABLES files, gathered a chunk of query rows at a time: L·H values per token and measure, so
-    4·N·L·H float16 in all (75 MB at N=8,192 with 36 x 32 heads), written whole at the end."""
+    4·N·L·H float16 in all (75 MB at N=8,192 with 36 x 32 heads), written whole at the end. H is the most heads
+    of any layer; a layer with fewer keeps NaN in the rest."""
 
     def __init__(self, num_layers: int, num_heads: int, seq_len: int) -> None:
         self.values = np.full((len(TOKEN_TABLES), seq_len, num_layers, num_heads), np.nan, dtype=np.float16)
 
     def add(self, layer: int, row0: int, measures: np.ndarray) -> None:
-        """measures (c, H, len(TOKEN_TABLES)): query rows row0.. of one layer, the measures in table order."""
-        self.values[:, row0 : row0 + measures.shape[0], layer] = np.moveaxis(measures, -1, 0)
+        """measures (c, h, len(TOKEN_TABLES)): query rows row0.. of one layer's h heads, the measures in table order."""
+        rows, heads = measures.shape[:2]
+        self.values[:, row0 : row0 + rows, layer, :heads] = np.moveaxis(measures, -1, 0)
 
     def write(self, writer: SampleWriter) -> list[str]:
         """Write every table; return meta.json's token_tables."""
@@ -320,6 +407,8 @@ def validate_meta(meta: Any) -> None:
     _validate_grid(meta["image_grid"], meta["tokens"], n)
     if "vision" in meta:
         _validate_vision(meta["vision"], meta["image_size"])
+    if "layer_attention" in meta:
+        _validate_layer_attention(meta["layer_attention"], layers)
     if "adapter" in meta:
         _validate_adapter(meta["adapter"])
     if "import" in meta and not isinstance(meta["import"], dict):
@@ -395,6 +484,32 @@ def _validate_adapter(adapter: Any) -> None:
         raise FormatError("adapter.target_modules must be a list of strings")
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _validate_layer_attention(entries: Any, layers: int) -> None:
+    """One entry per layer: a kind of ATTENTION_KINDS and the fields that kind takes."""
+    if not isinstance(entries, list) or len(entries) != layers:
+        raise FormatError(f"'layer_attention' must list {layers} entries, one per layer")
+    for i, entry in enumerate(entries):
+        where = f"layer_attention[{i}]"
+        if not isinstance(entry, dict) or entry.get("kind") not in ATTENTION_KINDS:
+            raise FormatError(f"{where} must be an object whose kind is one of {', '.join(ATTENTION_KINDS)}")
+        kind = entry["kind"]
+        if ("window" in entry) != (kind == "sliding") or ("window" in entry and not _is_positive_int(entry["window"])):
+            raise FormatError(f"{where}: a positive integer 'window' is required for sliding layers and only there")
+        if ("conv_kernel" in entry) != (kind == "linear") or (
+            "conv_kernel" in entry and not _is_positive_int(entry["conv_kernel"])
+        ):
+            raise FormatError(f"{where}: a positive integer 'conv_kernel' is required for linear layers and only there")
+        for flag in ("image_bidirectional", "before_output_gate"):
+            if flag in entry and (entry[flag] is not True or kind not in SOFTMAX_KINDS):
+                raise FormatError(f"{where}: '{flag}' is true on a softmax layer or absent")
+        if "num_heads" in entry and not _is_positive_int(entry["num_heads"]):
+            raise FormatError(f"{where}: 'num_heads' must be a positive integer")
+
+
 _VISION_INT_FIELDS = ("num_blocks", "num_heads", "patch_size", "seq_len")
 
 
@@ -434,12 +549,13 @@ def _validate_vision(vision: Any, image_size: list[Any]) -> None:
 
 def _expected_sizes(meta: dict[str, Any], rollout: dict[str, Any] | None) -> dict[str, int]:
     """Every attention file of the sample (with its rollout when rollout.json is given) and its size in bytes."""
-    n, heads, layers = meta["seq_len"], meta["num_heads"], meta["num_layers"]
-    expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
+    n, layers = meta["seq_len"], meta["num_layers"]
+    heads = layer_heads(layers, meta["num_heads"], meta.get("layer_attention"))
+    expected = {name: h * n * n * BYTES_PER_VALUE for name, h in zip(meta["layer_files"], heads, strict=True)}
     for name in meta["head_mean_files"] + meta["head_max_files"]:
         expected[name] = n * n * BYTES_PER_VALUE
     for measure in meta.get("token_tables", []):
-        expected[token_table_file(measure)] = token_table_bytes(layers, heads, n)
+        expected[token_table_file(measure)] = token_table_bytes(layers, table_heads(meta), n)
     if rollout is not None:
         for layer in range(layers):
             expected[rollout_file(layer)] = n * n * BYTES_PER_VALUE
@@ -507,11 +623,10 @@ def read_rollout(sample_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
-    """Memory-map one layer as (H, N, N) float16 without reading it."""
+    """Memory-map one layer as (H, N, N) float16 without reading it (H: that layer's heads)."""
     n = meta["seq_len"]
-    return np.memmap(
-        Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n)
-    )
+    heads = layer_heads(meta["num_layers"], meta["num_heads"], meta.get("layer_attention"))[layer]
+    return np.memmap(Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(heads, n, n))
 
 
 # The head aggregates a sample stores per layer, and meta.json's list of their files.
@@ -527,7 +642,7 @@ def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind
 
 def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
     """Memory-map one TOKEN_TABLES measure as (N, L, H) float16."""
-    shape = (meta["seq_len"], meta["num_layers"], meta["num_heads"])
+    shape = (meta["seq_len"], meta["num_layers"], table_heads(meta))
     return np.memmap(Path(sample_dir) / token_table_file(measure), dtype=np.float16, mode="r", shape=shape)
 
 

@@ -1,8 +1,8 @@
-"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL), laid out like the hub's, built offline.
+"""Seeded tiny random-weight checkpoints of each family in FAMILIES, laid out like the hub's, built offline.
 
 The demo (Qwen3-VL) and the tests use them: config + safetensors from save_pretrained, a small
-byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying Qwen's
-special tokens, the family's preprocessor_config.json and a Qwen-style chat template.
+byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying the family's
+special tokens, the family's preprocessor_config.json and a chat template in the family's style.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma4Config,
+    Gemma4ForConditionalGeneration,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -22,8 +26,14 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3_5Config,
+    Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeConfig,
+    Qwen3_5MoeForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeConfig,
+    Qwen3VLMoeForConditionalGeneration,
 )
 
 SPECIAL_TOKENS = [
@@ -73,13 +83,27 @@ class TinyShape:
     seed: int = 0
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+@dataclass(frozen=True)
+class TinyTokens:
+    """A family's tokenizer: its special tokens, which are eos and pad, and the named extras its processor reads."""
+
+    special: tuple[str, ...] = tuple(SPECIAL_TOKENS)
+    eos: str = "<|im_end|>"
+    pad: str = "<|endoftext|>"
+    named: tuple[tuple[str, str], ...] = ()  # (attribute, token), e.g. ("image_token", "<image_soft_token>")
+    bos: str | None = None
+
+
+QWEN_TOKENS = TinyTokens()
+
+
+def build_tokenizer(tokens: TinyTokens = QWEN_TOKENS) -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(tokens.special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -87,9 +111,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     bpe.add_tokens(THINK_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={},
+        eos_token=tokens.eos,
+        pad_token=tokens.pad,
+        **({"bos_token": tokens.bos} if tokens.bos else {}),
+        extra_special_tokens=dict(tokens.named),
     )
 
 
@@ -183,6 +208,65 @@ def qwen2_vl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> P
     )
 
 
+# A mixture of experts small enough to run: four experts, two per token.
+TINY_EXPERTS = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
+
+
+def qwen3_vl_moe_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3-VL-MoE: Qwen3-VL's tower and attention, experts in every layer's MLP."""
+    dense = qwen3_vl_config(shape, vocab_size, ids)
+    text = {**dense.text_config.to_dict(), **TINY_EXPERTS, "tie_word_embeddings": False}
+    return Qwen3VLMoeConfig(
+        text_config={key: value for key, value in text.items() if key != "model_type"},
+        vision_config={key: value for key, value in dense.vision_config.to_dict().items() if key != "model_type"},
+        **token_ids(ids),
+    )
+
+
+def qwen3_5_moe_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3.5-MoE: Qwen3.5's hybrid layers, experts and a shared expert in every MLP."""
+    dense = qwen3_5_config(shape, vocab_size, ids)
+    text = {**dense.text_config.to_dict(), **TINY_EXPERTS, "shared_expert_intermediate_size": 32}
+    return Qwen3_5MoeConfig(
+        text_config={key: value for key, value in text.items() if key not in ("model_type", "intermediate_size")},
+        vision_config={key: value for key, value in dense.vision_config.to_dict().items() if key != "model_type"},
+        **token_ids(ids),
+    )
+
+
+def qwen3_5_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Qwen3.5: three linear-attention (Gated DeltaNet) layers, then one gated full-attention layer, repeated
+    (full_attention_interval 4, the hub's default). The linear layers have twice the attention heads' count of
+    value heads, and two query/key heads shared by them (as on the hub)."""
+    text = text_config(shape, vocab_size, ids, mrope_interleaved=True)
+    return Qwen3_5Config(
+        text_config={
+            **text,
+            "head_dim": shape.head_dim,
+            "partial_rotary_factor": 16
+            / shape.head_dim,  # 16 dims rotate (mrope_section), a quarter of 64 as on the hub
+            "linear_conv_kernel_dim": 4,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 2 * shape.heads,
+            "full_attention_interval": 4,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": shape.hidden,
+            "num_position_embeddings": 256,
+        },
+        **token_ids(ids),
+    )
+
+
 IMAGE_STATS = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 # Each family's preprocessor_config.json; the three spell the pixel bounds in the three ways checkpoints do, so each is tested.
 QWEN3_VL_PREPROCESSOR = {
@@ -215,29 +299,223 @@ QWEN2_VL_PREPROCESSOR = {
 }
 
 
+GEMMA_TOKENS = TinyTokens(
+    special=(
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ),
+    eos="<end_of_turn>",
+    pad="<pad>",
+    bos="<bos>",
+    named=(("boi_token", "<start_of_image>"), ("eoi_token", "<end_of_image>"), ("image_token", "<image_soft_token>")),
+)
+# Gemma's turns: <start_of_turn>user / model, the image as its processor's placeholder, which it expands.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{%- if message['content'] is string %}{{ message['content'] }}"
+    "{%- else %}{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' %}{{ 'IMAGE_PLACEHOLDER' }}"
+    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}{{ '<end_of_turn>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<start_of_turn>model\\n' + GENERATION_PREFIX }}{%- endif %}"
+)
+# The hub checkpoints' geometry: 896 px square, 14 px patches (64 x 64), average-pooled 4 x 4 to 16 x 16 = 256 tokens.
+GEMMA3_IMAGE_SIZE, GEMMA3_PATCH, GEMMA3_TOKENS_PER_IMAGE = 896, 14, 256
+GEMMA3_PREPROCESSOR = {
+    "image_processor_type": "Gemma3ImageProcessor",
+    "processor_class": "Gemma3Processor",
+    "size": {"height": GEMMA3_IMAGE_SIZE, "width": GEMMA3_IMAGE_SIZE},
+    "do_pan_and_scan": False,
+    "resample": 2,
+    "rescale_factor": 1 / 255,
+    **IMAGE_STATS,
+}
+GEMMA3_PROCESSOR = {"image_seq_length": GEMMA3_TOKENS_PER_IMAGE, "processor_class": "Gemma3Processor"}
+
+
+def gemma3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Five sliding layers then a global one, as the hub's pattern; a window of 32 tokens, shorter than the
+    256-token image, so image rows are cut by the window on the left and see later image tokens on the right.
+    query_pre_attn_scalar differs from head_dim, so the family's own scaling is exercised."""
+    return Gemma3Config(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": shape.hidden,
+            "intermediate_size": 2 * shape.hidden,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "head_dim": shape.head_dim,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": 32,
+            "sliding_window_pattern": 6,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": False,  # its readable-token head is edited alone
+            "eos_token_id": ids["<end_of_turn>"],
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<bos>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": GEMMA3_IMAGE_SIZE,
+            "patch_size": GEMMA3_PATCH,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=GEMMA3_TOKENS_PER_IMAGE,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+        eos_token_id=ids["<end_of_turn>"],
+        pad_token_id=ids["<pad>"],
+        bos_token_id=ids["<bos>"],
+        tie_word_embeddings=False,
+    )
+
+
+GEMMA4_TOKENS = TinyTokens(
+    special=(
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<|image>",
+        "<image|>",
+        "<|image|>",
+        "<|audio>",
+        "<audio|>",
+        "<|audio|>",
+    ),
+    eos="<end_of_turn>",
+    pad="<pad>",
+    bos="<bos>",
+    named=(
+        ("boi_token", "<|image>"),
+        ("eoi_token", "<image|>"),
+        ("image_token", "<|image|>"),
+        ("boa_token", "<|audio>"),  # the processor refuses a tokenizer without its audio tokens
+        ("eoa_token", "<audio|>"),
+        ("audio_token", "<|audio|>"),
+    ),
+)
+# The hub's geometry: 16 px patches pooled 3 x 3 into one token, the image resized (keeping its aspect) to at
+# most max_soft_tokens tokens; 70 is the smallest budget the processor allows.
+GEMMA4_PREPROCESSOR = {
+    "image_processor_type": "Gemma4ImageProcessor",
+    "processor_class": "Gemma4Processor",
+    "patch_size": 16,
+    "pooling_kernel_size": 3,
+    "max_soft_tokens": 70,
+    "do_normalize": False,
+    "rescale_factor": 1 / 255,
+}
+GEMMA4_PROCESSOR = {"image_seq_length": 70, "processor_class": "Gemma4Processor"}
+
+
+def gemma4_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Sliding and global layers (the last one global), the last two reusing the keys and values of the last
+    earlier layer of their type (num_kv_shared_layers), global layers with their own head size and one key head
+    whose keys are also its values (attention_k_eq_v), scaling 1 (the family's), a 32-token window, and image
+    tokens bidirectional on sliding layers (use_bidirectional_attention="vision")."""
+    return Gemma4Config(
+        text_config={
+            "vocab_size": vocab_size,
+            "vocab_size_per_layer_input": vocab_size,
+            "hidden_size": shape.hidden,
+            "hidden_size_per_layer_input": 8,
+            "intermediate_size": 2 * shape.hidden,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "head_dim": shape.head_dim,
+            "global_head_dim": 2 * shape.head_dim,
+            "num_global_key_value_heads": 1,
+            "attention_k_eq_v": True,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"]
+            + ["sliding_attention", "full_attention"] * ((shape.layers - 4) // 2),
+            "num_kv_shared_layers": 2,
+            "sliding_window": 32,
+            "use_bidirectional_attention": "vision",
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": False,
+            "eos_token_id": ids["<end_of_turn>"],
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<bos>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "patch_size": 16,
+            "pooling_kernel_size": 3,
+            "position_embedding_size": 1024,
+        },
+        audio_config=None,
+        boi_token_id=ids["<|image>"],
+        eoi_token_id=ids["<image|>"],
+        image_token_id=ids["<|image|>"],
+        tie_word_embeddings=False,
+    )
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
-    config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]
+    config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]  # (shape, vocab size, special token ids)
     preprocessor: dict[str, object]
+    tokens: TinyTokens = QWEN_TOKENS
+    chat_template: str = CHAT_TEMPLATE  # GENERATION_PREFIX stands for the think block a thinking model opens with
+    processor: dict[str, object] | None = None  # processor_config.json, for processors with settings of their own
 
 
 FAMILIES = {
     "qwen3-vl": TinyFamily(Qwen3VLForConditionalGeneration, qwen3_vl_config, QWEN3_VL_PREPROCESSOR),
     "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
     "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
+    "qwen3.5": TinyFamily(Qwen3_5ForConditionalGeneration, qwen3_5_config, QWEN3_VL_PREPROCESSOR),
+    "qwen3.5-moe": TinyFamily(Qwen3_5MoeForConditionalGeneration, qwen3_5_moe_config, QWEN3_VL_PREPROCESSOR),
+    "qwen3-vl-moe": TinyFamily(Qwen3VLMoeForConditionalGeneration, qwen3_vl_moe_config, QWEN3_VL_PREPROCESSOR),
+    "gemma3": TinyFamily(
+        Gemma3ForConditionalGeneration,
+        gemma3_config,
+        GEMMA3_PREPROCESSOR,
+        GEMMA_TOKENS,
+        GEMMA_CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", "<start_of_image>"),
+        GEMMA3_PROCESSOR,
+    ),
+    "gemma4": TinyFamily(
+        Gemma4ForConditionalGeneration,
+        gemma4_config,
+        GEMMA4_PREPROCESSOR,
+        GEMMA4_TOKENS,
+        GEMMA_CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", "<|image|>"),
+        GEMMA4_PROCESSOR,
+    ),
 }
 
 
 def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     """Write a complete local checkpoint folder; the same shape always gives the same weights."""
     folder = Path(folder)
-    tokenizer = write_processor_files(folder, shape)
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
-    torch.manual_seed(shape.seed)
     family = FAMILIES[shape.family]
+    tokenizer = write_processor_files(folder, shape)
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in family.tokens.special}
+    torch.manual_seed(shape.seed)
     model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()
-    _answer_in_readable_tokens(model, tokenizer)
+    _answer_in_readable_tokens(model, tokenizer, family.tokens.special)
     model.save_pretrained(folder)
     return folder
 
@@ -245,25 +523,28 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
 def write_processor_files(folder: Path, shape: TinyShape = TinyShape()) -> PreTrainedTokenizerFast:
     """The processor half of a checkpoint: tokenizer, chat template and the family's real image geometry."""
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    family = FAMILIES[shape.family]
+    tokenizer = build_tokenizer(family.tokens)
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
-    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
-    preprocessor = FAMILIES[shape.family].preprocessor
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1), encoding="utf-8")
+    template = family.chat_template.replace("GENERATION_PREFIX", prefix)
+    (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
+    (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
+    if family.processor:
+        (folder / "processor_config.json").write_text(json.dumps(family.processor, indent=1), encoding="utf-8")
     return tokenizer
 
 
-def _answer_in_readable_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
+def _answer_in_readable_tokens(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, special: tuple[str, ...]
+) -> None:
     """Zero the output rows of tokens that are not printable text on their own (stray UTF-8 bytes, control
     characters, special tokens). Their logits become 0 while the readable tokens' random logits are spread
     around 0, so greedy decoding picks readable ones and a demo answer shows words, not replacement marks."""
-    unreadable = [i for i in range(len(tokenizer)) if not _readable(tokenizer.decode([i]))]
+    unreadable = [i for i in range(len(tokenizer)) if not _readable(tokenizer.decode([i]), special)]
     with torch.no_grad():
         model.lm_head.weight[unreadable] = 0.0
 
 
-def _readable(text: str) -> bool:
-    return (
-        text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in SPECIAL_TOKENS + THINK_TOKENS
-    )
+def _readable(text: str, special: tuple[str, ...]) -> bool:
+    return text.strip() != "" and text.isprintable() and "\ufffd" not in text and text not in (*special, *THINK_TOKENS)

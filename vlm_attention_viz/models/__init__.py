@@ -11,12 +11,27 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .gemma3 import Gemma3Adapter
+from .gemma4 import Gemma4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_5 import Qwen3_5Adapter
+from .qwen3_5_moe import Qwen3_5MoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
+from .qwen3_vl_moe import Qwen3VLMoeAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)
+    adapter.name: adapter
+    for adapter in (
+        Qwen3VLAdapter,
+        Qwen3VLMoeAdapter,
+        Qwen2_5VLAdapter,
+        Qwen2VLAdapter,
+        Qwen3_5Adapter,
+        Qwen3_5MoeAdapter,
+        Gemma3Adapter,
+        Gemma4Adapter,
+    )
 }
 
 __all__ = [

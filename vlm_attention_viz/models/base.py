@@ -29,6 +29,7 @@ from transformers import (
 from transformers.utils import cached_file, is_torchvision_available
 
 from ..errors import UserError
+from ..linear_capture import LinearLayer
 
 
 @dataclass
@@ -140,6 +141,20 @@ class ModelAdapter(ABC):
         """(blocks, heads per block) of the vision tower."""
         config = self.vision_config(model)
         return config.depth, config.num_heads
+
+    def num_kv_heads(self, model: PreTrainedModel) -> int | None:
+        """meta.json's num_kv_heads (GQA); None where layers differ in it (the field is then left out)."""
+        return self.language_config(model).num_key_value_heads
+
+    def layer_attention(self, model: PreTrainedModel) -> list[dict[str, Any]] | None:
+        """meta.json's layer_attention: per LLM layer, what its stored matrices are (sample_format.layer_kind);
+        None: causal softmax in every layer, the field left out."""
+        return None
+
+    def linear_layers(self, model: PreTrainedModel) -> dict[int, LinearLayer]:
+        """The LLM's linear-attention layers by index, each its module and how its delta-rule inputs come from the
+        module's input (linear_capture.py); none by default."""
+        return {}
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """The patch grid, and per block which patches each of its attention calls covers (for --vision-layers)."""

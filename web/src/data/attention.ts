@@ -9,22 +9,22 @@ export type Axis = "row" | "col";
 
 /**
  * The rows a view of token `index` needs, as [first, count]: a row is itself; a
- * column needs rows index..N-1 only, because under the causal mask (SPEC §1)
- * every earlier row is zero at column `index`. For a text token late in the
- * sequence that is a small part of the N² matrix.
+ * column needs rows firstRow..N-1 only, because the layer's mask (SPEC §1) makes
+ * every earlier row zero at column `index` (firstRow = index when causal, see
+ * firstRowSeeing). For a text token late in the sequence that is a small part of the N² matrix.
  */
-export function rowsNeeded(n: number, index: number, axis: Axis): [number, number] {
-  return axis === "row" ? [index, 1] : [index, n - index];
+export function rowsNeeded(n: number, index: number, axis: Axis, firstRow = index): [number, number] {
+  return axis === "row" ? [index, 1] : [firstRow, n - firstRow];
 }
 
 /**
  * attention[index, :] (axis "row") or attention[:, index] (axis "col") of an
  * (n, n) matrix, from the float16 rows that rowsNeeded() names.
  */
-export function vectorFromRows(rows: Uint16Array, n: number, index: number, axis: Axis): Float32Array {
+export function vectorFromRows(rows: Uint16Array, n: number, index: number, axis: Axis, firstRow = index): Float32Array {
   if (axis === "row") return decodeStrided(rows, 0, n, 1);
   const column = new Float32Array(n);
-  column.set(decodeStrided(rows, index, n - index, n), index);
+  column.set(decodeStrided(rows, index, n - firstRow, n), firstRow);
   return column;
 }
 

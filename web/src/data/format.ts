@@ -33,6 +33,32 @@ export interface Token {
   thinking?: boolean;
 }
 
+/**
+ * What a layer's stored matrices are (meta.json `layer_attention`, SPEC.md §1),
+ * named once: the twin of ATTENTION_KINDS in sample_format.py. A sample without
+ * the field has causal softmax in every layer.
+ */
+export const ATTENTION_KINDS = {
+  causal: { label: "causal softmax", signed: false },
+  sliding: { label: "sliding-window softmax", signed: false },
+  linear: { label: "linear attention (implicit, signed, unnormalised)", signed: true },
+} as const satisfies Record<string, { label: string; signed: boolean }>;
+export type AttentionKind = keyof typeof ATTENTION_KINDS;
+
+export interface LayerAttention {
+  kind: AttentionKind;
+  /** Sliding layers: row i weighs the keys after i - window. */
+  window?: number;
+  /** Image tokens also see the later tokens of their own image. */
+  imageBidirectional?: boolean;
+  /** The weights are taken before the layer's sigmoid output gate. */
+  beforeOutputGate?: boolean;
+  /** Linear layers: q, k and v pass a causal convolution of this many tokens first. */
+  convKernel?: number;
+  /** This layer's heads (the sample's numHeads when absent in meta.json). */
+  numHeads: number;
+}
+
 export interface ImageGrid {
   rows: number;
   cols: number;
@@ -54,6 +80,8 @@ export interface SampleMeta {
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
+  /** One entry per layer; every layer causal softmax when meta.json has no `layer_attention`. */
+  layerAttention: LayerAttention[];
   /** Generate mode: index of the first answer token, when the sample holds one. */
   answerStart?: number;
   /** The vision encoder's self-attention, when the sample was made with --vision-layers. */
@@ -180,6 +208,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     layerFiles: fileList(raw, "layer_files", numLayers),
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
+    layerAttention: parseLayerAttention(raw["layer_attention"], numLayers, numHeads),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
@@ -221,14 +250,21 @@ export function tokenTableFile(measure: TokenMeasure): string {
   return TOKEN_TABLES[measure].file;
 }
 
+type TableShape = Pick<SampleMeta, "numLayers" | "layerAttention">;
+
+/** The head axis of the token tables: the most heads of any layer (one with fewer holds NaN in the rest). */
+export function tableHeads(meta: TableShape): number {
+  return Math.max(...meta.layerAttention.map((layer) => layer.numHeads));
+}
+
 /** Bytes of one (N, L, H) token table. */
-export function tokenTableBytes(meta: Pick<SampleMeta, "seqLen" | "numLayers" | "numHeads">): number {
-  return meta.seqLen * meta.numLayers * meta.numHeads * BYTES_PER_VALUE;
+export function tokenTableBytes(meta: TableShape & Pick<SampleMeta, "seqLen">): number {
+  return meta.seqLen * meta.numLayers * tableHeads(meta) * BYTES_PER_VALUE;
 }
 
 /** The byte range of token t's (L, H) table in a token-table file: [start, end), [layer][head] order. */
-export function tokenTableRange(meta: Pick<SampleMeta, "numLayers" | "numHeads">, token: number): [number, number] {
-  const bytes = meta.numLayers * meta.numHeads * BYTES_PER_VALUE;
+export function tokenTableRange(meta: TableShape, token: number): [number, number] {
+  const bytes = meta.numLayers * tableHeads(meta) * BYTES_PER_VALUE;
   return [token * bytes, (token + 1) * bytes];
 }
 
@@ -274,6 +310,62 @@ function parseGrid(raw: Json, tokens: Token[]): ImageGrid {
     }
   }
   return grid;
+}
+
+/** The `layer_attention` field, checked as sample_format.py checks it and with the same messages. */
+function parseLayerAttention(raw: unknown, numLayers: number, numHeads: number): LayerAttention[] {
+  if (raw === undefined) return Array.from({ length: numLayers }, () => ({ kind: "causal", numHeads }));
+  if (!isList(raw) || raw.length !== numLayers) {
+    throw new FormatError(`'layer_attention' must list ${numLayers} entries, one per layer`);
+  }
+  return raw.map((entry, i) => {
+    const where = `layer_attention[${i}]`;
+    if (!isObject(entry) || !isString(entry["kind"]) || !Object.hasOwn(ATTENTION_KINDS, entry["kind"])) {
+      throw new FormatError(`${where} must be an object whose kind is one of ${Object.keys(ATTENTION_KINDS).join(", ")}`);
+    }
+    const kind = entry["kind"] as AttentionKind;
+    const positive = (key: string, wanted: boolean, what: string): number | undefined => {
+      const value = entry[key];
+      if ((key in entry) !== wanted || (value !== undefined && !(isInt(value) && value >= 1))) {
+        throw new FormatError(`${where}: a positive integer '${key}' is required for ${what} layers and only there`);
+      }
+      return value as number | undefined;
+    };
+    const flag = (key: string): boolean => {
+      if (key in entry && (entry[key] !== true || kind === "linear")) {
+        throw new FormatError(`${where}: '${key}' is true on a softmax layer or absent`);
+      }
+      return entry[key] === true;
+    };
+    const window = positive("window", kind === "sliding", "sliding");
+    const convKernel = positive("conv_kernel", kind === "linear", "linear");
+    const imageBidirectional = flag("image_bidirectional");
+    const beforeOutputGate = flag("before_output_gate");
+    const heads = entry["num_heads"] ?? numHeads;
+    if (!isInt(heads) || heads < 1) throw new FormatError(`${where}: 'num_heads' must be a positive integer`);
+    return {
+      kind,
+      numHeads: heads,
+      ...(window !== undefined ? { window } : {}),
+      ...(convKernel !== undefined ? { convKernel } : {}),
+      ...(imageBidirectional ? { imageBidirectional } : {}),
+      ...(beforeOutputGate ? { beforeOutputGate } : {}),
+    };
+  });
+}
+
+/**
+ * The cells [first, last] that token `index`'s row ("row": the keys it may weigh)
+ * or column ("col": the queries that may weigh it) can hold in a layer of this
+ * kind; every other cell is 0 by the layer's mask (SPEC §1, layer kinds). Causal:
+ * keys up to the row's own token. An image token of an image-bidirectional layer
+ * also sees its image's later tokens. A sliding layer sees the last `window` keys.
+ */
+export function reach(layer: LayerAttention, index: number, axis: "row" | "col", grid: ImageGrid, n: number): [number, number] {
+  const inImage = layer.imageBidirectional === true && index >= grid.startIdx && index <= grid.endIdx;
+  const window = layer.window ?? n;
+  if (axis === "row") return [Math.max(0, index - window + 1), inImage ? grid.endIdx : index];
+  return [inImage ? grid.startIdx : index, Math.min(n - 1, index + window - 1)];
 }
 
 /** The `vision` field, checked as sample_format.py checks it and with the same messages. */
@@ -343,9 +435,11 @@ export function matrixBytes(seqLen: number): number {
   return seqLen * seqLen * BYTES_PER_VALUE;
 }
 
-/** Bytes a layer file must have: H stacked (N, N) matrices. */
-export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
-  return meta.numHeads * matrixBytes(meta.seqLen);
+/** Bytes a layer file must have: the layer's H stacked (N, N) matrices. */
+export function layerFileBytes(meta: Pick<SampleMeta, "layerAttention" | "seqLen">, layer: number): number {
+  const heads = meta.layerAttention[layer]?.numHeads;
+  if (heads === undefined) throw new Error(`no layer ${layer}: meta.json lists ${meta.layerAttention.length}`);
+  return heads * matrixBytes(meta.seqLen);
 }
 
 /** Bytes a vision block file must have: Hv stacked (P, P) matrices. */
@@ -370,7 +464,7 @@ export interface SizedFile {
 export function attentionFileSizes(meta: SampleMeta, rollout?: RolloutMeta): SizedFile[] {
   const matrix = matrixBytes(meta.seqLen);
   return [
-    ...sized(meta.layerFiles, layerFileBytes(meta)),
+    ...meta.layerFiles.map((file, layer) => ({ file, bytes: layerFileBytes(meta, layer) })),
     ...sized(meta.headMeanFiles, matrix),
     ...sized(meta.headMaxFiles, matrix),
     ...(meta.vision ? visionFileSizes(meta.vision) : []),

@@ -196,7 +196,7 @@ export class MatrixSource {
   private matrixSpan(layer: number, head: HeadChoice): FileSpan {
     const bytes = matrixBytes(this.files.seqLen);
     if (typeof head !== "number") return this.spanOf(listed(this.files[HEAD_AGGREGATES[head].files], layer), bytes);
-    const file = this.spanOf(listed(this.files.layerFiles, layer), layerFileBytes(this.files));
+    const file = this.spanOf(listed(this.files.layerFiles, layer), layerFileBytes(this.files, layer));
     return { ...file, start: head * bytes, length: bytes };
   }
 }

@@ -1,13 +1,14 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
 import type { Axis } from "./attention";
-import type { VisionMeta } from "./format";
+import type { ImageGrid, LayerAttention, VisionMeta } from "./format";
 import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 
 /** The files and sizes the worker needs; a subset of SampleMeta. */
 export interface SampleFiles {
   seqLen: number;
-  numHeads: number;
+  layerAttention: LayerAttention[];
+  imageGrid: ImageGrid;
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];

@@ -4,7 +4,7 @@
 // the controls, the panels and the worker all read these tables, so adding a
 // variant is one entry here (plus the data it needs, if that is new).
 
-import type { SampleMeta, VisionMeta } from "./format";
+import type { AttentionKind, LayerAttention, SampleMeta, VisionMeta } from "./format";
 
 /** A head aggregate: its label, and the meta.json list of its precomputed files (SPEC.md §1), one per layer or block. */
 interface HeadAggregateKind<Files extends string> {
@@ -91,6 +91,45 @@ export function availableOverlays(meta: Pick<SampleMeta, "vision">): Overlay[] {
 /** The sample's vision attention when the overlay shows it, else null. */
 export function overlayVision(overlay: Overlay, meta: Pick<SampleMeta, "vision">): VisionMeta | null {
   return (OVERLAYS[overlay].source === "vision" && meta.vision) || null;
+}
+
+/** How the viewer shows a layer of each kind (format.ts ATTENTION_KINDS): its mark on the layer control, and
+ * whether its values are signed, so coloured on the diverging scale around 0 rather than the chosen palette. */
+interface LayerKindView {
+  mark: string;
+  signed: boolean;
+  /** What masks the cells a selection cannot see, as the colour bar and the tooltip name it. */
+  mask: string;
+}
+
+const layerKindViews = {
+  causal: { mark: "causal", signed: false, mask: "causal mask" },
+  sliding: { mark: "sliding window", signed: false, mask: "sliding window" },
+  linear: { mark: "linear layer: signed, unnormalised", signed: true, mask: "causal mask" },
+} satisfies Record<AttentionKind, LayerKindView>;
+
+export const LAYER_KIND_VIEWS: Readonly<Record<AttentionKind, LayerKindView>> = layerKindViews;
+
+/** The layer control's mark for one layer, e.g. "sliding window of 512, image bidirectional". */
+export function layerMark(layer: LayerAttention): string {
+  const parts = [LAYER_KIND_VIEWS[layer.kind].mark + (layer.window === undefined ? "" : ` of ${layer.window}`)];
+  if (layer.imageBidirectional) parts.push("image bidirectional");
+  if (layer.beforeOutputGate) parts.push("before the output gate");
+  if (layer.convKernel !== undefined) parts.push(`q, k, v through a ${layer.convKernel}-token causal convolution`);
+  return parts.join(", ");
+}
+
+/** The masks of layers first..last, each named once: e.g. "causal mask", "sliding window, image bidirectional". */
+export function maskNames(meta: Pick<SampleMeta, "layerAttention">, first: number, last: number): string {
+  const names = meta.layerAttention
+    .slice(first, last + 1)
+    .map((layer) => LAYER_KIND_VIEWS[layer.kind].mask + (layer.imageBidirectional ? ", image bidirectional" : ""));
+  return [...new Set(names)].join(" / ");
+}
+
+/** Whether any of the layers first..last holds signed values. */
+export function layersSigned(meta: Pick<SampleMeta, "layerAttention">, first: number, last: number): boolean {
+  return meta.layerAttention.slice(first, last + 1).some((layer) => LAYER_KIND_VIEWS[layer.kind].signed);
 }
 
 /** A table's variants, in table order. */

@@ -5,10 +5,12 @@
 
 import { meanOfRows, reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
 import { decodeStrided } from "./float16";
+import { reach, type LayerAttention } from "./format";
 import { MatrixSource } from "./matrix-source";
-import type { FromWorker, ToWorker, VectorRequest, VisionRequest } from "./protocol";
+import type { FromWorker, SampleFiles, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
 let source: MatrixSource | undefined;
+let files: SampleFiles | undefined;
 let seqLen = 0;
 let numLayers = 0;
 let patches = 0; // P of the vision grid, when the sample has one
@@ -19,6 +21,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     if (message.type === "open") {
       source?.close();
       source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
+      files = message.files;
       seqLen = message.files.seqLen;
       numLayers = message.files.layerFiles.length;
       patches = message.files.vision?.seqLen ?? 0;
@@ -40,6 +43,17 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
 
 function reply(message: FromWorker, transfer: Transferable[] = []): void {
   (self as unknown as Worker).postMessage(message, transfer);
+}
+
+function openFiles(): SampleFiles {
+  if (!files) throw new Error("no sample is open");
+  return files;
+}
+
+function layerKind(layer: number): LayerAttention {
+  const kind = openFiles().layerAttention[layer];
+  if (!kind) throw new Error(`no layer ${layer}: meta.json lists ${openFiles().layerAttention.length}`);
+  return kind;
 }
 
 function openSource(): MatrixSource {
@@ -64,8 +78,11 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
 
 /** One token's row or column, from the rows it needs (cached, or read alone). */
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
-  const [first, count] = rowsNeeded(seqLen, index, request.axis);
-  return openSource().withRows(layer, request.head, first, count, (rows) => vectorFromRows(rows, seqLen, index, request.axis));
+  const [firstRow] = reach(layerKind(layer), index, "col", openFiles().imageGrid, seqLen);
+  const [first, count] = rowsNeeded(seqLen, index, request.axis, firstRow);
+  return openSource().withRows(layer, request.head, first, count, (rows) =>
+    vectorFromRows(rows, seqLen, index, request.axis, firstRow),
+  );
 }
 
 /**

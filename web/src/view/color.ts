@@ -5,11 +5,13 @@ import type { ScaleMode } from "../data/variants";
 import type { PaletteName } from "../state/settings";
 
 export { PALETTE_NAMES, type PaletteName } from "../state/settings";
+/** The tables a heat can use: a palette the user picks, or the diverging one signed values always get. */
+export type ScaleName = PaletteName | "diverging";
 export const LUT_SIZE = 256;
 
 type Stop = [position: number, r: number, g: number, b: number, a: number];
 
-const STOPS: Record<PaletteName, Stop[]> = {
+const STOPS: Record<ScaleName, Stop[]> = {
   // Low = transparent, high = saturated blue: readable over an image and under text.
   blue: [
     [0, 198, 219, 239, 0],
@@ -32,6 +34,12 @@ const STOPS: Record<PaletteName, Stop[]> = {
     [0.375, 255, 0, 0, 255],
     [0.75, 255, 255, 0, 255],
     [1, 255, 255, 255, 255],
+  ],
+  // Signed values on a range symmetric about 0: negative blue, 0 transparent, positive red.
+  diverging: [
+    [0, 33, 102, 172, 235],
+    [0.5, 247, 247, 247, 0],
+    [1, 178, 24, 43, 235],
   ],
 };
 
@@ -67,17 +75,19 @@ function withSpecialEntries(lut: Uint8ClampedArray): Uint8ClampedArray {
   return table;
 }
 
-export const LUTS: Record<PaletteName, Uint8ClampedArray> = {
+export const LUTS: Record<ScaleName, Uint8ClampedArray> = {
   blue: withSpecialEntries(buildLut(STOPS.blue)),
   viridis: withSpecialEntries(buildLut(STOPS.viridis)),
   hot: withSpecialEntries(buildLut(STOPS.hot)),
+  diverging: withSpecialEntries(buildLut(STOPS.diverging)),
 };
 
 /** The same tables as CSS colours, for canvas fillStyle. */
-export const CSS_COLOURS: Record<PaletteName, string[]> = {
+export const CSS_COLOURS: Record<ScaleName, string[]> = {
   blue: cssColours(LUTS.blue),
   viridis: cssColours(LUTS.viridis),
   hot: cssColours(LUTS.hot),
+  diverging: cssColours(LUTS.diverging),
 };
 
 function cssColours(lut: Uint8ClampedArray): string[] {
@@ -105,9 +115,11 @@ export interface Scale {
 export interface Heat {
   values: Float32Array;
   scale: Scale;
-  palette: PaletteName;
+  palette: ScaleName;
   /** Indices visible[0]..visible[1] are seen by the selection; the rest are masked. */
   visible: [number, number];
+  /** What masks the rest, e.g. "causal mask" (LAYER_KIND_VIEWS). */
+  mask: string;
 }
 
 /** Table index of a value on a scale: log scales map log(value); zero and below sit at the bottom. */

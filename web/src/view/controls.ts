@@ -1,7 +1,7 @@
 // The controls bar and the keyboard shortcuts. Controls only report what the
 // user asked for; main.ts changes the state and redraws.
 
-import type { SampleEntry, SampleMeta } from "../data/format";
+import type { LayerAttention, SampleEntry, SampleMeta } from "../data/format";
 import {
   HEAD_AGGREGATES,
   LAYER_REDUCTIONS,
@@ -10,6 +10,7 @@ import {
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   availableOverlays,
+  layerMark,
   variantNamed,
   variantsOf,
 } from "../data/variants";
@@ -56,6 +57,8 @@ export class Controls {
   private readonly sample = byId<HTMLSelectElement>("sample");
   private readonly layer = byId<HTMLInputElement>("layer");
   private readonly layerValue = byId<HTMLOutputElement>("layer-value");
+  private readonly layerKind = byId<HTMLOutputElement>("layer-kind");
+  private layerAttention: LayerAttention[] = [];
   private readonly head = byId<HTMLSelectElement>("head");
   private readonly direction = byId<HTMLSelectElement>("direction");
   private readonly palette = byId<HTMLSelectElement>("palette");
@@ -129,6 +132,7 @@ export class Controls {
 
   /** Fit the layer range, the head list and the vision choices to a sample; no vision attention, no overlay choice. */
   configure(meta: SampleMeta): void {
+    this.layerAttention = meta.layerAttention;
     this.layer.max = String(meta.numLayers - 1);
     this.layerEnd.max = String(meta.numLayers - 1);
     this.head.replaceChildren(
@@ -158,6 +162,7 @@ export class Controls {
     assign(this.sample, view.sample);
     assign(this.layer, String(view.layer));
     assign(this.layerValue, String(view.layer));
+    this.showLayerKinds(this.layerAttention.slice(first, last + 1));
     assign(this.head, String(view.head));
     assign(this.direction, view.dir);
     assign(this.layerReduce, view.layerReduce ?? SINGLE_LAYER);
@@ -174,6 +179,14 @@ export class Controls {
     const vision = OVERLAYS[view.overlay].source === "vision";
     for (const control of this.visionOnly) if (control.parentElement!.hidden !== !vision) control.parentElement!.hidden = !vision;
     for (const control of this.llmOnly) if (control.disabled !== vision) control.disabled = vision;
+  }
+
+  /** The mark of the layers shown: each distinct one, and their kinds as data-kinds (styled, and read by tests). */
+  private showLayerKinds(layers: LayerAttention[]): void {
+    const marks = [...new Set(layers.map(layerMark))].join(" | ");
+    const kinds = [...new Set(layers.map((layer) => layer.kind))].join(" ");
+    if (this.layerKind.value !== marks) this.layerKind.value = marks;
+    if (this.layerKind.dataset["kinds"] !== kinds) this.layerKind.dataset["kinds"] = kinds;
   }
 
   settings(): Settings {

@@ -4,20 +4,21 @@
 // function serves the screen and the exported figure, so they cannot disagree.
 
 import { SCALE_MODES } from "../data/variants";
-import { LUTS, LUT_SIZE, MASKED_RGBA, NON_FINITE_RGBA, type PaletteName, type Scale } from "./color";
+import { LUTS, LUT_SIZE, MASKED_RGBA, NON_FINITE_RGBA, type Scale, type ScaleName } from "./color";
 import { formatWeight } from "./tooltip";
 
 export interface Legend {
   /** What the panel shows, e.g. "Image: LLM attention · layer 3 · mean of 32 heads". */
   title: string;
-  palette: PaletteName;
+  palette: ScaleName;
   scale: Scale;
   /** Min and max of the finite values shown; null when there are none. */
   shown: { lo: number; hi: number } | null;
   /** What the range is taken over, and whether the sinks are in it. */
   over: string;
-  /** Cells the selection cannot see under the causal mask. */
+  /** Cells the selection cannot see under the layer's mask, and what that mask is. */
   masked: number;
+  mask: string;
   nonFinite: number;
 }
 
@@ -37,7 +38,7 @@ export function legendText(legend: Legend): { low: string; high: string; items: 
   const { scale, shown } = legend;
   const items: Item[] = [{ text: `scale: ${SCALE_MODES[scale.mode].label}` }, { text: legend.over }];
   items.push({ text: shown ? `shown min ${formatWeight(shown.lo)} · max ${formatWeight(shown.hi)}` : "nothing finite shown" });
-  if (legend.masked > 0) items.push({ text: `masked (causal mask): ${legend.masked}`, swatch: MASKED_RGBA });
+  if (legend.masked > 0) items.push({ text: `masked (${legend.mask}): ${legend.masked}`, swatch: MASKED_RGBA });
   if (legend.nonFinite > 0) items.push({ text: `NaN/Inf values: ${legend.nonFinite}`, swatch: NON_FINITE_RGBA });
   return { low: formatWeight(scale.lo), high: formatWeight(scale.hi), items };
 }
@@ -104,7 +105,7 @@ export function drawLegend(ctx: CanvasRenderingContext2D, legend: Legend, width:
 }
 
 /** The palette's LUT from low (left) to high (right), on white as the panels show it over a light page. */
-function drawStrip(ctx: CanvasRenderingContext2D, palette: PaletteName, x: number, y: number, w: number, h: number): void {
+function drawStrip(ctx: CanvasRenderingContext2D, palette: ScaleName, x: number, y: number, w: number, h: number): void {
   const strip = document.createElement("canvas");
   [strip.width, strip.height] = [LUT_SIZE, 1];
   const pixels = new ImageData(LUT_SIZE, 1);

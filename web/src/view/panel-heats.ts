@@ -7,7 +7,8 @@
 // says what the palette spans; each heat carries the legend its colour bar draws.
 
 import { shownStats, type ShownStats } from "../data/attention";
-import type { SampleMeta } from "../data/format";
+import { reach, type SampleMeta } from "../data/format";
+import { layersSigned, maskNames } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import type { Heat, Scale } from "./color";
@@ -42,12 +43,28 @@ interface Span {
   visible: [number, number];
   /** What the legend says the range is over. */
   over: string;
+  /** What masks the cells outside `visible`. */
+  mask: string;
 }
 
-/** The span of indices the selection sees: a row sees up to its last token, a column is seen from its first. */
-export function visibleSpan(view: ViewState, n: number): [number, number] {
+/**
+ * The span of indices the selection sees under the masks of the layers shown (format.ts reach): under a causal
+ * mask a row sees up to its last token and a column is seen from its first; an image token of an
+ * image-bidirectional layer also sees its image's later tokens; a sliding window cuts the far side.
+ */
+export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttention" | "imageGrid">, n: number): [number, number] {
   if (view.tokens.length === 0) return [0, n - 1];
-  return view.dir === "src" ? [0, Math.max(...view.tokens)] : [Math.min(...view.tokens), n - 1];
+  const [first, last] = layerSpan(view);
+  let lo = n - 1;
+  let hi = 0;
+  for (const layer of meta.layerAttention.slice(first, last + 1)) {
+    for (const token of view.tokens) {
+      const [a, b] = reach(layer, token, view.dir === "src" ? "row" : "col", meta.imageGrid, n);
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+    }
+  }
+  return [lo, hi];
 }
 
 function statsOver(values: Float32Array, span: Span): ShownStats {
@@ -69,19 +86,40 @@ function maskedCount(span: Span): number {
   return span.end - span.start - seen;
 }
 
-function panelHeat(values: Float32Array, shared: Float32Array | null, span: Span, settings: Settings, title: string, sharedOver: string): PanelHeat {
+/** Signed values (a linear layer's) span a range symmetric about 0 on the diverging scale, whatever the mode, so that
+ * the sign reads at a glance; the legend says so. */
+function signedScale(shown: ShownStats): Scale {
+  const m = Math.max(Math.abs(shown.range?.lo ?? 0), Math.abs(shown.range?.hi ?? 0));
+  return { mode: "view", lo: -(m || 1), hi: m || 1 }; // all zeros: any range centres them on the transparent middle
+}
+
+function panelHeat(
+  values: Float32Array,
+  shared: Float32Array | null,
+  span: Span,
+  settings: Settings,
+  title: string,
+  sharedOver: string,
+  signed = false,
+): PanelHeat {
   const shown = statsOver(values, span);
-  const scale = scaleOf(shown, shared, span, settings);
+  const scale = signed ? signedScale(shown) : scaleOf(shown, shared, span, settings);
+  const palette = signed ? "diverging" : settings.palette;
   const legend: Legend = {
     title,
-    palette: settings.palette,
+    palette,
     scale,
     shown: shown.range,
-    over: scale.mode === "shared" ? `${span.over}; ${sharedOver}` : span.over,
+    over: signed
+      ? `${span.over}; signed values (linear layer), symmetric about 0`
+      : scale.mode === "shared"
+        ? `${span.over}; ${sharedOver}`
+        : span.over,
     masked: maskedCount(span),
+    mask: span.mask,
     nonFinite: shown.nonFinite,
   };
-  return { heat: { values, scale, palette: settings.palette, visible: span.visible }, legend };
+  return { heat: { values, scale, palette, visible: span.visible, mask: span.mask }, legend };
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
@@ -100,10 +138,11 @@ export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | nul
   if (!values) return null;
   const sinks = settings.excludeSinks ? fetched.sinks : null;
   const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
-  const span: Span = { start: 0, end: values.length, skip: sinks, visible: visibleSpan(view, values.length), over };
+  const visible = visibleSpan(view, meta, values.length);
+  const span: Span = { start: 0, end: values.length, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)) };
   // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
   const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
-  return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta));
+  return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta), layersSigned(meta, ...layerSpan(view)));
 }
 
 /** The image overlay: the vision patches in vision mode, else the LLM's image tokens. */
@@ -114,7 +153,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
   if (visionMeta) {
     const grid = { kind: "vision", ...visionMeta.grid, first: 0 } as const;
     const selected = view.patch === null ? [] : [view.patch];
-    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches" };
+    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches", mask: "none" };
     const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
     const blocks = view.vblocks === "all" ? "all captured blocks" : `block ${view.vblocks}`;
     const sharedOver = `scale shared over blocks ${visionMeta.blocks.join(", ")}${view.patch === null ? "" : ", this head"}`;
@@ -127,9 +166,12 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     start: startIdx,
     end: endIdx + 1,
     skip: settings.excludeSinks ? fetched.sinks : null,
-    visible: visibleSpan(view, n),
+    visible: visibleSpan(view, meta, n),
+    mask: maskNames(meta, ...layerSpan(view)),
     over: `over the image tokens the selection sees, sinks ${settings.excludeSinks ? "left out" : "included"}`,
   });
-  const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, `Image: ${llmTitle(view, meta)}`, llmSharedOver(meta));
+  const signed = layersSigned(meta, ...layerSpan(view));
+  const title = `Image: ${llmTitle(view, meta)}`;
+  const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, title, llmSharedOver(meta), signed);
   return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected: view.tokens, opacity };
 }

@@ -25,7 +25,7 @@ export function formatWeight(value: number): string {
 
 /** A value as the tooltip names it: NaN and ±Inf are said to come from the file, masked cells are said to be masked. */
 export function describeValue(heat: Heat, index: number): string {
-  if (index < heat.visible[0] || index > heat.visible[1]) return "masked: the selection cannot see it (causal mask)";
+  if (index < heat.visible[0] || index > heat.visible[1]) return `masked: the selection cannot see it (${heat.mask})`;
   const value = heat.values[index]!;
   if (Number.isNaN(value)) return "NaN in the file (not a number; drawn magenta)";
   if (!Number.isFinite(value)) return `${value > 0 ? "+" : "-"}Inf in the file (drawn magenta)`;

@@ -31,6 +31,12 @@ describe("rows and columns of a matrix", () => {
       for (let i = 0; i < N; i++) expect(column[i]).toBe(Math.fround(halfToFloat(block[i * N + j]!)));
     }
   });
+  test("a column read from an earlier first row (image rows that see later image tokens) keeps those rows", () => {
+    const [first, count] = rowsNeeded(N, 12, "col", 4);
+    expect([first, count]).toEqual([4, N - 4]);
+    const column = vectorFromRows(block.subarray(first * N, (first + count) * N), N, 12, "col", 4);
+    for (let i = 0; i < N; i++) expect(column[i]).toBe(i < 4 ? 0 : Math.fround(halfToFloat(block[i * N + 12]!)));
+  });
 });
 
 describe("head aggregation agrees with the sample's stored head mean and max", () => {

@@ -5,7 +5,9 @@ import {
   FormatError,
   ROLLOUT_FILE,
   TOKEN_TABLES,
+  type LayerAttention,
   attentionFileSizes,
+  reach,
   layerFileBytes,
   matrixBytes,
   parseIndex,
@@ -23,6 +25,12 @@ import { FIXTURE_DIR, fixtureBits, fixtureMetaJson } from "./fixture";
 function fixtureRollout(): unknown {
   return JSON.parse(readFileSync(path.join(FIXTURE_DIR, ROLLOUT_FILE), "utf8"));
 }
+
+const layerAttentionCases = (
+  JSON.parse(readFileSync(path.join(FIXTURE_DIR, "..", "layer_attention_cases.json"), "utf8")) as {
+    cases: { value: unknown; error: string | null }[];
+  }
+).cases;
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
   const meta = fixtureMetaJson();
@@ -46,7 +54,7 @@ describe("parseMeta on the fixture", () => {
 
   test("the byte sizes it expects are the fixture files' sizes", () => {
     const size = (name: string) => statSync(path.join(FIXTURE_DIR, name)).size;
-    expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta));
+    expect(size(meta.layerFiles[0]!)).toBe(layerFileBytes(meta, 0));
     expect(size(meta.headMeanFiles[0]!)).toBe(matrixBytes(meta.seqLen));
     expect(size(meta.headMaxFiles[1]!)).toBe(matrixBytes(meta.seqLen));
   });
@@ -223,5 +231,52 @@ describe("parseIndex", () => {
   test("refuses entries without a plain folder name", () => {
     expect(() => parseIndex({ samples: [{ name: "../up" }] })).toThrow(/samples\[0\] field 'name'/);
     expect(() => parseIndex({})).toThrow(/lacks the field 'samples'/);
+  });
+});
+
+describe("layer_attention: each layer's kind", () => {
+  test("a sample without it is causal softmax in every layer, with the sample's heads", () => {
+    expect(parseMeta(fixtureMetaJson()).layerAttention).toEqual([
+      { kind: "causal", numHeads: 3 },
+      { kind: "causal", numHeads: 3 },
+    ]);
+  });
+
+  test.each(layerAttentionCases)("the shared case $value is valid or refused as sample_format.py says", ({ value, error }) => {
+    const parse = () => parseMeta(broken((m) => (m.layer_attention = value)));
+    if (error === null) expect(parse).not.toThrow();
+    else expect(parse).toThrow(error);
+  });
+
+  test("reads windows, flags and per-layer heads, and sizes a layer file by its own heads", () => {
+    const meta = parseMeta(
+      broken((m) => {
+        m.layer_attention = [
+          { kind: "sliding", window: 8, image_bidirectional: true },
+          { kind: "linear", conv_kernel: 4, num_heads: 5 },
+        ];
+      }),
+    );
+    expect(meta.layerAttention).toEqual([
+      { kind: "sliding", window: 8, imageBidirectional: true, numHeads: 3 },
+      { kind: "linear", convKernel: 4, numHeads: 5 },
+    ]);
+    expect(layerFileBytes(meta, 1)).toBe(5 * matrixBytes(40));
+  });
+
+  test("a token's reach follows its layer's kind: causal, image bidirectional, sliding", () => {
+    const meta = parseMeta(
+      broken((m) => {
+        m.layer_attention = [{ kind: "causal", image_bidirectional: true }, { kind: "sliding", window: 5, image_bidirectional: true }];
+      }),
+    );
+    const [bidirectional, sliding] = meta.layerAttention as [LayerAttention, LayerAttention];
+    const grid = meta.imageGrid; // image tokens 4..24 of 40
+    expect(reach(bidirectional, 12, "row", grid, 40)).toEqual([0, 24]); // an image row sees its image's later tokens
+    expect(reach(bidirectional, 12, "col", grid, 40)).toEqual([4, 39]); // and is seen from the image's first row
+    expect(reach(bidirectional, 30, "row", grid, 40)).toEqual([0, 30]); // text rows stay causal
+    expect(reach(sliding, 12, "row", grid, 40)).toEqual([8, 24]);
+    expect(reach(sliding, 30, "col", grid, 40)).toEqual([30, 34]);
+    expect(reach({ kind: "causal", numHeads: 3 }, 12, "col", grid, 40)).toEqual([12, 39]);
   });
 });

@@ -2,8 +2,10 @@ import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/data/format";
 import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
-import { MASKED, heatIndex } from "../../src/view/color";
+import { LUT_SIZE, MASKED, heatIndex } from "../../src/view/color";
+import { legendText } from "../../src/view/legend";
 import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { describeValue } from "../../src/view/tooltip";
 import { fixtureMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 40 tokens, image tokens 4..24 (3 × 7); vision grid 6 × 14
@@ -64,6 +66,63 @@ describe("the LLM overlay and the token panel", () => {
 
   test("in vision mode the token panel's title says it shows the LLM, not the vision encoder", () => {
     expect(tokenHeat(fetched({ overlay: "vision" }), settings)!.legend.title).toMatch(/LLM attention.*not the vision encoder/);
+  });
+});
+
+describe("layer kinds", () => {
+  const hybrid = parseMeta({
+    ...fixtureMetaJson(),
+    layer_attention: [{ kind: "linear", conv_kernel: 4 }, { kind: "causal", before_output_gate: true }],
+  });
+  const signed = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i - 30));
+  const view = (asked: Parameters<typeof completeView>[0]): Fetched => ({
+    ...fetched(asked, { values: signed }),
+    meta: hybrid,
+    view: completeView(asked, "s", hybrid),
+  });
+
+  test("a linear layer's signed values take the diverging scale, symmetric about 0, in both panels", () => {
+    const tokens = tokenHeat(view({ tokens: [30], layer: 0 }), settings)!;
+    expect([tokens.heat.palette, tokens.heat.scale]).toEqual(["diverging", { mode: "view", lo: -29, hi: 29 }]);
+    expect(tokens.legend.over).toContain("signed values (linear layer), symmetric about 0");
+    const image = imageOverlay(view({ tokens: [30], layer: 0 }), settings).heat!;
+    expect([image.palette, image.scale]).toEqual(["diverging", { mode: "view", lo: -26, hi: 26 }]);
+  });
+
+  test("an all-zero signed view sits on the scale's transparent middle, not at its blue end", () => {
+    const zeros = { ...view({ tokens: [30], layer: 0 }), values: new Float32Array(40) };
+    const heat = tokenHeat(zeros, settings)!.heat;
+    expect(heatIndex(heat, 5)).toBe(Math.round((LUT_SIZE - 1) / 2));
+  });
+
+  test("a softmax layer keeps the chosen palette; a layer range holding a linear layer is signed", () => {
+    expect(tokenHeat(view({ tokens: [30], layer: 1 }), settings)!.heat.palette).toBe("blue");
+    const range = view({ tokens: [30], layer: 1, layerReduce: "mean", layerEnd: 0 });
+    expect(tokenHeat(range, settings)!.heat.palette).toBe("diverging");
+  });
+
+  test("an image token's row in an image-bidirectional layer sees the later image tokens; a sliding row is cut", () => {
+    const gemma = parseMeta({
+      ...fixtureMetaJson(),
+      layer_attention: [{ kind: "causal", image_bidirectional: true }, { kind: "sliding", window: 4, image_bidirectional: true }],
+    });
+    const at = (asked: Parameters<typeof completeView>[0]): Fetched => ({
+      ...fetched(asked),
+      meta: gemma,
+      view: completeView(asked, "s", gemma),
+    });
+    const global = tokenHeat(at({ tokens: [10], layer: 0 }), settings)!.heat;
+    expect(global.visible).toEqual([0, 24]);
+    expect(heatIndex(global, 20)).not.toBe(MASKED); // a later image token is coloured
+    expect(heatIndex(global, 25)).toBe(MASKED); // the text after the image is not
+    const sliding = tokenHeat(at({ tokens: [10], layer: 1 }), settings)!;
+    expect(sliding.heat.visible).toEqual([7, 24]);
+    expect(heatIndex(sliding.heat, 6)).toBe(MASKED);
+    expect(legendText(sliding.legend).items.map((item) => item.text)).toContain(
+      "masked (sliding window, image bidirectional): 22",
+    );
+    expect(describeValue(sliding.heat, 6)).toBe("masked: the selection cannot see it (sliding window, image bidirectional)");
+    expect(tokenHeat(at({ tokens: [10], layer: 0, dir: "tgt" }), settings)!.heat.visible).toEqual([4, 39]);
   });
 });
 

@@ -2,13 +2,15 @@
 // must round-trip and compute, and nothing outside a table is taken for a variant.
 import { describe, expect, test } from "vitest";
 import { reduceVectors } from "../../src/data/attention";
-import { parseMeta } from "../../src/data/format";
+import { ATTENTION_KINDS, parseMeta } from "../../src/data/format";
 import {
   HEAD_AGGREGATES,
+  LAYER_KIND_VIEWS,
   LAYER_REDUCTIONS,
   OVERLAYS,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
+  layerMark,
   variantNamed,
   variantsOf,
 } from "../../src/data/variants";
@@ -63,5 +65,21 @@ describe("the tables", () => {
     expect(stepOverlay("llm", meta)).toBe("vision");
     expect(stepOverlay("vision", meta)).toBe("llm");
     expect(stepOverlay("llm", { ...meta, vision: undefined })).toBe("llm");
+  });
+});
+
+describe("layer kinds", () => {
+  test("every kind of the format has a view, signed exactly where the format says so", () => {
+    for (const kind of variantsOf(ATTENTION_KINDS)) expect(LAYER_KIND_VIEWS[kind].signed).toBe(ATTENTION_KINDS[kind].signed);
+  });
+
+  test("the layer mark names the kind, its window, the image's bidirectionality, the gate and the convolution", () => {
+    expect(layerMark({ kind: "sliding", window: 512, imageBidirectional: true, numHeads: 8 })).toBe(
+      "sliding window of 512, image bidirectional",
+    );
+    expect(layerMark({ kind: "causal", beforeOutputGate: true, numHeads: 16 })).toBe("causal, before the output gate");
+    expect(layerMark({ kind: "linear", convKernel: 4, numHeads: 32 })).toBe(
+      "linear layer: signed, unnormalised, q, k, v through a 4-token causal convolution",
+    );
   });
 });
