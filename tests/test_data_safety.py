@@ -267,3 +267,39 @@ def test_a_read_only_place_is_refused_in_one_line_and_the_old_sample_is_kept(
     finally:
         subprocess.run(["chattr", "-i", sample if frozen == "sample" else parent], check=True)
     assert sorted(p.name for p in parent.iterdir()) == ["index.json", "s"]
+
+
+# argv[1]: "in-finalizer" sends SIGTERM from inside a __del__; "after-stop" stops the run, then lets a finalizer
+# of a half-built object fail, as a stop that cuts a constructor short does.
+STOP_IN_FINALIZERS = """
+import os, signal, sys, time
+from vlm_attention_viz.stopping import Stopped, install_stop_handlers
+
+install_stop_handlers()
+
+class SignalsWhileCollected:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+
+class HalfBuilt:
+    def __del__(self):
+        raise AttributeError("'HalfBuilt' object has no attribute 'bar'")
+
+try:
+    if sys.argv[1] == "in-finalizer":
+        SignalsWhileCollected()
+        time.sleep(2)
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(2)
+except Stopped as stop:
+    HalfBuilt()
+    print("stopped", stop.signum)
+"""
+
+
+@pytest.mark.parametrize("where", ["in-finalizer", "after-stop"])
+def test_a_stop_in_or_after_a_finalizer_is_one_clean_stop(where: str) -> None:
+    done = subprocess.run([sys.executable, "-c", STOP_IN_FINALIZERS, where], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.strip() == f"stopped {signal.SIGTERM}" and done.stderr == "", done.stderr

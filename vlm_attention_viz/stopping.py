@@ -3,11 +3,19 @@
 SIGTERM is what `timeout`, Slurm, systemd and `docker stop` send. A process started in the
 background by a non-interactive shell inherits SIGINT as ignored; the handler is installed
 whatever was inherited, so Ctrl-C (or `kill -INT`) always stops the run.
+
+A signal can land inside a finalizer (`__del__`), where Python cannot raise it and prints it
+instead; and a stop that cuts a constructor short leaves objects whose finalizers then fail.
+The unraisable hook delivers such a stop again, on the main thread, and keeps the finalizers'
+noise of a stop off the screen, so a stop is always one line.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -23,13 +31,30 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+_stopping = False
+_default_unraisable_hook = sys.unraisablehook
+
+
 def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    global _stopping
+    _stopping = True
     raise Stopped(signum)
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    if isinstance(unraisable.exc_value, Stopped):
+        # Raised where it could not be: send it again, from a thread, so that it lands after this hook returns
+        resend = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+        resend.daemon = True
+        resend.start()
+    elif not _stopping:
+        _default_unraisable_hook(unraisable)
 
 
 def install_stop_handlers() -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_stopped)
+    sys.unraisablehook = _unraisable
 
 
 @contextmanager
