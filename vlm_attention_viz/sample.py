@@ -69,10 +69,14 @@ class Sample:
             return opened.copy()
 
     @property
-    def text_to_image(self) -> np.ndarray | None:
-        """(layers, heads): the attention mass the tokens after the image give to the image tokens, on average."""
+    def text_to_image(self) -> np.ndarray | list[np.ndarray] | None:
+        """(layers, heads): the attention mass the tokens after the image give to the image tokens, on average (a
+        linear layer's by absolute value). A list of one array per layer where layers differ in heads (layer_attention)."""
         table = self.meta.get("text_to_image")
-        return None if table is None else np.array(table, dtype=np.float64)
+        if table is None:
+            return None
+        rows = [np.array(row, dtype=np.float64) for row in table]
+        return np.stack(rows) if len({len(row) for row in rows}) == 1 else rows
 
     def attention(self, layer: int, head: Head = "mean") -> np.ndarray:
         """(N, N) float16, read-only and memory-mapped: row i is what token i attends to."""
