@@ -122,15 +122,20 @@ class AttentionRecorder:
         sink: Callable[[AttentionRows], None],
         num_layers: int,
         num_heads: int,
-        image_span: tuple[int, int],
+        image_positions: list[int],
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
     ) -> None:
+        """image_positions: every image token, ascending (not one block where an image is tiled or has breaks)."""
         self.sink = sink
-        self.image_span = image_span
+        start, end = image_positions[0], image_positions[-1]
+        contiguous = end - start + 1 == len(image_positions)
+        self.image_columns: slice | torch.Tensor = (
+            slice(start, end + 1) if contiguous else torch.tensor(image_positions)
+        )
         self.on_layer_done = on_layer_done
         self.row_budget = row_budget
-        self.text_to_image = TextToImage(num_layers, num_heads, image_span)
+        self.text_to_image = TextToImage(num_layers, num_heads, (start, end))
 
     def on_attention(
         self,
@@ -153,11 +158,11 @@ class AttentionRecorder:
         causal: bool,
     ) -> None:
         n = query.shape[2]
-        start, end = self.image_span
+        columns = self.image_columns
+        if isinstance(columns, torch.Tensor) and columns.device != query.device:
+            columns = self.image_columns = columns.to(query.device)
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
-            self.text_to_image.add(
-                layer, row0, probs[:, :, start : end + 1].sum(dim=-1, dtype=torch.float64).cpu().numpy()
-            )
+            self.text_to_image.add(layer, row0, probs[:, :, columns].sum(dim=-1, dtype=torch.float64).cpu().numpy())
             self.sink(
                 AttentionRows(
                     layer=layer,

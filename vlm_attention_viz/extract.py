@@ -21,6 +21,7 @@ from . import sample_format as fmt
 from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
+from .image_layout import ImageLayout
 from .images import copy_image, load_image
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
@@ -36,7 +37,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class Request:
-    image: Path
+    image: Path | list[Path]  # several: in the user message in this order, before the prompt
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
@@ -51,32 +52,36 @@ class Request:
     overwrite: bool = False
     progress: bool = True
 
+    @property
+    def images(self) -> list[Path]:
+        return self.image if isinstance(self.image, list) else [self.image]
+
 
 @dataclass
 class Result:
     path: Path
     seq_len: int
-    grid: tuple[int, int]
+    layout: ImageLayout
     bytes: int
     seconds: float
 
     def summary(self) -> str:
-        rows, cols = self.grid
-        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
+        return f"wrote {self.path}: {self.seq_len} tokens, {self.layout.summary()}, {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
 
 
 def extract(request: Request) -> Result:
     started = time.perf_counter()
-    image, image_format = check_inputs(request)
+    opened = check_inputs(request)
     peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype, request.adapter)
     try:
-        prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+        prepared = adapter.prepare_images(processor, [image for image, _ in opened], request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
         raise UserError(f"the processor cannot take this image: {first_line(err)}") from None
+    layout = prepared.image_layout()
     prompt_len = prepared.input_ids.shape[1]
     if request.mode == "generate":
         generate_answer(model, prepared, request.max_new_tokens)
@@ -90,23 +95,25 @@ def extract(request: Request) -> Result:
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, layers, heads, request.progress, vision)
+        text_to_image = capture_to(writer, model, adapter, prepared, layout, layers, heads, request.progress, vision)
         tokens = build_tokens(
             processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
         )
+        layout.place(tokens)
+        names = [
+            copy_image(writer, path, image, image_format, index)
+            for index, (path, (image, image_format)) in enumerate(zip(request.images, opened, strict=True))
+        ]
         meta = fmt.build_meta(
             model=request.model,
             model_type=adapter.name,
             mode=request.mode,
             prompt=request.prompt,
-            image_path=copy_image(writer, request.image, image, image_format),
-            image_size=prepared.image_size,
-            original_image_size=image.size,
+            **layout.meta_fields(names, [image.size for image, _ in opened]),
             num_layers=layers,
             num_heads=heads,
             num_kv_heads=language.num_key_value_heads,
             tokens=tokens,
-            image_grid=fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0]),
             text_to_image=text_to_image,
             adapter=peft_fields,
             vision=vision.meta() if vision else None,
@@ -120,7 +127,7 @@ def extract(request: Request) -> Result:
             "bytes": size,
         }
         path = writer.commit(meta)
-    return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
+    return Result(path, seq_len, layout, size, seconds)
 
 
 def announce(line: str, progress: bool) -> None:
@@ -129,7 +136,7 @@ def announce(line: str, progress: bool) -> None:
         print(line, flush=True)
 
 
-def check_inputs(request: Request) -> tuple[Image.Image, str]:
+def check_inputs(request: Request) -> list[tuple[Image.Image, str]]:
     """Everything that needs no model, so a typo costs no model load."""
     if not request.prompt.strip():
         raise UserError("the prompt is empty; pass --prompt with some text")
@@ -141,10 +148,12 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
+        if len(request.images) > 1:
+            raise UserError("--vision-layers takes one --image; the vision overlay shows one image's patches")
     check_prompt(request.prompt)
     for note in fmt.prepare_target(request.output_dir, request.overwrite):
         print(note, file=sys.stderr)
-    return load_image(request.image)
+    return [load_image(path) for path in request.images]
 
 
 def check_prompt(prompt: str) -> None:
@@ -191,6 +200,7 @@ def capture_to(
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
+    layout: ImageLayout,
     layers: int,
     heads: int,
     progress: bool,
@@ -206,7 +216,7 @@ def capture_to(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
     )
     recorder = AttentionRecorder(
-        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update()
+        background.put, layers, heads, layout.image_positions(), on_layer_done=lambda _: bar.update()
     )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
@@ -240,16 +250,6 @@ def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> No
         writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
     else:
         writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
-
-
-def image_span(prepared: PreparedInputs) -> tuple[int, int]:
-    positions = (prepared.input_ids[0] == prepared.image_token_id).nonzero().flatten().tolist()
-    expected = prepared.grid_rows * prepared.grid_cols
-    if len(positions) != expected or positions[-1] - positions[0] + 1 != expected:
-        raise UserError(
-            f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported"
-        )
-    return positions[0], positions[-1]
 
 
 def first_line(err: BaseException) -> str:

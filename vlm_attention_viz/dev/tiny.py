@@ -1,4 +1,4 @@
-"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL), laid out like the hub's, built offline.
+"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL, SmolVLM), laid out like the hub's, built offline.
 
 The demo (Qwen3-VL) and the tests use them: config + safetensors from save_pretrained, a small
 byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying Qwen's
@@ -24,6 +24,8 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
+    SmolVLMConfig,
+    SmolVLMForConditionalGeneration,
 )
 
 SPECIAL_TOKENS = [
@@ -73,13 +75,13 @@ class TinyShape:
     seed: int = 0
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(extra_special: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + list(extra_special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -215,17 +217,90 @@ QWEN2_VL_PREPROCESSOR = {
 }
 
 
+# SmolVLM's geometry at a small scale: tiles of 64 px cut from the image resized to a longest edge of 192 px
+# (3 tiles; the hub's 256M model: 512 px tiles, 2048 px), 8 px patches, pixel shuffle 2: 4 x 4 tokens per tile.
+SMOLVLM_TILE, SMOLVLM_PATCH, SMOLVLM_SHUFFLE = 64, 8, 2
+SMOLVLM_TILE_LABELS = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
+SMOLVLM_TOKENS = ("<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>", *SMOLVLM_TILE_LABELS)
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' + GENERATION_PREFIX }}{% endif %}"
+)
+
+
+def llama_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
+    return {
+        "model_type": "llama",
+        "vocab_size": vocab_size,
+        "hidden_size": shape.hidden,
+        "intermediate_size": 2 * shape.hidden,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "head_dim": shape.head_dim,
+        "max_position_embeddings": 4096,
+        "eos_token_id": ids["<end_of_utterance>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def smolvlm_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return SmolVLMConfig(
+        text_config=llama_text_config(shape, vocab_size, ids),
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": SMOLVLM_TILE,
+            "patch_size": SMOLVLM_PATCH,
+        },
+        scale_factor=SMOLVLM_SHUFFLE,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+
+
+SMOLVLM_PREPROCESSOR = {
+    "image_processor_type": "SmolVLMImageProcessor",
+    "processor_class": "SmolVLMProcessor",
+    "do_image_splitting": True,
+    "size": {"longest_edge": 3 * SMOLVLM_TILE},
+    "max_image_size": {"longest_edge": SMOLVLM_TILE},
+    "do_pad": True,
+    **IMAGE_STATS,
+}
+SMOLVLM_PROCESSOR = {
+    "processor_class": "SmolVLMProcessor",
+    "image_seq_len": (SMOLVLM_TILE // SMOLVLM_PATCH // SMOLVLM_SHUFFLE) ** 2,
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
     config: Callable[[TinyShape, int, dict[str, int]], PreTrainedConfig]
     preprocessor: dict[str, object]
+    chat_template: str = CHAT_TEMPLATE
+    special_tokens: tuple[str, ...] = ()  # beyond Qwen's, which every tiny tokenizer carries
+    processor: dict[str, object] | None = None  # processor_config.json, for processors with settings of their own
 
 
 FAMILIES = {
     "qwen3-vl": TinyFamily(Qwen3VLForConditionalGeneration, qwen3_vl_config, QWEN3_VL_PREPROCESSOR),
     "qwen2.5-vl": TinyFamily(Qwen2_5_VLForConditionalGeneration, qwen2_5_vl_config, QWEN2_5_VL_PREPROCESSOR),
     "qwen2-vl": TinyFamily(Qwen2VLForConditionalGeneration, qwen2_vl_config, QWEN2_VL_PREPROCESSOR),
+    "smolvlm": TinyFamily(
+        SmolVLMForConditionalGeneration,
+        smolvlm_config,
+        SMOLVLM_PREPROCESSOR,
+        SMOLVLM_CHAT_TEMPLATE,
+        SMOLVLM_TOKENS,
+        SMOLVLM_PROCESSOR,
+    ),
 }
 
 
@@ -234,16 +309,19 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[shape.family]
-    tokenizer = build_tokenizer()
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    tokenizer = build_tokenizer(family.special_tokens)
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS + list(family.special_tokens)}
     torch.manual_seed(shape.seed)
     model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()
     _answer_in_readable_tokens(model, tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
-    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE.replace("GENERATION_PREFIX", prefix), encoding="utf-8")
+    template = family.chat_template.replace("GENERATION_PREFIX", prefix)
+    (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
     (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
+    if family.processor is not None:
+        (folder / "processor_config.json").write_text(json.dumps(family.processor, indent=1), encoding="utf-8")
     return folder
 
 

@@ -13,9 +13,10 @@ from .base import ModelAdapter, PreparedInputs
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
+from .smolvlm import SmolVLMAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter)
+    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter)
 }
 
 __all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]
