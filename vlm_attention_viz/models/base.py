@@ -255,7 +255,10 @@ def image_text_processor(processor_class: type[ProcessorMixin], source: str, **s
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     return ImageTextProcessor(
-        AutoImageProcessor.from_pretrained(source), tokenizer, chat_template=chat_template(source, tokenizer), **settings
+        AutoImageProcessor.from_pretrained(source),
+        tokenizer,
+        chat_template=chat_template(source, tokenizer),
+        **settings,
     )
 
 

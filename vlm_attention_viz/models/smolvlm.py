@@ -58,7 +58,9 @@ def tiled_layout(pieces: list[str], image_piece: str, tile_px: int, tile_side: i
                 tiles = []
             i += len(run)
         elif piece == image_piece:
-            raise UserError(f"an image token at position {i} follows no tile label; this prompt's layout is not SmolVLM's")
+            raise UserError(
+                f"an image token at position {i} follows no tile label; this prompt's layout is not SmolVLM's"
+            )
         i += 1
     return ImageLayout(sizes, regions, roles)
 
@@ -91,7 +93,9 @@ def _close_image(
         raise UserError(f"image {image}'s tiles do not form a full {rows} x {cols} grid")
     size = (cols * tile_px, rows * tile_px)
     for row, col, run in tiles:
-        regions.append(Region(image, "tile", tile_side, tile_side, (col * tile_px, row * tile_px, tile_px, tile_px), run))
+        regions.append(
+            Region(image, "tile", tile_side, tile_side, (col * tile_px, row * tile_px, tile_px, tile_px), run)
+        )
     regions.append(Region(image, "global" if tiles else "image", tile_side, tile_side, (0, 0, *size), global_run))
     sizes.append(size)
 
