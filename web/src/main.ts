@@ -23,6 +23,7 @@ import { Controls, bindShortcuts, type Settings } from "./view/controls";
 import { byId } from "./view/dom";
 import { ImagePanel } from "./view/image-panel";
 import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
+import { ImagePicker } from "./view/image-picker";
 import { TokenPanel } from "./view/token-panel";
 import { Tooltip } from "./view/tooltip";
 
@@ -56,6 +57,7 @@ const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip,
   grid.kind === "vision" ? pressPatch(index) : select(index),
 );
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
+const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), (choice, imageChanged) => void showImage(choice.image, imageChanged));
 const controls = new Controls({
   sample: (name) => void openSample(name, {}, "push"),
   layer: (layer) => change({ layer }),
@@ -152,6 +154,7 @@ async function openSample(name: string, asked: Partial<ViewState>, history: Hist
     controls.configure(meta);
     byId("panels").hidden = false;
     tokenPanel.setSample(meta);
+    imagePicker.configure(meta);
     await Promise.all([
       imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href),
       client.open(sampleUrl.href, meta, cacheBytes),
@@ -264,7 +267,18 @@ async function visionValues(view: ViewState): Promise<Float32Array | null> {
 /** What the view fetched, once a sample is open. */
 function fetched(): Fetched | null {
   if (!app.loaded || !app.view) return null;
-  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision };
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, shownImage: imagePicker.choice() };
+}
+
+/** Another image, or other regions of it, on the image panel: the same vector, redrawn. */
+async function showImage(image: number, imageChanged: boolean): Promise<void> {
+  const loaded = app.loaded;
+  if (!loaded) return;
+  if (imageChanged) {
+    const sampleUrl = new URL(`${encodeURIComponent(app.view!.sample)}/`, dataRoot);
+    await imagePanel.setImage(new URL(encodeURIComponent(loaded.meta.images[image]!.path), sampleUrl).href);
+  }
+  if (app.loaded === loaded) redraw();
 }
 
 function redraw(): void {

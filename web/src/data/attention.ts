@@ -76,3 +76,17 @@ export function normalisationRange(
   }
   return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
 }
+
+/** normalisationRange over the values at `indices` only (an image's tokens, which need not be one block). */
+export function normalisationRangeAt(values: Float32Array, skip: Uint8Array | null, indices: ArrayLike<number>): ValueRange {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let k = 0; k < indices.length; k++) {
+    const j = indices[k]!;
+    if (skip?.[j]) continue;
+    const v = values[j]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
+}

@@ -83,7 +83,7 @@ export class TokenPanel {
     const width = this.canvas.parentElement!.clientWidth - 16;
     const ctx = this.textLayer.getContext("2d")!;
     ctx.font = FONT;
-    this.layout = layoutTokens(this.meta.tokens, this.meta.imageGrid, {
+    this.layout = layoutTokens(this.meta.tokens, this.meta.regions, {
       width,
       collapseImage: this.collapseImage,
       ...(this.meta.answerStart !== undefined ? { sectionStart: this.meta.answerStart } : {}),
@@ -215,12 +215,14 @@ function cellValue(cell: Cell, values: Float32Array): number {
 
 function describeCell(cell: Cell, meta: SampleMeta, heat: Heat | null): string {
   if (cell.kind === "image-block") {
-    const { cols, rows } = meta.imageGrid;
+    const region = meta.regions[meta.tokens[cell.first]!.region ?? 0]!;
+    const what = region.kind === "image" ? "image" : region.kind === "tile" ? "tile" : "global thumbnail";
     const weight = heat ? ` · max weight ${formatWeight(cellValue(cell, heat.values))}` : "";
-    return `image ${cols}×${rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
+    return `${what} ${region.cols}×${region.rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
   }
   const token = meta.tokens[cell.first]!;
   const weight = heat ? ` · weight ${formatWeight(heat.values[cell.first]!)}` : "";
   const partial = token.text === "" ? " (part of a character)" : "";
-  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${weight}`;
+  const role = token.layout ? ` (${token.layout.replace("_", " ")})` : "";
+  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${role}${weight}`;
 }
