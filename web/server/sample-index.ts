@@ -54,14 +54,14 @@ async function readMeta(dataDir: string, name: string): Promise<SampleMeta | nul
   }
 }
 
-/** Whether the image and every attention file meta.json names are there, the latter at their expected sizes. */
+/** Whether every image and every attention file meta.json names are there, the latter at their expected sizes. */
 async function holdsItsFiles(dataDir: string, name: string, meta: SampleMeta): Promise<boolean> {
-  const image = resolveInside(dataDir, samplePath(name, meta.imagePath)).then((found) => found.ok);
+  const images = meta.images.map((image) => resolveInside(dataDir, samplePath(name, image.path)).then((found) => found.ok));
   const attention = attentionFileSizes(meta).map(async ({ file, bytes }) => {
     const found = await resolveInside(dataDir, samplePath(name, file));
     return found.ok && found.size === bytes;
   });
-  return (await Promise.all([image, ...attention])).every(Boolean);
+  return (await Promise.all([...images, ...attention])).every(Boolean);
 }
 
 /** The URL path of a file in a sample folder, as resolveInside reads it. */
