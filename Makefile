@@ -10,7 +10,7 @@ setup: $(VENV_STAMP) $(WEB_STAMP)
 $(VENV_STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,notebook]"
 	touch $@
 
 $(WEB_STAMP): web/package.json

@@ -2,7 +2,7 @@
 
 A tiny random Qwen3-VL (or the --family given) with many layers reads an image of N >= 1,500 tokens. Each
 measurement runs in its own process so that peaks do not mix:
-  - streaming: the extractor's capture pass, writing a real sample;
+  - streaming: the extractor's capture pass, writing a real sample (layers, token tables), then its rollout;
   - output_attentions: the same model on eager attention with output_attentions=True;
   - plain: the same forward pass with no attention kept (the floor).
 Peak memory is the resident set's highest value during the pass minus its value just
@@ -31,9 +31,12 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.analysis import TokenLayout, write_rollout
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.extract import capture_to, format_bytes
+from vlm_attention_viz.extract import capture_to
 from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.sample_format import format_bytes
+from vlm_attention_viz.tokens import build_tokens
 from vlm_attention_viz.vision_capture import plan_vision
 
 PROMPT = "Describe this image in detail."
@@ -84,11 +87,32 @@ def child(
         if vision_layers and kind == "streaming"
         else None
     )
+    ids = prepared.input_ids[0].tolist()
+    tokens = build_tokens(processor.tokenizer, ids, prepared.image_token_id, prepared.grid_cols)
+    image_layout = prepared.image_layout()
+    image_layout.place(tokens)
+    rollout_seconds = 0.0
     started = time.perf_counter()
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
-                capture_to(writer, model, adapter, prepared, layers, heads, progress=False, vision=vision)
+                _, tables = capture_to(
+                    writer,
+                    model,
+                    adapter,
+                    prepared,
+                    image_layout,
+                    layers,
+                    heads,
+                    False,
+                    TokenLayout.of(tokens, image_layout.region_entries()),
+                    vision,
+                )
+                tables.write(writer)
+                rollout_started = time.perf_counter()
+                meta = {"seq_len": len(tokens), "num_layers": layers, **fmt.file_fields(layers)}
+                write_rollout(writer.tmp, meta, "cpu")
+                rollout_seconds = time.perf_counter() - rollout_started
         elif kind == "output_attentions":
             kept = model(**prepared.model_inputs, output_attentions=True, logits_to_keep=1).attentions
             del kept
@@ -108,7 +132,8 @@ def child(
     return {
         "kind": kind,
         "peak_above_model": rss.above_baseline,
-        "seconds": seconds,
+        "seconds": seconds - rollout_seconds,
+        "rollout_seconds": rollout_seconds,
         "seq_len": prepared.input_ids.shape[1],
         "layers": layers,
         "heads": heads,
@@ -215,7 +240,10 @@ def main() -> None:
         f"sample bytes: {format_bytes(size)}; writing them alone: {cached:.1f} s (page cache), {synced:.1f} s (fsync)"
     )
     print(
-        f"streaming capture pass (forward + attention + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s"
+        f"streaming capture pass (forward + attention + token tables + writes): {stream['seconds']:.1f} s; the same forward without capture: {results['plain']['seconds']:.1f} s"
+    )
+    print(
+        f"rollout after the capture (L x N^2 x 2 bytes, float32 matmuls on the CPU): {stream['rollout_seconds']:.1f} s"
     )
 
 

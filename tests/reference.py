@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from transformers.vision_utils import get_vision_position_ids
 
-from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
 from vlm_attention_viz.models.base import VisionGeometry
 from vlm_attention_viz.vision_capture import VisionRows

@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder
+from vlm_attention_viz.attention_capture import AttentionRecorder
 
 from conftest import run
 from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules

@@ -11,7 +11,7 @@ from peft import PeftModel
 from transformers import Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.peft_adapter import apply_adapter
 

@@ -23,6 +23,40 @@ def test_shared_fixture_validates() -> None:
     np.testing.assert_allclose(rows, 1.0, atol=0.02)
 
 
+def test_the_fixture_holds_its_token_tables_and_rollout_at_the_sizes_sample_bytes_counts() -> None:
+    meta = fmt.validate_sample(FIXTURE)
+    assert meta["token_tables"] == list(fmt.TOKEN_TABLES)
+    assert fmt.read_rollout(FIXTURE, meta) == fmt.rollout_meta(2)
+    llm_files = fmt.sample_files(meta, fmt.read_rollout(FIXTURE, meta)) - {fmt.META_FILE, fmt.ROLLOUT_META_FILE}
+    llm_files -= {meta["image_path"], *meta["vision"]["block_files"], *meta["vision"]["head_mean_files"]}
+    llm_files -= {meta["vision"]["received_file"]}
+    assert sum((FIXTURE / name).stat().st_size for name in llm_files) == fmt.sample_bytes(2, 3, 40)
+    assert fmt.sample_bytes(2, 3, 40) - fmt.sample_bytes(2, 3, 40, rollout=False) == fmt.rollout_bytes(2, 40)
+    assert fmt.open_token_table(FIXTURE, meta, "image_share").shape == (40, 2, 3)
+    assert fmt.open_rollout(FIXTURE, meta, 1).shape == (40, 40)
+
+
+@pytest.mark.parametrize(
+    ("rollout_json", "problem"),
+    [("{", "not valid JSON"), ('{"layers": 3, "formula": "x"}', "num_layers"), ('{"layers": 2}', "formula")],
+)
+def test_a_broken_rollout_json_makes_the_sample_invalid(tmp_path: Path, rollout_json: str, problem: str) -> None:
+    shutil.copytree(FIXTURE, tmp_path / "s")
+    (tmp_path / "s" / fmt.ROLLOUT_META_FILE).write_text(rollout_json)
+    with pytest.raises(fmt.FormatError, match=problem):
+        fmt.validate_sample(tmp_path / "s")
+
+
+def test_partial_rollout_files_of_ours_go_with_a_sample_but_user_files_keep_it(tmp_path: Path) -> None:
+    target = tmp_path / "s"
+    shutil.copytree(FIXTURE, target)
+    (target / ".rollout_layer_00.bin.partial-host-1-abc").write_bytes(b"a killed run's")
+    fmt.check_target(target, overwrite=True)
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(fmt.FormatError, match="notes.txt"):
+        fmt.check_target(target, overwrite=True)
+
+
 def small_meta(n: int, layers: int, heads: int) -> dict:
     tokens, grid = build_tokens(n)
     return {

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_reference import assert_tables_and_rollout_match
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import DEFAULT_ROW_BUDGET
+from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.models import adapter_named, detect_model_type
 
@@ -119,6 +120,22 @@ def test_smolvlm_regions_are_the_processor_tiles_then_the_global_view(
             assert meta["tokens"][position]["grid_pos"] == [offset // side, offset % side]
 
 
+def test_smolvlm_tables_count_every_region_and_take_the_spatial_entropy_on_the_global_view(
+    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+) -> None:
+    meta = fmt.read_meta(smolvlm_sample)
+    assert_tables_and_rollout_match(smolvlm_sample)  # image share over every region; the entropy region's map
+    regions = meta["image_regions"]
+    assert fmt.entropy_region(regions) == len(regions) - 1 and regions[-1]["kind"] == "global"
+    entropy = np.asarray(fmt.open_token_table(smolvlm_sample, meta, "image_entropy"), np.float32)
+    global_end = max(regions[-1]["tokens"])
+    assert np.isnan(entropy[: global_end + 1]).all() and not np.isnan(entropy[global_end + 1 :]).all()
+    reference, _, _ = eager_reference(smolvlm_model, tiles_photo, "smolvlm")
+    image = sorted(p for region in regions for p in region["tokens"])
+    expected = [ref[:, image[-1] + 1 :][:, :, image].sum(-1).mean(-1) for ref in reference]
+    np.testing.assert_allclose(np.array(meta["text_to_image"]), np.array(expected), rtol=1e-4)
+
+
 def token_rect(region: dict, grid_pos: list[int]) -> tuple[float, float, float, float]:
     x, y, w, h = region["rect"]
     r, c = grid_pos
@@ -199,6 +216,7 @@ def test_two_images_each_get_their_tiles_in_prompt_order(
     image_positions = [i for i, t in enumerate(inputs["input_ids"][0].tolist()) if t == processor.image_token_id]
     assert sorted(p for r in regions for p in r["tokens"]) == image_positions
     assert max(regions[6]["tokens"]) < min(regions[7]["tokens"])  # the second image comes after the first
+    assert_tables_and_rollout_match(sample)
 
 
 def test_two_images_in_a_qwen_prompt_are_two_whole_image_regions(gqa_model: Path, photo: Path, tmp_path: Path) -> None:

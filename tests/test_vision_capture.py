@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.capture import AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.attention_capture import AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.models.base import merge_window_orders
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`, or `… import`."""
+"""Command line: `python -m vlm_attention_viz --image … --prompt … --output-dir …`, or `… demo`, `… batch`, `… import`, `… rollout`."""
 
 from __future__ import annotations
 
@@ -15,16 +15,25 @@ EPILOG = """\
 Without a GPU, try the demo: python -m vlm_attention_viz demo [--output-dir output/demo]
 It builds a tiny random-weight Qwen3-VL and runs this same pipeline on the CPU.
 Attention computed elsewhere (.npy): python -m vlm_attention_viz import --help
+Many images and prompts, the model loaded once: python -m vlm_attention_viz batch --help
+The rollout for a sample made without it: python -m vlm_attention_viz rollout SAMPLE_DIR
 
-Size on disk: layers x (heads + 2) x tokens^2 x 2 bytes (e.g. Qwen3-VL-8B at 2,040 tokens: 10.2 GB),
-plus with --vision-layers: blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes.
+Size on disk: layers x (heads + 3) x tokens^2 x 2 bytes (heads, their mean and max, the rollout; e.g. Qwen3-VL-8B
+at 2,040 tokens: 10.5 GB), plus 4 token tables of tokens x layers x heads x 2 bytes, plus with --vision-layers:
+blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes.
 """
 
 
-def extract_parser() -> argparse.ArgumentParser:
-    from .extract import DEFAULT_MODEL, DTYPES
-    from .models import ADAPTERS
+def add_no_rollout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-rollout",
+        dest="rollout",
+        action="store_false",
+        help="do not write the attention rollout (layers x tokens^2 x 2 bytes); `rollout SAMPLE_DIR` adds it later",
+    )
 
+
+def extract_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vlm_attention_viz",
         description="Capture the self-attention of every LLM layer and head of a vision-language model for one image + prompt, "
@@ -44,6 +53,20 @@ def extract_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", type=Path, required=True, help="the sample folder to create, e.g. output/sample1"
     )
+    add_model_flags(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing sample at --output-dir (never replaced without it)",
+    )
+    return parser
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The model, device and capture options that one sample and a batch share."""
+    from .extract import DEFAULT_MODEL, DTYPES
+    from .models import ADAPTERS
+
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint folder (default: {DEFAULT_MODEL})"
     )
@@ -95,11 +118,27 @@ def extract_parser() -> argparse.ArgumentParser:
         "blocks: all, lastK (e.g. last2), or a comma list of block indices (negative counts from the end, e.g. 0,-1); "
         "each block adds (vision heads + 1) x patches^2 x 2 bytes",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing sample at --output-dir (never replaced without it)",
+    add_no_rollout(parser)
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz batch",
+        description="One sample per manifest line, the model loaded once. Resumable: a finished sample is skipped, "
+        "a killed run's partial one made again. A bad line is listed with its reason and the others go on. Under "
+        "`accelerate launch` the lines are split between the processes (README: Batch).",
     )
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help='JSON Lines, one {"image": path, "prompt": text, "id": name} per line (optional "mode", '
+        '"max_new_tokens"); image paths relative to the manifest\'s folder',
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, required=True, help="the folder that gets one sample folder per id, and index.json"
+    )
+    add_model_flags(parser)
     return parser
 
 
@@ -167,6 +206,21 @@ def import_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--prompt", help="the prompt to record (default: the text tokens joined)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing sample at --output-dir")
+    parser.add_argument(
+        "--device", help="where the token tables and the rollout are computed (default: cuda when available, else cpu)"
+    )
+    add_no_rollout(parser)
+    return parser
+
+
+def rollout_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_attention_viz rollout",
+        description="Add the attention rollout (SPEC.md §1) to an existing sample, computed from its head-mean files. "
+        "Only new files are added (rollout_layer_XX.bin, then rollout.json); every other file stays as it is.",
+    )
+    parser.add_argument("sample_dir", type=Path, metavar="SAMPLE_DIR", help="the sample folder")
+    parser.add_argument("--device", help="where the matmuls run (default: cuda when available, else cpu)")
     return parser
 
 
@@ -184,23 +238,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print(stop_message(stop), file=sys.stderr)
         return exit_code(stop)
-    print(result.summary())
-    return 0
+    summary = result.summary()
+    if summary:  # a batch's other processes leave the summary to the main one
+        print(summary)
+    return getattr(result, "exit_code", 0)
 
 
 def run_command(argv: list[str]) -> Any:
-    """Each subcommand imports only what it needs: `import` never loads torch."""
+    """Each subcommand imports only what it needs: `import` and `rollout` check their inputs before torch loads."""
     if argv[:1] == ["demo"]:
         from .dev.demo import run_demo
 
         args = demo_parser().parse_args(argv[1:])
         quiet_transformers()
         return run_demo(args.output_dir, args.mode)
+    if argv[:1] == ["batch"]:
+        from .batch import run_batch
+        from .extract import Request
+
+        args = vars(batch_parser().parse_args(argv[1:]))
+        quiet_transformers()
+        manifest, output_dir = args.pop("manifest"), args.pop("output_dir")
+        return run_batch(manifest, output_dir, Request(image=Path(), prompt="", output_dir=output_dir, **args))
     if argv[:1] == ["import"]:
         from .importer import ImportRequest, import_sample
 
         args = import_parser().parse_args(argv[1:])
         return import_sample(ImportRequest(**vars(args)))
+    if argv[:1] == ["rollout"]:
+        from .add_rollout import add_rollout
+
+        args = rollout_parser().parse_args(argv[1:])
+        return add_rollout(args.sample_dir, args.device)
     from .extract import Request, extract
 
     args = extract_parser().parse_args(argv)

@@ -18,11 +18,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import sample_format as fmt
-from .capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
+from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
+from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .image_layout import ImageLayout
-from .images import copy_image, load_image
+from .images import copy_image, open_image
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
@@ -37,7 +38,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class Request:
-    image: Path | list[Path]  # several: in the user message in this order, before the prompt
+    # A file, or an image in memory (stored as PNG); several: in the user message in this order, before the prompt.
+    image: Path | Image.Image | list[Path | Image.Image]
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
@@ -51,9 +53,11 @@ class Request:
     vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
     overwrite: bool = False
     progress: bool = True
+    rollout: bool = True  # also write the attention rollout (SPEC.md §1)
+    update_index: bool = True  # rewrite index.json beside the sample once it is committed
 
     @property
-    def images(self) -> list[Path]:
+    def images(self) -> list[Path | Image.Image]:
         return self.image if isinstance(self.image, list) else [self.image]
 
 
@@ -70,13 +74,39 @@ class Result:
 
 
 def extract(request: Request) -> Result:
+    """The CLI's run: cheap checks, load the model, then capture() on it."""
     started = time.perf_counter()
     opened = check_inputs(request)
+    return capture_loaded(load_model(request), request, opened, started)
+
+
+def load_model(request: Request) -> LoadedModel:
+    """request's model, adapter and processor on its device; the adapter folder and weights checked first."""
     peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
     adapter = adapter_for(request.model, request.model_type)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype, request.adapter)
+    return LoadedModel(model, processor, adapter, request.model, device, peft_fields)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for capture, and what meta.json says about it."""
+
+    model: Any
+    processor: Any
+    adapter: ModelAdapter
+    source: str  # meta.json's `model`
+    device: str  # meta.json's extraction.device
+    peft_fields: dict[str, Any] | None  # meta.json's `adapter`
+
+
+def capture_loaded(
+    loaded: LoadedModel, request: Request, opened: list[tuple[Image.Image, str]], started: float
+) -> Result:
+    """Capture the images + prompt on a loaded model into request.output_dir; opened: check_inputs' images."""
+    model, processor, adapter = loaded.model, loaded.processor, loaded.adapter
     try:
         prepared = adapter.prepare_images(processor, [image for image, _ in opened], request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
@@ -89,23 +119,34 @@ def extract(request: Request) -> Result:
     layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    size = fmt.sample_bytes(layers, heads, seq_len) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None)
+    size = fmt.sample_bytes(layers, heads, seq_len, request.rollout) + (vision.bytes if vision else 0)
+    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, request.rollout)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
 
-    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = capture_to(writer, model, adapter, prepared, layout, layers, heads, request.progress, vision)
-        tokens = build_tokens(
-            processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+    tokens = build_tokens(
+        processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
+    )
+    layout.place(tokens)
+    with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
+        text_to_image, tables = capture_to(
+            writer,
+            model,
+            adapter,
+            prepared,
+            layout,
+            layers,
+            heads,
+            request.progress,
+            TokenLayout.of(tokens, layout.region_entries()),
+            vision,
         )
-        layout.place(tokens)
         names = [
             copy_image(writer, path, image, image_format, index)
             for index, (path, (image, image_format)) in enumerate(zip(request.images, opened, strict=True))
         ]
         meta = fmt.build_meta(
-            model=request.model,
+            model=loaded.source,
             model_type=adapter.name,
             mode=request.mode,
             prompt=request.prompt,
@@ -115,14 +156,17 @@ def extract(request: Request) -> Result:
             num_kv_heads=language.num_key_value_heads,
             tokens=tokens,
             text_to_image=text_to_image,
-            adapter=peft_fields,
+            token_tables=tables.write(writer),
+            adapter=loaded.peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
+        if request.rollout:
+            write_rollout(writer.tmp, meta, str(model.device), request.progress)  # a device_map's first device
         seconds = time.perf_counter() - started
         meta["extraction"] = {
-            "device": device,
-            "dtype": str(dtype).removeprefix("torch."),
+            "device": loaded.device,
+            "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": round(seconds, 3),
             "bytes": size,
         }
@@ -140,6 +184,15 @@ def check_inputs(request: Request) -> list[tuple[Image.Image, str]]:
     """Everything that needs no model, so a typo costs no model load."""
     if not request.prompt.strip():
         raise UserError("the prompt is empty; pass --prompt with some text")
+    check_options(request)
+    check_prompt(request.prompt)
+    for note in fmt.prepare_target(request.output_dir, request.overwrite):
+        print(note, file=sys.stderr)
+    return [open_image(image) for image in request.images]
+
+
+def check_options(request: Request) -> None:
+    """The flags that hold for every sample of a run, so a batch checks them once."""
     if request.mode not in MODES:
         raise UserError(f"unknown --mode {request.mode!r}; supported: {', '.join(MODES)}")
     if request.mode == "generate" and request.max_new_tokens < 1:
@@ -150,10 +203,6 @@ def check_inputs(request: Request) -> list[tuple[Image.Image, str]]:
         check_vision_layers(request.vision_layers)
         if len(request.images) > 1:
             raise UserError("--vision-layers takes one --image; the vision overlay shows one image's patches")
-    check_prompt(request.prompt)
-    for note in fmt.prepare_target(request.output_dir, request.overwrite):
-        print(note, file=sys.stderr)
-    return [load_image(path) for path in request.images]
 
 
 def check_prompt(prompt: str) -> None:
@@ -162,14 +211,6 @@ def check_prompt(prompt: str) -> None:
         prompt.encode("utf-8")
     except UnicodeEncodeError as err:
         raise UserError(f"the prompt is not valid UTF-8 text (at character {err.start}); pass it as UTF-8") from None
-
-
-def resolve_device(device: str | None) -> str:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is visible to torch")
-    return device
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
@@ -200,13 +241,15 @@ def capture_to(
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
-    layout: ImageLayout,
+    image_layout: ImageLayout,
     layers: int,
     heads: int,
     progress: bool,
+    layout: TokenLayout,
     vision: VisionPlan | None = None,
-) -> Any:
-    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are computed."""
+) -> tuple[np.ndarray, fmt.TokenTables]:
+    """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
+    computed. Returns the text-to-image table and the per-token tables."""
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
@@ -215,8 +258,14 @@ def capture_to(
     bar = tqdm(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
     )
+    measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, seq_len))
     recorder = AttentionRecorder(
-        background.put, layers, heads, layout.image_positions(), on_layer_done=lambda _: bar.update()
+        background.put,
+        layers,
+        heads,
+        image_layout.image_positions(),
+        on_layer_done=lambda _: bar.update(),
+        measures=measures,
     )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
@@ -241,7 +290,7 @@ def capture_to(
         bar.close()
     if vision_recorder:
         writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
-    return recorder.text_to_image.table()
+    return recorder.text_to_image.table(), measures.tables
 
 
 def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:

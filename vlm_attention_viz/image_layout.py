@@ -79,6 +79,10 @@ class ImageLayout:
             for token in tokens:
                 token.pop("region", None)
 
+    def region_entries(self) -> list[dict[str, Any]]:
+        """The regions as meta.json's image_regions entries."""
+        return [fmt.image_region(r.image, r.kind, r.rows, r.cols, r.rect, r.positions) for r in self.regions]
+
     def meta_fields(self, image_files: list[str], original_sizes: list[tuple[int, int]]) -> dict[str, Any]:
         """build_meta's image fields: image_path, image_size, original_image_size, and image_grid or image_regions."""
         first = {
@@ -92,9 +96,7 @@ class ImageLayout:
         return {
             **first,
             "image_grid": None,
-            "image_regions": [
-                fmt.image_region(r.image, r.kind, r.rows, r.cols, r.rect, r.positions) for r in self.regions
-            ],
+            "image_regions": self.region_entries(),
             "images": [
                 fmt.image_entry(name, size, original)
                 for name, size, original in zip(image_files, self.image_sizes, original_sizes, strict=True)

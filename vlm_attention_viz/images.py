@@ -14,6 +14,13 @@ from .errors import UserError
 BROWSER_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
 
 
+def open_image(image: Path | Image.Image) -> tuple[Image.Image, str]:
+    """A file through load_image; an image in memory as RGB, with no file format (so it is stored as PNG)."""
+    if isinstance(image, Image.Image):
+        return to_rgb(image), ""
+    return load_image(image)
+
+
 def load_image(path: Path) -> tuple[Image.Image, str]:
     """The image as RGB, and the file format it came in (e.g. "JPEG")."""
     path = Path(path)
@@ -56,11 +63,13 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
-def copy_image(writer: fmt.SampleWriter, source: Path, image: Image.Image, file_format: str, index: int = 0) -> str:
+def copy_image(
+    writer: fmt.SampleWriter, source: Path | Image.Image, image: Image.Image, file_format: str, index: int = 0
+) -> str:
     """Into the sample: the file as given when a browser can show it; otherwise the converted image as PNG.
     The first image is image.EXT, the next ones image_1.EXT, image_2.EXT, ..."""
     stem = "image" if index == 0 else f"image_{index}"
-    if file_format in BROWSER_FORMATS:
+    if isinstance(source, Path) and file_format in BROWSER_FORMATS:
         name = stem + BROWSER_FORMATS[file_format]
         writer.copy_file(source, name)
     else:

@@ -2,7 +2,8 @@
 
 The array is memory-mapped and read a chunk of query rows at a time, so arrays larger
 than memory convert. Every check that needs no pass over the values (shapes, dtype,
-token count, span, grid, output folder, disk room) comes before anything is written.
+token count, span, grid, output folder, disk room) comes before anything is written,
+and before torch (for the token tables and the rollout) is loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,9 @@ from . import sample_format as fmt
 from .errors import UserError
 from .images import copy_image, load_image
 from .import_layout import import_tokens, load_token_texts, resolve_grid, resolve_span
+
+if TYPE_CHECKING:
+    from .analysis import TokenMeasures
 
 INPUT_DTYPE_SIZES = (2, 4, 8)  # float16, float32, float64, in either byte order
 CHUNK_BYTES = 64 * 2**20  # rows read at once (at least 4 bytes a value)
@@ -39,6 +43,8 @@ class ImportRequest:
     model: str = "imported"
     prompt: str | None = None
     overwrite: bool = False
+    device: str | None = None  # where the token tables and the rollout are computed; None: cuda when present
+    rollout: bool = True
 
 
 @dataclass
@@ -74,14 +80,23 @@ def import_sample(request: ImportRequest) -> ImportResult:
     started = time.perf_counter()
     plan = plan_import(request)
     layers, heads, n, _ = plan.attention.shape
-    size = fmt.sample_bytes(layers, heads, n)
-    formula = fmt.size_formula(layers, heads, n)
+    size = fmt.sample_bytes(layers, heads, n, request.rollout)
+    formula = fmt.size_formula(layers, heads, n, rollout=request.rollout)
     fmt.check_disk_room(request.output_dir, size, formula, hint="free some space")
+    from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout  # torch, once the inputs passed
+
+    device = resolve_device(request.device)
     print(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", flush=True)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        text_to_image = convert_layers(writer, plan.attention, plan.span)
+        grid = fmt.image_grid(*plan.grid, plan.span[0])
+        layout = TokenLayout.of(plan.tokens, [fmt.grid_region(grid, plan.image.size)])
+        measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, n))
+        text_to_image = convert_layers(writer, plan.attention, plan.span, measures, device)
         image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)
-        path = writer.commit(import_meta(request, plan, image_path, text_to_image))
+        meta = import_meta(request, plan, image_path, text_to_image, measures.tables.write(writer))
+        if request.rollout:
+            write_rollout(writer.tmp, meta, device)
+        path = writer.commit(meta)
     return ImportResult(path, plan.attention.shape, plan.grid, size, time.perf_counter() - started)
 
 
@@ -108,7 +123,9 @@ def family_placeholder(model_type: str) -> str:
     return adapter_named(model_type).image_placeholder
 
 
-def import_meta(request: ImportRequest, plan: ImportPlan, image_path: str, text_to_image: np.ndarray) -> dict[str, Any]:
+def import_meta(
+    request: ImportRequest, plan: ImportPlan, image_path: str, text_to_image: np.ndarray, token_tables: list[str]
+) -> dict[str, Any]:
     layers, heads, _, _ = plan.attention.shape
     (rows, cols), (start, _) = plan.grid, plan.span
     text = "".join(t["text"] for t in plan.tokens if t["type"] == "text")
@@ -125,6 +142,7 @@ def import_meta(request: ImportRequest, plan: ImportPlan, image_path: str, text_
         tokens=plan.tokens,
         image_grid=fmt.image_grid(rows, cols, start),
         text_to_image=text_to_image,
+        token_tables=token_tables,
         **{
             "import": {
                 "attention": str(request.attention),
@@ -170,8 +188,11 @@ def open_attention(path: Path) -> AttentionFile:
     return AttentionFile(path, array.shape, array.dtype)
 
 
-def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tuple[int, int]) -> np.ndarray:
-    """Write every layer as float16 rows plus head mean and max; return the text-to-image table (L, H)."""
+def convert_layers(
+    writer: fmt.SampleWriter, attention: AttentionFile, span: tuple[int, int], measures: TokenMeasures, device: str
+) -> np.ndarray:
+    """Write every layer as float16 rows plus head mean and max, fill the token tables from the stored rows
+    (on `device`); return the text-to-image table (L, H)."""
     layers, heads, n, _ = attention.shape
     chunk = max(1, CHUNK_BYTES // (heads * n * max(4, attention.dtype.itemsize)))
     table = fmt.TextToImage(layers, heads, span)
@@ -189,6 +210,7 @@ def convert_layers(writer: fmt.SampleWriter, attention: AttentionFile, span: tup
                 layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
             )
             table.add(layer, row0, values[:, :, start : end + 1].sum(axis=-1, dtype=np.float64))
+            measures.add_host(layer, row0, stored, device)
     return table.table()
 
 

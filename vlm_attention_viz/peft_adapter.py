@@ -41,7 +41,7 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def adapter_meta(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+def adapter_meta(folder: Path | str, config: dict[str, Any]) -> dict[str, Any]:
     """meta.json's `adapter` object (SPEC.md §1)."""
     meta: dict[str, Any] = {
         "path": str(folder),

@@ -45,8 +45,12 @@ def rename_noreplace(source: Path, destination: Path) -> None:
             raise FileExistsError(errno.EEXIST, "exists", str(destination)) from None
         if err.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
-        # No renameat2 here (not Linux, or a filesystem without it): claiming the name with mkdir is atomic too,
-        # and rename() may then replace the empty folder it made.
+        # No renameat2 here (not Linux, or a filesystem without it): a hard link claims a file's name atomically,
+        # and mkdir a folder's, which rename() may then replace.
+        if source.is_file():
+            os.link(source, destination)
+            os.unlink(source)
+            return
         os.mkdir(destination)
         os.rename(source, destination)
 
@@ -96,6 +100,14 @@ def make_partial_folder(target: Path) -> Path:
     return folder
 
 
+def make_partial_file(target: Path) -> Path:
+    """A fresh, empty hidden sibling file of target, named after this host and process."""
+    fd, name = tempfile.mkstemp(prefix=partial_prefix(target), dir=target.parent)
+    os.close(fd)
+    os.chmod(name, 0o644)
+    return Path(name)
+
+
 @dataclass
 class Leftover:
     """A partial folder that an earlier run of the same target left behind."""
@@ -126,12 +138,32 @@ def find_leftovers(target: Path, is_sample_file: Callable[[str], bool]) -> list[
     return leftovers
 
 
-def _why_kept(leftover: Path, match: re.Match[str], target: Path, is_sample_file: Callable[[str], bool]) -> str:
+def find_partial_files(folder: Path, owns: Callable[[str], bool]) -> list[Leftover]:
+    """Partial files in folder whose target name `owns` accepts, and whether each can be removed safely."""
+    leftovers = []
+    for child in sorted(folder.iterdir()):
+        match = _PARTIAL.fullmatch(child.name)
+        if not match or not owns(match["name"]) or not child.is_file() or child.is_symlink():
+            continue
+        why = _why_owner_kept(match)
+        leftovers.append(Leftover(child, child.stat().st_size, removable=not why, why_kept=why))
+    return leftovers
+
+
+def _why_owner_kept(match: re.Match[str]) -> str:
+    """Why a partial file or folder may still be wanted by the run that named it: '' when that run is surely gone."""
     pid = int(match["pid"])
     if match["host"] != host_label():
         return f"written on host {match['host']}"
     if pid == os.getpid() or _process_alive(pid):
         return f"its run (pid {pid}) is still going"
+    return ""
+
+
+def _why_kept(leftover: Path, match: re.Match[str], target: Path, is_sample_file: Callable[[str], bool]) -> str:
+    owner = _why_owner_kept(match)
+    if owner:
+        return owner
     if leftover.name.endswith(PARKED_SUFFIX) and not target.exists():
         return f"it holds the folder an interrupted --overwrite was replacing; move it back to {target.name}"
     if leftover.is_dir():

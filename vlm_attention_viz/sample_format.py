@@ -2,7 +2,9 @@
 
 A sample is a folder holding meta.json, one float16 (H, N, N) file per layer, a
 head-mean and a head-max (N, N) file per layer, and the image; optionally the vision
-encoder's attention per captured block (the `vision` field). SPEC.md describes
+encoder's attention per captured block (the `vision` field), the per-token (N, L, H)
+tables of TOKEN_TABLES (the `token_tables` field) and the attention rollout (one (N, N)
+file per layer, announced by rollout.json beside meta.json). SPEC.md describes
 every field; web/src/data/format.ts is the TypeScript twin of this module, and both
 are tested against fixtures/sample_tiny.
 """
@@ -15,7 +17,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +36,8 @@ REGIONS_FORMAT_VERSION = 2  # image_regions and images: a reader of version 1 co
 META_FILE = "meta.json"
 INDEX_FILE = "index.json"
 VISION_RECEIVED_FILE = "vision_received.bin"
+ROLLOUT_META_FILE = "rollout.json"
+ROLLOUT_FORMULA = "R_l = Ā_l ⋯ Ā_0, Ā_l = ½·mean_h A_l + ½·I with each row renormalised to sum 1"
 TOKEN_TYPES = ("text", "image", "special")
 # What a region of image tokens covers: the whole image (one grid), one tile of it, or the whole image downscaled.
 REGION_KINDS = ("image", "tile", "global")
@@ -66,11 +70,43 @@ def vision_mean_file(block: int) -> str:
     return f"vision_mean_block_{block:02d}.bin"
 
 
+def rollout_file(layer: int) -> str:
+    return f"rollout_layer_{layer:02d}.bin"
+
+
+class TokenTable(NamedTuple):
+    file: str
+    meaning: str
+
+
+# The per-token measures, each an (N, L, H) float16 file: row t holds query token t's value for every layer and
+# head, so one token's (L, H) table is one range of L·H·2 bytes. SPEC.md §1 gives the exact formulas.
+TOKEN_TABLES: dict[str, TokenTable] = {
+    "image_share": TokenTable("token_image_share.bin", "the row's attention summed over the image tokens"),
+    "special_share": TokenTable("token_special_share.bin", "the row's attention summed over the special tokens"),
+    "row_entropy": TokenTable("token_row_entropy.bin", "Shannon entropy of the whole row, in nats"),
+    "image_entropy": TokenTable(
+        "token_image_entropy.bin", "spatial entropy of the row's image map (lower = more localized); NaN: undefined"
+    ),
+}
+
+
+def token_table_file(measure: str) -> str:
+    return TOKEN_TABLES[measure].file
+
+
+_TABLE_FILES = "|".join(re.escape(table.file) for table in TOKEN_TABLES.values())
 # Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
 SAMPLE_FILE = re.compile(
     r"meta\.json|attn_(mean_|max_)?layer_\d+\.bin|vision_(attn|mean)_block_\d+\.bin|vision_received\.bin"
-    r"|image(_\d+)?\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp"
+    rf"|image(_\d+)?\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp|{_TABLE_FILES}|rollout_layer_\d+\.bin|rollout\.json"
+    r"|\.(rollout_layer_\d+\.bin|rollout\.json)\.partial-.+"
 )
+ROLLOUT_FILE = re.compile(r"rollout_layer_\d+\.bin|rollout\.json")
+
+
+def is_rollout_file(name: str) -> bool:
+    return ROLLOUT_FILE.fullmatch(name) is not None
 
 
 def is_sample_file(name: str) -> bool:
@@ -104,6 +140,29 @@ def image_region(
     return {"image": image, "kind": kind, "rows": rows, "cols": cols, "rect": list(rect), "tokens": list(tokens)}
 
 
+def grid_region(grid: dict[str, int], image_size: tuple[int, int] | list[int]) -> dict[str, Any]:
+    """A single grid (image_grid) as the one region over its whole image."""
+    tokens = list(range(grid["start_idx"], grid["end_idx"] + 1))
+    return image_region(0, "image", grid["rows"], grid["cols"], (0, 0, *image_size), tokens)
+
+
+def regions_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """meta.json's image_regions; a single-grid sample's image_grid as its one region."""
+    if "image_regions" in meta:
+        return meta["image_regions"]
+    return [grid_region(meta["image_grid"], meta["image_size"])]
+
+
+def entropy_region(regions: list[dict[str, Any]]) -> int:
+    """The region whose map the spatial entropy is taken over (SPEC.md §1, token tables): of the first image's
+    regions, the one covering the most of it (a single grid, or a tiled model's global view), then the one with
+    more tokens, then the first."""
+    first_image = [k for k, region in enumerate(regions) if region["image"] == 0]
+    return min(
+        first_image, key=lambda k: (-regions[k]["rect"][2] * regions[k]["rect"][3], -len(regions[k]["tokens"]), k)
+    )
+
+
 def image_entry(path: str, size: tuple[int, int] | list[int], original_size: tuple[int, int] | list[int]) -> dict:
     """One entry of meta.json's images: the file in the sample, the size the model saw it at, the file's own size."""
     return {"path": path, "size": list(size), "original_size": list(original_size)}
@@ -117,14 +176,31 @@ def vision_bytes(num_blocks: int, num_heads: int, num_patches: int) -> int:
     return num_blocks * ((num_heads + 1) * num_patches * num_patches + num_patches) * BYTES_PER_VALUE
 
 
-def sample_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
-    """Bytes of all attention files: per layer H heads plus the mean and max matrices."""
-    return num_layers * (num_heads + 2) * seq_len * seq_len * BYTES_PER_VALUE
+def token_table_bytes(num_layers: int, num_heads: int, seq_len: int) -> int:
+    """Bytes of one (N, L, H) token table."""
+    return seq_len * num_layers * num_heads * BYTES_PER_VALUE
 
 
-def size_formula(layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None) -> str:
+def rollout_bytes(num_layers: int, seq_len: int) -> int:
+    """Bytes of the rollout files: one (N, N) matrix per layer (rollout.json aside)."""
+    return num_layers * seq_len * seq_len * BYTES_PER_VALUE
+
+
+def sample_bytes(num_layers: int, num_heads: int, seq_len: int, rollout: bool = True) -> int:
+    """Bytes of all attention files: per layer H heads plus the mean and max matrices (and the rollout), and
+    the token tables."""
+    return num_layers * (num_heads + 2 + rollout) * seq_len * seq_len * BYTES_PER_VALUE + len(
+        TOKEN_TABLES
+    ) * token_table_bytes(num_layers, num_heads, seq_len)
+
+
+def size_formula(
+    layers: int, heads: int, seq_len: int, vision: tuple[int, int, int] | None = None, rollout: bool = True
+) -> str:
     """How sample_bytes (+ vision_bytes for (blocks, heads, patches)) adds up, for the messages that print it."""
-    formula = f"{layers} layers x {heads + 2} matrices x {seq_len}^2 x 2 bytes"
+    matrices = heads + 2 + rollout
+    formula = f"{layers} layers x {matrices} matrices x {seq_len}^2 x 2 bytes"
+    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {layers} x {heads} x 2 bytes"
     if vision:
         blocks, vision_heads, patches = vision
         formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
@@ -222,6 +298,29 @@ class TextToImage:
         return self.sums / np.maximum(1, self.rows)[:, None]
 
 
+class TokenTables:
+    """The TOKEN_TABLES files, gathered a chunk of query rows at a time: L·H values per token and measure, so
+    4·N·L·H float16 in all (75 MB at N=8,192 with 36 x 32 heads), written whole at the end."""
+
+    def __init__(self, num_layers: int, num_heads: int, seq_len: int) -> None:
+        self.values = np.full((len(TOKEN_TABLES), seq_len, num_layers, num_heads), np.nan, dtype=np.float16)
+
+    def add(self, layer: int, row0: int, measures: np.ndarray) -> None:
+        """measures (c, H, len(TOKEN_TABLES)): query rows row0.. of one layer, the measures in table order."""
+        self.values[:, row0 : row0 + measures.shape[0], layer] = np.moveaxis(measures, -1, 0)
+
+    def write(self, writer: SampleWriter) -> list[str]:
+        """Write every table; return meta.json's token_tables."""
+        for values, measure in zip(self.values, TOKEN_TABLES, strict=True):
+            writer.write_array(token_table_file(measure), values)
+        return list(TOKEN_TABLES)
+
+
+def rollout_meta(num_layers: int) -> dict[str, Any]:
+    """rollout.json: its presence says the rollout files are all there."""
+    return {"layers": num_layers, "formula": ROLLOUT_FORMULA}
+
+
 # ---------------------------------------------------------------- validation
 
 _REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -276,6 +375,24 @@ def validate_meta(meta: Any) -> None:
         _validate_adapter(meta["adapter"])
     if "import" in meta and not isinstance(meta["import"], dict):
         raise FormatError("'import' must be an object")
+    if "token_tables" in meta:
+        _validate_token_tables(meta["token_tables"])
+
+
+def _validate_token_tables(measures: Any) -> None:
+    if (
+        not isinstance(measures, list)
+        or not all(isinstance(m, str) and m in TOKEN_TABLES for m in measures)
+        or len(set(measures)) != len(measures)
+    ):
+        raise FormatError(f"'token_tables' must list distinct measures among {', '.join(TOKEN_TABLES)}")
+
+
+def validate_rollout_meta(rollout: Any, meta: dict[str, Any]) -> None:
+    if not isinstance(rollout, dict) or not isinstance(rollout.get("formula"), str):
+        raise FormatError(f"{ROLLOUT_META_FILE} must hold an object with the string 'formula'")
+    if rollout.get("layers") != meta["num_layers"] or isinstance(rollout.get("layers"), bool):
+        raise FormatError(f"{ROLLOUT_META_FILE} 'layers' must equal num_layers ({meta['num_layers']})")
 
 
 def _is_plain_name(name: str) -> bool:
@@ -434,12 +551,17 @@ def _validate_vision(vision: Any, image_size: list[Any]) -> None:
         raise FormatError("vision.grid × patch_size must cover image_size exactly")
 
 
-def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
-    """Every attention file of the sample and its size in bytes."""
-    n, heads = meta["seq_len"], meta["num_heads"]
+def _expected_sizes(meta: dict[str, Any], rollout: dict[str, Any] | None) -> dict[str, int]:
+    """Every attention file of the sample (with its rollout when rollout.json is given) and its size in bytes."""
+    n, heads, layers = meta["seq_len"], meta["num_heads"], meta["num_layers"]
     expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
     for name in meta["head_mean_files"] + meta["head_max_files"]:
         expected[name] = n * n * BYTES_PER_VALUE
+    for measure in meta.get("token_tables", []):
+        expected[token_table_file(measure)] = token_table_bytes(layers, heads, n)
+    if rollout is not None:
+        for layer in range(layers):
+            expected[rollout_file(layer)] = n * n * BYTES_PER_VALUE
     if "vision" in meta:
         vision = meta["vision"]
         p = vision["seq_len"]
@@ -452,9 +574,9 @@ def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
 
 
 def validate_sample(sample_dir: Path) -> dict[str, Any]:
-    """Check meta.json and every file's size; return the meta."""
+    """Check meta.json (and rollout.json when there) and every file's size; return the meta."""
     meta = read_meta(sample_dir)
-    for name, size in _expected_sizes(meta).items():
+    for name, size in _expected_sizes(meta, read_rollout(sample_dir, meta)).items():
         path = sample_dir / name
         if not path.is_file():
             raise FormatError(f"{path} is missing")
@@ -471,9 +593,10 @@ def image_files(meta: dict[str, Any]) -> list[str]:
     return [image["path"] for image in meta["images"]] if "images" in meta else [meta["image_path"]]
 
 
-def sample_files(meta: dict[str, Any]) -> set[str]:
-    """The names of every file a sample holds."""
-    return {META_FILE, *image_files(meta), *_expected_sizes(meta)}
+def sample_files(meta: dict[str, Any], rollout: dict[str, Any] | None = None) -> set[str]:
+    """The names of every file a sample holds (its rollout's with the rollout.json given)."""
+    extra = {ROLLOUT_META_FILE} if rollout is not None else set()
+    return {META_FILE, *image_files(meta), *_expected_sizes(meta, rollout), *extra}
 
 
 # ---------------------------------------------------------------- reading
@@ -493,6 +616,21 @@ def read_meta(sample_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def read_rollout(sample_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The checked rollout.json, or None when the sample has no rollout."""
+    path = Path(sample_dir) / ROLLOUT_META_FILE
+    try:
+        rollout = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise FormatError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
+    validate_rollout_meta(rollout, meta)
+    return rollout
+
+
 def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
     """Memory-map one layer as (H, N, N) float16 without reading it."""
     n = meta["seq_len"]
@@ -501,11 +639,27 @@ def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
     )
 
 
+# The head aggregates a sample stores per layer, and meta.json's list of their files.
+HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
+
+
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
     """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
-    names = {"mean": meta["head_mean_files"], "max": meta["head_max_files"]}[kind]
+    names = meta[HEAD_AGGREGATES[kind]]
     n = meta["seq_len"]
     return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+
+
+def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
+    """Memory-map one TOKEN_TABLES measure as (N, L, H) float16."""
+    shape = (meta["seq_len"], meta["num_layers"], meta["num_heads"])
+    return np.memmap(Path(sample_dir) / token_table_file(measure), dtype=np.float16, mode="r", shape=shape)
+
+
+def open_rollout(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """Memory-map the rollout up to `layer`, R_layer, as (N, N) float16."""
+    n = meta["seq_len"]
+    return np.memmap(Path(sample_dir) / rollout_file(layer), dtype=np.float16, mode="r", shape=(n, n))
 
 
 def open_vision_block(sample_dir: Path, meta: dict[str, Any], index: int) -> np.memmap:
@@ -589,10 +743,17 @@ def replace_refusal(folder: Path) -> str | None:
         meta = validate_sample(folder)
     except FormatError as err:
         return f"{folder} holds {shown}, and is not a sample ({err}); nothing was changed; choose another --output-dir"
-    extra = [name for name in names if name.rstrip("/") not in sample_files(meta)]
+    own = sample_files(meta, read_rollout(folder, meta))
+    # Hidden partial files of this tool's runs go with the sample; anything else is the user's.
+    extra = [name for name in names if name.rstrip("/") not in own and not _is_partial_file_of_ours(name)]
     if extra:
         return f"{folder} holds a sample and also {', '.join(extra[:4])}, which are not a sample's; nothing was changed; choose another --output-dir"
     return None
+
+
+def _is_partial_file_of_ours(name: str) -> bool:
+    """A hidden file (not a folder: those end in '/' here) that one of this tool's runs writes beside a sample's files."""
+    return name.startswith(".") and not name.endswith("/") and is_sample_file(name)
 
 
 def prepare_target(target: Path, overwrite: bool) -> list[str]:
@@ -628,9 +789,10 @@ class SampleWriter:
     new sample with the old in one step, so the name never shows a half of either.
     """
 
-    def __init__(self, target: Path, overwrite: bool = False) -> None:
+    def __init__(self, target: Path, overwrite: bool = False, update_index: bool = True) -> None:
         self.target = Path(target)
         self.overwrite = overwrite
+        self.update_index = update_index  # off where one other process alone writes index.json (batch)
         check_target(self.target, overwrite)
         # Parents this writer creates are removed again if the sample is never committed.
         self.created_parents = [p for p in reversed(self.target.parents) if not p.exists()]
@@ -723,7 +885,8 @@ class SampleWriter:
         else:
             self._claim_target()
         self.committed = True
-        write_index(self.target.parent)
+        if self.update_index:
+            write_index(self.target.parent)
         return self.target
 
     def _swap_with_target(self) -> None:

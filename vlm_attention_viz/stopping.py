@@ -51,4 +51,5 @@ def exit_code(stop: KeyboardInterrupt) -> int:
 
 def stop_message(stop: KeyboardInterrupt) -> str:
     name = "terminated" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "interrupted"
-    return f"{name}; nothing was written"
+    kept = getattr(stop, "kept", "nothing was written")  # a batch sets what it keeps: the samples it finished
+    return f"{name}; {kept}"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import sample_format as fmt
-from .capture import DEFAULT_ROW_BUDGET, attention_chunks, rows_per_chunk, to_host
+from .attention_capture import DEFAULT_ROW_BUDGET, attention_chunks, rows_per_chunk, to_host
 from .errors import UserError
 from .models import ModelAdapter, PreparedInputs
 from .models.base import PatchCall, VisionGeometry

@@ -3,7 +3,8 @@
 The attention has the structure real VLM maps show: sinks on the first tokens,
 a local band near the diagonal, and text tokens that focus on one image region.
 Layers can share files through hard links (--distinct-layers) so that a sample of
-36 layers × 32 heads at N=8,192 fits on a normal disk. --vision-blocks adds vision-encoder
+36 layers × 32 heads at N=8,192 fits on a normal disk. The token tables and the rollout
+are computed from the stored layers by the same code as the extractor's. --vision-blocks adds vision-encoder
 attention over the image's patches (merge 2, 16 px patches): a local neighbourhood plus a
 ring of salient patches that every patch attends to, as edges are in real ViT maps.
 
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .. import sample_format as fmt
+from ..analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
 
 PREFIX = ["<|im_start|>", "user", "\n", "<|vision_start|>"]
 SUFFIX_TEXT = ["<|vision_end|>", "Describe", " this", " image", " in", " detail", "."]
@@ -157,19 +159,25 @@ def write_synthetic(
     vision_heads: int = 2,
 ) -> Path:
     tokens, grid = build_tokens(seq_len)
+    device = resolve_device(None)
+    image = grid_image(grid)
+    measures = TokenMeasures(
+        TokenLayout.of(tokens, [fmt.grid_region(grid, image.size)]), fmt.TokenTables(layers, heads, seq_len)
+    )
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        image = grid_image(grid)
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers
             if source != layer:  # hard links: the same bytes under another layer's name
                 for name in (fmt.layer_file, fmt.head_mean_file, fmt.head_max_file):
                     os.link(writer.tmp / name(source), writer.tmp / name(layer))
+                measures.tables.values[:, :, layer] = measures.tables.values[:, :, source]
                 continue
             attn = layer_attention(tokens, grid, heads, layer, seed)
             mean = attn.mean(axis=0, dtype=np.float32).astype(np.float16)
             writer.write_layer(layer, attn, mean, attn.max(axis=0))
+            add_measures(measures, layer, attn, device)
             del attn
         meta = fmt.build_meta(
             model="synthetic",
@@ -184,10 +192,22 @@ def write_synthetic(
             num_kv_heads=heads,
             tokens=tokens,
             image_grid=grid,
+            token_tables=measures.tables.write(writer),
         )
         if vision_blocks:
             meta["vision"] = write_vision(writer, grid, image.size, vision_blocks, vision_heads, seed)
+        write_rollout(writer.tmp, meta, device)
         return writer.commit(meta)
+
+
+def add_measures(
+    measures: TokenMeasures, layer: int, attn: np.ndarray, device: str, chunk_bytes: int = 32 * 2**20
+) -> None:
+    """The token tables of one (H, N, N) layer, a block of rows at a time."""
+    heads, n, _ = attn.shape
+    rows = max(1, chunk_bytes // (heads * n * 4))
+    for row0 in range(0, n, rows):
+        measures.add_host(layer, row0, attn[:, row0 : row0 + rows], device)
 
 
 def main() -> None:

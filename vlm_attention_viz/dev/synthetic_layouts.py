@@ -1,5 +1,6 @@
 """Synthetic samples with image regions, in SmolVLM's token layout: each image cut into tiles of 4 x 4 tokens
 (64 px) plus a 4 x 4 global view, tile labels and separators between them; one image, or two in one prompt.
+The token tables and the rollout are computed by the extractor's code, as for synthetic.py's samples.
 
 Each tile of the drawn image has its own flat colour, so a test can tell which pixels a token covers.
 
@@ -16,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from .. import sample_format as fmt
+from ..analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
 from ..models.smolvlm import AROUND_IMAGE, GLOBAL_LABEL, tiled_layout
-from .synthetic import layer_attention
+from .synthetic import add_measures, layer_attention
 
 TILE_PX, TILE_SIDE = 64, 4
 IMAGE_TEXT = "[IMG]"
@@ -63,6 +65,9 @@ def write_tiled(target: Path, images: int, layers: int, heads: int, seed: int, o
         tokens[position]["type"] = "image"
     layout.place(tokens)
     pictures = [tile_image(*tiles) for tiles in IMAGE_TILES[:images]]
+    device = resolve_device(None)
+    token_layout = TokenLayout.of(tokens, layout.region_entries())
+    measures = TokenMeasures(token_layout, fmt.TokenTables(layers, heads, len(tokens)))
     with fmt.SampleWriter(target, overwrite=overwrite) as writer:
         names = ["image.png" if i == 0 else f"image_{i}.png" for i in range(images)]
         for name, picture in zip(names, pictures, strict=True):
@@ -71,6 +76,7 @@ def write_tiled(target: Path, images: int, layers: int, heads: int, seed: int, o
         for layer in range(layers):
             attn = layer_attention(tokens, grid, heads, layer, seed)
             writer.write_layer(layer, attn, attn.mean(axis=0, dtype=np.float32).astype(np.float16), attn.max(axis=0))
+            add_measures(measures, layer, attn, device)
         meta = fmt.build_meta(
             model="synthetic",
             model_type="synthetic",
@@ -81,7 +87,9 @@ def write_tiled(target: Path, images: int, layers: int, heads: int, seed: int, o
             num_heads=heads,
             num_kv_heads=heads,
             tokens=tokens,
+            token_tables=measures.tables.write(writer),
         )
+        write_rollout(writer.tmp, meta, device)
         return writer.commit(meta)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter)
 }
 
-__all__ = ["ADAPTERS", "ModelAdapter", "PreparedInputs", "adapter_for", "adapter_named", "detect_model_type"]
+__all__ = [
+    "ADAPTERS",
+    "ModelAdapter",
+    "PreparedInputs",
+    "adapter_for",
+    "adapter_for_config",
+    "adapter_named",
+    "detect_model_type",
+]
 
 
 def adapter_named(name: str) -> ModelAdapter:
@@ -36,8 +45,20 @@ def adapter_for(source: str, model_type: str | None) -> ModelAdapter:
     """
     if model_type is None:
         return adapter_named(detect_model_type(source))
+    return named_adapter_for(model_type, lambda: checkpoint_model_type(source), source)
+
+
+def adapter_for_config(config: PreTrainedConfig, model_type: str | None, source: str) -> ModelAdapter:
+    """adapter_for, for a model already loaded: the same rules, applied to its config's model_type."""
+    if model_type is None:
+        return claimed_adapter(config.model_type, source)()
+    return named_adapter_for(model_type, lambda: config.model_type, source)
+
+
+def named_adapter_for(model_type: str, checkpoint_type: Callable[[], str | None], source: str) -> ModelAdapter:
+    """The adapter model_type names (checked before the checkpoint is read), unless another adapter claims it."""
     adapter = adapter_named(model_type)
-    claimed_by = claiming_adapter(checkpoint_model_type(source))
+    claimed_by = claiming_adapter(checkpoint_type())
     if claimed_by is not None and claimed_by.name != model_type:
         raise UserError(
             f"{source} is a {claimed_by.name} model, not {model_type}; pass --model-type {claimed_by.name}, or leave it out to detect it"
@@ -47,13 +68,16 @@ def adapter_for(source: str, model_type: str | None) -> ModelAdapter:
 
 def detect_model_type(source: str) -> str:
     """The --model-type whose adapter handles this checkpoint, from its config.json's model_type."""
-    model_type = checkpoint_model_type(source)
+    return claimed_adapter(checkpoint_model_type(source), source).name
+
+
+def claimed_adapter(model_type: str | None, source: str) -> type[ModelAdapter]:
     adapter = claiming_adapter(model_type)
     if adapter is None:
         raise UserError(
             f"{source} is a {model_type!r} model, which no adapter supports; supported: {', '.join(sorted(ADAPTERS))}"
         )
-    return adapter.name
+    return adapter
 
 
 def claiming_adapter(model_type: str | None) -> type[ModelAdapter] | None:

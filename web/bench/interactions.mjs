@@ -144,3 +144,24 @@ function clickablePoints(page, selector, count) {
     [selector, count],
   );
 }
+
+/**
+ * Milliseconds of `runs` PNG exports of the current view at `scale` (the
+ * button's path: figure assembly, canvas paint and PNG encoding), with or
+ * without the token strip, each ending when the PNG blob exists.
+ */
+export async function exportTimes(page, scale, runs, withTokens) {
+  return page.evaluate(
+    async ([s, n, tokens]) => {
+      const times = [];
+      for (let run = 0; run < n; run++) {
+        const start = performance.now();
+        const file = await window.vav.exportFigure("png", s, tokens);
+        if (!file || file.blob.size === 0) throw new Error("the export made no PNG");
+        times.push(performance.now() - start);
+      }
+      return times;
+    },
+    [scale, runs, withTokens],
+  );
+}

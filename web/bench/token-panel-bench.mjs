@@ -6,7 +6,8 @@
 //                                     [--work-dir /tmp/vav-token-bench] [--clean]
 //
 // Prints click latencies (input → vav:draw, and → the next frame) per round of clicks
-// spread over the token panel. No figure is asserted here.
+// spread over the token panel, then PNG exports at 2× of the view with and without the
+// whole token strip. No figure is asserted here.
 import { spawnSync } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -14,7 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runnerImport } from "vite";
-import { clickLatencies, openViewer } from "./interactions.mjs";
+import { clickLatencies, exportTimes, openViewer } from "./interactions.mjs";
 
 const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REPO_DIR = path.dirname(WEB_DIR);
@@ -45,6 +46,10 @@ try {
   for (let round = 1; round <= rounds; round++) {
     const { draw, frame, missed } = await clickLatencies(page, "#tokens", clicks);
     console.log(`round ${round}: ${draw.length} clicks (${missed} drew nothing): input → draw p50 ${quantile(draw, 0.5)} / p95 ${quantile(draw, 0.95)} ms; → next frame p50 ${quantile(frame, 0.5)} / p95 ${quantile(frame, 0.95)} ms`);
+  }
+  for (const withTokens of [false, true]) {
+    const times = await exportTimes(page, 2, 5, withTokens);
+    console.log(`PNG export at 2×${withTokens ? ", with the token strip" : ", image + bar"}: p50 ${quantile(times, 0.5)} / max ${Math.max(...times).toFixed(1)} ms (5 runs)`);
   }
 } finally {
   await browser.close();

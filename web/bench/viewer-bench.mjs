@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runnerImport } from "vite";
 import { startMemoryMonitor, rendererPeakRss } from "./memory.mjs";
-import { clickLatencies, layerSwitch, openViewer, pressKey, waitForNetworkIdle } from "./interactions.mjs";
+import { clickLatencies, exportTimes, layerSwitch, openViewer, pressKey, waitForNetworkIdle } from "./interactions.mjs";
 
 const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REPO_DIR = path.dirname(WEB_DIR);
@@ -139,8 +139,11 @@ async function interactiveSession(url, meta) {
     progress("layer switches");
     const warm = await layerSwitch(page, "warm", [1, 2, 3, 4, 5]);
     const cold = await layerSwitch(page, "cold", [12, 18, 24, 30, 35].filter((l) => l < meta.num_layers));
+    progress("PNG exports at 2×");
+    const png2x = await exportTimes(page, 2, 5, false);
+    const png2xTokens = await exportTimes(page, 2, 5, true);
     const memory = await monitor.stop();
-    return { tokenSrc, overlay, tokenTgt, warm, cold, memory: { ...memory, rendererPeakRss: rendererPeakRss() } };
+    return { tokenSrc, overlay, tokenTgt, warm, cold, png2x, png2xTokens, memory: { ...memory, rendererPeakRss: rendererPeakRss() } };
   } finally {
     await browser.close();
   }
@@ -165,6 +168,8 @@ function printTable(all) {
     ]),
     ["layer switch warm (→ key), p50 / max (ms)", (r) => `${p(r.warm, 50)} / ${Math.max(...r.warm).toFixed(1)}`],
     ["layer switch cold (slider jump), p50 / max (ms)", (r) => `${p(r.cold, 50)} / ${Math.max(...r.cold).toFixed(1)}`],
+    ["PNG export at 2×, image + bar, p50 / max (ms)", (r) => `${p(r.png2x, 50)} / ${Math.max(...r.png2x).toFixed(1)}`],
+    ["PNG export at 2×, with the token strip, p50 / max (ms)", (r) => `${p(r.png2xTokens, 50)} / ${Math.max(...r.png2xTokens).toFixed(1)}`],
     ["peak JS heap, page + worker (MiB)", (r) => mib(r.memory.jsHeap)],
     ["peak ArrayBuffers, page + worker (MiB)", (r) => mib(r.memory.arrayBuffers)],
     ["peak renderer RSS, VmHWM (MiB)", (r) => mib(r.memory.rendererPeakRss)],

@@ -1,11 +1,11 @@
 // Builds index.json (SPEC.md §1) from the sample folders of DATA_DIR, so the dev
 // server lists samples without the extractor having written an index. A folder is
-// listed iff its name is not hidden, its meta.json passes the viewer's own parser,
-// and the image and every attention file it names would be served, the attention
-// files at the size the format gives them: the rule sample_format.py lists by too,
+// listed iff its name is not hidden, its meta.json (and its rollout.json, when there)
+// passes the viewer's own parser, and the image and every attention file they name
+// would be served, the attention files at the size the format gives them: the rule sample_format.py lists by too,
 // so a half-written or damaged sample never reaches the viewer's list.
 import { readdir, readFile } from "node:fs/promises";
-import { attentionFileSizes, parseMeta, type SampleMeta } from "../src/data/format.ts";
+import { ROLLOUT_FILE, attentionFileSizes, parseMeta, parseRollout, type RolloutMeta, type SampleMeta } from "../src/data/format.ts";
 import { isHiddenName, resolveInside } from "./safe-path.ts";
 
 export interface SampleEntry {
@@ -32,7 +32,9 @@ export async function listSamples(dataDir: string): Promise<{ samples: SampleEnt
 /** The sample's entry, or null for anything that is not a complete, valid sample. */
 async function readEntry(dataDir: string, name: string): Promise<SampleEntry | null> {
   const meta = await readMeta(dataDir, name);
-  if (meta === null || !(await holdsItsFiles(dataDir, name, meta))) return null;
+  if (meta === null) return null;
+  const rollout = await readRollout(dataDir, name, meta);
+  if (rollout === null || !(await holdsItsFiles(dataDir, name, meta, rollout))) return null;
   return {
     name,
     model: meta.model,
@@ -54,10 +56,21 @@ async function readMeta(dataDir: string, name: string): Promise<SampleMeta | nul
   }
 }
 
-/** Whether every image and every attention file meta.json names are there, the latter at their expected sizes. */
-async function holdsItsFiles(dataDir: string, name: string, meta: SampleMeta): Promise<boolean> {
+/** The sample's rollout.json: undefined when it has none, null when it is broken. */
+async function readRollout(dataDir: string, name: string, meta: SampleMeta): Promise<RolloutMeta | undefined | null> {
+  const found = await resolveInside(dataDir, samplePath(name, ROLLOUT_FILE));
+  if (!found.ok) return undefined;
+  try {
+    return parseRollout(JSON.parse(await readFile(found.file, "utf8")), meta);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether every image and every attention file meta.json (and rollout.json) names are there, the latter at their expected sizes. */
+async function holdsItsFiles(dataDir: string, name: string, meta: SampleMeta, rollout: RolloutMeta | undefined): Promise<boolean> {
   const images = meta.images.map((image) => resolveInside(dataDir, samplePath(name, image.path)).then((found) => found.ok));
-  const attention = attentionFileSizes(meta).map(async ({ file, bytes }) => {
+  const attention = attentionFileSizes(meta, rollout).map(async ({ file, bytes }) => {
     const found = await resolveInside(dataDir, samplePath(name, file));
     return found.ok && found.size === bytes;
   });

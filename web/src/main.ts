@@ -2,6 +2,7 @@
 // action → state (+ URL) → worker asks for one vector (two in vision mode: the
 // token panel's and the image overlay's) → both panels recolour.
 
+import { reduceVectors } from "./data/attention";
 import { DataClient } from "./data/data-client";
 import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./data/format";
 import {
@@ -17,21 +18,33 @@ import {
   visionBlockIndices,
   type ViewState,
 } from "./state/state";
+import { settingsFromParams, settingsToParams, type Settings } from "./state/settings";
 import { statusText } from "./state/status";
 import { stepToken, wordAt } from "./state/words";
-import { Controls, bindShortcuts, type Settings } from "./view/controls";
+import { Controls, bindShortcuts } from "./view/controls";
+import type { Heat } from "./view/color";
 import { byId } from "./view/dom";
+import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type Box, type FigureParts, type ShownVector } from "./view/export";
 import { ImagePanel } from "./view/image-panel";
-import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
+import { ColourBar } from "./view/legend";
 import { ImagePicker } from "./view/image-picker";
+import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "./view/panel-heats";
 import { TokenPanel } from "./view/token-panel";
+import { TopKList, topK } from "./view/top-k";
 import { Tooltip } from "./view/tooltip";
 
 const params = new URLSearchParams(location.search);
-const dataRoot = new URL(withSlash(params.get("data") ?? "./data/"), location.href);
 const cacheBytes = (Number(params.get("cacheMB")) || 512) * 2 ** 20;
+const TOP_K = 10;
 
 type HistoryMode = "push" | "replace" | "none";
+
+interface SharedVectors {
+  /** The selection (tokens, direction, combine; vision patch and head) the vectors were read for. */
+  key: string;
+  values: Float32Array | null;
+  vision: Float32Array | null;
+}
 
 interface Loaded {
   meta: SampleMeta;
@@ -49,6 +62,8 @@ const app = {
   firstHeatmapDrawn: false,
   /** Views set since the page last showed one: their URLs wait for syncPage(). */
   unsynced: [] as { url: string; history: HistoryMode }[],
+  /** The shared scale's vectors, kept for the selection they were read for: stepping layers or heads reuses them. */
+  shared: null as SharedVectors | null,
 };
 
 const client = new DataClient();
@@ -58,12 +73,15 @@ const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip,
 );
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
 const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), (choice, imageChanged) => void showImage(choice.image, imageChanged));
+const imageBar = new ColourBar(byId("image-legend"));
+const tokenBar = new ColourBar(byId("token-legend"));
+const topList = new TopKList(byId("top-k-list"), pickRanked);
 const controls = new Controls({
-  sample: (name) => void openSample(name, {}, "push"),
+  sample: (name) => void openSampleNamed(name, {}, "push"),
   layer: (layer) => change({ layer }),
   head: (head) => change({ head }),
   direction: (dir) => change({ dir }),
-  layerReduce: (layerReduce) => change({ layerReduce }),
+  layerReduce: chooseLayerReduce,
   layerEnd: (layerEnd) => change({ layerEnd }),
   combine: (combine) => change({ combine }),
   overlay: (overlay) => change({ overlay }),
@@ -80,13 +98,26 @@ bindShortcuts({
   stepToken: (delta) => app.loaded && app.view && change({ tokens: [stepToken(app.loaded.meta, app.view.tokens, delta)] }),
   toggleOverlay: () => app.view && app.loaded && change({ overlay: stepOverlay(app.view.overlay, app.loaded.meta) }),
 });
-tokenPanel.setCollapseImage(controls.settings().collapseImage); // a reload may restore the checkbox
+controls.applySettings(settingsFromParams(params));
+tokenPanel.setCollapseImage(controls.settings().collapseImage);
+bindExport();
 window.addEventListener("popstate", () => void restoreFromUrl());
 exposeAutomationHook();
 void start();
 
 function withSlash(path: string): string {
   return path.endsWith("/") ? path : `${path}/`;
+}
+
+/** The data folder the URL names, or null (with the message shown) when it is no URL. */
+function dataRootOf(params: URLSearchParams): URL | null {
+  const asked = params.get("data") ?? "./data/";
+  try {
+    return new URL(withSlash(asked), location.href);
+  } catch {
+    showError(`The data parameter ${JSON.stringify(asked)} is not a URL or path the viewer can read.`);
+    return null;
+  }
 }
 
 /** The sample's vision attention when the image panel shows it, else null. */
@@ -131,23 +162,26 @@ async function fetchJson(url: URL): Promise<unknown> {
 }
 
 async function start(): Promise<void> {
+  const dataRoot = dataRootOf(params);
+  if (!dataRoot) return;
   try {
     const entries = parseIndex(await fetchJson(new URL("index.json", dataRoot)));
     controls.listSamples(entries);
     const asked = viewFromParams(params);
     const name = asked.sample ?? entries[0]?.name;
     if (!name) return showError(`No samples in ${dataRoot.href}: run the extractor first.`);
-    await openSample(name, asked, "replace");
+    await openSample(dataRoot, name, asked, "replace");
   } catch (error) {
     showError(`Cannot list samples: ${message(error)}`);
   }
 }
 
-async function openSample(name: string, asked: Partial<ViewState>, history: HistoryMode): Promise<void> {
+async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>, history: HistoryMode): Promise<void> {
   app.request++;
   app.loaded = null;
   app.values = null;
   app.vision = null;
+  app.shared = null;
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
   try {
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
@@ -169,6 +203,11 @@ async function openSample(name: string, asked: Partial<ViewState>, history: Hist
   }
 }
 
+function openSampleNamed(name: string, asked: Partial<ViewState>, history: HistoryMode): Promise<void> {
+  const dataRoot = dataRootOf(params);
+  return dataRoot ? openSample(dataRoot, name, asked, history) : Promise.resolve();
+}
+
 function sinkMask(meta: SampleMeta): Uint8Array {
   const mask = new Uint8Array(meta.seqLen);
   meta.tokens.forEach((token, i) => (mask[i] = i === 0 || token.type === "special" ? 1 : 0));
@@ -177,7 +216,7 @@ function sinkMask(meta: SampleMeta): Uint8Array {
 
 async function restoreFromUrl(): Promise<void> {
   const asked = viewFromParams(new URLSearchParams(location.search));
-  if (asked.sample && asked.sample !== app.view?.sample) return openSample(asked.sample, asked, "none");
+  if (asked.sample && asked.sample !== app.view?.sample) return openSampleNamed(asked.sample, asked, "none");
   if (app.loaded && app.view) setView(completeView(asked, app.view.sample, app.loaded.meta), "none");
 }
 
@@ -192,6 +231,24 @@ function pressPatch(patch: number): void {
   if (app.view) change({ patch: app.view.patch === patch ? null : patch });
 }
 
+/**
+ * Choosing a reduction applies at once: a range still one layer wide grows to
+ * the last layer (or from the first, when the slider is on the last).
+ */
+function chooseLayerReduce(layerReduce: ViewState["layerReduce"]): void {
+  if (!app.view || !app.loaded) return;
+  const { layer, layerEnd } = app.view;
+  const last = app.loaded.meta.numLayers - 1;
+  const widened = layerReduce && layerEnd === layer ? (layer === last ? 0 : last) : layerEnd;
+  change({ layerReduce, layerEnd: widened });
+}
+
+/** A press on a top-k entry: select that token, or that vision patch. */
+function pickRanked(index: number): void {
+  if (visionShown()) change({ patch: index });
+  else change({ tokens: [index] });
+}
+
 /** A user change to the view: record it in history, then fetch and draw. */
 function change(patch: Partial<ViewState>): void {
   if (!app.view || !app.loaded) return;
@@ -202,8 +259,13 @@ function change(patch: Partial<ViewState>): void {
 
 function setView(view: ViewState, history: HistoryMode): void {
   app.view = view;
-  app.unsynced.push({ url: `?${viewToParams(view, new URLSearchParams(location.search))}`, history });
+  app.unsynced.push({ url: pageUrl(view), history });
   void refresh(); // the worker starts before any bookkeeping
+}
+
+/** The URL of a view with the display settings. */
+function pageUrl(view: ViewState): string {
+  return `?${settingsToParams(controls.settings(), viewToParams(view, new URLSearchParams(location.search)))}`;
 }
 
 /**
@@ -228,11 +290,12 @@ async function refresh(): Promise<void> {
   const request = ++app.request;
   if (!view) return redraw();
   try {
-    const [values, vision] = await Promise.all([tokenValues(view), visionValues(view)]);
+    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view)]);
     if (request !== app.request) return; // the user has moved on
     hideError();
     app.values = values;
     app.vision = vision;
+    app.shared = shared;
   } catch (error) {
     if (request !== app.request) return;
     app.values = null;
@@ -264,16 +327,45 @@ async function visionValues(view: ViewState): Promise<Float32Array | null> {
   return client.vision({ blocks: visionBlockIndices(view.vblocks, vision), patch: view.patch, head: view.vhead });
 }
 
+/**
+ * With the shared scale, the element-wise max of the selection's vector over
+ * every layer and head: the head-max file's row (or column) of each layer,
+ * reduced by max. In vision mode, the max over the captured blocks of the
+ * shown vision vector. Kept while the selection stays the same.
+ */
+async function sharedValues(view: ViewState): Promise<SharedVectors | null> {
+  if (controls.settings().scale !== "shared" || !app.loaded) return null;
+  const vision = visionShown();
+  const key = JSON.stringify([view.tokens, view.dir, view.combine, vision && [view.patch, view.vhead]]);
+  if (app.shared?.key === key) return app.shared;
+  const llm = view.tokens.length
+    ? client.vector({
+        firstLayer: 0,
+        lastLayer: app.loaded.meta.numLayers - 1,
+        layerReduce: "max",
+        head: "max",
+        axis: view.dir === "src" ? "row" : "col",
+        indices: view.tokens,
+        combine: view.combine,
+      })
+    : Promise.resolve(null);
+  const perBlock = vision ? vision.blocks.map((_, i) => client.vision({ blocks: [i], patch: view.patch, head: view.vhead })) : [];
+  const [values, blocks] = await Promise.all([llm, Promise.all(perBlock)]);
+  return { key, values, vision: blocks.length ? reduceVectors(blocks, "max") : null };
+}
+
 /** What the view fetched, once a sample is open. */
 function fetched(): Fetched | null {
   if (!app.loaded || !app.view) return null;
-  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, shownImage: imagePicker.choice() };
+  const shared = { shared: app.shared?.values ?? null, visionShared: app.shared?.vision ?? null };
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared, shownImage: imagePicker.choice() };
 }
 
 /** Another image, or other regions of it, on the image panel: the same vector, redrawn. */
 async function showImage(image: number, imageChanged: boolean): Promise<void> {
   const loaded = app.loaded;
-  if (!loaded) return;
+  const dataRoot = dataRootOf(params);
+  if (!loaded || !dataRoot) return;
   if (imageChanged) {
     const sampleUrl = new URL(`${encodeURIComponent(app.view!.sample)}/`, dataRoot);
     await imagePanel.setImage(new URL(encodeURIComponent(loaded.meta.images[image]!.path), sampleUrl).href);
@@ -287,9 +379,33 @@ function redraw(): void {
   const overlay = shown && imageOverlay(shown, settings);
   const tokens = shown && tokenHeat(shown, settings);
   if (overlay) imagePanel.update(overlay);
-  tokenPanel.update(tokens, app.view?.tokens ?? []);
+  tokenPanel.update(tokens?.heat ?? null, app.view?.tokens ?? []);
+  imageBar.update(overlay?.legend ?? null);
+  tokenBar.update(tokens?.legend ?? null);
   if (overlay?.heat || tokens) markDrawn();
+  showTopK(overlay?.heat ?? null, tokens?.heat ?? null, settings);
   syncPage(); // in the same frame as the pixels
+}
+
+/** The top-k of what the view shows: the vision patches in vision mode, else the LLM's tokens (text and image). */
+function showTopK(overlay: Heat | null, tokens: Heat | null, settings: Settings): void {
+  const meta = app.loaded?.meta;
+  const vision = visionShown();
+  if (!meta) return topList.update([], String, "");
+  if (vision) {
+    const label = (p: number) => `patch ${Math.floor(p / vision.grid.cols)},${p % vision.grid.cols}`;
+    return topList.update(overlay ? topK(overlay, null, TOP_K) : [], label, `Top ${TOP_K} patches (vision encoder)`);
+  }
+  const skip = settings.excludeSinks ? app.loaded!.sinks : null;
+  return topList.update(tokens ? topK(tokens, skip, TOP_K) : [], (t) => tokenName(meta, t), `Top ${TOP_K} tokens and patches`);
+}
+
+/** A token as the readout and the exports name it: its text, or its image patch (and region, where there are several). */
+function tokenName(meta: SampleMeta, token: number): string {
+  const { gridPos, text, region } = meta.tokens[token]!;
+  if (!gridPos) return `#${token} ${JSON.stringify(text)}`;
+  const label = meta.regions.length > 1 && region !== undefined ? regionLabel(meta, meta.regions[region]!) : "";
+  return `#${token} ${label ? `${label} ` : ""}patch ${gridPos[0]},${gridPos[1]}`;
 }
 
 function markDrawn(): void {
@@ -300,10 +416,12 @@ function markDrawn(): void {
   }
 }
 
-/** Redraw only what a display setting touches. */
+/** Redraw only what a display setting touches; the URL keeps it, without a history entry. */
 function settingChanged(changed: keyof Settings): void {
   const settings = controls.settings();
-  if (changed === "opacity") {
+  if (app.view) window.history.replaceState(null, "", pageUrl(app.view));
+  if (changed === "scale") void refresh(); // the shared scale reads its own vectors
+  else if (changed === "opacity") {
     const shown = fetched();
     if (shown) imagePanel.update(imageOverlay(shown, settings));
   } else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
@@ -325,14 +443,69 @@ function exposeAutomationHook(): void {
       tokenBox: (token: number) => tokenPanel.clientBox(token),
       values: () => (app.values ? Array.from(app.values) : null),
       visionValues: () => (app.vision ? Array.from(app.vision) : null),
+      legends: () => ({ image: imageBar.current, tokens: tokenBar.current }),
+      exportFigure,
     },
   });
+}
+
+/** The current view's figure parts: the caption names model, layers, head, selection and direction. */
+function figureParts(withTokens: boolean): FigureParts | null {
+  if (!app.view || !app.loaded) return null;
+  const caption = `${app.loaded.meta.model} · ${statusText(app.view, app.loaded.meta)}`;
+  const parts: FigureParts = { caption, image: (scale) => imagePanel.figure(scale), imageLegend: imageBar.current };
+  if (withTokens) parts.tokens = { strip: (width, scale) => tokenPanel.figure(width, scale), legend: tokenBar.current };
+  return parts;
+}
+
+function shownVectors(): ShownVector[] {
+  const meta = app.loaded?.meta;
+  const vectors: ShownVector[] = [];
+  if (meta && app.values) vectors.push({ name: "llm", values: app.values, label: (t) => tokenName(meta, t) });
+  const vision = visionShown();
+  if (vision && app.vision) {
+    vectors.push({ name: "vision", values: app.vision, label: (p) => `patch ${Math.floor(p / vision.grid.cols)},${p % vision.grid.cols}` });
+  }
+  return vectors;
+}
+
+type ExportKind = "png" | "svg" | "csv" | "json";
+
+/** The current view as a file's content: a PNG data URL, or the text of an SVG, CSV or JSON file. */
+async function exportFigure(kind: ExportKind, scale = 2, withTokens = false): Promise<{ name: string; blob: Blob; imageBox?: Box } | null> {
+  const parts = figureParts(withTokens);
+  if (!parts || !app.view) return null;
+  const base = `${app.view.sample}_layer${app.view.layer}_${app.view.head}`;
+  if (kind === "png") {
+    const { canvas, imageBox } = figureCanvas(parts, scale);
+    const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, "image/png"));
+    return blob && { name: `${base}@${scale}x.png`, blob, imageBox };
+  }
+  if (kind === "svg") return { name: `${base}.svg`, blob: new Blob([figureSvg(parts)], { type: "image/svg+xml" }) };
+  if (kind === "csv") return { name: `${base}.csv`, blob: new Blob([vectorsCsv(parts.caption, shownVectors())], { type: "text/csv" }) };
+  const view = { ...app.view, settings: controls.settings() };
+  return { name: `${base}.json`, blob: new Blob([vectorsJson(parts.caption, view, shownVectors())], { type: "application/json" }) };
+}
+
+function bindExport(): void {
+  const scale = byId<HTMLSelectElement>("export-scale");
+  scale.replaceChildren(
+    ...EXPORT_SCALES.map((s) => Object.assign(document.createElement("option"), { value: String(s), textContent: `${s}×` })),
+  );
+  const withTokens = byId<HTMLInputElement>("export-tokens");
+  for (const kind of ["png", "svg", "csv", "json"] as const) {
+    byId(`export-${kind}`).addEventListener("click", async () => {
+      const file = await exportFigure(kind, Number(scale.value), withTokens.checked);
+      if (file) download(file.name, file.blob);
+    });
+  }
 }
 
 function showError(text: string): void {
   const box = byId("error");
   box.textContent = text;
   box.hidden = false;
+  setText(byId("status"), "Nothing to show: see the message above.");
 }
 
 function hideError(): void {

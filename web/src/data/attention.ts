@@ -55,38 +55,54 @@ export interface ValueRange {
   hi: number;
 }
 
-/**
- * Min and max of values[start..end) whose index is not skipped. Attention
- * sinks (the first token, special tokens) take most of the mass in Qwen's
- * maps, so the viewer can leave them out to keep the rest visible.
- */
-export function normalisationRange(
-  values: Float32Array,
-  skip: Uint8Array | null,
-  start = 0,
-  end = values.length,
-): ValueRange {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let j = start; j < end; j++) {
-    if (skip?.[j]) continue;
-    const v = values[j]!;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
+/** What a panel shows of a vector: its finite range, where a log scale starts, and how many values are NaN or ±Inf. */
+export interface ShownStats {
+  /** Min and max of the counted finite values; null when there are none. */
+  range: ValueRange | null;
+  /** The smallest counted value above zero, or 0 when none is. */
+  minPositive: number;
+  nonFinite: number;
 }
 
-/** normalisationRange over the values at `indices` only (an image's tokens, which need not be one block). */
-export function normalisationRangeAt(values: Float32Array, skip: Uint8Array | null, indices: ArrayLike<number>): ValueRange {
-  let lo = Infinity;
-  let hi = -Infinity;
+/**
+ * Statistics of values[start..end) whose index is not skipped. Attention
+ * sinks (the first token, special tokens) take most of the mass in Qwen's
+ * maps, so the viewer can leave them out to keep the rest visible. NaN and
+ * ±Inf stay out of the range and are counted apart.
+ */
+export function shownStats(values: Float32Array, skip: Uint8Array | null, start = 0, end = values.length): ShownStats {
+  const tally = new StatsTally();
+  for (let j = start; j < end; j++) if (!skip?.[j]) tally.add(values[j]!);
+  return tally.stats();
+}
+
+/** shownStats over the values at `indices` within visible[0]..visible[1] (an image's tokens, which need not be one block). */
+export function shownStatsAt(values: Float32Array, skip: Uint8Array | null, indices: ArrayLike<number>, visible: readonly [number, number]): ShownStats {
+  const tally = new StatsTally();
   for (let k = 0; k < indices.length; k++) {
     const j = indices[k]!;
-    if (skip?.[j]) continue;
-    const v = values[j]!;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+    if (j >= visible[0] && j <= visible[1] && !skip?.[j]) tally.add(values[j]!);
   }
-  return lo <= hi ? { lo, hi } : { lo: 0, hi: 0 };
+  return tally.stats();
+}
+
+class StatsTally {
+  private lo = Infinity;
+  private hi = -Infinity;
+  private minPositive = Infinity;
+  private nonFinite = 0;
+
+  add(v: number): void {
+    if (!Number.isFinite(v)) this.nonFinite++;
+    else {
+      if (v < this.lo) this.lo = v;
+      if (v > this.hi) this.hi = v;
+      if (v > 0 && v < this.minPositive) this.minPositive = v;
+    }
+  }
+
+  stats(): ShownStats {
+    const { lo, hi, minPositive, nonFinite } = this;
+    return { range: lo <= hi ? { lo, hi } : null, minPositive: Number.isFinite(minPositive) ? minPositive : 0, nonFinite };
+  }
 }

@@ -6,6 +6,21 @@ export const FORMAT_VERSION = 2;
 /** The version that brings image_regions and images: earlier readers could not place their tokens. */
 export const REGIONS_FORMAT_VERSION = 2;
 export const BYTES_PER_VALUE = 2; // float16
+/** The sidecar whose presence says a sample holds its rollout; meta.json does not mention it. */
+export const ROLLOUT_FILE = "rollout.json";
+
+/**
+ * The per-token measures (SPEC.md §1), named once: sample_format.py's TOKEN_TABLES.
+ * Each is a float16 (N, L, H) file: row t holds query token t's value for every
+ * layer and head, so one token's (L, H) table is one range of L × H × 2 bytes.
+ */
+export const TOKEN_TABLES = {
+  image_share: { file: "token_image_share.bin", label: "image share" },
+  special_share: { file: "token_special_share.bin", label: "special-token share" },
+  row_entropy: { file: "token_row_entropy.bin", label: "row entropy (nats)" },
+  image_entropy: { file: "token_image_entropy.bin", label: "spatial entropy on the image" },
+} as const satisfies Record<string, { file: string; label: string }>;
+export type TokenMeasure = keyof typeof TOKEN_TABLES;
 
 export type TokenType = "text" | "image" | "special";
 /** What a region of image tokens covers (sample_format.REGION_KINDS): a whole image, a tile, a downscaled whole. */
@@ -77,6 +92,16 @@ export interface SampleMeta {
   answerStart?: number;
   /** The vision encoder's self-attention, when the sample was made with --vision-layers. */
   vision?: VisionMeta;
+  /** The per-token tables the sample holds; empty for samples written before they existed. */
+  tokenTables: TokenMeasure[];
+}
+
+/** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
+export interface RolloutMeta {
+  layers: number;
+  formula: string;
+  /** rolloutFile(l) for every layer l. */
+  files: string[];
 }
 
 /**
@@ -142,6 +167,19 @@ function fileList(obj: Json, key: string, layers: number): string[] {
   return names as string[];
 }
 
+/**
+ * Far beyond any model the viewer is made for (36 layers × 32 heads at
+ * N = 8,192): a meta.json past these is broken, and is refused before any
+ * list of that length is built.
+ */
+export const META_BOUNDS = { num_layers: 1024, num_heads: 1024, seq_len: 1 << 20 } as const;
+
+function checkBounds(sizes: Record<keyof typeof META_BOUNDS, number>): void {
+  for (const key of Object.keys(META_BOUNDS) as (keyof typeof META_BOUNDS)[]) {
+    if (sizes[key] > META_BOUNDS[key]) throw new FormatError(`${key} is ${sizes[key]}, beyond this viewer's bound of ${META_BOUNDS[key]}`);
+  }
+}
+
 /** Parse and validate a meta.json value; throws FormatError naming the first problem. */
 export function parseMeta(raw: unknown): SampleMeta {
   if (!isObject(raw)) throw new FormatError("meta.json must hold a JSON object");
@@ -156,6 +194,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   if (numLayers < 1 || numHeads < 1 || seqLen < 1) {
     throw new FormatError("seq_len, num_layers and num_heads must be positive");
   }
+  checkBounds({ num_layers: numLayers, num_heads: numHeads, seq_len: seqLen });
   const imagePath = field(raw, "image_path", isString, "a string");
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
@@ -178,7 +217,54 @@ export function parseMeta(raw: unknown): SampleMeta {
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
+    tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
   };
+}
+
+function isTokenMeasure(value: unknown): value is TokenMeasure {
+  return isString(value) && Object.hasOwn(TOKEN_TABLES, value);
+}
+
+function parseTokenTables(raw: unknown): TokenMeasure[] {
+  if (!isList(raw) || !raw.every(isTokenMeasure) || new Set(raw).size !== raw.length) {
+    throw new FormatError(`'token_tables' must list distinct measures among ${Object.keys(TOKEN_TABLES).join(", ")}`);
+  }
+  return raw;
+}
+
+/** Parse rollout.json against its sample's meta; throws FormatError with sample_format.py's messages. */
+export function parseRollout(raw: unknown, meta: Pick<SampleMeta, "numLayers">): RolloutMeta {
+  if (!isObject(raw) || !isString(raw["formula"])) {
+    throw new FormatError(`${ROLLOUT_FILE} must hold an object with the string 'formula'`);
+  }
+  if (raw["layers"] !== meta.numLayers) {
+    throw new FormatError(`${ROLLOUT_FILE} 'layers' must equal num_layers (${meta.numLayers})`);
+  }
+  return { layers: meta.numLayers, formula: raw["formula"], files: Array.from({ length: meta.numLayers }, (_, l) => rolloutFile(l)) };
+}
+
+function twoDigits(index: number): string {
+  return String(index).padStart(2, "0");
+}
+
+/** R_layer's file: float16 (N, N), row t = token t's rollout row, as a head-mean file is laid out. */
+export function rolloutFile(layer: number): string {
+  return `rollout_layer_${twoDigits(layer)}.bin`;
+}
+
+export function tokenTableFile(measure: TokenMeasure): string {
+  return TOKEN_TABLES[measure].file;
+}
+
+/** Bytes of one (N, L, H) token table. */
+export function tokenTableBytes(meta: Pick<SampleMeta, "seqLen" | "numLayers" | "numHeads">): number {
+  return meta.seqLen * meta.numLayers * meta.numHeads * BYTES_PER_VALUE;
+}
+
+/** The byte range of token t's (L, H) table in a token-table file: [start, end), [layer][head] order. */
+export function tokenTableRange(meta: Pick<SampleMeta, "numLayers" | "numHeads">, token: number): [number, number] {
+  const bytes = meta.numLayers * meta.numHeads * BYTES_PER_VALUE;
+  return [token * bytes, (token + 1) * bytes];
 }
 
 function parseTokens(list: unknown[], seqLen: number): Token[] {
@@ -392,14 +478,19 @@ export interface SizedFile {
   bytes: number;
 }
 
-/** Every attention file meta.json lists, with the byte size the format gives it: what a complete sample holds. */
-export function attentionFileSizes(meta: SampleMeta): SizedFile[] {
+/**
+ * Every attention file meta.json lists (and, given rollout.json, the rollout's), with the byte size the
+ * format gives it: what a complete sample holds.
+ */
+export function attentionFileSizes(meta: SampleMeta, rollout?: RolloutMeta): SizedFile[] {
   const matrix = matrixBytes(meta.seqLen);
   return [
     ...sized(meta.layerFiles, layerFileBytes(meta)),
     ...sized(meta.headMeanFiles, matrix),
     ...sized(meta.headMaxFiles, matrix),
     ...(meta.vision ? visionFileSizes(meta.vision) : []),
+    ...sized(meta.tokenTables.map(tokenTableFile), tokenTableBytes(meta)),
+    ...(rollout ? sized(rollout.files, matrix) : []),
   ];
 }
 

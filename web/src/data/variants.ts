@@ -105,15 +105,32 @@ export function variantNamed<K extends string>(table: Readonly<Record<K, unknown
 
 interface RegionViewKind {
   label: string;
+  /** What the colour bar says is drawn. */
+  drawn: string;
   /** The kinds of region this view draws on an image. */
   shows: readonly RegionKind[];
 }
 
 const regionViews = {
-  tiles: { label: "tiles (full resolution)", shows: ["tile", "image"] },
-  global: { label: "global thumbnail", shows: ["global", "image"] },
+  tiles: { label: "tiles (full resolution)", drawn: "tiles' image tokens", shows: ["tile", "image"] },
+  global: { label: "global thumbnail", drawn: "global thumbnail's image tokens", shows: ["global", "image"] },
 } satisfies Record<string, RegionViewKind>;
 
 /** Which of a tiled image's regions the image panel draws; an image without tiles looks the same in both. */
 export const REGION_VIEWS: Readonly<Record<RegionView, RegionViewKind>> = regionViews;
 export type RegionView = keyof typeof regionViews;
+
+interface ScaleModeKind {
+  label: string;
+}
+
+const scaleModes = {
+  view: { label: "per view (min–max of what is shown)" },
+  shared: { label: "shared over all layers and heads" },
+  absolute: { label: "absolute (0 to 1)" },
+  log: { label: "log (min–max of what is shown)" },
+} satisfies Record<string, ScaleModeKind>;
+
+/** How a panel maps values to colours; the first is the default. */
+export const SCALE_MODES: Readonly<Record<ScaleMode, ScaleModeKind>> = scaleModes;
+export type ScaleMode = keyof typeof scaleModes;

@@ -1,8 +1,10 @@
 // Colour scales as 256-entry RGBA lookup tables: a value is normalised to
 // 0..255 once and every pixel or cell is one table read.
 
-export type PaletteName = "blue" | "viridis" | "hot";
-export const PALETTE_NAMES: readonly PaletteName[] = ["blue", "viridis", "hot"];
+import type { ScaleMode } from "../data/variants";
+import type { PaletteName } from "../state/settings";
+
+export { PALETTE_NAMES, type PaletteName } from "../state/settings";
 export const LUT_SIZE = 256;
 
 type Stop = [position: number, r: number, g: number, b: number, a: number];
@@ -47,10 +49,28 @@ export function buildLut(stops: Stop[]): Uint8ClampedArray {
   return lut;
 }
 
+/**
+ * Two entries after the palette's LUT_SIZE, the same in every palette: cells the
+ * selection cannot see under the causal mask (a neutral grey, never a low value),
+ * and NaN or ±Inf in the file (magenta, which no palette uses).
+ */
+export const MASKED = LUT_SIZE;
+export const NON_FINITE = LUT_SIZE + 1;
+export const MASKED_RGBA = [128, 128, 128, 110] as const;
+export const NON_FINITE_RGBA = [255, 0, 255, 255] as const;
+
+function withSpecialEntries(lut: Uint8ClampedArray): Uint8ClampedArray {
+  const table = new Uint8ClampedArray((LUT_SIZE + 2) * 4);
+  table.set(lut);
+  table.set(MASKED_RGBA, MASKED * 4);
+  table.set(NON_FINITE_RGBA, NON_FINITE * 4);
+  return table;
+}
+
 export const LUTS: Record<PaletteName, Uint8ClampedArray> = {
-  blue: buildLut(STOPS.blue),
-  viridis: buildLut(STOPS.viridis),
-  hot: buildLut(STOPS.hot),
+  blue: withSpecialEntries(buildLut(STOPS.blue)),
+  viridis: withSpecialEntries(buildLut(STOPS.viridis)),
+  hot: withSpecialEntries(buildLut(STOPS.hot)),
 };
 
 /** The same tables as CSS colours, for canvas fillStyle. */
@@ -61,7 +81,7 @@ export const CSS_COLOURS: Record<PaletteName, string[]> = {
 };
 
 function cssColours(lut: Uint8ClampedArray): string[] {
-  return Array.from({ length: LUT_SIZE }, (_, i) => {
+  return Array.from({ length: lut.length / 4 }, (_, i) => {
     const [r, g, b, a] = lut.subarray(i * 4, i * 4 + 4);
     return `rgba(${r},${g},${b},${(a! / 255).toFixed(3)})`;
   });
@@ -74,10 +94,32 @@ export function lutIndex(value: number, lo: number, hi: number): number {
   return Math.min(LUT_SIZE - 1, Math.max(0, Math.round(t * (LUT_SIZE - 1))));
 }
 
-/** What both panels colour by: one attention vector and its normalisation range. */
-export interface Heat {
-  values: Float32Array;
+/** The value range a palette spans, and whether it spans it linearly or in log. */
+export interface Scale {
+  mode: ScaleMode;
   lo: number;
   hi: number;
+}
+
+/** What both panels colour by: one attention vector, its scale, and the span the selection can see. */
+export interface Heat {
+  values: Float32Array;
+  scale: Scale;
   palette: PaletteName;
+  /** Indices visible[0]..visible[1] are seen by the selection; the rest are masked. */
+  visible: [number, number];
+}
+
+/** Table index of a value on a scale: log scales map log(value); zero and below sit at the bottom. */
+export function scaleIndex(value: number, scale: Scale): number {
+  if (!Number.isFinite(value)) return NON_FINITE;
+  if (scale.mode !== "log") return lutIndex(value, scale.lo, scale.hi);
+  if (!(value > 0) || !(scale.lo > 0)) return 0;
+  return lutIndex(Math.log(value), Math.log(scale.lo), Math.log(scale.hi));
+}
+
+/** Table index of entry `index` of a heat: MASKED outside what the selection sees. */
+export function heatIndex(heat: Heat, index: number): number {
+  if (index < heat.visible[0] || index > heat.visible[1]) return MASKED;
+  return scaleIndex(heat.values[index]!, heat.scale);
 }

@@ -6,6 +6,7 @@ import {
   HEAD_AGGREGATES,
   LAYER_REDUCTIONS,
   OVERLAYS,
+  SCALE_MODES,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   availableOverlays,
@@ -24,17 +25,8 @@ import {
   visionHeadCycle,
   type ViewState,
 } from "../state/state";
-import type { PaletteName } from "./color";
+import { PALETTE_NAMES, type Settings } from "../state/settings";
 import { byId } from "./dom";
-
-export interface Settings {
-  palette: PaletteName;
-  opacity: number;
-  excludeSinks: boolean;
-  collapseImage: boolean;
-  /** A press on a token selects its whole word. */
-  selectWords: boolean;
-}
 
 /** What the user asked for, one handler per control: each reports a value of its ViewState field. */
 export interface ControlHandlers {
@@ -67,6 +59,7 @@ export class Controls {
   private readonly head = byId<HTMLSelectElement>("head");
   private readonly direction = byId<HTMLSelectElement>("direction");
   private readonly palette = byId<HTMLSelectElement>("palette");
+  private readonly scale = byId<HTMLSelectElement>("scale");
   private readonly opacity = byId<HTMLInputElement>("opacity");
   private readonly excludeSinks = byId<HTMLInputElement>("exclude-sinks");
   private readonly collapseImage = byId<HTMLInputElement>("collapse-image");
@@ -90,6 +83,7 @@ export class Controls {
     onValue(this.head, "change", parseHead, handlers.head);
     this.direction.addEventListener("change", () => handlers.direction(this.direction.value as ViewState["dir"]));
     this.palette.addEventListener("change", () => handlers.settings("palette"));
+    this.scale.addEventListener("change", () => handlers.settings("scale"));
     this.opacity.addEventListener("input", () => handlers.settings("opacity"));
     this.excludeSinks.addEventListener("change", () => handlers.settings("excludeSinks"));
     this.collapseImage.addEventListener("change", () => handlers.settings("collapseImage"));
@@ -107,6 +101,18 @@ export class Controls {
     const reductions = variantsOf(LAYER_REDUCTIONS).map((r) => option(r, `${LAYER_REDUCTIONS[r].label} of a range`));
     this.layerReduce.replaceChildren(option(SINGLE_LAYER, "this layer only"), ...reductions);
     this.combine.replaceChildren(...variantsOf(WORD_COMBINES).map((c) => option(c, WORD_COMBINES[c].label)));
+    this.palette.replaceChildren(...PALETTE_NAMES.map((p) => option(p, p)));
+    this.scale.replaceChildren(...variantsOf(SCALE_MODES).map((m) => option(m, SCALE_MODES[m].label)));
+  }
+
+  /** Set the display controls, from the URL. */
+  applySettings(settings: Settings): void {
+    this.palette.value = settings.palette;
+    this.opacity.value = String(settings.opacity);
+    this.scale.value = settings.scale;
+    this.excludeSinks.checked = settings.excludeSinks;
+    this.collapseImage.checked = settings.collapseImage;
+    this.selectWords.checked = settings.selectWords;
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -157,7 +163,10 @@ export class Controls {
     assign(this.layerReduce, view.layerReduce ?? SINGLE_LAYER);
     assign(this.layerEnd, String(view.layerEnd));
     if (this.layerEnd.parentElement!.hidden !== !view.layerReduce) this.layerEnd.parentElement!.hidden = !view.layerReduce;
-    assign(this.layerEndValue, `${first}–${last}`);
+    // A range dragged backwards is shown as the layers it covers, and says it was reversed.
+    const reversed = view.layerReduce !== null && view.layerEnd < view.layer;
+    assign(this.layerEndValue, reversed ? `${first}–${last} (reversed)` : `${first}–${last}`);
+    this.layerEndValue.classList.toggle("reversed", reversed);
     assign(this.combine, view.combine);
     assign(this.overlay, view.overlay);
     assign(this.visionBlocks, String(view.vblocks));
@@ -169,8 +178,9 @@ export class Controls {
 
   settings(): Settings {
     return {
-      palette: this.palette.value as PaletteName,
+      palette: this.palette.value as Settings["palette"],
       opacity: Number(this.opacity.value),
+      scale: this.scale.value as Settings["scale"],
       excludeSinks: this.excludeSinks.checked,
       collapseImage: this.collapseImage.checked,
       selectWords: this.selectWords.checked,
@@ -212,6 +222,7 @@ function onValue<T>(
 /**
  * The shortcuts (SPEC.md §3, Interactions): ←/→ layer, ↑/↓ head (the head aggregates, then each head), Tab direction, Escape deselect; [ / ] step tokens;
  * v toggles the image overlay between the LLM and the vision encoder (where ←/→ step the blocks, ↑/↓ its heads).
+ * While a form control has the focus, Tab moves the focus as usual, so the keyboard can reach every control.
  */
 export function bindShortcuts(handlers: ShortcutHandlers): void {
   const actions: Record<string, () => void> = {
@@ -228,7 +239,12 @@ export function bindShortcuts(handlers: ShortcutHandlers): void {
   document.addEventListener("keydown", (event) => {
     const action = actions[event.key];
     if (!action || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Tab" && isFormControl(document.activeElement)) return;
     event.preventDefault(); // the focused slider or select must not also move
     action();
   });
+}
+
+function isFormControl(element: Element | null): boolean {
+  return element instanceof HTMLInputElement || element instanceof HTMLSelectElement || element instanceof HTMLButtonElement || element instanceof HTMLTextAreaElement;
 }

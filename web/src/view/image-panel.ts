@@ -6,9 +6,9 @@
 // the overlay with smoothing off: one putImageData and one drawImage per part
 // and redraw, whatever the grid size.
 
-import { LUTS, lutIndex, type Heat } from "./color";
+import { LUTS, heatIndex, type Heat } from "./color";
 import type { OverlaySource } from "../data/variants";
-import { formatWeight, type Tooltip } from "./tooltip";
+import { describeValue, type Tooltip } from "./tooltip";
 
 /** One grid on the image: cell (r, c) shows the view's value at indices[r × cols + c]. */
 export interface OverlayPart {
@@ -36,6 +36,9 @@ interface CellHit {
   index: number;
 }
 
+/** Where a mouse is, in window coordinates. */
+export type Pointer = Pick<MouseEvent, "clientX" | "clientY">;
+
 /** What the overlay shows: the grid, the heat (null: nothing), the selected vector indices, the opacity. */
 export interface OverlayView {
   grid: OverlayGrid;
@@ -48,6 +51,8 @@ export class ImagePanel {
   private view: OverlayView | null = null;
   private readonly gridCanvas = document.createElement("canvas");
   private readonly pixels = new WeakMap<OverlayPart, ImageData>(); // part-sized, reused by every redraw of the part
+  /** Where the mouse rests over the overlay, so a redraw under a still mouse rewrites its tooltip. */
+  private pointer: { clientX: number; clientY: number } | null = null;
 
   /** `onPress` gets the vector index of the pressed cell (a token, or a vision patch). */
   constructor(
@@ -58,7 +63,10 @@ export class ImagePanel {
   ) {
     new ResizeObserver(() => this.fitToPanel()).observe(image.parentElement!.parentElement!);
     overlay.addEventListener("mousemove", (event) => this.hover(event));
-    overlay.addEventListener("mouseleave", () => tooltip.hide());
+    overlay.addEventListener("mouseleave", () => {
+      this.pointer = null;
+      tooltip.hide();
+    });
     // Select on press rather than click: the view starts loading before the button is released.
     overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
@@ -78,6 +86,21 @@ export class ImagePanel {
   update(view: OverlayView): void {
     this.view = view;
     this.draw();
+    if (this.pointer) this.hover(this.pointer);
+  }
+
+  /**
+   * The image with its overlay as the screen shows it, `scale` times the shown
+   * size: the same paint as the screen, so the overlay's pixels are the view's.
+   */
+  figure(scale: number): HTMLCanvasElement {
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(this.image.clientWidth * scale);
+    canvas.height = Math.round(this.image.clientHeight * scale);
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(this.image, 0, 0, canvas.width, canvas.height);
+    this.paintOverlay(ctx, canvas.width, canvas.height);
+    return canvas;
   }
 
   /** Scale the image to fill the panel at its natural aspect ratio, and the overlay with it. */
@@ -100,23 +123,20 @@ export class ImagePanel {
   private draw(): void {
     const ctx = this.overlay.getContext("2d")!;
     ctx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    this.paintOverlay(ctx, this.overlay.width, this.overlay.height);
+  }
+
+  /** The grid scaled onto a width × height area with smoothing off, and the selection outlined. */
+  private paintOverlay(ctx: CanvasRenderingContext2D, width: number, height: number): void {
     if (!this.view?.heat) return;
     const { grid, heat } = this.view;
     ctx.imageSmoothingEnabled = false;
     for (const part of grid.parts) {
       this.paintPart(part, heat, this.view.opacity);
-      const [x, y, w, h] = this.overlayRect(grid, part);
+      const [x, y, w, h] = partRect(grid, part, width, height);
       ctx.drawImage(this.gridCanvas, x, y, w, h);
     }
-    this.outlineSelectedCells(ctx, grid, this.view.selected);
-  }
-
-  /** A part's rectangle in overlay pixels. */
-  private overlayRect(grid: OverlayGrid, part: OverlayPart): [number, number, number, number] {
-    const sx = this.overlay.width / grid.size[0];
-    const sy = this.overlay.height / grid.size[1];
-    const [x, y, w, h] = part.rect;
-    return [x * sx, y * sy, w * sx, h * sy];
+    this.outlineSelectedCells(ctx, grid, this.view.selected, width, height);
   }
 
   private partPixels(part: OverlayPart): ImageData {
@@ -132,7 +152,7 @@ export class ImagePanel {
     const lut = LUTS[heat.palette];
     const data = pixels.data;
     for (let cell = 0; cell < part.rows * part.cols; cell++) {
-      const at = lutIndex(heat.values[part.indices[cell]!]!, heat.lo, heat.hi) * 4;
+      const at = heatIndex(heat, part.indices[cell]!) * 4;
       data[cell * 4] = lut[at]!;
       data[cell * 4 + 1] = lut[at + 1]!;
       data[cell * 4 + 2] = lut[at + 2]!;
@@ -141,13 +161,13 @@ export class ImagePanel {
     this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
   }
 
-  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[]): void {
+  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[], width: number, height: number): void {
     if (selected.length === 0) return;
     const wanted = new Set(selected);
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
     for (const part of grid.parts) {
-      const [x, y, w, h] = this.overlayRect(grid, part);
+      const [x, y, w, h] = partRect(grid, part, width, height);
       const [cw, ch] = [w / part.cols, h / part.rows];
       for (let cell = 0; cell < part.indices.length; cell++) {
         if (!wanted.has(part.indices[cell]!)) continue;
@@ -156,8 +176,8 @@ export class ImagePanel {
     }
   }
 
-  /** The cell under a mouse event, or null outside every part. */
-  private cellAt(event: MouseEvent): CellHit | null {
+  /** The cell under the mouse, or null outside every part. */
+  private cellAt(event: Pointer): CellHit | null {
     const grid = this.view?.grid;
     if (!grid) return null;
     const box = this.overlay.getBoundingClientRect();
@@ -174,11 +194,12 @@ export class ImagePanel {
     return null;
   }
 
-  private hover(event: MouseEvent): void {
+  private hover(event: Pointer): void {
+    this.pointer = { clientX: event.clientX, clientY: event.clientY };
     const cell = this.cellAt(event);
     if (!cell || !this.view) return this.tooltip.hide();
     const { heat, grid } = this.view;
-    const value = heat ? formatWeight(heat.values[cell.index]!) : null;
+    const value = heat ? describeValue(heat, cell.index) : null;
     const where = `${cell.part.label ? `${cell.part.label} · ` : ""}patch row ${cell.row}, col ${cell.col}`;
     const text =
       grid.kind === "vision"
@@ -191,4 +212,12 @@ export class ImagePanel {
     const cell = this.cellAt(event);
     if (cell && this.view) this.onPress(this.view.grid, cell.index);
   }
+}
+
+/** A part's rectangle on a width × height drawing of the whole image. */
+function partRect(grid: OverlayGrid, part: OverlayPart, width: number, height: number): [number, number, number, number] {
+  const sx = width / grid.size[0];
+  const sy = height / grid.size[1];
+  const [x, y, w, h] = part.rect;
+  return [x * sx, y * sy, w * sx, h * sy];
 }

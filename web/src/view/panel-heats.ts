@@ -1,16 +1,19 @@
 // What the two panels colour by, from the vectors a view fetched: pure, so
-// main.ts only wires it. Normalisation is min–max per view: the token panel over
-// the whole LLM vector, the LLM image overlay over the image tokens alone (so the
+// main.ts only wires it. The range is that of what is shown: the token panel
+// over the LLM vector, the LLM image overlay over the image tokens alone (so the
 // spatial pattern shows even when text tokens take most of the mass), the vision
-// overlay over all its patches.
+// overlay over all its patches; always only where the selection can see under
+// the causal mask, and without NaN or ±Inf. The scale mode (SCALE_MODES) then
+// says what the palette spans; each heat carries the legend its colour bar draws.
 
-import { normalisationRange, normalisationRangeAt, type ValueRange } from "../data/attention";
-import type { Heat } from "./color";
-import type { Settings } from "./controls";
+import { shownStats, shownStatsAt, type ShownStats } from "../data/attention";
 import type { ImageRegion, SampleMeta, VisionMeta } from "../data/format";
 import { REGION_VIEWS, type RegionView } from "../data/variants";
+import type { Settings } from "../state/settings";
+import { layerSpan, shownVision, type ViewState } from "../state/state";
+import type { Heat, Scale } from "./color";
 import type { OverlayPart, OverlayView } from "./image-panel";
-import { shownVision, type ViewState } from "../state/state";
+import type { Legend } from "./legend";
 
 /** Which image the panel shows, and which of its regions (a tiled image's tiles or its thumbnail). */
 export interface ImageChoice {
@@ -28,45 +31,130 @@ export interface Fetched {
   /** The vision overlay's P values in vision mode, or null. */
   vision: Float32Array | null;
   shownImage: ImageChoice;
+  /** With the shared scale: the element-wise max of `values`' kind over every layer and head (vision: block). */
+  shared: Float32Array | null;
+  visionShared: Float32Array | null;
 }
 
-function heat(values: Float32Array, range: ValueRange, settings: Settings): Heat {
-  return { values, lo: range.lo, hi: range.hi, palette: settings.palette };
+/** A panel's heat and the legend its colour bar shows. */
+export interface PanelHeat {
+  heat: Heat;
+  legend: Legend;
 }
 
-function skipped(fetched: Fetched, settings: Settings): Uint8Array | null {
-  return settings.excludeSinks ? fetched.sinks : null;
+/** Where a vector's values count: [start, end), or the drawn regions' tokens (not one block where an image is
+ * tiled), minus the skipped ones, within what the selection sees. */
+interface Span {
+  cells: { start: number; end: number } | { indices: ArrayLike<number> };
+  skip: Uint8Array | null;
+  visible: [number, number];
+  /** What the legend says the range is over. */
+  over: string;
 }
 
-export function tokenHeat(fetched: Fetched, settings: Settings): Heat | null {
-  const { values } = fetched;
-  return values && heat(values, normalisationRange(values, skipped(fetched, settings)), settings);
+/** The span of indices the selection sees: a row sees up to its last token, a column is seen from its first. */
+export function visibleSpan(view: ViewState, n: number): [number, number] {
+  if (view.tokens.length === 0) return [0, n - 1];
+  return view.dir === "src" ? [0, Math.max(...view.tokens)] : [Math.min(...view.tokens), n - 1];
+}
+
+function statsOver(values: Float32Array, span: Span): ShownStats {
+  const { cells, skip, visible } = span;
+  if ("indices" in cells) return shownStatsAt(values, skip, cells.indices, visible);
+  return shownStats(values, skip, Math.max(cells.start, visible[0]), Math.min(cells.end, visible[1] + 1));
+}
+
+function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, settings: Settings): Scale {
+  const mode = settings.scale;
+  const range = shown.range ?? { lo: 0, hi: 0 };
+  if (mode === "absolute") return { mode, lo: 0, hi: 1 };
+  if (mode === "log") return { mode, lo: shown.minPositive, hi: range.hi };
+  if (mode === "shared" && shared) return { mode, lo: 0, hi: statsOver(shared, span).range?.hi ?? 0 };
+  return { mode: "view", ...range };
+}
+
+/** Cells of [start, end) that the selection cannot see. */
+function maskedCount(span: Span): number {
+  const { cells, visible } = span;
+  if ("indices" in cells) {
+    let masked = 0;
+    for (let k = 0; k < cells.indices.length; k++) if (cells.indices[k]! < visible[0] || cells.indices[k]! > visible[1]) masked++;
+    return masked;
+  }
+  const seen = Math.max(0, Math.min(cells.end, visible[1] + 1) - Math.max(cells.start, visible[0]));
+  return cells.end - cells.start - seen;
+}
+
+function panelHeat(values: Float32Array, shared: Float32Array | null, span: Span, settings: Settings, title: string, sharedOver: string): PanelHeat {
+  const shown = statsOver(values, span);
+  const scale = scaleOf(shown, shared, span, settings);
+  const legend: Legend = {
+    title,
+    palette: settings.palette,
+    scale,
+    shown: shown.range,
+    over: scale.mode === "shared" ? `${span.over}; ${sharedOver}` : span.over,
+    masked: maskedCount(span),
+    nonFinite: shown.nonFinite,
+  };
+  return { heat: { values, scale, palette: settings.palette, visible: span.visible }, legend };
+}
+
+function llmTitle(view: ViewState, meta: SampleMeta): string {
+  const [first, last] = layerSpan(view);
+  const layers = first === last ? `layer ${first}` : `layers ${first}–${last} (${view.layerReduce})`;
+  const head = typeof view.head === "number" ? `head ${view.head}` : `${view.head} of ${meta.numHeads} heads`;
+  return `LLM attention · ${layers} · ${head}`;
+}
+
+function llmSharedOver(meta: SampleMeta): string {
+  return `scale shared over layers 0–${meta.numLayers - 1} × all ${meta.numHeads} heads`;
+}
+
+export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | null {
+  const { values, meta, view } = fetched;
+  if (!values) return null;
+  const sinks = settings.excludeSinks ? fetched.sinks : null;
+  const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
+  const span: Span = { cells: { start: 0, end: values.length }, skip: sinks, visible: visibleSpan(view, values.length), over };
+  // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
+  const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
+  return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta));
 }
 
 /** The image overlay: the vision patches in vision mode, else the LLM's image tokens. */
-export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView {
+export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView & { legend: PanelHeat["legend"] | null } {
   const { meta, view, values, vision } = fetched;
   const { opacity } = settings;
   const visionMeta = shownVision(view, meta);
   if (visionMeta) {
     const grid = { kind: "vision", size: meta.imageSize, parts: [visionPart(visionMeta, meta.imageSize)] } as const;
     const selected = view.patch === null ? [] : [view.patch];
-    return { grid, heat: vision && heat(vision, normalisationRange(vision, null), settings), selected, opacity };
+    const span: Span = { cells: { start: 0, end: visionMeta.seqLen }, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches" };
+    const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
+    const blocks = view.vblocks === "all" ? "all captured blocks" : `block ${view.vblocks}`;
+    const sharedOver = `scale shared over blocks ${visionMeta.blocks.join(", ")}${view.patch === null ? "" : ", this head"}`;
+    const shown = vision && panelHeat(vision, fetched.visionShared, span, settings, `Image: vision encoder · ${blocks} · ${what}`, sharedOver);
+    return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected, opacity };
   }
   const { image, regions } = fetched.shownImage;
   const parts = regionParts(meta, image, regions);
-  const imageTokensHeat = values && heat(values, rangeOver(values, skipped(fetched, settings), parts), settings);
   const grid = { kind: "llm", size: meta.images[image]!.size, parts } as const;
-  return { grid, heat: imageTokensHeat, selected: view.tokens, opacity };
-}
-
-function rangeOver(values: Float32Array, skip: Uint8Array | null, parts: OverlayPart[]): ValueRange {
-  const ranges = parts.map((part) => normalisationRangeAt(values, skip, part.indices));
-  return { lo: Math.min(...ranges.map((r) => r.lo)), hi: Math.max(...ranges.map((r) => r.hi)) };
+  const sinks = settings.excludeSinks ? "left out" : "included";
+  const what = meta.regions.length > 1 ? `the ${shownRegionsLabel(meta, image, regions)}` : "the image tokens";
+  const span = (n: number): Span => ({
+    cells: { indices: partIndices(parts) },
+    skip: settings.excludeSinks ? fetched.sinks : null,
+    visible: visibleSpan(view, n),
+    over: `over ${what} the selection sees, sinks ${sinks}`,
+  });
+  const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, `Image: ${llmTitle(view, meta)}`, llmSharedOver(meta));
+  return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected: view.tokens, opacity };
 }
 
 // Parts keep their identity per sample and choice, so the image panel reuses each part's ImageData.
 const partsBySample = new WeakMap<SampleMeta, Map<string, OverlayPart[]>>();
+const indicesOfParts = new WeakMap<readonly OverlayPart[], Int32Array>();
 const visionParts = new WeakMap<VisionMeta, OverlayPart>();
 
 /** The regions of one image that a region view draws, as overlay parts. */
@@ -77,24 +165,35 @@ export function regionParts(meta: SampleMeta, image: number, view: RegionView): 
   let parts = cached.get(key);
   if (!parts) {
     const shows = REGION_VIEWS[view].shows;
-    const ofImage = meta.regions.filter((region) => region.image === image);
-    const tiles = ofImage.filter((region) => region.kind === "tile").length;
-    parts = ofImage
-      .filter((region) => shows.includes(region.kind))
-      .map((region) => ({ ...region, indices: region.tokens, label: regionLabel(meta, region, tiles) }));
+    parts = meta.regions
+      .filter((region) => region.image === image && shows.includes(region.kind))
+      .map((region) => ({ ...region, indices: region.tokens, label: regionLabel(meta, region) }));
     cached.set(key, parts);
   }
   return parts;
 }
 
-function regionLabel(meta: SampleMeta, region: ImageRegion, tiles: number): string {
+/** Every token the parts draw, in part order. */
+function partIndices(parts: readonly OverlayPart[]): Int32Array {
+  let indices = indicesOfParts.get(parts);
+  if (!indices) {
+    indices = Int32Array.from(parts.flatMap((part) => Array.from(part.indices)));
+    indicesOfParts.set(parts, indices);
+  }
+  return indices;
+}
+
+/** What the image panel draws of a sample with several regions, for the legend. */
+function shownRegionsLabel(meta: SampleMeta, image: number, view: RegionView): string {
+  const which = meta.images.length > 1 ? ` of image ${image + 1}` : "";
+  return hasTiles(meta, image) ? `${REGION_VIEWS[view].drawn}${which}` : `image tokens${which}`;
+}
+
+/** A region as the tooltips name it ("" for a sample's only grid): its image where there are several, its tile. */
+export function regionLabel(meta: SampleMeta, region: ImageRegion): string {
   const image = meta.images.length > 1 ? `image ${region.image + 1}` : "";
-  const own =
-    region.kind === "tile"
-      ? `tile ${meta.regions.filter((r) => r.image === region.image && r.kind === "tile").indexOf(region) + 1} of ${tiles}`
-      : region.kind === "global"
-        ? "global thumbnail"
-        : "";
+  const tiles = meta.regions.filter((r) => r.image === region.image && r.kind === "tile");
+  const own = region.kind === "tile" ? `tile ${tiles.indexOf(region) + 1} of ${tiles.length}` : region.kind === "global" ? "global thumbnail" : "";
   return [image, own].filter(Boolean).join(", ");
 }
 

@@ -91,7 +91,11 @@ export function layoutTokens(tokens: Token[], regions: ImageRegion[], options: L
       continue;
     }
     const token = tokens[i]!;
-    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n"));
+    // Expanded, the image tokens keep their region's grid shape: each row of patches starts a line.
+    if (token.gridPos?.[1] === 0 && x > 0) [x, y] = [0, y + LINE_HEIGHT];
+    const region = token.region === undefined ? undefined : regions[token.region];
+    const lastOfRegion = region?.tokens[region.tokens.length - 1] === i;
+    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n") || lastOfRegion);
   }
   const height = (cells.at(-1)?.y ?? 0) + LINE_HEIGHT;
   const section = options.sectionStart;

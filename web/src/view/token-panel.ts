@@ -4,10 +4,12 @@
 // on top and outlines the selection. Only the lines in view are repainted (and
 // again on scroll): uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall.
 
-import { CSS_COLOURS, lutIndex, type Heat } from "./color";
-import type { SampleMeta } from "../data/format";
+import { CSS_COLOURS, MASKED, NON_FINITE, heatIndex, type Heat } from "./color";
+import type { SampleMeta, Token } from "../data/format";
+import { regionLabel } from "./panel-heats";
 import { cellAt, cellsBetween, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
-import { formatWeight, type Tooltip } from "./tooltip";
+import type { Pointer } from "./image-panel";
+import { describeValue, formatWeight, type Tooltip } from "./tooltip";
 
 const FONT = "13px ui-monospace, monospace";
 const TEXT_COLOUR: Record<Cell["kind"], string> = {
@@ -28,6 +30,8 @@ export class TokenPanel {
   private collapseImage = true;
   private ratio = 1;
   private readonly textLayer = document.createElement("canvas");
+  /** Where the mouse rests over the panel, so a redraw under a still mouse rewrites its tooltip. */
+  private pointer: Pointer | null = null;
 
   constructor(
     private readonly canvas: HTMLCanvasElement,
@@ -38,7 +42,10 @@ export class TokenPanel {
     // Scroll events come before the frame is painted, so the newly visible lines never show blank.
     canvas.parentElement!.addEventListener("scroll", () => this.draw(), { passive: true });
     canvas.addEventListener("mousemove", (event) => this.hover(event));
-    canvas.addEventListener("mouseleave", () => tooltip.hide());
+    canvas.addEventListener("mouseleave", () => {
+      this.pointer = null;
+      tooltip.hide();
+    });
     // Select on press rather than click: the view starts loading before the button is released.
     canvas.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
@@ -58,6 +65,26 @@ export class TokenPanel {
     this.heat = heat;
     this.selected = selected;
     this.draw();
+    if (this.pointer) this.hover(this.pointer);
+  }
+
+  /**
+   * The whole token flow laid out `width` CSS pixels wide, `scale` times over,
+   * painted as the screen paints it: the exported figure's token strip.
+   */
+  figure(width: number, scale: number): HTMLCanvasElement | null {
+    if (!this.meta) return null;
+    const canvas = document.createElement("canvas");
+    const ctx = canvas.getContext("2d")!;
+    const layout = this.layoutAt(width, ctx);
+    const ratio = Math.min(scale, MAX_CANVAS_PIXELS / layout.height);
+    [canvas.width, canvas.height] = [Math.round(width * ratio), Math.round(layout.height * ratio)];
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, layout.height);
+    if (this.heat) paintBackgrounds(ctx, layout.cells, this.heat);
+    renderText(ctx, layout, width);
+    return canvas;
   }
 
   private cellFor(token: number): Cell | undefined {
@@ -81,59 +108,27 @@ export class TokenPanel {
   private relayout(): void {
     if (!this.meta) return;
     const width = this.canvas.parentElement!.clientWidth - 16;
-    const ctx = this.textLayer.getContext("2d")!;
-    ctx.font = FONT;
-    this.layout = layoutTokens(this.meta.tokens, this.meta.regions, {
-      width,
-      collapseImage: this.collapseImage,
-      ...(this.meta.answerStart !== undefined ? { sectionStart: this.meta.answerStart } : {}),
-      measure: (text) => ctx.measureText(text).width,
-    });
+    this.layout = this.layoutAt(width, this.textLayer.getContext("2d")!);
     this.ratio = Math.min(window.devicePixelRatio || 1, MAX_CANVAS_PIXELS / this.layout.height);
     for (const canvas of [this.canvas, this.textLayer]) {
       canvas.width = Math.round(width * this.ratio);
       canvas.height = Math.round(this.layout.height * this.ratio);
     }
     this.canvas.style.height = `${this.layout.height}px`;
-    this.renderText(this.layout);
+    const ctx = this.textLayer.getContext("2d")!;
+    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+    renderText(ctx, this.layout, width);
     this.draw();
   }
 
-  private renderText(layout: Layout): void {
-    const ctx = this.textLayer.getContext("2d")!;
-    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
+  private layoutAt(width: number, ctx: CanvasRenderingContext2D): Layout {
     ctx.font = FONT;
-    ctx.textBaseline = "middle";
-    ctx.lineJoin = "round";
-    ctx.lineWidth = 3;
-    ctx.strokeStyle = "rgba(255,255,255,0.85)"; // a halo keeps text readable on any colour
-    for (const cell of layout.cells) {
-      const y = cell.y + LINE_HEIGHT / 2;
-      ctx.strokeText(cell.label, cell.x + 3, y);
-      ctx.fillStyle = TEXT_COLOUR[cell.kind];
-      ctx.fillText(cell.label, cell.x + 3, y);
-    }
-    if (layout.sectionTop !== undefined) this.markAnswer(ctx, layout.sectionTop);
-    ctx.setLineDash([2, 2]); // partial characters: a dashed frame says "part of the next token's character"
-    ctx.strokeStyle = TEXT_COLOUR.partial;
-    ctx.lineWidth = 1;
-    for (const cell of layout.cells.filter((c) => c.kind === "partial")) {
-      ctx.strokeRect(cell.x + 0.5, cell.y + 1.5, cell.w - 1, LINE_HEIGHT - 3);
-    }
-  }
-
-  /** A rule and a label in the gap above the answer, so it reads apart from the prompt. */
-  private markAnswer(ctx: CanvasRenderingContext2D, top: number): void {
-    const y = top - SECTION_GAP / 2;
-    ctx.fillStyle = "#2563eb";
-    ctx.fillRect(0, y, this.canvas.width / this.ratio, 1);
-    ctx.font = "10px system-ui, sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.fillStyle = "#fff";
-    ctx.fillRect(8, y - 6, 50, 12);
-    ctx.fillStyle = "#2563eb";
-    ctx.fillText("answer", 12, y);
-    ctx.font = FONT;
+    return layoutTokens(this.meta!.tokens, this.meta!.regions, {
+      width,
+      collapseImage: this.collapseImage,
+      ...(this.meta!.answerStart !== undefined ? { sectionStart: this.meta!.answerStart } : {}),
+      measure: (text) => ctx.measureText(text).width,
+    });
   }
 
   private draw(): void {
@@ -147,7 +142,7 @@ export class TokenPanel {
     ctx.rect(0, top, width, height);
     ctx.clip(); // cells and outlines that cross the band's edges stay inside it
     ctx.clearRect(0, top, width, height);
-    if (this.heat) this.paintBackgrounds(ctx, cellsBetween(this.layout, top, bottom), this.heat);
+    if (this.heat) paintBackgrounds(ctx, cellsBetween(this.layout, top, bottom), this.heat);
     ctx.drawImage(this.textLayer, 0, top * r, width * r, height * r, 0, top, width, height);
     this.outlineSelection(ctx);
     ctx.restore();
@@ -162,22 +157,6 @@ export class TokenPanel {
     return [top, Math.max(top, bottom)];
   }
 
-  /** One path and one fill per colour in use, instead of a fillStyle change per cell. */
-  private paintBackgrounds(ctx: CanvasRenderingContext2D, cells: Cell[], heat: Heat): void {
-    const buckets: Cell[][] = [];
-    for (const cell of cells) {
-      const index = lutIndex(cellValue(cell, heat.values), heat.lo, heat.hi);
-      (buckets[index] ??= []).push(cell);
-    }
-    const colours = CSS_COLOURS[heat.palette];
-    buckets.forEach((bucket, index) => {
-      ctx.beginPath();
-      for (const cell of bucket) ctx.rect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
-      ctx.fillStyle = colours[index]!;
-      ctx.fill();
-    });
-  }
-
   private outlineSelection(ctx: CanvasRenderingContext2D): void {
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
@@ -187,13 +166,14 @@ export class TokenPanel {
     }
   }
 
-  private cellUnder(event: MouseEvent): Cell | undefined {
+  private cellUnder(event: Pointer): Cell | undefined {
     if (!this.layout) return undefined;
     const box = this.canvas.getBoundingClientRect();
     return cellAt(this.layout, event.clientX - box.left, event.clientY - box.top);
   }
 
-  private hover(event: MouseEvent): void {
+  private hover(event: Pointer): void {
+    this.pointer = { clientX: event.clientX, clientY: event.clientY };
     const cell = this.cellUnder(event);
     if (!cell || !this.meta) return this.tooltip.hide();
     this.tooltip.show(describeCell(cell, this.meta, this.heat), event.clientX, event.clientY);
@@ -206,23 +186,104 @@ export class TokenPanel {
   }
 }
 
-/** A single token's value, or the strongest one of a collapsed image block. */
-function cellValue(cell: Cell, values: Float32Array): number {
-  let value = values[cell.first]!;
-  for (let t = cell.first + 1; t <= cell.last; t++) value = Math.max(value, values[t]!);
-  return value;
+/** The labels, the answer rule and the partial-character frames: drawn once per layout. */
+function renderText(ctx: CanvasRenderingContext2D, layout: Layout, width: number): void {
+  ctx.font = FONT;
+  ctx.textBaseline = "middle";
+  ctx.lineJoin = "round";
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = "rgba(255,255,255,0.85)"; // a halo keeps text readable on any colour
+  for (const cell of layout.cells) {
+    const y = cell.y + LINE_HEIGHT / 2;
+    ctx.strokeText(cell.label, cell.x + 3, y);
+    ctx.fillStyle = TEXT_COLOUR[cell.kind];
+    ctx.fillText(cell.label, cell.x + 3, y);
+  }
+  if (layout.sectionTop !== undefined) markAnswer(ctx, layout.sectionTop, width);
+  ctx.setLineDash([2, 2]); // partial characters: a dashed frame says "part of the next token's character"
+  ctx.strokeStyle = TEXT_COLOUR.partial;
+  ctx.lineWidth = 1;
+  for (const cell of layout.cells.filter((c) => c.kind === "partial")) {
+    ctx.strokeRect(cell.x + 0.5, cell.y + 1.5, cell.w - 1, LINE_HEIGHT - 3);
+  }
+}
+
+/** A rule and a label in the gap above the answer, so it reads apart from the prompt. */
+function markAnswer(ctx: CanvasRenderingContext2D, top: number, width: number): void {
+  const y = top - SECTION_GAP / 2;
+  ctx.fillStyle = "#2563eb";
+  ctx.fillRect(0, y, width, 1);
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(8, y - 6, 50, 12);
+  ctx.fillStyle = "#2563eb";
+  ctx.fillText("answer", 12, y);
+  ctx.font = FONT;
+}
+
+/** One path and one fill per colour in use, instead of a fillStyle change per cell. */
+function paintBackgrounds(ctx: CanvasRenderingContext2D, cells: Cell[], heat: Heat): void {
+  const buckets: Cell[][] = [];
+  for (const cell of cells) {
+    const index = cellIndex(cell, heat);
+    (buckets[index] ??= []).push(cell);
+  }
+  const colours = CSS_COLOURS[heat.palette];
+  buckets.forEach((bucket, index) => {
+    ctx.beginPath();
+    for (const cell of bucket) ctx.rect(cell.x, cell.y + 1, cell.w, LINE_HEIGHT - 2);
+    ctx.fillStyle = colours[index]!;
+    ctx.fill();
+  });
+}
+
+/**
+ * The colour entry of a cell: a token's own; for the collapsed image block,
+ * that of its strongest visible token, masked when the selection sees none of
+ * it, and NaN/Inf when any of its tokens is.
+ */
+function cellIndex(cell: Cell, heat: Heat): number {
+  let best = MASKED;
+  let strongest = -Infinity;
+  for (let t = cell.first; t <= cell.last; t++) {
+    const index = heatIndex(heat, t);
+    if (index === NON_FINITE) return NON_FINITE;
+    if (index !== MASKED && heat.values[t]! > strongest) [best, strongest] = [index, heat.values[t]!];
+  }
+  return best;
+}
+
+/** Sum and max of a collapsed image block's visible values: how much of the selection's attention goes to the image. */
+function imageAttention(cell: Cell, heat: Heat): { total: number; max: number } {
+  let [total, max] = [0, -Infinity];
+  for (let t = Math.max(cell.first, heat.visible[0]); t <= Math.min(cell.last, heat.visible[1]); t++) {
+    total += heat.values[t]!;
+    max = Math.max(max, heat.values[t]!);
+  }
+  return { total, max };
 }
 
 function describeCell(cell: Cell, meta: SampleMeta, heat: Heat | null): string {
   if (cell.kind === "image-block") {
     const region = meta.regions[meta.tokens[cell.first]!.region ?? 0]!;
     const what = region.kind === "image" ? "image" : region.kind === "tile" ? "tile" : "global thumbnail";
-    const weight = heat ? ` · max weight ${formatWeight(cellValue(cell, heat.values))}` : "";
+    const attention = heat && imageAttention(cell, heat);
+    const weight = attention
+      ? ` · total attention on the ${what} ${formatWeight(attention.total)} (strongest patch ${formatWeight(Math.max(0, attention.max))})`
+      : "";
     return `${what} ${region.cols}×${region.rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
   }
   const token = meta.tokens[cell.first]!;
-  const weight = heat ? ` · weight ${formatWeight(heat.values[cell.first]!)}` : "";
+  const weight = heat ? ` · weight ${describeValue(heat, cell.first)}` : "";
   const partial = token.text === "" ? " (part of a character)" : "";
   const role = token.layout ? ` (${token.layout.replace("_", " ")})` : "";
-  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${role}${weight}`;
+  const where = token.gridPos ? ` · image row ${token.gridPos[0]}, col ${token.gridPos[1]}${regionOf(meta, token)}` : "";
+  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${role}${where}${weight}`;
+}
+
+/** " of tile 2 of 6" and the like where the sample has several regions. */
+function regionOf(meta: SampleMeta, token: Token): string {
+  const label = meta.regions.length > 1 && token.region !== undefined ? regionLabel(meta, meta.regions[token.region]!) : "";
+  return label ? ` of ${label}` : "";
 }

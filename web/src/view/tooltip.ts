@@ -3,6 +3,8 @@
 // rewritten only when it changes, so hovering does not dirty layout: a click
 // right after a move then finds no layout work queued in front of its redraw.
 
+import type { Heat } from "./color";
+
 export class Tooltip {
   constructor(private readonly element: HTMLElement) {}
 
@@ -19,4 +21,13 @@ export class Tooltip {
 
 export function formatWeight(value: number): string {
   return value === 0 ? "0" : value.toPrecision(4);
+}
+
+/** A value as the tooltip names it: NaN and ±Inf are said to come from the file, masked cells are said to be masked. */
+export function describeValue(heat: Heat, index: number): string {
+  if (index < heat.visible[0] || index > heat.visible[1]) return "masked: the selection cannot see it (causal mask)";
+  const value = heat.values[index]!;
+  if (Number.isNaN(value)) return "NaN in the file (not a number; drawn magenta)";
+  if (!Number.isFinite(value)) return `${value > 0 ? "+" : "-"}Inf in the file (drawn magenta)`;
+  return formatWeight(value);
 }

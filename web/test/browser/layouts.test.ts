@@ -7,7 +7,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import type { ImageRegion, SampleMeta } from "../../src/data/format";
 import { closeSession, openSession, type RunningServer } from "./harness";
-import { expectRedraw, openViewer, readSampleMeta, shownValues, viewParams } from "./viewer-page";
+import { expectRedraw, openViewer, readSampleMeta, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
 const LAYOUTS = path.resolve(import.meta.dirname, "../../../fixtures/layouts");
 const TIMEOUT = 30_000;
@@ -123,6 +123,83 @@ describe("a tiled sample", () => {
       const box = await page.evaluate((t) => (window as unknown as { vav: { tokenBox(t: number): { x: number; y: number; w: number; h: number } } }).vav.tokenBox(t), label.id);
       await page.mouse.move(box.x + box.w / 2, box.y + box.h / 2);
       await expect.poll(() => page.locator("#tooltip").textContent()).toContain(`"<row_1_col_1>" · #${label.id} · special (tile label)`);
+    },
+    TIMEOUT,
+  );
+});
+
+describe("colour bar, top-k and export on a tiled sample", () => {
+  const fmt = (v: number) => (v === 0 ? "0" : v.toPrecision(4));
+  const imageLegend = () => page.locator("#image-legend").getAttribute("aria-label").then((label) => label ?? "");
+
+  test(
+    "the image bar's numbers are the min and max over the drawn regions' tokens, for the tiles and for the thumbnail",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      const last = m.seqLen - 1;
+      const row = referenceVector(sampleFile(dataDir, "sample_tiled", "attn_mean_layer_00.bin"), m.seqLen, 0, last, "row");
+      const over = (regions: ImageRegion[]) => {
+        const picked = regions.flatMap((r) => r.tokens.map((t) => row[t]!));
+        return `shown min ${fmt(Math.min(...picked))} · max ${fmt(Math.max(...picked))}`;
+      };
+      await openViewer(page, server.url, `sample=sample_tiled&token=${last}`);
+      await expect.poll(imageLegend).toContain(over(m.regions.slice(0, 6)));
+      expect(await imageLegend()).toContain("tiles' image tokens");
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("global"));
+      await expect.poll(imageLegend).toContain(over([m.regions[6]!]));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "top-k names a patch by its tile, and a click selects that token",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}`);
+      const buttons = page.locator("#top-k-list button");
+      const shown = await buttons.evaluateAll((all) => all.map((b) => ({ index: Number((b as HTMLElement).dataset["index"]), text: b.textContent ?? "" })));
+      const patch = shown.findIndex((s) => m.tokens[s.index]!.type === "image");
+      expect(patch).toBeGreaterThanOrEqual(0);
+      const token = m.tokens[shown[patch]!.index]!;
+      const region = m.regions[token.region!]!;
+      const name = region.kind === "tile" ? `tile ${m.regions.filter((r) => r.kind === "tile").indexOf(region) + 1} of 6` : "global thumbnail";
+      expect(shown[patch]!.text).toContain(`${name} patch ${token.gridPos![0]},${token.gridPos![1]}`);
+      await expectRedraw(page, () => buttons.nth(patch).click());
+      expect(viewParams(page).get("token")).toBe(String(token.id));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "an exported PNG's overlay equals the view's at every cell of every drawn tile",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}&palette=viridis&opacity=1`);
+      const cells = m.regions.slice(0, 6).flatMap((r) =>
+        Array.from({ length: r.rows * r.cols }, (_, k) => [
+          (r.rect[0] + ((k % r.cols) + 0.5) * (r.rect[2] / r.cols)) / m.imageSize[0],
+          (r.rect[1] + (Math.floor(k / r.cols) + 0.5) * (r.rect[3] / r.rows)) / m.imageSize[1],
+        ]),
+      );
+      const compared = await page.evaluate(async (points) => {
+        type Exported = { blob: Blob; imageBox: { x: number; y: number; w: number; h: number } };
+        const hook = (window as unknown as { vav: { exportFigure(kind: string, scale: number, tokens: boolean): Promise<Exported> } }).vav;
+        const file = await hook.exportFigure("png", 2, false);
+        const bitmap = await createImageBitmap(file.blob);
+        const canvas = Object.assign(document.createElement("canvas"), { width: bitmap.width, height: bitmap.height });
+        const ctx = canvas.getContext("2d")!;
+        ctx.drawImage(bitmap, 0, 0);
+        const box = file.imageBox;
+        const overlay = document.getElementById("image-overlay") as HTMLCanvasElement;
+        const view = overlay.getContext("2d")!;
+        return points.map(([fx, fy]) => ({
+          png: Array.from(ctx.getImageData(Math.floor(box.x + fx! * box.w), Math.floor(box.y + fy! * box.h), 1, 1).data),
+          view: Array.from(view.getImageData(Math.floor(fx! * overlay.width), Math.floor(fy! * overlay.height), 1, 1).data),
+        }));
+      }, cells);
+      expect(compared).toHaveLength(6 * 16);
+      for (const cell of compared) expect(cell.png).toEqual(cell.view);
+      expect(new Set(compared.map((c) => c.view.join())).size).toBeGreaterThan(1);
     },
     TIMEOUT,
   );

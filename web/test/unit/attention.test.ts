@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { meanOfRows, normalisationRange, reduceVectors, rowsNeeded, vectorFromRows } from "../../src/data/attention";
+import { meanOfRows, reduceVectors, shownStats, rowsNeeded, vectorFromRows } from "../../src/data/attention";
 import { halfToFloat } from "../../src/data/float16";
 import { fixtureBits } from "./fixture";
 
@@ -67,20 +67,26 @@ describe("reduceVectors", () => {
   });
 });
 
-describe("normalisationRange", () => {
+describe("shownStats", () => {
   const values = Float32Array.of(0.9, 0.05, 0.3, 0.01, 0.6);
   test("min and max over all values", () => {
-    expect(normalisationRange(values, null)).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.9) });
+    expect(shownStats(values, null).range).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.9) });
   });
   test("skips the masked sinks", () => {
     const skip = Uint8Array.of(1, 0, 0, 0, 1);
-    expect(normalisationRange(values, skip)).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    expect(shownStats(values, skip).range).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
   });
   test("over a span only", () => {
-    expect(normalisationRange(values, null, 1, 3)).toEqual({ lo: Math.fround(0.05), hi: Math.fround(0.3) });
+    expect(shownStats(values, null, 1, 3).range).toEqual({ lo: Math.fround(0.05), hi: Math.fround(0.3) });
   });
-  test("an empty selection gives a flat range", () => {
-    expect(normalisationRange(values, Uint8Array.of(1, 1, 1, 1, 1))).toEqual({ lo: 0, hi: 0 });
+  test("an empty selection has no range", () => {
+    expect(shownStats(values, Uint8Array.of(1, 1, 1, 1, 1)).range).toBeNull();
+  });
+  test("NaN and Inf stay out of the range and are counted; zeros do not start a log scale", () => {
+    const stats = shownStats(Float32Array.of(0, NaN, 0.2, Infinity, 0.5, -Infinity), null);
+    expect(stats.range).toEqual({ lo: 0, hi: 0.5 });
+    expect(stats.nonFinite).toBe(3);
+    expect(stats.minPositive).toBe(Math.fround(0.2));
   });
 });
 

@@ -1,12 +1,12 @@
 import { describe, expect, test } from "vitest";
-import { CSS_COLOURS, LUTS, LUT_SIZE, PALETTE_NAMES, buildLut, lutIndex } from "../../src/view/color";
+import { CSS_COLOURS, LUTS, LUT_SIZE, MASKED, MASKED_RGBA, NON_FINITE, PALETTE_NAMES, buildLut, lutIndex, scaleIndex } from "../../src/view/color";
 
 const rgba = (lut: Uint8ClampedArray, i: number) => Array.from(lut.subarray(i * 4, i * 4 + 4));
 
 describe("lookup tables", () => {
-  test.each(PALETTE_NAMES)("%s has 256 RGBA entries and CSS twins", (name) => {
-    expect(LUTS[name].length).toBe(LUT_SIZE * 4);
-    expect(CSS_COLOURS[name]).toHaveLength(LUT_SIZE);
+  test.each(PALETTE_NAMES)("%s has 256 RGBA entries, the masked and NaN/Inf entries, and CSS twins", (name) => {
+    expect(LUTS[name].length).toBe((LUT_SIZE + 2) * 4);
+    expect(CSS_COLOURS[name]).toHaveLength(LUT_SIZE + 2);
     const [r, g, b, a] = rgba(LUTS[name], 200);
     expect(CSS_COLOURS[name][200]).toBe(`rgba(${r},${g},${b},${(a! / 255).toFixed(3)})`);
   });
@@ -50,5 +50,26 @@ describe("lutIndex", () => {
   });
   test("a flat view maps to 0", () => {
     expect(lutIndex(0.5, 0.5, 0.5)).toBe(0);
+  });
+});
+
+describe("the looks every palette shares", () => {
+  test("masked cells and NaN/Inf have one colour in every palette", () => {
+    for (const name of PALETTE_NAMES) {
+      expect(Array.from(rgba(LUTS[name], MASKED))).toEqual([...MASKED_RGBA]);
+      expect(CSS_COLOURS[name][NON_FINITE]).toBe(CSS_COLOURS.blue[NON_FINITE]);
+    }
+  });
+});
+
+describe("scaleIndex", () => {
+  test("linear scales map lo..hi; NaN and Inf get their own entry", () => {
+    expect(scaleIndex(0.5, { mode: "absolute", lo: 0, hi: 1 })).toBe(128);
+    expect(scaleIndex(NaN, { mode: "view", lo: 0, hi: 1 })).toBe(NON_FINITE);
+    expect(scaleIndex(-Infinity, { mode: "log", lo: 0.01, hi: 1 })).toBe(NON_FINITE);
+  });
+  test("log scales map log(value); the geometric middle is the middle, zero sits at the bottom", () => {
+    expect(scaleIndex(0.1, { mode: "log", lo: 0.01, hi: 1 })).toBe(128);
+    expect(scaleIndex(0, { mode: "log", lo: 0.01, hi: 1 })).toBe(0);
   });
 });

@@ -3,14 +3,26 @@ import path from "node:path";
 import { describe, expect, test } from "vitest";
 import {
   FormatError,
+  ROLLOUT_FILE,
+  TOKEN_TABLES,
   attentionFileSizes,
   layerFileBytes,
   matrixBytes,
   parseIndex,
   parseMeta,
+  parseRollout,
+  rolloutFile,
+  tokenTableBytes,
+  tokenTableFile,
+  tokenTableRange,
   visionReceivedBytes,
 } from "../../src/data/format";
-import { FIXTURE_DIR, fixtureMetaJson, layoutMetaJson } from "./fixture";
+import { halfToFloat } from "../../src/data/float16";
+import { FIXTURE_DIR, fixtureBits, fixtureMetaJson, layoutMetaJson } from "./fixture";
+
+function fixtureRollout(): unknown {
+  return JSON.parse(readFileSync(path.join(FIXTURE_DIR, ROLLOUT_FILE), "utf8"));
+}
 
 function broken(edit: (meta: Record<string, any>) => void): Record<string, unknown> {
   const meta = fixtureMetaJson();
@@ -45,7 +57,7 @@ describe("parseMeta on the fixture", () => {
 
   test("attentionFileSizes names every .bin file of the fixture, at its size", () => {
     const onDisk = readdirSync(FIXTURE_DIR).filter((name) => name.endsWith(".bin"));
-    const sizes = attentionFileSizes(meta);
+    const sizes = attentionFileSizes(meta, parseRollout(fixtureRollout(), meta));
     expect(sizes.map((s) => s.file).sort()).toEqual(onDisk.sort());
     for (const { file, bytes } of sizes) expect([file, statSync(path.join(FIXTURE_DIR, file)).size]).toEqual([file, bytes]);
   });
@@ -84,6 +96,70 @@ describe("parseMeta on the fixture", () => {
   });
 });
 
+describe("token tables and rollout on the fixture", () => {
+  const meta = parseMeta(fixtureMetaJson());
+  const size = (name: string) => statSync(path.join(FIXTURE_DIR, name)).size;
+
+  test("meta.json lists the four measures, each file (N, L, H) float16", () => {
+    expect(meta.tokenTables).toEqual(["image_share", "special_share", "row_entropy", "image_entropy"]);
+    for (const measure of meta.tokenTables) expect(size(tokenTableFile(measure))).toBe(tokenTableBytes(meta));
+    expect(tokenTableBytes(meta)).toBe(40 * 2 * 3 * 2);
+  });
+
+  test("a token's range of the image-share table holds its rows' sums over the image columns", () => {
+    const table = fixtureBits(TOKEN_TABLES.image_share.file);
+    const token = 30;
+    const [start, end] = tokenTableRange(meta, token);
+    const values = Array.from(table.subarray(start / 2, end / 2), halfToFloat);
+    const { startIdx, endIdx } = meta.imageGrid!;
+    const expected = [0, 1].flatMap((layer) => {
+      const bits = fixtureBits(meta.layerFiles[layer]!);
+      return [0, 1, 2].map((head) => {
+        const row = bits.subarray((head * 40 + token) * 40, (head * 40 + token + 1) * 40);
+        return Array.from(row.subarray(startIdx, endIdx + 1), halfToFloat).reduce((a, b) => a + b, 0);
+      });
+    });
+    values.forEach((value, i) => expect(value).toBeCloseTo(expected[i]!, 2));
+  });
+
+  test("the first layer's rollout row is the head-mean row mixed half with the identity", () => {
+    const rollout = parseRollout(fixtureRollout(), meta);
+    expect(rollout.layers).toBe(2);
+    expect(rollout.files).toEqual([rolloutFile(0), rolloutFile(1)]);
+    expect(rollout.files[1]).toBe("rollout_layer_01.bin");
+    const token = 30;
+    const mean = Array.from(fixtureBits(meta.headMeanFiles[0]!).subarray(token * 40, (token + 1) * 40), halfToFloat);
+    const mixed = mean.map((v, j) => 0.5 * v + (j === token ? 0.5 : 0));
+    const total = mixed.reduce((a, b) => a + b, 0);
+    const stored = Array.from(fixtureBits(rollout.files[0]!).subarray(token * 40, (token + 1) * 40), halfToFloat);
+    stored.forEach((value, j) => expect(value).toBeCloseTo(mixed[j]! / total, 3));
+  });
+
+  test("a sample without them has no token tables and lists no rollout files", () => {
+    const older = parseMeta(broken((m) => delete m.token_tables));
+    expect(older.tokenTables).toEqual([]);
+    expect(attentionFileSizes(older).some(({ file }) => file.startsWith("token_") || file.startsWith("rollout_"))).toBe(false);
+  });
+
+  test.each([
+    ["an unknown measure", ["image_share", "attention_flow"]],
+    ["a repeated measure", ["image_share", "image_share"]],
+    ["not a list", "image_share"],
+  ])("token_tables with %s is refused", (_name, value) => {
+    expect(() => parseMeta(broken((m) => (m.token_tables = value)))).toThrow(
+      new FormatError("'token_tables' must list distinct measures among image_share, special_share, row_entropy, image_entropy"),
+    );
+  });
+
+  test.each([
+    ["not an object", [], "rollout.json must hold an object with the string 'formula'"],
+    ["no formula", { layers: 2 }, "rollout.json must hold an object with the string 'formula'"],
+    ["another depth", { layers: 3, formula: "x" }, "rollout.json 'layers' must equal num_layers (2)"],
+  ])("rollout.json that is %s is refused", (_name, raw, message) => {
+    expect(() => parseRollout(raw, meta)).toThrow(new FormatError(message));
+  });
+});
+
 describe("parseMeta refuses a broken meta.json with a message naming the problem", () => {
   const required = [
     "format_version", "model", "prompt", "image_path", "image_size", "num_layers", "num_heads", "seq_len",
@@ -99,6 +175,7 @@ describe("parseMeta refuses a broken meta.json with a message naming the problem
     ["another dtype", (m) => (m.dtype = "float32"), /float16/],
     ["a string seq_len", (m) => (m.seq_len = "40"), /'seq_len' must be an integer/],
     ["zero heads", (m) => (m.num_heads = 0), /must be positive/],
+    ["a billion heads", (m) => (m.num_heads = 1_000_000_000), /num_heads is 1000000000, beyond this viewer.s bound of 1024/],
     ["fewer tokens than seq_len", (m) => m.tokens.pop(), /tokens has 39 entries but seq_len is 40/],
     ["a token with the wrong id", (m) => (m.tokens[5].id = 6), /tokens\[5\] must be an object with id 5/],
     ["a token without text", (m) => delete m.tokens[30].text, /tokens\[30\] lacks a text string/],

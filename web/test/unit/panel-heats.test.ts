@@ -1,29 +1,71 @@
 import { describe, expect, test } from "vitest";
-import type { Settings } from "../../src/view/controls";
 import { parseMeta } from "../../src/data/format";
-import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
+import { MASKED, heatIndex } from "../../src/view/color";
+import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
 import { fixtureMetaJson, layoutMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 40 tokens, image tokens 4..24 (3 × 7); vision grid 6 × 14
-const settings: Settings = { palette: "blue", opacity: 0.5, excludeSinks: true, collapseImage: true, selectWords: true };
+const settings: Settings = { ...DEFAULT_SETTINGS, opacity: 0.5 };
 const sinks = new Uint8Array(40).fill(0);
 sinks[0] = 1;
-const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i));
+const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i / 100));
 const vision = Float32Array.from({ length: 84 }, (_, p) => 2 + Math.sin(p));
 
-function fetched(asked: Parameters<typeof completeView>[0]): Fetched {
-  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shownImage: { image: 0, regions: "tiles" } };
+function fetched(asked: Parameters<typeof completeView>[0], extra: Partial<Fetched> = {}): Fetched {
+  const shownImage = { image: 0, regions: "tiles" } as const;
+  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, shownImage, ...extra };
 }
 
-describe("the LLM overlay", () => {
-  test("covers the image tokens, scaled over them alone; the token panel over all but the sinks", () => {
+describe("the LLM overlay and the token panel", () => {
+  test("the overlay covers the image tokens, scaled over them alone; the tokens over what the row sees but the sinks", () => {
     const overlay = imageOverlay(fetched({ tokens: [30] }), settings);
-    const tokens = Array.from({ length: 21 }, (_, k) => 4 + k);
-    expect(overlay.grid).toMatchObject({ kind: "llm", size: [224, 96], parts: [{ rows: 3, cols: 7, rect: [0, 0, 224, 96], indices: tokens }] });
-    expect(overlay.heat).toMatchObject({ values, lo: 4, hi: 24, palette: "blue" });
+    const imageTokens = Array.from({ length: 21 }, (_, k) => 4 + k);
+    expect(overlay.grid).toMatchObject({ kind: "llm", size: [224, 96], parts: [{ rows: 3, cols: 7, rect: [0, 0, 224, 96], indices: imageTokens }] });
+    expect(overlay.heat!.scale).toEqual({ mode: "view", lo: Math.fround(0.04), hi: Math.fround(0.24) });
     expect([overlay.selected, overlay.opacity]).toEqual([[30], 0.5]);
-    expect(tokenHeat(fetched({ tokens: [30] }), settings)).toMatchObject({ lo: 1, hi: 39 });
+    const tokens = tokenHeat(fetched({ tokens: [30] }), settings)!;
+    expect(tokens.heat.scale).toMatchObject({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    expect(tokens.legend.shown).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    expect(tokens.legend.over).toContain("sinks left out");
+  });
+
+  test("tokens after a row's token are masked, and so are tokens before a column's", () => {
+    const row = tokenHeat(fetched({ tokens: [30] }), settings)!;
+    expect(row.heat.visible).toEqual([0, 30]);
+    expect(heatIndex(row.heat, 31)).toBe(MASKED);
+    expect(row.legend.masked).toBe(9);
+    const column = tokenHeat(fetched({ tokens: [30], dir: "tgt" }), settings)!;
+    expect(column.heat.visible).toEqual([30, 39]);
+    expect(heatIndex(column.heat, 29)).toBe(MASKED);
+    // A selection before the image masks the whole overlay.
+    const early = imageOverlay(fetched({ tokens: [2] }), settings);
+    expect(early.legend!.masked).toBe(21);
+    expect(early.legend!.shown).toBeNull();
+  });
+
+  test("the scale modes: absolute spans 0..1, log starts at the smallest positive value, shared at 0 up to the shared max", () => {
+    const at = (scale: Settings["scale"], extra: Partial<Fetched> = {}) => tokenHeat(fetched({ tokens: [30] }, extra), { ...settings, scale })!;
+    expect(at("absolute").heat.scale).toEqual({ mode: "absolute", lo: 0, hi: 1 });
+    expect(at("log").heat.scale).toEqual({ mode: "log", lo: Math.fround(0.01), hi: Math.fround(0.3) });
+    const shared = Float32Array.from(values, (v) => v * 2);
+    expect(at("shared", { shared }).heat.scale).toEqual({ mode: "shared", lo: 0, hi: Math.fround(0.3) * 2 });
+    expect(at("shared", { shared }).legend.over).toContain("shared over layers 0–1 × all 3 heads");
+    // The legend's numbers stay those of the shown vector whatever the scale.
+    expect(at("absolute").legend.shown).toEqual({ lo: Math.fround(0.01), hi: Math.fround(0.3) });
+  });
+
+  test("NaN and Inf stay out of the range and are counted", () => {
+    const broken = Float32Array.from(values);
+    [broken[5], broken[6]] = [NaN, Infinity];
+    const heat = tokenHeat(fetched({ tokens: [30] }, { values: broken }), settings)!;
+    expect(heat.legend.nonFinite).toBe(2);
+    expect(heat.legend.shown!.hi).toBe(Math.fround(0.3));
+  });
+
+  test("in vision mode the token panel's title says it shows the LLM, not the vision encoder", () => {
+    expect(tokenHeat(fetched({ overlay: "vision" }), settings)!.legend.title).toMatch(/LLM attention.*not the vision encoder/);
   });
 });
 
@@ -32,7 +74,7 @@ describe("the vision overlay", () => {
     const overlay = imageOverlay(fetched({ overlay: "vision", patch: 17 }), settings);
     expect(overlay.grid).toMatchObject({ kind: "vision", size: [224, 96], parts: [{ rows: 6, cols: 14, rect: [0, 0, 224, 96] }] });
     expect(Array.from(overlay.grid.parts[0]!.indices)).toEqual(Array.from({ length: 84 }, (_, p) => p));
-    expect(overlay.heat).toMatchObject({ values: vision, lo: Math.min(...vision), hi: Math.max(...vision) });
+    expect(overlay.heat!.scale).toMatchObject({ lo: Math.min(...vision), hi: Math.max(...vision) });
     expect(overlay.selected).toEqual([17]);
     expect(imageOverlay(fetched({ overlay: "vision" }), settings).selected).toEqual([]);
   });
@@ -47,12 +89,14 @@ describe("a tiled sample's overlay", () => {
   const tiled = parseMeta(layoutMetaJson("sample_tiled")); // 2 × 3 tiles of 4 × 4 tokens (64 px) and a 4 × 4 thumbnail
   const n = tiled.seqLen;
   const ramp = Float32Array.from({ length: n }, (_, i) => i);
-  const shown = (regions: "tiles" | "global"): Fetched => ({
+  const shown = (regions: "tiles" | "global", tokens = [n - 1]): Fetched => ({
     meta: tiled,
-    view: completeView({ tokens: [n - 1] }, "s", tiled),
+    view: completeView({ tokens }, "s", tiled),
     sinks: new Uint8Array(n),
     values: ramp,
     vision: null,
+    shared: null,
+    visionShared: null,
     shownImage: { image: 0, regions },
   });
 
@@ -62,7 +106,19 @@ describe("a tiled sample's overlay", () => {
     expect(overlay.grid.parts.map((p) => p.rect)).toEqual([0, 1].flatMap((r) => [0, 1, 2].map((c) => [c * 64, r * 64, 64, 64])));
     expect(overlay.grid.parts.map((p) => p.label)).toEqual([1, 2, 3, 4, 5, 6].map((t) => `tile ${t} of 6`));
     const tileTokens = tiled.regions.slice(0, 6).flatMap((r) => r.tokens);
-    expect(overlay.heat).toMatchObject({ lo: Math.min(...tileTokens), hi: Math.max(...tileTokens) });
+    expect(overlay.heat!.scale).toMatchObject({ lo: Math.min(...tileTokens), hi: Math.max(...tileTokens) });
+    expect(overlay.legend!.shown).toEqual({ lo: Math.min(...tileTokens), hi: Math.max(...tileTokens) });
+    expect(overlay.legend!.over).toContain("tiles' image tokens");
+  });
+
+  test("a row inside the tiles sees only the tile tokens before it: the rest are masked and out of the range", () => {
+    const within = tiled.regions[2]!.tokens[5]!;
+    const overlay = imageOverlay(shown("tiles", [within]), settings);
+    const tileTokens = tiled.regions.slice(0, 6).flatMap((r) => r.tokens);
+    expect(overlay.legend!.masked).toBe(tileTokens.filter((t) => t > within).length);
+    expect(overlay.legend!.shown).toEqual({ lo: tileTokens[0], hi: within });
+    expect(heatIndex(overlay.heat!, within + 1)).toBe(MASKED);
+    expect(imageOverlay(shown("global", [within]), settings).legend!.shown).toBeNull();
   });
 
   test("the global view draws the thumbnail's tokens over the whole image", () => {

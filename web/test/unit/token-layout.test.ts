@@ -22,6 +22,18 @@ describe("layoutTokens", () => {
     expect(layout.cells.filter((c) => c.kind === "image")).toHaveLength(21);
   });
 
+  test("expanded: each image row starts a line, so the cells keep the grid's 7 columns", () => {
+    const layout = layoutTokens(meta.tokens, meta.regions, { width: 2000, collapseImage: false, measure });
+    const image = layout.cells.filter((c) => c.kind === "image");
+    for (let row = 0; row < 3; row++) {
+      const cells = image.slice(row * 7, row * 7 + 7);
+      expect(new Set(cells.map((c) => c.y)).size).toBe(1);
+      expect(cells[0]!.x).toBe(0);
+    }
+    expect(image[7]!.y).toBeGreaterThan(image[0]!.y);
+    expect(layout.cells[layout.cellOf[25]!]!.x).toBe(0); // the text after the image starts its own line
+  });
+
   test("wraps at the width and breaks the line after a newline token", () => {
     const layout = layoutTokens(meta.tokens, meta.regions, { width: 200, collapseImage: false, measure });
     for (const cell of layout.cells) expect(cell.x === 0 || cell.x + cell.w <= 200).toBe(true);

@@ -27,6 +27,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .analysis import TokenMeasures
 from .sample_format import TextToImage
 
 CAPTURE_IMPLEMENTATION = "vlm_attention_viz_capture"
@@ -115,7 +116,8 @@ def _probabilities(
 
 
 class AttentionRecorder:
-    """Turns each LLM layer's queries and keys into stored rows, and tallies the text-to-image table."""
+    """Turns each LLM layer's queries and keys into stored rows, and tallies the text-to-image table and, given
+    `measures`, the per-token tables (computed on the device from the float16 rows as they pass)."""
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class AttentionRecorder:
         image_positions: list[int],
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
+        measures: TokenMeasures | None = None,
     ) -> None:
         """image_positions: every image token, ascending (not one block where an image is tiled or has breaks)."""
         self.sink = sink
@@ -136,6 +139,7 @@ class AttentionRecorder:
         self.on_layer_done = on_layer_done
         self.row_budget = row_budget
         self.text_to_image = TextToImage(num_layers, num_heads, (start, end))
+        self.measures = measures
 
     def on_attention(
         self,
@@ -163,16 +167,19 @@ class AttentionRecorder:
             columns = self.image_columns = columns.to(query.device)
         for row0, probs in attention_chunks(query, key, mask, causal, scaling, self.row_budget):
             self.text_to_image.add(layer, row0, probs[:, :, columns].sum(dim=-1, dtype=torch.float64).cpu().numpy())
+            stored = probs.half()
+            if self.measures is not None:
+                self.measures.add(layer, row0, stored)
             self.sink(
                 AttentionRows(
                     layer=layer,
                     row0=row0,
-                    attn=to_host(probs.half(), n),
+                    attn=to_host(stored, n),
                     head_mean=to_host(probs.mean(dim=0).half(), n),
                     head_max=to_host(probs.amax(dim=0).half(), n),
                 )
             )
-            del probs
+            del probs, stored
         self.on_layer_done(layer)
 
 
