@@ -1,4 +1,5 @@
-"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL, SmolVLM), laid out like the hub's, built offline.
+"""Seeded tiny random-weight checkpoints (Qwen3-VL, Qwen2.5-VL, Qwen2-VL, SmolVLM, Mistral 3), laid out like the
+hub's, built offline.
 
 The demo (Qwen3-VL) and the tests use them: config + safetensors from save_pretrained, a small
 byte-level BPE tokenizer trained here (no tokenizer can be downloaded) carrying Qwen's
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -231,7 +234,9 @@ SMOLVLM_CHAT_TEMPLATE = (
 )
 
 
-def llama_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
+def llama_text_config(
+    shape: TinyShape, vocab_size: int, ids: dict[str, int], eos: str = "<end_of_utterance>"
+) -> dict[str, object]:
     return {
         "model_type": "llama",
         "vocab_size": vocab_size,
@@ -242,7 +247,7 @@ def llama_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) ->
         "num_key_value_heads": shape.kv_heads,
         "head_dim": shape.head_dim,
         "max_position_embeddings": 4096,
-        "eos_token_id": ids["<end_of_utterance>"],
+        "eos_token_id": ids[eos],
         "pad_token_id": ids["<|endoftext|>"],
     }
 
@@ -279,6 +284,56 @@ SMOLVLM_PROCESSOR = {
 }
 
 
+# Mistral 3's geometry at a small scale: 8 px patches merged 2 x 2, so one LLM token per 16 px, in an image
+# resized to fit 128 px (the hub's: 14 px patches, 28 px per token, 1540 px).
+MISTRAL3_PATCH, MISTRAL3_MERGE, MISTRAL3_LONGEST = 8, 2, 128
+MISTRAL3_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]")
+MISTRAL3_CHAT_TEMPLATE = (
+    "{{ '<|endoftext|>' }}{%- for message in messages %}{{ '[INST]' }}"
+    "{%- for part in message['content'] %}{%- if part['type'] == 'image' %}{{ '[IMG]' }}"
+    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}{%- endfor %}{{ '[/INST]' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ GENERATION_PREFIX }}{%- endif %}"
+)
+
+
+def mistral3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    text = llama_text_config(shape, vocab_size, ids, eos="<|im_end|>")
+    return Mistral3Config(
+        text_config={**text, "model_type": "mistral", "sliding_window": None},
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "head_dim": 16,
+            "image_size": MISTRAL3_LONGEST,
+            "patch_size": MISTRAL3_PATCH,
+        },
+        image_token_index=ids["[IMG]"],
+        spatial_merge_size=MISTRAL3_MERGE,
+        vision_feature_layer=-1,
+        multimodal_projector_bias=False,
+    )
+
+
+MISTRAL3_PREPROCESSOR = {
+    "image_processor_type": "PixtralImageProcessor",
+    "processor_class": "PixtralProcessor",
+    "size": {"longest_edge": MISTRAL3_LONGEST},
+    "patch_size": MISTRAL3_PATCH,
+    **IMAGE_STATS,
+}
+MISTRAL3_PROCESSOR = {
+    "processor_class": "PixtralProcessor",
+    "patch_size": MISTRAL3_PATCH,
+    "spatial_merge_size": MISTRAL3_MERGE,
+    "image_token": "[IMG]",
+    "image_break_token": "[IMG_BREAK]",
+    "image_end_token": "[IMG_END]",
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -300,6 +355,14 @@ FAMILIES = {
         SMOLVLM_CHAT_TEMPLATE,
         SMOLVLM_TOKENS,
         SMOLVLM_PROCESSOR,
+    ),
+    "mistral3": TinyFamily(
+        Mistral3ForConditionalGeneration,
+        mistral3_config,
+        MISTRAL3_PREPROCESSOR,
+        MISTRAL3_CHAT_TEMPLATE,
+        MISTRAL3_TOKENS,
+        MISTRAL3_PROCESSOR,
     ),
 }
 

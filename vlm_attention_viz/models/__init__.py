@@ -11,13 +11,15 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .mistral3 import Mistral3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .smolvlm import SmolVLMAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    adapter.name: adapter for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter)
+    adapter.name: adapter
+    for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter, Mistral3Adapter)
 }
 
 __all__ = [

@@ -262,6 +262,17 @@ def image_text_processor(processor_class: type[ProcessorMixin], source: str, **s
     )
 
 
+def processor_settings(source: str) -> dict[str, Any]:
+    """processor_config.json's settings of the processor itself (SmolVLM's image_seq_len, Pixtral's patch and
+    merge sizes), without its class name."""
+    path = cached_file(source, "processor_config.json", _raise_exceptions_for_missing_entries=False)
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        settings = json.load(f)
+    return {key: value for key, value in settings.items() if key != "processor_class"}
+
+
 def chat_template(source: str, tokenizer: Any) -> str:
     """The processor's chat template: chat_template.jinja, else chat_template.json, else the tokenizer's."""
     jinja = cached_file(source, "chat_template.jinja", _raise_exceptions_for_missing_entries=False)

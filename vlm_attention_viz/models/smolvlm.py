@@ -13,18 +13,17 @@ The layout is read back from the tokens as the processor wrote them, so it is ex
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
 from PIL import Image
 from transformers import AutoProcessor, ProcessorMixin, SmolVLMForConditionalGeneration, SmolVLMProcessor
-from transformers.utils import cached_file, is_torchvision_available
+from transformers.utils import is_torchvision_available
 
 from ..errors import UserError
 from ..image_layout import ImageLayout, Region
-from .base import ModelAdapter, PreparedInputs, image_text_processor, user_message
+from .base import ModelAdapter, PreparedInputs, image_text_processor, processor_settings, user_message
 
 TILE_LABEL = re.compile(r"<row_(\d+)_col_(\d+)>")
 GLOBAL_LABEL = "<global-img>"
@@ -98,16 +97,6 @@ def _close_image(
         )
     regions.append(Region(image, "global" if tiles else "image", tile_side, tile_side, (0, 0, *size), global_run))
     sizes.append(size)
-
-
-def processor_settings(source: str) -> dict[str, Any]:
-    """processor_config.json's settings of the processor itself (image_seq_len), without its class name."""
-    path = cached_file(source, "processor_config.json", _raise_exceptions_for_missing_entries=False)
-    if not path:
-        return {}
-    with open(path, encoding="utf-8") as f:
-        settings = json.load(f)
-    return {key: value for key, value in settings.items() if key != "processor_class"}
 
 
 class SmolVLMAdapter(ModelAdapter):
