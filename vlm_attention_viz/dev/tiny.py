@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    InternVLConfig,
+    InternVLForConditionalGeneration,
     Mistral3Config,
     Mistral3ForConditionalGeneration,
     PreTrainedConfig,
@@ -78,7 +80,10 @@ class TinyShape:
     seed: int = 0
 
 
-def build_tokenizer(extra_special: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    extra_special: tuple[str, ...] = (), named: dict[str, str] | None = None
+) -> PreTrainedTokenizerFast:
+    """named: special tokens the processor reads by attribute name (InternVL's `start_image_token`, ...)."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -94,7 +99,7 @@ def build_tokenizer(extra_special: tuple[str, ...] = ()) -> PreTrainedTokenizerF
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={},
+        extra_special_tokens=named or {},
     )
 
 
@@ -334,6 +339,55 @@ MISTRAL3_PROCESSOR = {
 }
 
 
+# InternVL's geometry at a small scale: tiles of 64 px (up to 6, chosen by aspect ratio, plus a thumbnail), 8 px
+# patches, pixel shuffle 0.5: 4 x 4 tokens per tile (the hub's 3.5: 448 px tiles, 14 px patches, 16 x 16 tokens).
+INTERNVL_TILE, INTERNVL_PATCH, INTERNVL_MAX_TILES = 64, 8, 6
+INTERNVL_NAMED = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+INTERNVL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\\n")
+
+
+def internvl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return InternVLConfig(
+        text_config={
+            **text_config(shape, vocab_size, ids),
+            "model_type": "qwen2",
+            "head_dim": shape.head_dim,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [INTERNVL_TILE, INTERNVL_TILE],
+            "patch_size": [INTERNVL_PATCH, INTERNVL_PATCH],
+        },
+        image_token_id=ids["<IMG_CONTEXT>"],
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+    )
+
+
+INTERNVL_PREPROCESSOR = {
+    "image_processor_type": "GotOcr2ImageProcessor",
+    "processor_class": "InternVLProcessor",
+    "size": {"height": INTERNVL_TILE, "width": INTERNVL_TILE},
+    "crop_to_patches": True,
+    "min_patches": 1,
+    "max_patches": INTERNVL_MAX_TILES,
+    **IMAGE_STATS,
+}
+INTERNVL_PROCESSOR = {
+    "processor_class": "InternVLProcessor",
+    "image_seq_length": (INTERNVL_TILE // INTERNVL_PATCH // 2) ** 2,
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -342,6 +396,7 @@ class TinyFamily:
     chat_template: str = CHAT_TEMPLATE
     special_tokens: tuple[str, ...] = ()  # beyond Qwen's, which every tiny tokenizer carries
     processor: dict[str, object] | None = None  # processor_config.json, for processors with settings of their own
+    named_tokens: dict[str, str] | None = None  # build_tokenizer's `named`
 
 
 FAMILIES = {
@@ -364,6 +419,15 @@ FAMILIES = {
         MISTRAL3_TOKENS,
         MISTRAL3_PROCESSOR,
     ),
+    "internvl": TinyFamily(
+        InternVLForConditionalGeneration,
+        internvl_config,
+        INTERNVL_PREPROCESSOR,
+        INTERNVL_CHAT_TEMPLATE,
+        tuple(INTERNVL_NAMED.values()),
+        INTERNVL_PROCESSOR,
+        INTERNVL_NAMED,
+    ),
 }
 
 
@@ -372,7 +436,7 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[shape.family]
-    tokenizer = build_tokenizer(family.special_tokens)
+    tokenizer = build_tokenizer(family.special_tokens, family.named_tokens)
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS + list(family.special_tokens)}
     torch.manual_seed(shape.seed)
     model = family.model_class(family.config(shape, len(tokenizer), ids)).eval()

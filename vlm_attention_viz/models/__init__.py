@@ -11,6 +11,7 @@ from transformers import PreTrainedConfig
 
 from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
+from .internvl import InternVLAdapter
 from .mistral3 import Mistral3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
@@ -19,7 +20,7 @@ from .smolvlm import SmolVLMAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     adapter.name: adapter
-    for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter, Mistral3Adapter)
+    for adapter in (Qwen3VLAdapter, Qwen2_5VLAdapter, Qwen2VLAdapter, SmolVLMAdapter, Mistral3Adapter, InternVLAdapter)
 }
 
 __all__ = [
