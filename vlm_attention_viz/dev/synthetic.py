@@ -160,10 +160,12 @@ def write_synthetic(
 ) -> Path:
     tokens, grid = build_tokens(seq_len)
     device = resolve_device(None)
-    measures = TokenMeasures(TokenLayout.of(tokens, grid), fmt.TokenTables(layers, heads, seq_len))
+    image = grid_image(grid)
+    measures = TokenMeasures(
+        TokenLayout.of(tokens, [fmt.grid_region(grid, image.size)]), fmt.TokenTables(layers, heads, seq_len)
+    )
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        image = grid_image(grid)
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers

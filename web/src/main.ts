@@ -27,7 +27,8 @@ import { byId } from "./view/dom";
 import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type Box, type FigureParts, type ShownVector } from "./view/export";
 import { ImagePanel } from "./view/image-panel";
 import { ColourBar } from "./view/legend";
-import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
+import { ImagePicker } from "./view/image-picker";
+import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "./view/panel-heats";
 import { TokenPanel } from "./view/token-panel";
 import { TopKList, topK } from "./view/top-k";
 import { Tooltip } from "./view/tooltip";
@@ -71,6 +72,7 @@ const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip,
   grid.kind === "vision" ? pressPatch(index) : select(index),
 );
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
+const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), (choice, imageChanged) => void showImage(choice.image, imageChanged));
 const imageBar = new ColourBar(byId("image-legend"));
 const tokenBar = new ColourBar(byId("token-legend"));
 const topList = new TopKList(byId("top-k-list"), pickRanked);
@@ -186,6 +188,7 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
     controls.configure(meta);
     byId("panels").hidden = false;
     tokenPanel.setSample(meta);
+    imagePicker.configure(meta);
     await Promise.all([
       imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href),
       client.open(sampleUrl.href, meta, cacheBytes),
@@ -355,7 +358,19 @@ async function sharedValues(view: ViewState): Promise<SharedVectors | null> {
 function fetched(): Fetched | null {
   if (!app.loaded || !app.view) return null;
   const shared = { shared: app.shared?.values ?? null, visionShared: app.shared?.vision ?? null };
-  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared };
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared, shownImage: imagePicker.choice() };
+}
+
+/** Another image, or other regions of it, on the image panel: the same vector, redrawn. */
+async function showImage(image: number, imageChanged: boolean): Promise<void> {
+  const loaded = app.loaded;
+  const dataRoot = dataRootOf(params);
+  if (!loaded || !dataRoot) return;
+  if (imageChanged) {
+    const sampleUrl = new URL(`${encodeURIComponent(app.view!.sample)}/`, dataRoot);
+    await imagePanel.setImage(new URL(encodeURIComponent(loaded.meta.images[image]!.path), sampleUrl).href);
+  }
+  if (app.loaded === loaded) redraw();
 }
 
 function redraw(): void {
@@ -385,10 +400,12 @@ function showTopK(overlay: Heat | null, tokens: Heat | null, settings: Settings)
   return topList.update(tokens ? topK(tokens, skip, TOP_K) : [], (t) => tokenName(meta, t), `Top ${TOP_K} tokens and patches`);
 }
 
-/** A token as the readout and the exports name it: its text, or its image patch. */
+/** A token as the readout and the exports name it: its text, or its image patch (and region, where there are several). */
 function tokenName(meta: SampleMeta, token: number): string {
-  const { gridPos, text } = meta.tokens[token]!;
-  return gridPos ? `#${token} patch ${gridPos[0]},${gridPos[1]}` : `#${token} ${JSON.stringify(text)}`;
+  const { gridPos, text, region } = meta.tokens[token]!;
+  if (!gridPos) return `#${token} ${JSON.stringify(text)}`;
+  const label = meta.regions.length > 1 && region !== undefined ? regionLabel(meta, meta.regions[region]!) : "";
+  return `#${token} ${label ? `${label} ` : ""}patch ${gridPos[0]},${gridPos[1]}`;
 }
 
 function markDrawn(): void {

@@ -8,7 +8,7 @@ import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 export interface SampleFiles {
   seqLen: number;
   layerAttention: LayerAttention[];
-  imageGrid: ImageGrid;
+  imageGrid?: ImageGrid;
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];

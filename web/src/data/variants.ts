@@ -4,7 +4,7 @@
 // the controls, the panels and the worker all read these tables, so adding a
 // variant is one entry here (plus the data it needs, if that is new).
 
-import type { AttentionKind, LayerAttention, SampleMeta, VisionMeta } from "./format";
+import type { AttentionKind, LayerAttention, RegionKind, SampleMeta, VisionMeta } from "./format";
 
 /** A head aggregate: its label, and the meta.json list of its precomputed files (SPEC.md §1), one per layer or block. */
 interface HeadAggregateKind<Files extends string> {
@@ -141,6 +141,23 @@ export function variantsOf<K extends string>(table: Readonly<Record<K, unknown>>
 export function variantNamed<K extends string>(table: Readonly<Record<K, unknown>>, value: string | null): K | undefined {
   return value !== null && Object.hasOwn(table, value) ? (value as K) : undefined;
 }
+
+interface RegionViewKind {
+  label: string;
+  /** What the colour bar says is drawn. */
+  drawn: string;
+  /** The kinds of region this view draws on an image. */
+  shows: readonly RegionKind[];
+}
+
+const regionViews = {
+  tiles: { label: "tiles (full resolution)", drawn: "tiles' image tokens", shows: ["tile", "image"] },
+  global: { label: "global thumbnail", drawn: "global thumbnail's image tokens", shows: ["global", "image"] },
+} satisfies Record<string, RegionViewKind>;
+
+/** Which of a tiled image's regions the image panel draws; an image without tiles looks the same in both. */
+export const REGION_VIEWS: Readonly<Record<RegionView, RegionViewKind>> = regionViews;
+export type RegionView = keyof typeof regionViews;
 
 interface ScaleModeKind {
   label: string;
