@@ -247,6 +247,11 @@ class TextToImage:
         self.sums[layer] += after.sum(axis=1, dtype=np.float64)
         self.rows[layer] += after.shape[1]
 
+    def copy_layer(self, source: int, layer: int) -> None:
+        """Layer `layer` holds the same attention as `source` (a synthetic sample's hard-linked layers)."""
+        self.sums[layer] = self.sums[source]
+        self.rows[layer] = self.rows[source]
+
     def table(self) -> np.ndarray:
         return self.sums / np.maximum(1, self.rows)[:, None]
 
