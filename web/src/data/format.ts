@@ -60,6 +60,8 @@ export interface SampleMeta {
   vision?: VisionMeta;
   /** The per-token tables the sample holds; empty for samples written before they existed. */
   tokenTables: TokenMeasure[];
+  /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none. */
+  textToImage: Float32Array | null;
 }
 
 /** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
@@ -183,7 +185,17 @@ export function parseMeta(raw: unknown): SampleMeta {
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
+    textToImage: "text_to_image" in raw ? parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads) : null,
   };
+}
+
+/** An L × H table of numbers (lists of lists), flattened in [layer][head] order. */
+function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array {
+  const isRow = (row: unknown): row is number[] => isList(row) && row.length === numHeads && row.every((v) => typeof v === "number");
+  if (!isList(raw) || raw.length !== numLayers || !raw.every(isRow)) {
+    throw new FormatError(`'text_to_image' must hold ${numLayers} lists of ${numHeads} numbers`);
+  }
+  return Float32Array.from(raw.flat());
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {

@@ -8,6 +8,7 @@
 
 import { shownStats, type ShownStats } from "../data/attention";
 import type { SampleMeta } from "../data/format";
+import { LAYER_REDUCTIONS } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import type { Heat, Scale } from "./color";
@@ -85,6 +86,9 @@ function panelHeat(values: Float32Array, shared: Float32Array | null, span: Span
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
+  if (view.layerReduce && LAYER_REDUCTIONS[view.layerReduce].reads === "rollout") {
+    return `LLM attention rollout R_${view.layer} (layers 0–${view.layer}, head means)`;
+  }
   const [first, last] = layerSpan(view);
   const layers = first === last ? `layer ${first}` : `layers ${first}–${last} (${view.layerReduce})`;
   const head = typeof view.head === "number" ? `head ${view.head}` : `${view.head} of ${meta.numHeads} heads`;
