@@ -4,7 +4,7 @@
 
 import { reduceVectors } from "./data/attention";
 import { DataClient } from "./data/data-client";
-import { ROLLOUT_FILE, parseIndex, parseMeta, parseRollout, type RolloutMeta, type SampleMeta, type VisionMeta } from "./data/format";
+import { ROLLOUT_FILE, parseIndex, parseMeta, parseRollout, type RolloutMeta, type SampleEntry, type SampleMeta, type VisionMeta } from "./data/format";
 import { layerCurves, splitTables, topHeads, type CurveBand, type HeadTables, type RankedHead } from "./data/head-tables";
 import { ATLAS_MEASURES, LAYER_REDUCTIONS } from "./data/variants";
 import {
@@ -189,18 +189,28 @@ async function fetchJson(url: URL): Promise<unknown> {
   }
 }
 
+/** Open the sample the URL names while the list loads (one round trip less to the first heatmap), else the first listed. */
 async function start(): Promise<void> {
   const dataRoot = dataRootOf(params);
   if (!dataRoot) return;
+  const asked = viewFromParams(params);
+  const listing = listSamples(dataRoot);
+  if (asked.sample) return void (await Promise.all([listing, openSample(dataRoot, asked.sample, asked, "replace")]));
+  const name = (await listing)?.[0]?.name;
+  if (name) await openSample(dataRoot, name, asked, "replace");
+}
+
+/** index.json into the sample picker; null, with the message shown, when it cannot be read or lists nothing. */
+async function listSamples(dataRoot: URL): Promise<SampleEntry[] | null> {
   try {
     const entries = parseIndex(await fetchJson(new URL("index.json", dataRoot)));
     controls.listSamples(entries);
-    const asked = viewFromParams(params);
-    const name = asked.sample ?? entries[0]?.name;
-    if (!name) return showError(`No samples in ${dataRoot.href}: run the extractor first.`);
-    await openSample(dataRoot, name, asked, "replace");
+    if (app.view) controls.showView(app.view); // the picker may have been filled after the sample opened
+    if (!entries.length) showError(`No samples in ${dataRoot.href}: run the extractor first.`);
+    return entries;
   } catch (error) {
     showError(`Cannot list samples: ${message(error)}`);
+    return null;
   }
 }
 
@@ -219,6 +229,7 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
     const rollout = await rolloutOf(await rolloutAnswer, meta);
     controls.configure(meta, rollout !== undefined);
     byId("panels").hidden = false;
+    byId("lower").hidden = !lowerWanted(controls.settings()); // before the panels are fitted, so they are fitted once
     tokenPanel.setSample(meta);
     await Promise.all([
       imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href).then(() => performance.mark("vav:image-decoded")),
@@ -419,6 +430,10 @@ function redraw(): void {
   void refreshLower();
 }
 
+function lowerWanted(settings: Settings): boolean {
+  return settings.atlas || settings.curves;
+}
+
 /** The key of what the lower views read: the sample, the selection and the measure. */
 function lowerKey(view: ViewState, settings: Settings): string {
   return JSON.stringify([view.sample, view.tokens, settings.measure]);
@@ -433,7 +448,7 @@ async function refreshLower(): Promise<void> {
   const settings = controls.settings();
   const { loaded, view } = app;
   const lower = byId("lower");
-  lower.hidden = !loaded || !view || (!settings.atlas && !settings.curves);
+  lower.hidden = !loaded || !view || !lowerWanted(settings);
   if (!loaded || !view || lower.hidden) return;
   const key = lowerKey(view, settings);
   if (app.lower?.key === key) return drawLower();
@@ -452,8 +467,19 @@ async function refreshLower(): Promise<void> {
     }
     performance.mark("vav:atlas");
   } catch (error) {
-    if (request === app.lowerRequest) showError(message(error));
+    // In its own area: the view above may still be fine, and its own error must not be overwritten.
+    if (request === app.lowerRequest) showLowerError(message(error));
   }
+}
+
+function showLowerError(text: string): void {
+  app.lower = null;
+  atlasPanel.update(null);
+  atlasBar.update(null);
+  headMaps.update(null);
+  curvesPanel.update(null);
+  for (const id of ["head-maps-caption", "curves-caption"]) setText(byId(id), "");
+  setText(byId("atlas-caption"), `The atlas and the curves cannot be shown: ${text}`);
 }
 
 /** The selection's tables and the atlas they give; with nothing selected, the sample-wide text_to_image. */

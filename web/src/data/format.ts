@@ -60,7 +60,7 @@ export interface SampleMeta {
   vision?: VisionMeta;
   /** The per-token tables the sample holds; empty for samples written before they existed. */
   tokenTables: TokenMeasure[];
-  /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none. */
+  /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none (or not of that shape). */
   textToImage: Float32Array | null;
 }
 
@@ -185,17 +185,17 @@ export function parseMeta(raw: unknown): SampleMeta {
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
-    textToImage: "text_to_image" in raw ? parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads) : null,
+    textToImage: parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads),
   };
 }
 
-/** An L × H table of numbers (lists of lists), flattened in [layer][head] order. */
-function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array {
+/**
+ * An L × H table of numbers (lists of lists), flattened in [layer][head] order;
+ * null when it has another shape: it is an overview only, and no file depends on it.
+ */
+function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array | null {
   const isRow = (row: unknown): row is number[] => isList(row) && row.length === numHeads && row.every((v) => typeof v === "number");
-  if (!isList(raw) || raw.length !== numLayers || !raw.every(isRow)) {
-    throw new FormatError(`'text_to_image' must hold ${numLayers} lists of ${numHeads} numbers`);
-  }
-  return Float32Array.from(raw.flat());
+  return isList(raw) && raw.length === numLayers && raw.every(isRow) ? Float32Array.from(raw.flat()) : null;
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {

@@ -26,6 +26,9 @@ const MAP_WIDTH = 120;
 
 export class HeadMaps {
   private view: HeadMapsView | null = null;
+  /** The image at the maps' size, scaled once per image rather than once per map. */
+  private thumbnail: { src: string; canvas: HTMLCanvasElement } | null = null;
+  private readonly gridCanvas = document.createElement("canvas");
 
   constructor(
     private readonly list: HTMLElement,
@@ -54,9 +57,9 @@ export class HeadMaps {
     button.className = "head-map";
     Object.assign(button.dataset, { layer: String(head.layer), head: String(head.head), value: String(head.value) });
     const canvas = document.createElement("canvas");
-    const height = Math.max(1, Math.round((MAP_WIDTH * this.image.naturalHeight) / Math.max(1, this.image.naturalWidth)));
-    [canvas.width, canvas.height] = [MAP_WIDTH, height];
-    this.paint(canvas, view, values);
+    const thumbnail = this.thumbnailCanvas();
+    [canvas.width, canvas.height] = [thumbnail.width, thumbnail.height];
+    this.paint(canvas, thumbnail, view, values);
     const label = document.createElement("span");
     label.textContent = `L${head.layer} H${head.head} · ${view.measure} ${formatWeight(head.value)}`;
     button.append(canvas, label);
@@ -64,13 +67,23 @@ export class HeadMaps {
     return button;
   }
 
-  private paint(canvas: HTMLCanvasElement, view: HeadMapsView, values: Float32Array): void {
+  private thumbnailCanvas(): HTMLCanvasElement {
+    if (this.thumbnail?.src === this.image.currentSrc) return this.thumbnail.canvas;
+    const canvas = document.createElement("canvas");
+    const height = Math.max(1, Math.round((MAP_WIDTH * this.image.naturalHeight) / Math.max(1, this.image.naturalWidth)));
+    [canvas.width, canvas.height] = [MAP_WIDTH, height];
+    canvas.getContext("2d")!.drawImage(this.image, 0, 0, canvas.width, canvas.height);
+    this.thumbnail = { src: this.image.currentSrc, canvas };
+    return canvas;
+  }
+
+  private paint(canvas: HTMLCanvasElement, thumbnail: HTMLCanvasElement, view: HeadMapsView, values: Float32Array): void {
     const ctx = canvas.getContext("2d")!;
-    ctx.drawImage(this.image, 0, 0, canvas.width, canvas.height);
+    ctx.drawImage(thumbnail, 0, 0);
     const range = shownStats(values, null, 0, Math.min(values.length, view.visible)).range ?? { lo: 0, hi: 0 };
     const scale = { mode: "view", ...range } as const;
-    const grid = document.createElement("canvas");
-    [grid.width, grid.height] = [view.cols, view.rows];
+    const grid = this.gridCanvas;
+    if (grid.width !== view.cols || grid.height !== view.rows) [grid.width, grid.height] = [view.cols, view.rows];
     const pixels = new ImageData(view.cols, view.rows);
     const lut = LUTS[view.palette];
     for (let cell = 0; cell < values.length; cell++) {
