@@ -536,7 +536,7 @@ function drawAtlas(meta: SampleMeta, view: ViewState, settings: Settings, lower:
     return atlasBar.update(null);
   }
   const why = "the spatial entropy needs a row after the image, and a map that is not flat";
-  const { legend } = atlasLegend(lower.atlas, settings.palette, `Atlas: ${measure.label}`, measure.meaning, why);
+  const legend = atlasLegend(lower.atlas, settings.palette, `Atlas: ${measure.label}`, measure.meaning, why);
   const current = typeof view.head === "number" && !view.layerReduce ? { layer: view.layer, head: view.head } : null;
   const { numLayers, numHeads } = meta;
   atlasPanel.update({ values: lower.atlas, numLayers, numHeads, palette: settings.palette, measure: measure.label, current, legend });

@@ -30,12 +30,12 @@ const TOP = 18;
 const FONT = "10px system-ui, sans-serif";
 const LABEL_EVERY = 4;
 
-/** The atlas's colour scale and legend: min to max of its finite values; NaN is undefined, not bad data. */
-export function atlasLegend(values: Float32Array, palette: PaletteName, title: string, over: string, why: string): { scale: Scale; legend: Legend } {
+/** The atlas's legend, whose scale is the min to max of its finite values; NaN is undefined, not bad data. */
+export function atlasLegend(values: Float32Array, palette: PaletteName, title: string, over: string, why: string): Legend {
   const finite = shownStats(values, null);
   const undefinedCount = values.reduce((n, v) => n + (Number.isNaN(v) ? 1 : 0), 0);
   const scale: Scale = { mode: "view", lo: finite.range?.lo ?? 0, hi: finite.range?.hi ?? 0 };
-  const legend: Legend = {
+  return {
     title,
     palette,
     scale,
@@ -45,7 +45,6 @@ export function atlasLegend(values: Float32Array, palette: PaletteName, title: s
     nonFinite: finite.nonFinite - undefinedCount,
     undefinedCells: { count: undefinedCount, why },
   };
-  return { scale, legend };
 }
 
 function cellSize(view: Pick<AtlasView, "numHeads">): number {
