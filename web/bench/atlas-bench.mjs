@@ -119,7 +119,7 @@ async function firstHeatmapProfile(url) {
       const page = await context.newPage();
       // The worker's reads are in the worker's timeline, not the page's: take them from the browser's side.
       const reads = [];
-      page.on("requestfinished", (request) => request.url().endsWith(".bin") && reads.push(request.timing()));
+      context.on("requestfinished", (request) => request.url().endsWith(".bin") && reads.push(request.timing()));
       await page.goto(url);
       await page.waitForFunction(() => performance.getEntriesByName("vav:first-heatmap").length > 0, undefined, { timeout: TIMEOUT_MS });
       const origin = await page.evaluate(() => performance.timeOrigin);
