@@ -227,14 +227,16 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     performance.mark("vav:meta-parsed");
     const rollout = await rolloutOf(await rolloutAnswer, meta);
+    // The image decodes and the worker opens while the token panel is laid out.
+    const ready = Promise.all([
+      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href).then(() => performance.mark("vav:image-decoded")),
+      client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
+    ]);
     controls.configure(meta, rollout !== undefined);
     byId("panels").hidden = false;
     byId("lower").hidden = !lowerWanted(controls.settings()); // before the panels are fitted, so they are fitted once
     tokenPanel.setSample(meta);
-    await Promise.all([
-      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href).then(() => performance.mark("vav:image-decoded")),
-      client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
-    ]);
+    await ready;
     app.loaded = { meta, rollout, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
