@@ -221,6 +221,7 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
   app.vision = null;
   app.shared = null;
   app.lower = null;
+  app.lowerRequest++; // the last sample's lower views must not land on this one
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
   try {
     const rolloutAnswer = fetch(new URL(ROLLOUT_FILE, sampleUrl)); // beside meta.json, not after it
