@@ -106,6 +106,26 @@ describe("the atlas", () => {
     expectClose((await hook(page, (vav) => vav.atlas()))!.values, meta.text_to_image.flat(), 5);
   }, TIMEOUT);
 
+  test("a new selection reads one range per table and one row per top head, nothing more of the head files", async () => {
+    const ranges: { file: string; range: string }[] = [];
+    page.context().on("request", (request) => {
+      const file = new URL(request.url()).pathname.split("/").pop()!;
+      if (/^(token_|attn_layer_)/.test(file)) ranges.push({ file, range: request.headers()["range"] ?? "" });
+    });
+    await openLower("sample=sample_tiny&token=30");
+    const table = L * H * 2;
+    const tables = ranges.filter((r) => r.file.startsWith("token_"));
+    expect(tables.map((r) => r.file).sort()).toEqual(MEASURES.map((m) => `token_${m}.bin`).sort());
+    for (const r of tables) expect(r.range).toBe(`bytes=${30 * table}-${31 * table - 1}`);
+    const heads = ranges.filter((r) => r.file.startsWith("attn_layer_"));
+    expect(heads.length).toBe(Math.min(16, L * H));
+    for (const r of heads) {
+      const [start, end] = r.range.replace("bytes=", "").split("-").map(Number) as [number, number];
+      expect(end - start + 1).toBe(2 * N); // one row
+      expect((start / (2 * N)) % N).toBe(30); // token 30's row, in some head's block
+    }
+  }, TIMEOUT);
+
   test("spatial entropy: an image token's rows are undefined, drawn masked and named in the legend", async () => {
     await openLower("sample=sample_tiny&token=10&measure=image_entropy");
     const values = (await hook(page, (vav) => vav.atlas()))!.values;
