@@ -117,11 +117,14 @@ def test_sample_accessors_equal_the_files() -> None:
     assert sample.tokens == meta["tokens"] and sample.seq_len == n
     assert sample.grid == (meta["image_grid"]["rows"], meta["image_grid"]["cols"])
     assert sample.image.size == Image.open(FIXTURE / meta["image_path"]).size
-    assert "text_to_image" not in meta and sample.text_to_image is None
+    np.testing.assert_array_equal(sample.text_to_image, np.array(meta["text_to_image"]))
+    start, end = meta["image_grid"]["start_idx"], meta["image_grid"]["end_idx"]
     for layer in range(meta["num_layers"]):
         stored = np.fromfile(FIXTURE / meta["layer_files"][layer], dtype="<f2").reshape(heads, n, n)
         for head in range(heads):
             np.testing.assert_array_equal(sample.attention(layer, head), stored[head])
+            after_image = stored[head, end + 1 :, start : end + 1].sum(axis=1, dtype=np.float32)
+            assert sample.text_to_image[layer, head] == pytest.approx(after_image.mean(), abs=1e-6)
         for kind, files in (("mean", "head_mean_files"), ("max", "head_max_files")):
             expected = np.fromfile(FIXTURE / meta[files][layer], dtype="<f2").reshape(n, n)
             np.testing.assert_array_equal(sample.attention(layer, kind), expected)

@@ -379,6 +379,11 @@ class TextToImage:
         self.sums[layer] += after.sum(axis=1, dtype=np.float64)
         self.rows[layer] += after.shape[1]
 
+    def copy_layer(self, source: int, layer: int) -> None:
+        """Layer `layer` holds the same attention as `source` (a synthetic sample's hard-linked layers)."""
+        self.sums[layer] = self.sums[source]
+        self.rows[layer] = self.rows[source]
+
     def table(self) -> list[np.ndarray]:
         return [sums / max(1, rows) for sums, rows in zip(self.sums, self.rows, strict=True)]
 

@@ -3,7 +3,7 @@
 // Shared by the worker (extraction, combining) and the main thread (range).
 
 import { decodeStrided } from "./float16";
-import { LAYER_REDUCTIONS, type Reduce } from "./variants";
+import { FOLDS, type Fold } from "./variants";
 
 export type Axis = "row" | "col";
 
@@ -37,11 +37,11 @@ export function meanOfRows(table: Uint16Array, length: number, rows: number[]): 
   return reduceVectors(rows.map((row) => decodeStrided(table, row * length, length, 1)), "mean");
 }
 
-/** The element-wise reduction (a LAYER_REDUCTIONS entry) of equally long vectors. */
-export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
+/** The element-wise fold (a FOLDS entry) of equally long vectors. */
+export function reduceVectors(vectors: Float32Array[], reduce: Fold): Float32Array {
   const [first, ...rest] = vectors;
   if (!first) throw new Error("reduceVectors needs at least one vector");
-  const { fold, finish } = LAYER_REDUCTIONS[reduce];
+  const { fold, finish } = FOLDS[reduce];
   const out = Float32Array.from(first);
   for (const vector of rest) {
     for (let j = 0; j < out.length; j++) out[j] = fold(out[j]!, vector[j]!);

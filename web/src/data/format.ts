@@ -122,6 +122,8 @@ export interface SampleMeta {
   vision?: VisionMeta;
   /** The per-token tables the sample holds; empty for samples written before they existed. */
   tokenTables: TokenMeasure[];
+  /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none (or not of that shape). */
+  textToImage: Float32Array | null;
 }
 
 /** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
@@ -247,7 +249,17 @@ export function parseMeta(raw: unknown): SampleMeta {
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
+    textToImage: parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads),
   };
+}
+
+/**
+ * An L × H table of numbers (lists of lists), flattened in [layer][head] order;
+ * null when it has another shape: it is an overview only, and no file depends on it.
+ */
+function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array | null {
+  const isRow = (row: unknown): row is number[] => isList(row) && row.length === numHeads && row.every((v) => typeof v === "number");
+  return isList(raw) && raw.length === numLayers && raw.every(isRow) ? Float32Array.from(raw.flat()) : null;
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {
@@ -410,6 +422,17 @@ export function reach(layer: LayerAttention, index: number, axis: "row" | "col",
   const window = layer.window ?? n;
   if (axis === "row") return [Math.max(0, index - window + 1), inImage ? grid.endIdx : index];
   return [inImage ? grid.startIdx : index, Math.min(n - 1, index + window - 1)];
+}
+
+/**
+ * The region whose map the spatial entropy is taken over, as sample_format.entropy_region picks it: of the
+ * first image's regions, the one covering the most of it (a single grid, a tiled model's thumbnail), then the
+ * one with more tokens, then the first. The atlas draws its top heads' maps over it too.
+ */
+export function entropyRegion(meta: Pick<SampleMeta, "regions">): ImageRegion {
+  const area = (r: ImageRegion): number => r.rect[2] * r.rect[3];
+  const firstImage = meta.regions.filter((r) => r.image === 0);
+  return firstImage.reduce((best, r) => (area(r) > area(best) || (area(r) === area(best) && r.tokens.length > best.tokens.length) ? r : best));
 }
 
 type ImageLayout = Pick<SampleMeta, "imageGrid" | "images" | "regions">;

@@ -8,7 +8,7 @@
 
 import { shownStats, shownStatsAt, type ShownStats } from "../data/attention";
 import { reach, type ImageRegion, type SampleMeta, type VisionMeta } from "../data/format";
-import { layersSigned, maskNames, REGION_VIEWS, type RegionView } from "../data/variants";
+import { LAYER_REDUCTIONS, layersSigned, maskNames, REGION_VIEWS, type RegionView } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import type { Heat, Scale } from "./color";
@@ -138,6 +138,9 @@ function panelHeat(
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
+  if (view.layerReduce && LAYER_REDUCTIONS[view.layerReduce].reads === "rollout") {
+    return `LLM attention rollout R_${view.layer} (layers 0–${view.layer}, head means)`;
+  }
   const [first, last] = layerSpan(view);
   const layers = first === last ? `layer ${first}` : `layers ${first}–${last} (${view.layerReduce})`;
   const head = typeof view.head === "number" ? `head ${view.head}` : `${view.head} of ${meta.numHeads} heads`;

@@ -143,6 +143,13 @@ describe("token tables and rollout on the fixture", () => {
     stored.forEach((value, j) => expect(value).toBeCloseTo(mixed[j]! / total, 3));
   });
 
+  test("text_to_image is read as L × H values in [layer][head] order; absent or of another shape, it is null", () => {
+    const table = fixtureMetaJson()["text_to_image"] as number[][];
+    expect(Array.from(meta.textToImage!)).toEqual(Array.from(Float32Array.from(table.flat())));
+    expect(parseMeta(broken((m) => delete m.text_to_image)).textToImage).toBeNull();
+    expect(parseMeta(broken((m) => (m.text_to_image = [[0.1, 0.2, 0.3]]))).textToImage).toBeNull();
+  });
+
   test("a sample without them has no token tables and lists no rollout files", () => {
     const older = parseMeta(broken((m) => delete m.token_tables));
     expect(older.tokenTables).toEqual([]);
