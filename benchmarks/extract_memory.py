@@ -34,7 +34,7 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.analysis import TokenLayout, write_rollout
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.extract import capture_to, image_span
+from vlm_attention_viz.extract import capture_to
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import build_tokens
 from vlm_attention_viz.vision_capture import plan_vision
@@ -90,14 +90,23 @@ def child(
     )
     ids = prepared.input_ids[0].tolist()
     tokens = build_tokens(processor.tokenizer, ids, prepared.image_token_id, prepared.grid_cols)
-    grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
+    image_layout = prepared.image_layout()
+    image_layout.place(tokens)
     rollout_seconds = 0.0
     started = time.perf_counter()
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
                 _, tables = capture_to(
-                    writer, model, adapter, prepared, layer_heads, False, TokenLayout.of(tokens, grid), vision
+                    writer,
+                    model,
+                    adapter,
+                    prepared,
+                    image_layout,
+                    layer_heads,
+                    False,
+                    TokenLayout.of(tokens, image_layout.region_entries()),
+                    vision,
                 )
                 tables.write(writer)
                 rollout_started = time.perf_counter()

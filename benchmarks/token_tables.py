@@ -31,7 +31,7 @@ def chunk_rows(heads: int, rows: int, n: int, layout: TokenLayout, seed: int = 0
     grid = torch.zeros((heads * rows, 1, layout.grid_rows, layout.grid_cols))
     grid[:, :, :: layout.grid_rows // 4 or 1, :: layout.grid_cols // 4 or 1] = 6.0
     blobs = F.max_pool2d(grid, 5, stride=1, padding=2).view(heads, rows, -1)
-    logits[:, :, layout.image_start : layout.image_end] += blobs
+    logits[:, :, layout.entropy_region] += blobs
     return torch.softmax(logits, dim=-1).half()
 
 
@@ -56,14 +56,14 @@ def main() -> None:
     args = parser.parse_args()
     grid_rows, grid_cols = map(int, args.grid.split("x"))
     n, heads = args.seq_len, args.heads
-    layout = TokenLayout(16, grid_rows, grid_cols, np.zeros(n, dtype=bool))
-    layout.special[:4] = True
+    image = slice(16, 16 + grid_rows * grid_cols)
+    layout = TokenLayout(image, image, grid_rows, grid_cols, np.arange(n) < 4)
     rows = rows_per_chunk(heads, n, DEFAULT_ROW_BUDGET)
     chunk = chunk_rows(heads, rows, n, layout).to(args.device)
     after_image = time_measures(chunk, n - rows, layout, args.device)  # rows that see the whole image
     within_image = time_measures(chunk, 0, layout, args.device)  # rows up to the image's end: no spatial entropy
-    per_layer_after = -(-(n - layout.image_end) // rows)
-    per_layer_within = -(-layout.image_end // rows)
+    per_layer_after = -(-(n - layout.entropy_end) // rows)
+    per_layer_within = -(-layout.entropy_end // rows)
     total = args.layers * (per_layer_after * after_image + per_layer_within * within_image)
     print(f"machine: torch threads {torch.get_num_threads()}, device {args.device}")
     print(f"chunk: {heads} heads x {rows} rows x N = {n}, image grid {grid_rows}x{grid_cols} ({heads * rows} maps)")

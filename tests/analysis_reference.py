@@ -46,11 +46,33 @@ def spatial_entropy(image_map: np.ndarray) -> float:
     return float(-(shares * np.log(shares)).sum())
 
 
+def entropy_map_tokens(meta: dict[str, Any]) -> tuple[list[int], int, int]:
+    """SPEC's entropy region: the grid's tokens; else the first image's region with the largest rect, then the
+    one with more tokens, then the first. Returns its tokens in grid order, rows and cols."""
+    if "image_regions" not in meta:
+        grid = meta["image_grid"]
+        return list(range(grid["start_idx"], grid["end_idx"] + 1)), grid["rows"], grid["cols"]
+    best = None
+    for region in meta["image_regions"]:
+        if region["image"] != 0:
+            continue
+        key = (region["rect"][2] * region["rect"][3], len(region["tokens"]))
+        if best is None or key > best[0]:
+            best = (key, region)
+    region = best[1]
+    return region["tokens"], region["rows"], region["cols"]
+
+
+def image_tokens(meta: dict[str, Any]) -> np.ndarray:
+    """Every image token's position, whatever region it is in."""
+    return np.array([t["id"] for t in meta["tokens"] if t["type"] == "image"])
+
+
 def token_tables(sample: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """Every TOKEN_TABLES measure as (N, L, H) float64, from the stored (H, N, N) layer files."""
     n, layers, heads = meta["seq_len"], meta["num_layers"], meta["num_heads"]
-    grid = meta["image_grid"]
-    image = slice(grid["start_idx"], grid["end_idx"] + 1)
+    image = image_tokens(meta)
+    region, rows, cols = entropy_map_tokens(meta)
     special = np.array([t["type"] == "special" for t in meta["tokens"]])
     tables = {name: np.zeros((n, layers, heads)) for name in fmt.TOKEN_TABLES}
     for layer in range(layers):
@@ -59,10 +81,10 @@ def token_tables(sample: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         tables["special_share"][:, layer] = attn[:, :, special].sum(-1).T
         with np.errstate(divide="ignore", invalid="ignore"):
             tables["row_entropy"][:, layer] = -np.where(attn > 0, attn * np.log(attn), 0.0).sum(-1).T
-        tables["image_entropy"][:, layer] = np.nan  # defined only for the rows after the image
+        tables["image_entropy"][:, layer] = np.nan  # defined only for the rows after the entropy region
         for h in range(heads):
-            for t in range(grid["end_idx"] + 1, n):
-                image_map = attn[h, t, image].reshape(grid["rows"], grid["cols"])
+            for t in range(max(region) + 1, n):
+                image_map = attn[h, t, region].reshape(rows, cols)
                 tables["image_entropy"][t, layer, h] = spatial_entropy(image_map)
     return tables
 

@@ -11,7 +11,6 @@ from PIL import Image
 from transformers.vision_utils import get_vision_position_ids
 
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
-from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
 from vlm_attention_viz.models.base import VisionGeometry
 from vlm_attention_viz.vision_capture import VisionRows
@@ -47,7 +46,11 @@ def captured_chunks_with_logits_unchanged(
     config = adapter.language_config(model)
     chunks: list = []
     recorder = AttentionRecorder(
-        chunks.append, config.num_hidden_layers, config.num_attention_heads, image_span(prepared), row_budget=row_budget
+        chunks.append,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        prepared.image_layout().image_positions(),
+        row_budget=row_budget,
     )
     with torch.no_grad():
         plain = model(**prepared.model_inputs).logits

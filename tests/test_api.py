@@ -21,6 +21,8 @@ from reference import PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "sample_tiny"
+TILED = REPO / "fixtures" / "layouts" / "sample_tiled"
+TWO_IMAGES = REPO / "fixtures" / "layouts" / "sample_two_images"
 # transformers' deprecation notice, raised inside PEFT's loading; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
 
@@ -115,11 +117,14 @@ def test_sample_accessors_equal_the_files() -> None:
     assert sample.tokens == meta["tokens"] and sample.seq_len == n
     assert sample.grid == (meta["image_grid"]["rows"], meta["image_grid"]["cols"])
     assert sample.image.size == Image.open(FIXTURE / meta["image_path"]).size
-    assert "text_to_image" not in meta and sample.text_to_image is None
+    np.testing.assert_array_equal(sample.text_to_image, np.array(meta["text_to_image"]))
+    start, end = meta["image_grid"]["start_idx"], meta["image_grid"]["end_idx"]
     for layer in range(meta["num_layers"]):
         stored = np.fromfile(FIXTURE / meta["layer_files"][layer], dtype="<f2").reshape(heads, n, n)
         for head in range(heads):
             np.testing.assert_array_equal(sample.attention(layer, head), stored[head])
+            after_image = stored[head, end + 1 :, start : end + 1].sum(axis=1, dtype=np.float32)
+            assert sample.text_to_image[layer, head] == pytest.approx(after_image.mean(), abs=1e-6)
         for kind, files in (("mean", "head_mean_files"), ("max", "head_max_files")):
             expected = np.fromfile(FIXTURE / meta[files][layer], dtype="<f2").reshape(n, n)
             np.testing.assert_array_equal(sample.attention(layer, kind), expected)
@@ -167,6 +172,43 @@ def test_plot_draws_the_stored_row_over_the_image_with_a_colour_bar_and_caption(
     title = image_axes.get_title()
     assert "token #39" in title and "layer 1" in title and "max over 3 heads" in title
     assert "head 2" in vav.plot(FIXTURE, layer=0, head=2, token=5).axes[0].get_title()
+
+
+def test_image_map_of_a_region_sample_is_that_region_s_tokens_in_grid_order() -> None:
+    sample = vav.open(TILED)
+    meta = json.loads((TILED / "meta.json").read_text())
+    n, heads = meta["seq_len"], meta["num_heads"]
+    assert sample.regions == meta["image_regions"] and not sample.is_single_grid
+    stored = np.fromfile(TILED / meta["layer_files"][1], dtype="<f2").reshape(heads, n, n)[1, n - 1]
+    for k, region in enumerate(meta["image_regions"]):
+        expected = stored[region["tokens"]].astype(np.float32).reshape(region["rows"], region["cols"])
+        np.testing.assert_array_equal(sample.image_map(1, 1, n - 1, region=k), expected)
+    assert "1 image in 7 image regions" in repr(sample)
+
+
+def test_region_samples_refuse_the_single_grid_accessors_and_name_the_regions() -> None:
+    sample = vav.open(TWO_IMAGES)
+    with pytest.raises(ValueError, match="pass region=0..13"):
+        sample.image_map(0, "mean", -1)
+    with pytest.raises(ValueError, match="14 regions: see Sample.regions"):
+        _ = sample.grid
+    with pytest.raises(ValueError, match="Sample.image_span"):
+        _ = sample.image_span
+    with pytest.raises(IndexError, match="region 14 is out of range"):
+        sample.image_map(0, "mean", -1, region=14)
+    assert [image.size for image in sample.images] == [tuple(i["original_size"]) for i in sample.meta["images"]]
+
+
+def test_plot_of_a_region_lays_its_map_over_its_rectangle_of_its_image() -> None:
+    sample = vav.open(TWO_IMAGES)
+    region = 9  # a tile of the second image
+    x, y, w, h = sample.regions[region]["rect"]
+    figure = vav.plot(sample, layer=0, head="mean", token=-1, region=region)
+    background, overlay = figure.axes[0].get_images()
+    assert background.get_array().shape[:2] == (sample.images[1].height, sample.images[1].width)
+    np.testing.assert_array_equal(np.asarray(overlay.get_array()), sample.image_map(0, "mean", -1, region=region))
+    assert overlay.get_extent() == [x, x + w, y + h, y]  # the stored image is the size the model saw
+    assert "region 9 (tile, image 1)" in figure.axes[0].get_title()
 
 
 def test_importing_the_package_needs_neither_torch_nor_matplotlib() -> None:

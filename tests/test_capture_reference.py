@@ -109,7 +109,7 @@ def test_every_mask_form_gives_the_same_rows() -> None:
     results = []
     for mask in (None, allowed, additive):
         chunks: list = []
-        AttentionRecorder(chunks.append, 1, heads, (2, 10), row_budget=heads * n * 4 * 5).record(
+        AttentionRecorder(chunks.append, 1, heads, list(range(2, 11)), row_budget=heads * n * 4 * 5).record(
             0, query, key, mask, dim**-0.5, causal=mask is None
         )
         results.append(np.concatenate([c.attn for c in sorted(chunks, key=lambda c: c.row0)], axis=1))

@@ -16,7 +16,6 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
@@ -429,7 +428,7 @@ def test_qwen2_5_vl_vision_capture_leaves_the_tower_output_and_the_logits_unchan
         QWEN2_5_VL.vision_geometry(model, processor, prepared).block_calls,
     )
     recorders = {
-        "text_config": AttentionRecorder(lambda rows: None, 2, 4, image_span(prepared)),
+        "text_config": AttentionRecorder(lambda rows: None, 2, 4, prepared.image_layout().image_positions()),
         "vision_config": vision,
     }
     with torch.no_grad():

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from transformers.models.qwen3_5.modeling_qwen3_5 import causal_conv1d_fn
 
+import vlm_attention_viz as vav
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
@@ -100,6 +101,8 @@ def test_qwen3_5_is_detected_and_its_layer_kinds_come_from_the_config(family: st
     assert meta["model_type"] == family and meta["num_heads"] == 2
     assert meta["layer_attention"] == [linear, linear, linear, full] * 2
     assert [len(row) for row in meta["text_to_image"]] == [4, 4, 4, 2] * 2
+    table = vav.open(qwen3_5_sample).text_to_image  # per layer, its own heads
+    assert [row.shape for row in table] == [(4,), (4,), (4,), (2,)] * 2 and all((row >= 0).all() for row in table)
 
 
 def test_qwen3_5_full_attention_layers_equal_eager(

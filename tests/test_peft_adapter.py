@@ -100,7 +100,9 @@ def test_logits_with_capture_equal_logits_without(gqa_model: Path, gqa_lora: Pat
     inputs = processed(gqa_model, photo)
     config = adapter.language_config(model)
     chunks: list = []
-    recorder = AttentionRecorder(chunks.append, config.num_hidden_layers, config.num_attention_heads, (4, 48))
+    recorder = AttentionRecorder(
+        chunks.append, config.num_hidden_layers, config.num_attention_heads, list(range(4, 49))
+    )
     with torch.no_grad():
         plain = model(**inputs).logits
         with capturing(model, adapter.language_config_key, recorder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,44 @@ def test_reachable_cells_follow_the_layer_kind() -> None:
     sliding = fmt.reachable(fmt.layer_kind("sliding", window=2, image_bidirectional=True), rows, 6, span)
     assert sliding[5, 4] and not sliding[5, 3]  # the last two tokens
     assert sliding[2, 4] and not sliding[4, 2]  # later image tokens, but earlier ones only within the window
+
+
+LAYOUTS = FIXTURE.parent / "layouts"
+
+
+def test_the_tiled_and_two_image_fixtures_validate_with_every_image_token_in_one_region() -> None:
+    tiled, two = fmt.validate_sample(LAYOUTS / "sample_tiled"), fmt.validate_sample(LAYOUTS / "sample_two_images")
+    assert tiled["format_version"] == two["format_version"] == fmt.REGIONS_FORMAT_VERSION
+    assert [r["kind"] for r in tiled["image_regions"]] == ["tile"] * 6 + ["global"]
+    assert [image["path"] for image in two["images"]] == ["image.png", "image_1.png"]
+    assert fmt.sample_files(two) >= {"image.png", "image_1.png"}
+    for meta in (tiled, two):
+        image_tokens = [t["id"] for t in meta["tokens"] if t["type"] == "image"]
+        assert sorted(p for r in meta["image_regions"] for p in r["tokens"]) == image_tokens
+        assert all("grid_pos" not in t for t in meta["tokens"] if "layout" in t)
+
+
+def broken(change: Callable[[dict], object]) -> dict:
+    meta = fmt.read_meta(LAYOUTS / "sample_tiled")
+    change(meta)
+    return meta
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update(format_version=1), "image_regions need format_version 2"),
+        (lambda m: m["image_regions"][1]["tokens"].reverse(), "image_regions[1].tokens[0] is not an image token"),
+        (lambda m: m["image_regions"][0].update(rect=[150, 0, 64, 64]), "image_regions[0].rect must lie inside"),
+        (lambda m: m["image_regions"][0].update(kind="thumbnail"), "image_regions[0].kind must be one of"),
+        (lambda m: m["image_regions"][0].update(image=1), "image must index images"),
+        (lambda m: m["image_regions"].pop(), "every image token must belong to one of image_regions"),
+        (lambda m: m["tokens"][5].update(layout="label"), "tokens[5].layout must be one of"),
+        (lambda m: m["images"][0].update(path="../x.png"), "images[0] must hold a plain file name"),
+        (lambda m: m.update(image_size=[10, 10]), "image_path and image_size must be those of images[0]"),
+        (lambda m: m.pop("image_regions"), "meta.json lacks the field 'image_grid'"),
+    ],
+)
+def test_broken_regions_are_refused_naming_the_problem(change: Callable[[dict], object], message: str) -> None:
+    with pytest.raises(fmt.FormatError, match=re.escape(message)):
+        fmt.validate_meta(broken(change))

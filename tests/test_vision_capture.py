@@ -135,7 +135,7 @@ def test_capture_leaves_the_vision_output_and_the_logits_unchanged(gqa_model: Pa
     tower_outputs: list = []
     model.model.visual.register_forward_hook(lambda module, args, output: tower_outputs.append(output.pooler_output))
     recorders = {
-        "text_config": AttentionRecorder(lambda rows: None, 2, 4, (4, 48)),
+        "text_config": AttentionRecorder(lambda rows: None, 2, 4, list(range(4, 49))),
         "vision_config": VisionRecorder(
             lambda rows: None, vision_attention_modules(model, model.config.vision_config), [0, 1], geometry.block_calls
         ),

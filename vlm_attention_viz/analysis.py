@@ -34,23 +34,47 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+Columns = slice | np.ndarray  # token positions: a slice where they are one ascending block, else an index array
+
+
 @dataclass
 class TokenLayout:
     """Where the image and the special tokens sit in the sequence: what the measures need of meta.json."""
 
-    image_start: int
-    grid_rows: int
+    image: Columns  # every image token of every region, ascending
+    entropy_region: Columns  # the spatial entropy's region (sample_format.entropy_region), in row-major grid order
+    grid_rows: int  # of the entropy region
     grid_cols: int
     special: np.ndarray  # (N,) bool
 
     @classmethod
-    def of(cls, tokens: list[dict[str, Any]], grid: dict[str, int]) -> TokenLayout:
+    def of(cls, tokens: list[dict[str, Any]], regions: list[dict[str, Any]]) -> TokenLayout:
+        """From meta.json's tokens and its regions (sample_format.regions_of)."""
         special = np.array([t["type"] == "special" for t in tokens])
-        return cls(grid["start_idx"], grid["rows"], grid["cols"], special)
+        chosen = regions[fmt.entropy_region(regions)]
+        image = sorted(p for region in regions for p in region["tokens"])
+        return cls(as_columns(image), as_columns(chosen["tokens"]), chosen["rows"], chosen["cols"], special)
 
     @property
-    def image_end(self) -> int:
-        return self.image_start + self.grid_rows * self.grid_cols  # exclusive
+    def entropy_end(self) -> int:
+        """The rows from here on see the whole entropy region (exclusive end of its last token)."""
+        region = self.entropy_region
+        return region.stop if isinstance(region, slice) else int(region.max()) + 1
+
+
+def as_columns(positions: list[int]) -> Columns:
+    """A slice for one ascending block of positions (the plain grid), the positions as an array otherwise."""
+    start = positions[0]
+    if positions == list(range(start, start + len(positions))):
+        return slice(start, start + len(positions))
+    return np.array(positions, dtype=np.int64)
+
+
+def select_columns(values: torch.Tensor, columns: Columns) -> torch.Tensor:
+    """values[..., columns] on values' device."""
+    if isinstance(columns, slice):
+        return values[..., columns]
+    return values[..., torch.from_numpy(columns).to(values.device)]
 
 
 @dataclass
@@ -79,7 +103,7 @@ def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout, signed: b
     values = F.pad(rows.float(), (0, len(layout.special) - rows.shape[-1]))
     if signed:
         values = values.abs()
-    image = values[:, :, layout.image_start : layout.image_end]
+    image = select_columns(values, layout.image)
     special = torch.as_tensor(layout.special, device=values.device, dtype=torch.float32)
     measures = {
         "image_share": image.sum(dim=-1),
@@ -87,15 +111,15 @@ def token_measures(rows: torch.Tensor, row0: int, layout: TokenLayout, signed: b
         "row_entropy": torch.special.entr(values).sum(dim=-1),
         "image_entropy": torch.full(image.shape[:2], float("nan"), device=values.device),
     }
-    # Only rows after the image see all of it; earlier rows see a causal prefix of the grid, whose shape says
+    # Only rows after the region see all of it; earlier rows see a causal prefix of the grid, whose shape says
     # more about the mask than about where the row looks. Skipping them also skips most rows of an image-heavy
     # sequence.
     if signed:
         measures["row_entropy"] = torch.full_like(measures["row_entropy"], float("nan"))
-    after_image = max(0, layout.image_end - row0)
-    if after_image < image.shape[1] and not signed:
-        maps = image[:, after_image:]
-        measures["image_entropy"][:, after_image:] = spatial_entropy(maps, layout.grid_rows, layout.grid_cols)
+    after_region = max(0, layout.entropy_end - row0)
+    if after_region < image.shape[1] and not signed:
+        maps = select_columns(values[:, after_region:], layout.entropy_region)
+        measures["image_entropy"][:, after_region:] = spatial_entropy(maps, layout.grid_rows, layout.grid_cols)
     return torch.stack([measures[name] for name in fmt.TOKEN_TABLES], dim=-1).transpose(0, 1)
 
 

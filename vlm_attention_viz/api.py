@@ -20,13 +20,14 @@ from .models import adapter_for, adapter_for_config
 from .peft_adapter import adapter_meta
 from .sample import Sample, open_sample
 
+ImageInput = str | os.PathLike[str] | Image.Image
 IN_MEMORY_ADAPTER = "(in memory)"  # meta.json's adapter.path when the caller does not say where it came from
 
 
 def capture(
     model: Any,
     processor: Any,
-    image: str | os.PathLike[str] | Image.Image,
+    image: ImageInput | list[ImageInput],
     prompt: str,
     output_dir: str | os.PathLike[str],
     mode: str = "prefill",
@@ -39,7 +40,8 @@ def capture(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Sample:
-    """Capture every layer's attention for one image + prompt into the sample folder output_dir, and open it.
+    """Capture every layer's attention for one image (or a list of them, as --image repeated) + prompt into the
+    sample folder output_dir, and open it.
 
     model: a supported family, on any device or device_map, PEFT-wrapped or not; its family is read from
     model.config. processor: the checkpoint's processor (`load_processor(model_id)` builds it without
@@ -49,7 +51,7 @@ def capture(
     started = time.perf_counter()
     source = str(model.config._name_or_path or type(model).__name__)
     request = Request(
-        image=image if isinstance(image, Image.Image) else Path(image),
+        image=[as_image(i) for i in image] if isinstance(image, list) else as_image(image),
         prompt=prompt,
         output_dir=Path(output_dir),
         model=source,
@@ -61,11 +63,15 @@ def capture(
         overwrite=overwrite,
         progress=progress,
     )
-    checked_image, image_format = check_inputs(request)
+    opened = check_inputs(request)
     adapter = adapter_for_config(model.config, model_type, source)
     check_processor(processor)
     loaded = LoadedModel(model, processor, adapter, source, device_label(model), peft_fields(model, adapter_path))
-    return open_sample(capture_loaded(loaded, request, checked_image, image_format, started).path)
+    return open_sample(capture_loaded(loaded, request, opened, started).path)
+
+
+def as_image(image: ImageInput) -> Path | Image.Image:
+    return image if isinstance(image, Image.Image) else Path(image)
 
 
 def load_processor(source: str, model_type: str | None = None) -> Any:

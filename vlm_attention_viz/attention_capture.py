@@ -125,16 +125,21 @@ class AttentionRecorder:
         sink: Callable[[AttentionRows], None],
         num_layers: int,
         num_heads: int | list[int],
-        image_span: tuple[int, int],
+        image_positions: list[int],
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
         measures: TokenMeasures | None = None,
     ) -> None:
+        """image_positions: every image token, ascending (not one block where an image is tiled or has breaks)."""
         self.sink = sink
-        self.image_span = image_span
+        start, end = image_positions[0], image_positions[-1]
+        contiguous = end - start + 1 == len(image_positions)
+        self.image_columns: slice | torch.Tensor = (
+            slice(start, end + 1) if contiguous else torch.tensor(image_positions)
+        )
         self.on_layer_done = on_layer_done
         self.row_budget = row_budget
-        self.text_to_image = TextToImage(num_layers, num_heads, image_span)
+        self.text_to_image = TextToImage(num_layers, num_heads, (start, end))
         self.measures = measures
 
     def on_attention(
@@ -165,8 +170,10 @@ class AttentionRecorder:
     def emit(self, layer: int, row0: int, values: torch.Tensor, n: int, signed: bool = False) -> None:
         """Float32 rows row0.. of a layer, (H, c, keys <= n), to the sink as float16 rows of n with their head mean
         and max, and into the text-to-image table (signed values by their size, so opposite signs do not cancel)."""
-        start, end = self.image_span
-        image = values[:, :, start : end + 1]
+        columns = self.image_columns
+        if isinstance(columns, torch.Tensor) and columns.device != values.device:
+            columns = self.image_columns = columns.to(values.device)
+        image = values[:, :, columns]
         # The absolute sum reduced in place (no |values| copy), in float32 then widened
         mass = (
             torch.linalg.vector_norm(image, ord=1, dim=-1).double()

@@ -242,8 +242,7 @@ def capture_item(
         **item.options,
     )
     try:
-        image, image_format = check_inputs(request)
-        result = capture_loaded(loaded, request, image, image_format, time.perf_counter())
+        result = capture_loaded(loaded, request, check_inputs(request), time.perf_counter())
     except (UserError, fmt.FormatError) as err:
         report.failed.append(Failure(item.line, item.id, str(err)))
         tqdm.write(f"{label}: failed {item.id}: {err}")

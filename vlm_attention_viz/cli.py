@@ -43,7 +43,12 @@ def extract_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--image", type=Path, required=True, help="the input image (any format Pillow reads; converted to RGB)"
+        "--image",
+        type=Path,
+        required=True,
+        action="append",
+        help="the input image (any format Pillow reads; converted to RGB); repeat it for several images, which the "
+        "user message holds in this order before the prompt",
     )
     parser.add_argument("--prompt", required=True, help="the text that follows the image in the user message")
     parser.add_argument(

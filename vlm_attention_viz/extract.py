@@ -22,6 +22,7 @@ from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
 from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
+from .image_layout import ImageLayout
 from .images import copy_image, open_image
 from .linear_capture import capturing_linear_layers
 from .models import ModelAdapter, PreparedInputs, adapter_for
@@ -38,7 +39,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class Request:
-    image: Path | Image.Image  # a file, or an image in memory (stored as PNG)
+    # A file, or an image in memory (stored as PNG); several: in the user message in this order, before the prompt.
+    image: Path | Image.Image | list[Path | Image.Image]
     prompt: str
     output_dir: Path
     model: str = DEFAULT_MODEL
@@ -55,25 +57,28 @@ class Request:
     rollout: bool = True  # also write the attention rollout (SPEC.md §1)
     update_index: bool = True  # rewrite index.json beside the sample once it is committed
 
+    @property
+    def images(self) -> list[Path | Image.Image]:
+        return self.image if isinstance(self.image, list) else [self.image]
+
 
 @dataclass
 class Result:
     path: Path
     seq_len: int
-    grid: tuple[int, int]
+    layout: ImageLayout
     bytes: int
     seconds: float
 
     def summary(self) -> str:
-        rows, cols = self.grid
-        return f"wrote {self.path}: {self.seq_len} tokens, image grid {cols}x{rows} (cols x rows), {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
+        return f"wrote {self.path}: {self.seq_len} tokens, {self.layout.summary()}, {fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
 
 
 def extract(request: Request) -> Result:
     """The CLI's run: cheap checks, load the model, then capture() on it."""
     started = time.perf_counter()
-    image, image_format = check_inputs(request)
-    return capture_loaded(load_model(request), request, image, image_format, started)
+    opened = check_inputs(request)
+    return capture_loaded(load_model(request), request, opened, started)
 
 
 def load_model(request: Request) -> LoadedModel:
@@ -99,14 +104,15 @@ class LoadedModel:
 
 
 def capture_loaded(
-    loaded: LoadedModel, request: Request, image: Image.Image, image_format: str, started: float
+    loaded: LoadedModel, request: Request, opened: list[tuple[Image.Image, str]], started: float
 ) -> Result:
-    """Capture one image + prompt on a loaded model into request.output_dir, once check_inputs passed."""
+    """Capture the images + prompt on a loaded model into request.output_dir; opened: check_inputs' images."""
     model, processor, adapter = loaded.model, loaded.processor, loaded.adapter
     try:
-        prepared = adapter.prepare(processor, image, request.prompt, request.max_pixels)
+        prepared = adapter.prepare_images(processor, [image for image, _ in opened], request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200
         raise UserError(f"the processor cannot take this image: {first_line(err)}") from None
+    layout = prepared.image_layout()
     prompt_len = prepared.input_ids.shape[1]
     if request.mode == "generate":
         generate_answer(model, prepared, request.max_new_tokens)
@@ -124,31 +130,33 @@ def capture_loaded(
     tokens = build_tokens(
         processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
     )
-    grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
+    layout.place(tokens)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
         text_to_image, tables = capture_to(
             writer,
             model,
             adapter,
             prepared,
+            layout,
             fmt.layer_heads(layers, heads, kinds),
             request.progress,
-            TokenLayout.of(tokens, grid),
+            TokenLayout.of(tokens, layout.region_entries()),
             vision,
         )
+        names = [
+            copy_image(writer, path, image, image_format, index)
+            for index, (path, (image, image_format)) in enumerate(zip(request.images, opened, strict=True))
+        ]
         meta = fmt.build_meta(
             model=loaded.source,
             model_type=adapter.name,
             mode=request.mode,
             prompt=request.prompt,
-            image_path=copy_image(writer, request.image, image, image_format),
-            image_size=prepared.image_size,
-            original_image_size=image.size,
+            **layout.meta_fields(names, [image.size for image, _ in opened]),
             num_layers=layers,
             num_heads=heads,
             num_kv_heads=adapter.num_kv_heads(model),
             tokens=tokens,
-            image_grid=grid,
             text_to_image=text_to_image,
             token_tables=tables.write(writer),
             layer_attention=kinds,
@@ -166,7 +174,7 @@ def capture_loaded(
             "bytes": size,
         }
         path = writer.commit(meta)
-    return Result(path, seq_len, (prepared.grid_rows, prepared.grid_cols), size, seconds)
+    return Result(path, seq_len, layout, size, seconds)
 
 
 def announce(line: str, progress: bool) -> None:
@@ -175,7 +183,7 @@ def announce(line: str, progress: bool) -> None:
         print(line, flush=True)
 
 
-def check_inputs(request: Request) -> tuple[Image.Image, str]:
+def check_inputs(request: Request) -> list[tuple[Image.Image, str]]:
     """Everything that needs no model, so a typo costs no model load."""
     if not request.prompt.strip():
         raise UserError("the prompt is empty; pass --prompt with some text")
@@ -183,7 +191,7 @@ def check_inputs(request: Request) -> tuple[Image.Image, str]:
     check_prompt(request.prompt)
     for note in fmt.prepare_target(request.output_dir, request.overwrite):
         print(note, file=sys.stderr)
-    return open_image(request.image)
+    return [open_image(image) for image in request.images]
 
 
 def check_options(request: Request) -> None:
@@ -196,6 +204,8 @@ def check_options(request: Request) -> None:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
+        if len(request.images) > 1:
+            raise UserError("--vision-layers takes one --image; the vision overlay shows one image's patches")
 
 
 def check_prompt(prompt: str) -> None:
@@ -234,6 +244,7 @@ def capture_to(
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
+    image_layout: ImageLayout,
     heads: list[int],
     progress: bool,
     layout: TokenLayout,
@@ -252,7 +263,12 @@ def capture_to(
     )
     measures = TokenMeasures(layout, fmt.TokenTables(layers, max(heads), seq_len))
     recorder = AttentionRecorder(
-        background.put, layers, heads, image_span(prepared), on_layer_done=lambda _: bar.update(), measures=measures
+        background.put,
+        layers,
+        heads,
+        image_layout.image_positions(),
+        on_layer_done=lambda _: bar.update(),
+        measures=measures,
     )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
@@ -292,16 +308,6 @@ def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> No
         writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
     else:
         writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
-
-
-def image_span(prepared: PreparedInputs) -> tuple[int, int]:
-    positions = (prepared.input_ids[0] == prepared.image_token_id).nonzero().flatten().tolist()
-    expected = prepared.grid_rows * prepared.grid_cols
-    if len(positions) != expected or positions[-1] - positions[0] + 1 != expected:
-        raise UserError(
-            f"expected one block of {expected} image tokens, found {len(positions)}; one image per prompt is supported"
-        )
-    return positions[0], positions[-1]
 
 
 def first_line(err: BaseException) -> str:

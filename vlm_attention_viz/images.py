@@ -63,12 +63,16 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
-def copy_image(writer: fmt.SampleWriter, source: Path | Image.Image, image: Image.Image, file_format: str) -> str:
-    """Into the sample: the file as given when a browser can show it; otherwise the converted image as PNG."""
+def copy_image(
+    writer: fmt.SampleWriter, source: Path | Image.Image, image: Image.Image, file_format: str, index: int = 0
+) -> str:
+    """Into the sample: the file as given when a browser can show it; otherwise the converted image as PNG.
+    The first image is image.EXT, the next ones image_1.EXT, image_2.EXT, ..."""
+    stem = "image" if index == 0 else f"image_{index}"
     if isinstance(source, Path) and file_format in BROWSER_FORMATS:
-        name = "image" + BROWSER_FORMATS[file_format]
+        name = stem + BROWSER_FORMATS[file_format]
         writer.copy_file(source, name)
     else:
-        name = "image.png"
+        name = stem + ".png"
         image.save(writer.tmp / name)
     return name

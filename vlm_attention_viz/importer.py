@@ -88,7 +88,8 @@ def import_sample(request: ImportRequest) -> ImportResult:
     device = resolve_device(request.device)
     print(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", flush=True)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        layout = TokenLayout.of(plan.tokens, fmt.image_grid(*plan.grid, plan.span[0]))
+        grid = fmt.image_grid(*plan.grid, plan.span[0])
+        layout = TokenLayout.of(plan.tokens, [fmt.grid_region(grid, plan.image.size)])
         measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, n))
         text_to_image = convert_layers(writer, plan.attention, plan.span, measures, device)
         image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)

@@ -26,11 +26,13 @@ class Sample:
         self.meta: dict[str, Any] = fmt.validate_sample(self.path)
 
     def __repr__(self) -> str:
-        rows, cols = self.grid
-        return (
-            f"Sample({str(self.path)!r}: {self.seq_len} tokens, {self.num_layers} layers x {self.num_heads} heads, "
-            f"image grid {rows}x{cols} (rows x cols))"
-        )
+        if self.is_single_grid:
+            rows, cols = self.grid
+            image = f"image grid {rows}x{cols} (rows x cols)"
+        else:
+            images = len(self.meta["images"])
+            image = f"{images} image{'s' * (images > 1)} in {len(self.regions)} image regions"
+        return f"Sample({str(self.path)!r}: {self.seq_len} tokens, {self.num_layers} layers x {self.num_heads} heads, {image})"
 
     @property
     def tokens(self) -> list[dict[str, Any]]:
@@ -50,29 +52,54 @@ class Sample:
         return self.meta["num_heads"]
 
     @property
+    def is_single_grid(self) -> bool:
+        """One image as one block of grid tokens (meta.json's image_grid); else tiles, breaks or several images."""
+        return "image_grid" in self.meta
+
+    @property
+    def regions(self) -> list[dict[str, Any]]:
+        """meta.json's image_regions (image, kind, rows, cols, rect, tokens); a single grid is one region."""
+        return fmt.regions_of(self.meta)
+
+    @property
     def grid(self) -> tuple[int, int]:
-        """(rows, cols) of the image tokens."""
-        grid = self.meta["image_grid"]
+        """(rows, cols) of the image tokens of a single-grid sample."""
+        grid = self.single_grid("grid")
         return grid["rows"], grid["cols"]
 
     @property
     def image_span(self) -> tuple[int, int]:
-        """First and last image token (inclusive)."""
-        grid = self.meta["image_grid"]
+        """First and last image token (inclusive) of a single-grid sample."""
+        grid = self.single_grid("image_span")
         return grid["start_idx"], grid["end_idx"]
 
+    def single_grid(self, what: str) -> dict[str, int]:
+        if not self.is_single_grid:
+            raise ValueError(
+                f"Sample.{what} is defined for one image in one grid; this sample's image tokens lie in "
+                f"{len(self.regions)} regions: see Sample.regions, and pass region= to image_map"
+            )
+        return self.meta["image_grid"]
+
     @cached_property
-    def image(self) -> Image.Image:
-        """The image as stored in the sample (the input's own size; the model saw meta["image_size"])."""
-        with Image.open(self.path / self.meta["image_path"]) as opened:
-            opened.load()
-            return opened.copy()
+    def images(self) -> list[Image.Image]:
+        """Every image as stored in the sample (the input's own size; the model saw meta["image_size"])."""
+        return [read_image(self.path / name) for name in fmt.image_files(self.meta)]
 
     @property
-    def text_to_image(self) -> np.ndarray | None:
-        """(layers, heads): the attention mass the tokens after the image give to the image tokens, on average."""
+    def image(self) -> Image.Image:
+        """The first image as stored in the sample."""
+        return self.images[0]
+
+    @property
+    def text_to_image(self) -> np.ndarray | list[np.ndarray] | None:
+        """(layers, heads): the attention mass the tokens after the image give to the image tokens, on average (a
+        linear layer's by absolute value). A list of one array per layer where layers differ in heads (layer_attention)."""
         table = self.meta.get("text_to_image")
-        return None if table is None else np.array(table, dtype=np.float64)
+        if table is None:
+            return None
+        rows = [np.array(row, dtype=np.float64) for row in table]
+        return np.stack(rows) if len({len(row) for row in rows}) == 1 else rows
 
     def attention(self, layer: int, head: Head = "mean") -> np.ndarray:
         """(N, N) float16, read-only and memory-mapped: row i is what token i attends to."""
@@ -84,11 +111,30 @@ class Sample:
         heads = fmt.open_layer(self.path, self.meta, layer)  # (that layer's heads, N, N)
         return heads[checked_index(head, heads.shape[0], "head")]
 
-    def image_map(self, layer: int, head: Head, token: int) -> np.ndarray:
-        """Token's attention row over the image tokens, as a (rows, cols) float32 array in grid order."""
+    def image_map(self, layer: int, head: Head, token: int, region: int | None = None) -> np.ndarray:
+        """Token's attention row over one region's image tokens, as a (rows, cols) float32 array in grid order.
+        region: an index of Sample.regions; it may be left out only where the sample has one region."""
         token = checked_index(token, self.seq_len, "token")
-        start, end = self.image_span
-        return np.asarray(self.attention(layer, head)[token, start : end + 1], dtype=np.float32).reshape(self.grid)
+        chosen = self.regions[self.region_index(region)]
+        row = self.attention(layer, head)[token]
+        return np.asarray(row[chosen["tokens"]], dtype=np.float32).reshape(chosen["rows"], chosen["cols"])
+
+    def region_index(self, region: int | None) -> int:
+        """region checked against Sample.regions; None for the only region."""
+        count = len(self.regions)
+        if region is None:
+            if count > 1:
+                raise ValueError(
+                    f"this sample has {count} image regions; pass region=0..{count - 1} (see Sample.regions)"
+                )
+            return 0
+        return checked_index(region, count, "region")
+
+
+def read_image(path: Path) -> Image.Image:
+    with Image.open(path) as opened:
+        opened.load()
+        return opened.copy()
 
 
 def checked_index(value: int, count: int, what: str) -> int:

@@ -32,13 +32,18 @@ from .safe_write import (
     write_json_atomic,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this module reads; a sample is written as 1 unless it has image regions
+REGIONS_FORMAT_VERSION = 2  # image_regions and images: a reader of version 1 could not place their tokens
 META_FILE = "meta.json"
 INDEX_FILE = "index.json"
 VISION_RECEIVED_FILE = "vision_received.bin"
 ROLLOUT_META_FILE = "rollout.json"
 ROLLOUT_FORMULA = "R_l = Ā_l ⋯ Ā_0, Ā_l = ½·mean_h A_l + ½·I with each row renormalised to sum 1"
 TOKEN_TYPES = ("text", "image", "special")
+# What a region of image tokens covers: the whole image (one grid), one tile of it, or the whole image downscaled.
+REGION_KINDS = ("image", "tile", "global")
+# Tokens of an image's layout that are not patches and are never drawn as such (a token's `layout` field).
+LAYOUT_ROLES = ("tile_label", "separator", "row_break", "row_end")
 BYTES_PER_VALUE = 2  # float16
 
 
@@ -95,7 +100,7 @@ _TABLE_FILES = "|".join(re.escape(table.file) for table in TOKEN_TABLES.values()
 # Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
 SAMPLE_FILE = re.compile(
     r"meta\.json|attn_(mean_|max_)?layer_\d+\.bin|vision_(attn|mean)_block_\d+\.bin|vision_received\.bin"
-    rf"|image\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp|{_TABLE_FILES}|rollout_layer_\d+\.bin|rollout\.json"
+    rf"|image(_\d+)?\.(png|jpg|gif|webp)|\.meta\.json\..+\.tmp|{_TABLE_FILES}|rollout_layer_\d+\.bin|rollout\.json"
     r"|\.(rollout_layer_\d+\.bin|rollout\.json)\.partial-.+"
 )
 ROLLOUT_FILE = re.compile(r"rollout_layer_\d+\.bin|rollout\.json")
@@ -126,6 +131,42 @@ def grid_pos(offset: int, cols: int) -> list[int]:
 def image_grid(rows: int, cols: int, start: int) -> dict[str, int]:
     """meta.json's image_grid: rows × cols image tokens from index `start` on."""
     return {"rows": rows, "cols": cols, "start_idx": start, "end_idx": start + rows * cols - 1}
+
+
+def image_region(
+    image: int, kind: str, rows: int, cols: int, rect: tuple[int, int, int, int] | list[int], tokens: list[int]
+) -> dict[str, Any]:
+    """One entry of meta.json's image_regions: rows × cols image tokens of image `image`, `tokens` their positions
+    in row-major order, covering rect = [x, y, w, h] of that image in its `size` coordinates."""
+    return {"image": image, "kind": kind, "rows": rows, "cols": cols, "rect": list(rect), "tokens": list(tokens)}
+
+
+def grid_region(grid: dict[str, int], image_size: tuple[int, int] | list[int]) -> dict[str, Any]:
+    """A single grid (image_grid) as the one region over its whole image."""
+    tokens = list(range(grid["start_idx"], grid["end_idx"] + 1))
+    return image_region(0, "image", grid["rows"], grid["cols"], (0, 0, *image_size), tokens)
+
+
+def regions_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """meta.json's image_regions; a single-grid sample's image_grid as its one region."""
+    if "image_regions" in meta:
+        return meta["image_regions"]
+    return [grid_region(meta["image_grid"], meta["image_size"])]
+
+
+def entropy_region(regions: list[dict[str, Any]]) -> int:
+    """The region whose map the spatial entropy is taken over (SPEC.md §1, token tables): of the first image's
+    regions, the one covering the most of it (a single grid, or a tiled model's global view), then the one with
+    more tokens, then the first."""
+    first_image = [k for k, region in enumerate(regions) if region["image"] == 0]
+    return min(
+        first_image, key=lambda k: (-regions[k]["rect"][2] * regions[k]["rect"][3], -len(regions[k]["tokens"]), k)
+    )
+
+
+def image_entry(path: str, size: tuple[int, int] | list[int], original_size: tuple[int, int] | list[int]) -> dict:
+    """One entry of meta.json's images: the file in the sample, the size the model saw it at, the file's own size."""
+    return {"path": path, "size": list(size), "original_size": list(original_size)}
 
 
 # ---------------------------------------------------------------- sizes
@@ -288,13 +329,18 @@ def build_meta(
     num_layers: int,
     num_heads: int,
     tokens: list[dict[str, Any]],
-    image_grid: dict[str, int],
+    image_grid: dict[str, int] | None,
     text_to_image: np.ndarray | list[np.ndarray] | None = None,
+    image_regions: list[dict[str, Any]] | None = None,
+    images: list[dict[str, Any]] | None = None,
     **optional: Any,
 ) -> dict[str, Any]:
-    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out."""
+    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out.
+
+    One image as one grid: image_grid. Anything else (tiles, a thumbnail, tokens that are not patches, several
+    images): image_regions and images, image_grid None, and the format version that has them."""
     meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": REGIONS_FORMAT_VERSION if image_regions is not None else 1,
         "model": model,
         "mode": mode,
         "prompt": prompt,
@@ -306,7 +352,8 @@ def build_meta(
         "seq_len": len(tokens),
         "dtype": "float16",
         "tokens": tokens,
-        "image_grid": image_grid,
+        **({"image_grid": image_grid} if image_grid is not None else {}),
+        **({"image_regions": image_regions, "images": images} if image_regions is not None else {}),
         **file_fields(num_layers),
     }
     if text_to_image is not None:
@@ -331,6 +378,11 @@ class TextToImage:
         after = image_share[:, max(0, self.end + 1 - row0) :]
         self.sums[layer] += after.sum(axis=1, dtype=np.float64)
         self.rows[layer] += after.shape[1]
+
+    def copy_layer(self, source: int, layer: int) -> None:
+        """Layer `layer` holds the same attention as `source` (a synthetic sample's hard-linked layers)."""
+        self.sums[layer] = self.sums[source]
+        self.rows[layer] = self.rows[source]
 
     def table(self) -> list[np.ndarray]:
         return [sums / max(1, rows) for sums, rows in zip(self.sums, self.rows, strict=True)]
@@ -374,7 +426,6 @@ _REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "seq_len": int,
     "dtype": str,
     "tokens": list,
-    "image_grid": dict,
     "layer_files": list,
     "head_mean_files": list,
     "head_max_files": list,
@@ -404,7 +455,12 @@ def validate_meta(meta: Any) -> None:
     if not _is_plain_name(meta["image_path"]):
         raise FormatError("'image_path' must be a plain file name inside the sample")
     _validate_tokens(meta["tokens"], n)
-    _validate_grid(meta["image_grid"], meta["tokens"], n)
+    if "image_regions" in meta:
+        _validate_regions(meta)
+    elif isinstance(meta.get("image_grid"), dict):
+        _validate_grid(meta["image_grid"], meta["tokens"], n)
+    else:
+        raise FormatError("meta.json lacks the field 'image_grid'")
     if "vision" in meta:
         _validate_vision(meta["vision"], meta["image_size"])
     if "layer_attention" in meta:
@@ -449,6 +505,8 @@ def _validate_tokens(tokens: list[Any], n: int) -> None:
             raise FormatError(f"tokens[{i}].type must be one of {TOKEN_TYPES}")
         if tok["type"] == "image" and not _is_pair(tok.get("grid_pos")):
             raise FormatError(f"tokens[{i}] is an image token without grid_pos [row, col]")
+        if "layout" in tok and (tok["layout"] not in LAYOUT_ROLES or tok["type"] == "image"):
+            raise FormatError(f"tokens[{i}].layout must be one of {LAYOUT_ROLES}, on a token that is not a patch")
 
 
 def _is_pair(value: Any) -> bool:
@@ -465,6 +523,72 @@ def _validate_grid(grid: dict[str, Any], tokens: list[dict[str, Any]], n: int) -
     for i in range(start, end + 1):
         if tokens[i]["type"] != "image" or tokens[i]["grid_pos"] != grid_pos(i - start, grid["cols"]):
             raise FormatError(f"tokens[{i}] does not sit at its row-major place in image_grid")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_images(images: Any) -> list[list[int]]:
+    """meta.json's images (format 2); returns each image's size."""
+    if not isinstance(images, list) or not images:
+        raise FormatError("'images' must be a non-empty list")
+    for i, image in enumerate(images):
+        if (
+            not isinstance(image, dict)
+            or not _is_plain_name(image.get("path", ""))
+            or not all(_is_pair(image.get(k)) and min(image[k]) >= 1 for k in ("size", "original_size"))
+        ):
+            raise FormatError(
+                f"images[{i}] must hold a plain file name 'path' and positive [w, h] 'size', 'original_size'"
+            )
+    return [image["size"] for image in images]
+
+
+def _validate_regions(meta: dict[str, Any]) -> None:
+    """image_regions: every image token sits in exactly one region, at its row-major place there."""
+    if meta["format_version"] < REGIONS_FORMAT_VERSION:
+        raise FormatError(f"image_regions need format_version {REGIONS_FORMAT_VERSION}")
+    sizes = _validate_images(meta.get("images"))
+    if meta["images"][0]["path"] != meta["image_path"] or meta["images"][0]["size"] != meta["image_size"]:
+        raise FormatError("image_path and image_size must be those of images[0]")
+    regions, tokens = meta["image_regions"], meta["tokens"]
+    if not isinstance(regions, list) or not regions:
+        raise FormatError("'image_regions' must be a non-empty list")
+    placed = 0
+    for k, region in enumerate(regions):
+        placed += _validate_region(k, region, sizes, tokens)
+    if placed != sum(tok["type"] == "image" for tok in tokens):
+        raise FormatError("every image token must belong to one of image_regions")
+
+
+def _validate_region(k: int, region: Any, sizes: list[list[int]], tokens: list[dict[str, Any]]) -> int:
+    where = f"image_regions[{k}]"
+    if not isinstance(region, dict) or not all(_is_int(region.get(key)) for key in ("image", "rows", "cols")):
+        raise FormatError(f"{where} must hold the integers 'image', 'rows' and 'cols'")
+    if not 0 <= region["image"] < len(sizes) or region["rows"] < 1 or region["cols"] < 1:
+        raise FormatError(f"{where}: image must index images, rows and cols must be positive")
+    if region.get("kind") not in REGION_KINDS:
+        raise FormatError(f"{where}.kind must be one of {REGION_KINDS}")
+    rect, (width, height) = region.get("rect"), sizes[region["image"]]
+    if not (isinstance(rect, list) and len(rect) == 4 and all(_is_int(v) for v in rect)):
+        raise FormatError(f"{where}.rect must be [x, y, w, h]")
+    x, y, w, h = rect
+    if x < 0 or y < 0 or w < 1 or h < 1 or x + w > width or y + h > height:
+        raise FormatError(f"{where}.rect must lie inside its image's size {width}x{height}")
+    positions = region.get("tokens")
+    if not isinstance(positions, list) or len(positions) != region["rows"] * region["cols"]:
+        raise FormatError(f"{where}.tokens must list rows × cols token positions")
+    for offset, i in enumerate(positions):
+        tok = tokens[i] if _is_int(i) and 0 <= i < len(tokens) else None
+        if (
+            tok is None
+            or tok["type"] != "image"
+            or tok.get("region") != k
+            or tok["grid_pos"] != grid_pos(offset, region["cols"])
+        ):
+            raise FormatError(f"{where}.tokens[{offset}] is not an image token of this region at its row-major place")
+    return len(positions)
 
 
 def _validate_adapter(adapter: Any) -> None:
@@ -579,15 +703,21 @@ def validate_sample(sample_dir: Path) -> dict[str, Any]:
             raise FormatError(f"{path} is missing")
         if path.stat().st_size != size:
             raise FormatError(f"{path} has {path.stat().st_size} bytes, expected {size}")
-    if not (sample_dir / meta["image_path"]).is_file():
-        raise FormatError(f"the image {meta['image_path']} is missing")
+    for name in image_files(meta):
+        if not (sample_dir / name).is_file():
+            raise FormatError(f"the image {name} is missing")
     return meta
+
+
+def image_files(meta: dict[str, Any]) -> list[str]:
+    """The sample's image files, in image order."""
+    return [image["path"] for image in meta["images"]] if "images" in meta else [meta["image_path"]]
 
 
 def sample_files(meta: dict[str, Any], rollout: dict[str, Any] | None = None) -> set[str]:
     """The names of every file a sample holds (its rollout's with the rollout.json given)."""
     extra = {ROLLOUT_META_FILE} if rollout is not None else set()
-    return {META_FILE, meta["image_path"], *_expected_sizes(meta, rollout), *extra}
+    return {META_FILE, *image_files(meta), *_expected_sizes(meta, rollout), *extra}
 
 
 # ---------------------------------------------------------------- reading

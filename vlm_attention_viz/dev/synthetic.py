@@ -160,10 +160,13 @@ def write_synthetic(
 ) -> Path:
     tokens, grid = build_tokens(seq_len)
     device = resolve_device(None)
-    measures = TokenMeasures(TokenLayout.of(tokens, grid), fmt.TokenTables(layers, heads, seq_len))
+    image = grid_image(grid)
+    measures = TokenMeasures(
+        TokenLayout.of(tokens, [fmt.grid_region(grid, image.size)]), fmt.TokenTables(layers, heads, seq_len)
+    )
+    text_to_image = fmt.TextToImage(layers, heads, (grid["start_idx"], grid["end_idx"]))
     writer = fmt.SampleWriter(target, overwrite=overwrite)
     with writer:
-        image = grid_image(grid)
         image.save(writer.tmp / "image.png")
         for layer in range(layers):
             source = layer % distinct_layers
@@ -171,11 +174,14 @@ def write_synthetic(
                 for name in (fmt.layer_file, fmt.head_mean_file, fmt.head_max_file):
                     os.link(writer.tmp / name(source), writer.tmp / name(layer))
                 measures.tables.values[:, :, layer] = measures.tables.values[:, :, source]
+                text_to_image.copy_layer(source, layer)
                 continue
             attn = layer_attention(tokens, grid, heads, layer, seed)
             mean = attn.mean(axis=0, dtype=np.float32).astype(np.float16)
             writer.write_layer(layer, attn, mean, attn.max(axis=0))
             add_measures(measures, layer, attn, device)
+            image_keys = slice(grid["start_idx"], grid["end_idx"] + 1)
+            text_to_image.add(layer, 0, attn[:, :, image_keys].sum(axis=2, dtype=np.float32))
             del attn
         meta = fmt.build_meta(
             model="synthetic",
@@ -190,6 +196,7 @@ def write_synthetic(
             num_kv_heads=heads,
             tokens=tokens,
             image_grid=grid,
+            text_to_image=text_to_image.table(),
             token_tables=measures.tables.write(writer),
         )
         if vision_blocks:

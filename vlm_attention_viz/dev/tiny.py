@@ -19,6 +19,10 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma4Config,
     Gemma4ForConditionalGeneration,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -34,6 +38,8 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
     Qwen3VLMoeConfig,
     Qwen3VLMoeForConditionalGeneration,
+    SmolVLMConfig,
+    SmolVLMForConditionalGeneration,
 )
 
 SPECIAL_TOKENS = [
@@ -471,6 +477,169 @@ def gemma4_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> Pre
     )
 
 
+# SmolVLM's geometry at a small scale: tiles of 64 px cut from the image resized to a longest edge of 192 px
+# (3 tiles; the hub's 256M model: 512 px tiles, 2048 px), 8 px patches, pixel shuffle 2: 4 x 4 tokens per tile.
+SMOLVLM_TILE, SMOLVLM_PATCH, SMOLVLM_SHUFFLE = 64, 8, 2
+SMOLVLM_TILE_LABELS = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
+SMOLVLM_TOKENS = ("<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>", *SMOLVLM_TILE_LABELS)
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' + GENERATION_PREFIX }}{% endif %}"
+)
+
+
+def llama_text_config(
+    shape: TinyShape, vocab_size: int, ids: dict[str, int], eos: str = "<end_of_utterance>"
+) -> dict[str, object]:
+    return {
+        "model_type": "llama",
+        "vocab_size": vocab_size,
+        "hidden_size": shape.hidden,
+        "intermediate_size": 2 * shape.hidden,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads,
+        "head_dim": shape.head_dim,
+        "max_position_embeddings": 4096,
+        "eos_token_id": ids[eos],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def smolvlm_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return SmolVLMConfig(
+        text_config=llama_text_config(shape, vocab_size, ids),
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": SMOLVLM_TILE,
+            "patch_size": SMOLVLM_PATCH,
+        },
+        scale_factor=SMOLVLM_SHUFFLE,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+
+
+SMOLVLM_PREPROCESSOR = {
+    "image_processor_type": "SmolVLMImageProcessor",
+    "processor_class": "SmolVLMProcessor",
+    "do_image_splitting": True,
+    "size": {"longest_edge": 3 * SMOLVLM_TILE},
+    "max_image_size": {"longest_edge": SMOLVLM_TILE},
+    "do_pad": True,
+    **IMAGE_STATS,
+}
+SMOLVLM_PROCESSOR = {
+    "processor_class": "SmolVLMProcessor",
+    "image_seq_len": (SMOLVLM_TILE // SMOLVLM_PATCH // SMOLVLM_SHUFFLE) ** 2,
+}
+
+
+# Mistral 3's geometry at a small scale: 8 px patches merged 2 x 2, so one LLM token per 16 px, in an image
+# resized to fit 128 px (the hub's: 14 px patches, 28 px per token, 1540 px).
+MISTRAL3_PATCH, MISTRAL3_MERGE, MISTRAL3_LONGEST = 8, 2, 128
+MISTRAL3_TOKENS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]")
+MISTRAL3_CHAT_TEMPLATE = (
+    "{{ '<|endoftext|>' }}{%- for message in messages %}{{ '[INST]' }}"
+    "{%- for part in message['content'] %}{%- if part['type'] == 'image' %}{{ '[IMG]' }}"
+    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}{%- endfor %}{{ '[/INST]' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ GENERATION_PREFIX }}{%- endif %}"
+)
+
+
+def mistral3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    text = llama_text_config(shape, vocab_size, ids, eos="<|im_end|>")
+    return Mistral3Config(
+        text_config={**text, "model_type": "mistral", "sliding_window": None},
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "head_dim": 16,
+            "image_size": MISTRAL3_LONGEST,
+            "patch_size": MISTRAL3_PATCH,
+        },
+        image_token_index=ids["[IMG]"],
+        spatial_merge_size=MISTRAL3_MERGE,
+        vision_feature_layer=-1,
+        multimodal_projector_bias=False,
+    )
+
+
+MISTRAL3_PREPROCESSOR = {
+    "image_processor_type": "PixtralImageProcessor",
+    "processor_class": "PixtralProcessor",
+    "size": {"longest_edge": MISTRAL3_LONGEST},
+    "patch_size": MISTRAL3_PATCH,
+    **IMAGE_STATS,
+}
+MISTRAL3_PROCESSOR = {
+    "processor_class": "PixtralProcessor",
+    "patch_size": MISTRAL3_PATCH,
+    "spatial_merge_size": MISTRAL3_MERGE,
+    "image_token": "[IMG]",
+    "image_break_token": "[IMG_BREAK]",
+    "image_end_token": "[IMG_END]",
+}
+
+
+# InternVL's geometry at a small scale: tiles of 64 px (up to 6, chosen by aspect ratio, plus a thumbnail), 8 px
+# patches, pixel shuffle 0.5: 4 x 4 tokens per tile (the hub's 3.5: 448 px tiles, 14 px patches, 16 x 16 tokens).
+INTERNVL_TILE, INTERNVL_PATCH, INTERNVL_MAX_TILES = 64, 8, 6
+INTERNVL_NAMED = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+INTERNVL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\\n")
+
+
+def internvl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return InternVLConfig(
+        text_config={
+            **text_config(shape, vocab_size, ids),
+            "model_type": "qwen2",
+            "head_dim": shape.head_dim,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [INTERNVL_TILE, INTERNVL_TILE],
+            "patch_size": [INTERNVL_PATCH, INTERNVL_PATCH],
+        },
+        image_token_id=ids["<IMG_CONTEXT>"],
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+    )
+
+
+INTERNVL_PREPROCESSOR = {
+    "image_processor_type": "GotOcr2ImageProcessor",
+    "processor_class": "InternVLProcessor",
+    "size": {"height": INTERNVL_TILE, "width": INTERNVL_TILE},
+    "crop_to_patches": True,
+    "min_patches": 1,
+    "max_patches": INTERNVL_MAX_TILES,
+    **IMAGE_STATS,
+}
+INTERNVL_PROCESSOR = {
+    "processor_class": "InternVLProcessor",
+    "image_seq_length": (INTERNVL_TILE // INTERNVL_PATCH // 2) ** 2,
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -503,6 +672,30 @@ FAMILIES = {
         GEMMA4_TOKENS,
         GEMMA_CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", "<|image|>"),
         GEMMA4_PROCESSOR,
+    ),
+    "smolvlm": TinyFamily(
+        SmolVLMForConditionalGeneration,
+        smolvlm_config,
+        SMOLVLM_PREPROCESSOR,
+        TinyTokens(special=(*SPECIAL_TOKENS, *SMOLVLM_TOKENS)),
+        SMOLVLM_CHAT_TEMPLATE,
+        SMOLVLM_PROCESSOR,
+    ),
+    "mistral3": TinyFamily(
+        Mistral3ForConditionalGeneration,
+        mistral3_config,
+        MISTRAL3_PREPROCESSOR,
+        TinyTokens(special=(*SPECIAL_TOKENS, *MISTRAL3_TOKENS)),
+        MISTRAL3_CHAT_TEMPLATE,
+        MISTRAL3_PROCESSOR,
+    ),
+    "internvl": TinyFamily(
+        InternVLForConditionalGeneration,
+        internvl_config,
+        INTERNVL_PREPROCESSOR,
+        TinyTokens(special=(*SPECIAL_TOKENS, *INTERNVL_NAMED.values()), named=tuple(INTERNVL_NAMED.items())),
+        INTERNVL_CHAT_TEMPLATE,
+        INTERNVL_PROCESSOR,
     ),
 }
 

@@ -13,12 +13,15 @@ from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
 from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
+from .internvl import InternVLAdapter
+from .mistral3 import Mistral3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_5 import Qwen3_5Adapter
 from .qwen3_5_moe import Qwen3_5MoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .qwen3_vl_moe import Qwen3VLMoeAdapter
+from .smolvlm import SmolVLMAdapter
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     adapter.name: adapter
@@ -31,6 +34,9 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         Qwen3_5MoeAdapter,
         Gemma3Adapter,
         Gemma4Adapter,
+        SmolVLMAdapter,
+        Mistral3Adapter,
+        InternVLAdapter,
     )
 }
 

@@ -29,22 +29,35 @@ from transformers import (
 from transformers.utils import cached_file, is_torchvision_available
 
 from ..errors import UserError
+from ..image_layout import ImageLayout, Region, runs_of
 from ..linear_capture import LinearLayer
 
 
 @dataclass
 class PreparedInputs:
-    """One image + prompt, ready for model(**model_inputs)."""
+    """The images + prompt, ready for model(**model_inputs)."""
 
     model_inputs: dict[str, Any]
     image_token_id: int
-    grid_rows: int
+    grid_rows: int  # the first image's token grid, for a family that writes each image as one grid
     grid_cols: int
     image_size: tuple[int, int]  # (w, h) the model saw after the processor's resize
+    layout: ImageLayout | None = None  # where every image's tokens are; None: one image, one grid, one run
 
     @property
     def input_ids(self) -> torch.Tensor:
         return self.model_inputs["input_ids"]
+
+    def image_layout(self) -> ImageLayout:
+        """The layout, checked against the image placeholders in input_ids."""
+        ids = self.input_ids[0].tolist()
+        layout = self.layout
+        if layout is None:
+            runs = runs_of(ids, self.image_token_id)
+            start = runs[0][0] if runs else 0
+            layout = ImageLayout.single_grid(self.grid_rows, self.grid_cols, start, self.image_size)
+        layout.check(ids, self.image_token_id)
+        return layout
 
     def on(self, device: torch.device) -> dict[str, Any]:
         """The model inputs moved to the device of the model's first layers."""
@@ -164,9 +177,22 @@ class ModelAdapter(ABC):
     def load_processor(self, source: str) -> Any:
         """The checkpoint's processor, built from its parts where AutoProcessor cannot be used."""
 
-    @abstractmethod
     def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
         """Apply the chat template (one user message: image, then text; generation prompt added) and process."""
+        return self.prepare_images(processor, [image], prompt, max_pixels)
+
+    @abstractmethod
+    def prepare_images(
+        self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
+    ) -> PreparedInputs:
+        """prepare with one or more images, in the user message before the text, in the order given."""
+
+
+def one_image(family: str, images: list[Image.Image]) -> Image.Image:
+    """The image of a family whose adapter does not lay out several images yet."""
+    if len(images) != 1:
+        raise UserError(f"{family} takes one --image here; several images in one prompt are not supported for it yet")
+    return images[0]
 
 
 class PatchGridAdapter(ModelAdapter):
@@ -182,13 +208,25 @@ class PatchGridAdapter(ModelAdapter):
             return AutoProcessor.from_pretrained(source)
         return image_text_processor(self.processor_class, source)
 
-    def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def prepare_images(
+        self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
+    ) -> PreparedInputs:
+        text = processor.apply_chat_template(
+            user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
+        )
         size = pixel_bounds(processor.image_processor, max_pixels)
-        inputs = processor(text=[text], images=[image], size=size, return_tensors="pt")
-        rows, cols, image_size = merged_grid(inputs["image_grid_thw"][0].tolist(), processor.image_processor)
-        return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size)
+        inputs = processor(text=[text], images=images, size=size, return_tensors="pt")
+        grids = [merged_grid(thw, processor.image_processor) for thw in inputs["image_grid_thw"].tolist()]
+        rows, cols, image_size = grids[0]
+        layout = None
+        if len(images) > 1:  # each image its own grid, in its own run of placeholders, in prompt order
+            runs = runs_of(inputs["input_ids"][0].tolist(), processor.image_token_id)
+            regions = [
+                Region(i, "image", r, c, (0, 0, *wh), run)
+                for i, ((r, c, wh), run) in enumerate(zip(grids, runs, strict=True))
+            ]
+            layout = ImageLayout([wh for _, _, wh in grids], regions)
+        return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size, layout)
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """image_grid_thw counts patches before the merge; the tower sees them in the processor's merge-window
@@ -216,8 +254,15 @@ class PatchGridAdapter(ModelAdapter):
         return torch.arange(packed.frame_bounds[-1]), [packed.frame_bounds] * depth
 
 
-def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> ProcessorMixin:
-    """processor_class built from the checkpoint's tokenizer, image processor and chat template alone.
+def user_message(images: int, prompt: str) -> list[dict[str, Any]]:
+    """The one user message: the images, then the text."""
+    content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
+
+
+def image_text_processor(processor_class: type[ProcessorMixin], source: str, **settings: Any) -> ProcessorMixin:
+    """processor_class built from the checkpoint's tokenizer, image processor and chat template alone (and the
+    processor's own `settings`, e.g. SmolVLM's image_seq_len).
 
     Without torchvision the checkpoint's video processor cannot be built, so AutoProcessor
     falls back to the bare tokenizer. ProcessorMixin takes its parts from __init__'s
@@ -232,8 +277,22 @@ def image_text_processor(processor_class: type[ProcessorMixin], source: str) -> 
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     return ImageTextProcessor(
-        AutoImageProcessor.from_pretrained(source), tokenizer, chat_template=chat_template(source, tokenizer)
+        AutoImageProcessor.from_pretrained(source),
+        tokenizer,
+        chat_template=chat_template(source, tokenizer),
+        **settings,
     )
+
+
+def processor_settings(source: str) -> dict[str, Any]:
+    """processor_config.json's settings of the processor itself (SmolVLM's image_seq_len, Pixtral's patch and
+    merge sizes), without its class name."""
+    path = cached_file(source, "processor_config.json", _raise_exceptions_for_missing_entries=False)
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        settings = json.load(f)
+    return {key: value for key, value in settings.items() if key != "processor_class"}
 
 
 def chat_template(source: str, tokenizer: Any) -> str:

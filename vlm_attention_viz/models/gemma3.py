@@ -16,7 +16,7 @@ from transformers import AutoProcessor, Gemma3ForConditionalGeneration, PreTrain
 
 from .. import sample_format as fmt
 from ..errors import UserError
-from .base import ModelAdapter, PreparedInputs, chat_template
+from .base import ModelAdapter, PreparedInputs, chat_template, one_image
 
 
 class Gemma3Adapter(ModelAdapter):
@@ -31,7 +31,10 @@ class Gemma3Adapter(ModelAdapter):
             processor.chat_template = chat_template(source, processor.tokenizer)
         return processor
 
-    def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
+    def prepare_images(
+        self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
+    ) -> PreparedInputs:
+        image = one_image(self.name, images)
         size = processor.image_processor.size
         if max_pixels is not None:
             raise UserError(

@@ -27,7 +27,7 @@ from transformers.utils import is_torchvision_available
 
 from .. import sample_format as fmt
 from ..errors import UserError
-from .base import ModelAdapter, PreparedInputs, chat_template
+from .base import ModelAdapter, PreparedInputs, chat_template, one_image
 
 
 class Gemma4Adapter(ModelAdapter):
@@ -41,7 +41,10 @@ class Gemma4Adapter(ModelAdapter):
             return Gemma4Processor.from_pretrained(source)
         return image_only_processor(source)
 
-    def prepare(self, processor: Any, image: Image.Image, prompt: str, max_pixels: int | None) -> PreparedInputs:
+    def prepare_images(
+        self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
+    ) -> PreparedInputs:
+        image = one_image(self.name, images)
         if max_pixels is not None:
             raise UserError(
                 f"--max-pixels does not apply to {self.name}: its processor sizes images by a token budget"

@@ -67,14 +67,14 @@ async function readRollout(dataDir: string, name: string, meta: SampleMeta): Pro
   }
 }
 
-/** Whether the image and every attention file meta.json (and rollout.json) names are there, at their expected sizes. */
+/** Whether every image and every attention file meta.json (and rollout.json) names are there, the latter at their expected sizes. */
 async function holdsItsFiles(dataDir: string, name: string, meta: SampleMeta, rollout: RolloutMeta | undefined): Promise<boolean> {
-  const image = resolveInside(dataDir, samplePath(name, meta.imagePath)).then((found) => found.ok);
+  const images = meta.images.map((image) => resolveInside(dataDir, samplePath(name, image.path)).then((found) => found.ok));
   const attention = attentionFileSizes(meta, rollout).map(async ({ file, bytes }) => {
     const found = await resolveInside(dataDir, samplePath(name, file));
     return found.ok && found.size === bytes;
   });
-  return (await Promise.all([image, ...attention])).every(Boolean);
+  return (await Promise.all([...images, ...attention])).every(Boolean);
 }
 
 /** The URL path of a file in a sample folder, as resolveInside reads it. */

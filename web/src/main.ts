@@ -4,7 +4,9 @@
 
 import { reduceVectors } from "./data/attention";
 import { DataClient } from "./data/data-client";
-import { parseIndex, parseMeta, type SampleMeta, type VisionMeta } from "./data/format";
+import { ROLLOUT_FILE, entropyRegion, parseIndex, parseMeta, parseRollout, tableHeads, type RolloutMeta, type SampleEntry, type SampleMeta, type VisionMeta } from "./data/format";
+import { layerCurves, splitTables, topHeads, type CurveBand, type HeadTables, type RankedHead, regionRows } from "./data/head-tables";
+import { ATLAS_MEASURES, LAYER_REDUCTIONS } from "./data/variants";
 import {
   completeView,
   layerSpan,
@@ -19,15 +21,19 @@ import {
   type ViewState,
 } from "./state/state";
 import { settingsFromParams, settingsToParams, type Settings } from "./state/settings";
-import { statusText } from "./state/status";
+import { selectionLabel, statusText } from "./state/status";
 import { stepToken, wordAt } from "./state/words";
 import { Controls, bindShortcuts } from "./view/controls";
 import type { Heat } from "./view/color";
 import { byId } from "./view/dom";
 import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type Box, type FigureParts, type ShownVector } from "./view/export";
+import { AtlasPanel, atlasLegend } from "./view/atlas";
+import { HeadMaps } from "./view/head-maps";
 import { ImagePanel } from "./view/image-panel";
+import { LayerCurves } from "./view/layer-curves";
 import { ColourBar } from "./view/legend";
-import { imageOverlay, tokenHeat, type Fetched } from "./view/panel-heats";
+import { ImagePicker } from "./view/image-picker";
+import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "./view/panel-heats";
 import { TokenPanel } from "./view/token-panel";
 import { TopKList, topK } from "./view/top-k";
 import { Tooltip } from "./view/tooltip";
@@ -35,6 +41,8 @@ import { Tooltip } from "./view/tooltip";
 const params = new URLSearchParams(location.search);
 const cacheBytes = (Number(params.get("cacheMB")) || 512) * 2 ** 20;
 const TOP_K = 10;
+/** How many heads the small multiples show. */
+const TOP_HEADS = 16;
 
 type HistoryMode = "push" | "replace" | "none";
 
@@ -47,6 +55,8 @@ interface SharedVectors {
 
 interface Loaded {
   meta: SampleMeta;
+  /** The rollout's files, when the sample has rollout.json. */
+  rollout: RolloutMeta | undefined;
   /** 1 for tokens left out of the normalisation: the first token and special tokens. */
   sinks: Uint8Array;
 }
@@ -63,7 +73,23 @@ const app = {
   unsynced: [] as { url: string; history: HistoryMode }[],
   /** The shared scale's vectors, kept for the selection they were read for: stepping layers or heads reuses them. */
   shared: null as SharedVectors | null,
+  /** What the lower views show, for the selection and measure they were read for. */
+  lower: null as LowerData | null,
+  lowerRequest: 0, // only the newest selection may draw below
 };
+
+interface LowerData {
+  /** The sample, selection and measure the data is for. */
+  key: string;
+  /** The selection's per-token tables; null with nothing selected. */
+  tables: HeadTables | null;
+  /** The atlas's values (L × H), or null when there are none to show, with the reason. */
+  atlas: Float32Array | null;
+  note: string;
+  ranked: RankedHead[];
+  /** The image part of each ranked head's row, one after another; null until read, or with nothing selected. */
+  maps: Float32Array | null;
+}
 
 const client = new DataClient();
 const tooltip = new Tooltip(byId("tooltip"));
@@ -71,9 +97,15 @@ const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip,
   grid.kind === "vision" ? pressPatch(index) : select(index),
 );
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
+const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), (choice, imageChanged) => void showImage(choice.image, imageChanged));
 const imageBar = new ColourBar(byId("image-legend"));
 const tokenBar = new ColourBar(byId("token-legend"));
 const topList = new TopKList(byId("top-k-list"), pickRanked);
+const goToHead = (layer: number, head: number) => change({ layer, head, layerReduce: null });
+const atlasPanel = new AtlasPanel(byId("atlas"), tooltip, goToHead);
+const atlasBar = new ColourBar(byId("atlas-legend"));
+const headMaps = new HeadMaps(byId("head-maps"), byId("image"), goToHead);
+const curvesPanel = new LayerCurves(byId("curves"), tooltip, (layer) => change({ layer }));
 const controls = new Controls({
   sample: (name) => void openSampleNamed(name, {}, "push"),
   layer: (layer) => change({ layer }),
@@ -159,18 +191,28 @@ async function fetchJson(url: URL): Promise<unknown> {
   }
 }
 
+/** Open the sample the URL names while the list loads (one round trip less to the first heatmap), else the first listed. */
 async function start(): Promise<void> {
   const dataRoot = dataRootOf(params);
   if (!dataRoot) return;
+  const asked = viewFromParams(params);
+  const listing = listSamples(dataRoot);
+  if (asked.sample) return void (await Promise.all([listing, openSample(dataRoot, asked.sample, asked, "replace")]));
+  const name = (await listing)?.[0]?.name;
+  if (name) await openSample(dataRoot, name, asked, "replace");
+}
+
+/** index.json into the sample picker; null, with the message shown, when it cannot be read or lists nothing. */
+async function listSamples(dataRoot: URL): Promise<SampleEntry[] | null> {
   try {
     const entries = parseIndex(await fetchJson(new URL("index.json", dataRoot)));
     controls.listSamples(entries);
-    const asked = viewFromParams(params);
-    const name = asked.sample ?? entries[0]?.name;
-    if (!name) return showError(`No samples in ${dataRoot.href}: run the extractor first.`);
-    await openSample(dataRoot, name, asked, "replace");
+    if (app.view) controls.showView(app.view); // the picker may have been filled after the sample opened
+    if (!entries.length) showError(`No samples in ${dataRoot.href}: run the extractor first.`);
+    return entries;
   } catch (error) {
     showError(`Cannot list samples: ${message(error)}`);
+    return null;
   }
 }
 
@@ -180,23 +222,43 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
   app.values = null;
   app.vision = null;
   app.shared = null;
+  app.lower = null;
+  app.lowerRequest++; // the last sample's lower views must not land on this one
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
   try {
+    const rolloutAnswer = fetch(new URL(ROLLOUT_FILE, sampleUrl)); // beside meta.json, not after it
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
-    controls.configure(meta);
-    byId("panels").hidden = false;
-    tokenPanel.setSample(meta);
-    await Promise.all([
-      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href),
-      client.open(sampleUrl.href, meta, cacheBytes),
+    performance.mark("vav:meta-parsed");
+    const rollout = await rolloutOf(await rolloutAnswer, meta);
+    // The image decodes and the worker opens while the token panel is laid out.
+    const ready = Promise.all([
+      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href).then(() => performance.mark("vav:image-decoded")),
+      client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
     ]);
-    app.loaded = { meta, sinks: sinkMask(meta) };
+    controls.configure(meta, rollout !== undefined);
+    byId("panels").hidden = false;
+    byId("lower").hidden = !lowerWanted(controls.settings()); // before the panels are fitted, so they are fitted once
+    tokenPanel.setSample(meta);
+    imagePicker.configure(meta);
+    await ready;
+    app.loaded = { meta, rollout, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
-    setView(completeView(asked, name, meta), history);
+    setView(completeView(asked, name, meta, rollout !== undefined), history);
   } catch (error) {
     byId("panels").hidden = true;
     showError(`Sample "${name}" cannot be shown: ${message(error)}`);
+  }
+}
+
+/** rollout.json parsed, or undefined when the sample has none (a 404); any other failure is the sample's error. */
+async function rolloutOf(answer: Response, meta: SampleMeta): Promise<RolloutMeta | undefined> {
+  if (answer.status === 404) return undefined;
+  if (!answer.ok) throw new Error(`${ROLLOUT_FILE} answered HTTP ${answer.status}`);
+  try {
+    return parseRollout(await answer.json(), meta);
+  } catch (error) {
+    throw new Error(error instanceof SyntaxError ? `${ROLLOUT_FILE} is not valid JSON` : message(error));
   }
 }
 
@@ -214,7 +276,7 @@ function sinkMask(meta: SampleMeta): Uint8Array {
 async function restoreFromUrl(): Promise<void> {
   const asked = viewFromParams(new URLSearchParams(location.search));
   if (asked.sample && asked.sample !== app.view?.sample) return openSampleNamed(asked.sample, asked, "none");
-  if (app.loaded && app.view) setView(completeView(asked, app.view.sample, app.loaded.meta), "none");
+  if (app.loaded && app.view) setView(completeView(asked, app.view.sample, app.loaded.meta, app.loaded.rollout !== undefined), "none");
 }
 
 /** A press on a token or patch: select it, or its whole word when word selection is on. */
@@ -236,7 +298,8 @@ function chooseLayerReduce(layerReduce: ViewState["layerReduce"]): void {
   if (!app.view || !app.loaded) return;
   const { layer, layerEnd } = app.view;
   const last = app.loaded.meta.numLayers - 1;
-  const widened = layerReduce && layerEnd === layer ? (layer === last ? 0 : last) : layerEnd;
+  const ranged = layerReduce !== null && LAYER_REDUCTIONS[layerReduce].reads === "layers";
+  const widened = ranged && layerEnd === layer ? (layer === last ? 0 : last) : layerEnd;
   change({ layerReduce, layerEnd: widened });
 }
 
@@ -355,7 +418,19 @@ async function sharedValues(view: ViewState): Promise<SharedVectors | null> {
 function fetched(): Fetched | null {
   if (!app.loaded || !app.view) return null;
   const shared = { shared: app.shared?.values ?? null, visionShared: app.shared?.vision ?? null };
-  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared };
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared, shownImage: imagePicker.choice() };
+}
+
+/** Another image, or other regions of it, on the image panel: the same vector, redrawn. */
+async function showImage(image: number, imageChanged: boolean): Promise<void> {
+  const loaded = app.loaded;
+  const dataRoot = dataRootOf(params);
+  if (!loaded || !dataRoot) return;
+  if (imageChanged) {
+    const sampleUrl = new URL(`${encodeURIComponent(app.view!.sample)}/`, dataRoot);
+    await imagePanel.setImage(new URL(encodeURIComponent(loaded.meta.images[image]!.path), sampleUrl).href);
+  }
+  if (app.loaded === loaded) redraw();
 }
 
 function redraw(): void {
@@ -370,7 +445,144 @@ function redraw(): void {
   if (overlay?.heat || tokens) markDrawn();
   showTopK(overlay?.heat ?? null, tokens?.heat ?? null, settings);
   syncPage(); // in the same frame as the pixels
+  void refreshLower();
 }
+
+function lowerWanted(settings: Settings): boolean {
+  return settings.atlas || settings.curves;
+}
+
+/** The key of what the lower views read: the sample, the selection and the measure. */
+function lowerKey(view: ViewState, settings: Settings): string {
+  return JSON.stringify([view.sample, view.tokens, settings.measure]);
+}
+
+/**
+ * The atlas, the top heads' maps and the layer curves, for the view's
+ * selection: its per-token tables (one range read per measure and token), then
+ * the top heads' rows (one read each); a layer or head change only redraws them.
+ */
+async function refreshLower(): Promise<void> {
+  const settings = controls.settings();
+  const { loaded, view } = app;
+  const lower = byId("lower");
+  lower.hidden = !loaded || !view || !lowerWanted(settings);
+  if (!loaded || !view || lower.hidden) return;
+  const key = lowerKey(view, settings);
+  if (app.lower?.key === key) return drawLower();
+  const request = ++app.lowerRequest;
+  try {
+    const data = await lowerTables(loaded.meta, view, settings, key);
+    if (request !== app.lowerRequest) return;
+    app.lower = data;
+    drawLower();
+    performance.mark("vav:curves");
+    if (data.ranked.length && view.tokens.length) {
+      const { tokens } = entropyRegion(loaded.meta);
+      const [first, last] = [tokens[0]!, tokens[tokens.length - 1]!];
+      const rows = await client.headRows({ picks: data.ranked, indices: view.tokens, combine: "mean", first, last });
+      data.maps = regionRows(rows, data.ranked.length, first, last, tokens);
+      if (request !== app.lowerRequest) return;
+      drawLower();
+    }
+    performance.mark("vav:atlas");
+  } catch (error) {
+    // In its own area: the view above may still be fine, and its own error must not be overwritten.
+    if (request === app.lowerRequest) showLowerError(message(error));
+  }
+}
+
+function showLowerError(text: string): void {
+  app.lower = null;
+  atlasPanel.update(null);
+  atlasBar.update(null);
+  headMaps.update(null);
+  curvesPanel.update(null);
+  for (const id of ["head-maps-caption", "curves-caption"]) setText(byId(id), "");
+  setText(byId("atlas-caption"), `The atlas and the curves cannot be shown: ${text}`);
+}
+
+/** The selection's tables and the atlas they give; with nothing selected, the sample-wide text_to_image. */
+async function lowerTables(meta: SampleMeta, view: ViewState, settings: Settings, key: string): Promise<LowerData> {
+  const measure = ATLAS_MEASURES[settings.measure];
+  const none = { key, tables: null, ranked: [], maps: null, note: "" };
+  if (view.tokens.length === 0) {
+    if (measure.table === "image_share" && meta.textToImage) {
+      return { ...none, atlas: meta.textToImage, ranked: topHeads(meta.textToImage, meta.numHeads, TOP_HEADS, measure.best) };
+    }
+    return { ...none, atlas: null, note: `Select a token to see its ${measure.label} for every layer and head.` };
+  }
+  if (!meta.tokenTables.includes(measure.table)) return { ...none, atlas: null, note: NO_TABLES };
+  const flat = await client.tables({ indices: view.tokens, measures: meta.tokenTables });
+  const tables = splitTables(flat, meta.tokenTables, meta.numLayers, tableHeads(meta));
+  const atlas = tables.byMeasure[measure.table]!;
+  return { ...none, tables, atlas, ranked: topHeads(atlas, tableHeads(meta), TOP_HEADS, measure.best) };
+}
+
+const NO_TABLES = "This sample has no per-token tables (it was written before them).";
+
+/** Whose rows the lower views show: one token, or the mean of a word's tokens' rows. */
+function selectionRows(meta: SampleMeta, view: ViewState): string {
+  const label = selectionLabel(view.tokens, meta);
+  return view.tokens.length === 1 ? `token ${label}` : `the mean of the ${view.tokens.length} tokens' rows of ${label}`;
+}
+
+/** What the atlas shows, in words: the measure and whose rows. */
+function atlasCaption(meta: SampleMeta, view: ViewState, settings: Settings): string {
+  const grid = `${ATLAS_MEASURES[settings.measure].label} per layer (rows) × head (columns)`;
+  if (view.tokens.length === 0) return `${grid}: the sample-wide text_to_image, averaged over the tokens after the image`;
+  const rows = view.dir === "tgt" ? " (its own rows: where it looks, whatever the direction)" : "";
+  return `${grid} of ${selectionRows(meta, view)}${rows}`;
+}
+
+/** Draw the lower views from app.lower, with the current layer, head and colours. */
+function drawLower(): void {
+  const { loaded, view, lower } = app;
+  if (!loaded || !view || !lower) return;
+  const settings = controls.settings();
+  const { meta } = loaded;
+  for (const id of ["atlas-box", "head-maps-box"]) byId(id).hidden = !settings.atlas;
+  byId("curves-box").hidden = !settings.curves;
+  drawAtlas(meta, view, settings, lower);
+  drawHeadMaps(meta, view, settings, lower);
+  drawCurves(meta, view, lower);
+}
+
+function drawAtlas(meta: SampleMeta, view: ViewState, settings: Settings, lower: LowerData): void {
+  const measure = ATLAS_MEASURES[settings.measure];
+  setText(byId("atlas-caption"), lower.atlas ? `Atlas: ${atlasCaption(meta, view, settings)}` : lower.note);
+  if (!lower.atlas) {
+    atlasPanel.update(null);
+    return atlasBar.update(null);
+  }
+  const why = "the spatial entropy needs a row after the image, and a map that is not flat";
+  const legend = atlasLegend(lower.atlas, settings.palette, `Atlas: ${measure.label}`, measure.meaning, why);
+  const current = typeof view.head === "number" && !view.layerReduce ? { layer: view.layer, head: view.head } : null;
+  const numLayers = meta.numLayers;
+  const numHeads = lower.tables ? tableHeads(meta) : meta.numHeads; // the tables' head axis is the widest layer's
+  atlasPanel.update({ values: lower.atlas, numLayers, numHeads, palette: settings.palette, measure: measure.label, current, legend });
+  atlasBar.update(legend);
+}
+
+function drawHeadMaps(meta: SampleMeta, view: ViewState, settings: Settings, lower: LowerData): void {
+  const measure = ATLAS_MEASURES[settings.measure];
+  const title = `Top ${lower.ranked.length} heads by ${measure.label} (${measure.best} first); a click goes there`;
+  setText(byId("head-maps-caption"), lower.ranked.length ? title : "");
+  if (!lower.maps) return headMaps.update(null, lower.ranked.length && !view.tokens.length ? "Select a token to see the top heads' image maps." : "");
+  const { rows, cols, tokens } = entropyRegion(meta);
+  const visible = Math.max(0, Math.min(rows * cols, Math.max(...view.tokens) - tokens[0]! + 1));
+  const { palette, opacity } = settings;
+  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, visible, palette, opacity, measure: measure.label });
+}
+
+function drawCurves(meta: SampleMeta, view: ViewState, lower: LowerData): void {
+  const curves = lower.tables && layerCurves(lower.tables);
+  const note = view.tokens.length ? NO_TABLES : "Select a token to see its layer curves.";
+  const what = "share of attention on image, text and special tokens, and entropies; a click goes to a layer";
+  setText(byId("curves-caption"), curves ? `Layer curves of ${selectionRows(meta, view)}: ${what}` : note);
+  curvesPanel.update(curves ? { curves, numLayers: meta.numLayers, layer: view.layer } : null);
+}
+
 
 /** The top-k of what the view shows: the vision patches in vision mode, else the LLM's tokens (text and image). */
 function showTopK(overlay: Heat | null, tokens: Heat | null, settings: Settings): void {
@@ -385,10 +597,12 @@ function showTopK(overlay: Heat | null, tokens: Heat | null, settings: Settings)
   return topList.update(tokens ? topK(tokens, skip, TOP_K) : [], (t) => tokenName(meta, t), `Top ${TOP_K} tokens and patches`);
 }
 
-/** A token as the readout and the exports name it: its text, or its image patch. */
+/** A token as the readout and the exports name it: its text, or its image patch (and region, where there are several). */
 function tokenName(meta: SampleMeta, token: number): string {
-  const { gridPos, text } = meta.tokens[token]!;
-  return gridPos ? `#${token} patch ${gridPos[0]},${gridPos[1]}` : `#${token} ${JSON.stringify(text)}`;
+  const { gridPos, text, region } = meta.tokens[token]!;
+  if (!gridPos) return `#${token} ${JSON.stringify(text)}`;
+  const label = meta.regions.length > 1 && region !== undefined ? regionLabel(meta, meta.regions[region]!) : "";
+  return `#${token} ${label ? `${label} ` : ""}patch ${gridPos[0]},${gridPos[1]}`;
 }
 
 function markDrawn(): void {
@@ -408,7 +622,9 @@ function settingChanged(changed: keyof Settings): void {
     const shown = fetched();
     if (shown) imagePanel.update(imageOverlay(shown, settings));
   } else if (changed === "collapseImage") tokenPanel.setCollapseImage(settings.collapseImage);
+  else if (changed === "atlas" || changed === "curves" || changed === "measure") void refreshLower();
   else if (changed !== "selectWords") redraw();
+  if (changed === "opacity") void refreshLower(); // the top heads' maps lie over the image too
 }
 
 /** Text writes dirty layout even when equal, so only changes are written. */
@@ -428,6 +644,19 @@ function exposeAutomationHook(): void {
       visionValues: () => (app.vision ? Array.from(app.vision) : null),
       legends: () => ({ image: imageBar.current, tokens: tokenBar.current }),
       exportFigure,
+      atlas: () => {
+        const atlas = atlasPanel.current;
+        return atlas && { values: Array.from(atlas.values), numLayers: atlas.numLayers, numHeads: atlas.numHeads, legend: atlasBar.current };
+      },
+      topHeads: () => headMaps.current?.heads ?? [],
+      curves: () => {
+        const curves = curvesPanel.current?.curves;
+        const plain = (band: CurveBand) => ({ mean: Array.from(band.mean), min: Array.from(band.min), max: Array.from(band.max) });
+        return curves ? Object.fromEntries(Object.entries(curves).map(([name, band]) => [name, plain(band)])) : null;
+      },
+      atlasCell: (layer: number, head: number) => atlasPanel.cellBox(layer, head),
+      curveX: (layer: number) => curvesPanel.layerX(layer),
+      exportAtlas,
     },
   });
 }
@@ -470,12 +699,25 @@ async function exportFigure(kind: ExportKind, scale = 2, withTokens = false): Pr
   return { name: `${base}.json`, blob: new Blob([vectorsJson(parts.caption, view, shownVectors())], { type: "application/json" }) };
 }
 
+/** The atlas as one PNG: a caption (model, measure, selection), the grid with its axes, and its colour bar. */
+async function exportAtlas(scale = 2): Promise<{ name: string; blob: Blob; imageBox: Box } | null> {
+  if (!app.view || !app.loaded || !atlasPanel.current) return null;
+  const caption = `${app.loaded.meta.model} · ${atlasCaption(app.loaded.meta, app.view, controls.settings())}`;
+  const { canvas, imageBox } = figureCanvas({ caption, image: (s) => atlasPanel.figure(s), imageLegend: atlasBar.current }, scale);
+  const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, "image/png"));
+  return blob && { name: `${app.view.sample}_atlas_${controls.settings().measure}@${scale}x.png`, blob, imageBox };
+}
+
 function bindExport(): void {
   const scale = byId<HTMLSelectElement>("export-scale");
   scale.replaceChildren(
     ...EXPORT_SCALES.map((s) => Object.assign(document.createElement("option"), { value: String(s), textContent: `${s}×` })),
   );
   const withTokens = byId<HTMLInputElement>("export-tokens");
+  byId("export-atlas").addEventListener("click", async () => {
+    const file = await exportAtlas(Number(scale.value));
+    if (file) download(file.name, file.blob);
+  });
   for (const kind of ["png", "svg", "csv", "json"] as const) {
     byId(`export-${kind}`).addEventListener("click", async () => {
       const file = await exportFigure(kind, Number(scale.value), withTokens.checked);

@@ -3,7 +3,7 @@
 // Shared by the worker (extraction, combining) and the main thread (range).
 
 import { decodeStrided } from "./float16";
-import { LAYER_REDUCTIONS, type Reduce } from "./variants";
+import { FOLDS, type Fold } from "./variants";
 
 export type Axis = "row" | "col";
 
@@ -37,11 +37,11 @@ export function meanOfRows(table: Uint16Array, length: number, rows: number[]): 
   return reduceVectors(rows.map((row) => decodeStrided(table, row * length, length, 1)), "mean");
 }
 
-/** The element-wise reduction (a LAYER_REDUCTIONS entry) of equally long vectors. */
-export function reduceVectors(vectors: Float32Array[], reduce: Reduce): Float32Array {
+/** The element-wise fold (a FOLDS entry) of equally long vectors. */
+export function reduceVectors(vectors: Float32Array[], reduce: Fold): Float32Array {
   const [first, ...rest] = vectors;
   if (!first) throw new Error("reduceVectors needs at least one vector");
-  const { fold, finish } = LAYER_REDUCTIONS[reduce];
+  const { fold, finish } = FOLDS[reduce];
   const out = Float32Array.from(first);
   for (const vector of rest) {
     for (let j = 0; j < out.length; j++) out[j] = fold(out[j]!, vector[j]!);
@@ -71,16 +71,38 @@ export interface ShownStats {
  * ±Inf stay out of the range and are counted apart.
  */
 export function shownStats(values: Float32Array, skip: Uint8Array | null, start = 0, end = values.length): ShownStats {
-  let [lo, hi, minPositive, nonFinite] = [Infinity, -Infinity, Infinity, 0];
-  for (let j = start; j < end; j++) {
-    if (skip?.[j]) continue;
-    const v = values[j]!;
-    if (!Number.isFinite(v)) nonFinite++;
+  const tally = new StatsTally();
+  for (let j = start; j < end; j++) if (!skip?.[j]) tally.add(values[j]!);
+  return tally.stats();
+}
+
+/** shownStats over the values at `indices` within visible[0]..visible[1] (an image's tokens, which need not be one block). */
+export function shownStatsAt(values: Float32Array, skip: Uint8Array | null, indices: ArrayLike<number>, visible: readonly [number, number]): ShownStats {
+  const tally = new StatsTally();
+  for (let k = 0; k < indices.length; k++) {
+    const j = indices[k]!;
+    if (j >= visible[0] && j <= visible[1] && !skip?.[j]) tally.add(values[j]!);
+  }
+  return tally.stats();
+}
+
+class StatsTally {
+  private lo = Infinity;
+  private hi = -Infinity;
+  private minPositive = Infinity;
+  private nonFinite = 0;
+
+  add(v: number): void {
+    if (!Number.isFinite(v)) this.nonFinite++;
     else {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-      if (v > 0 && v < minPositive) minPositive = v;
+      if (v < this.lo) this.lo = v;
+      if (v > this.hi) this.hi = v;
+      if (v > 0 && v < this.minPositive) this.minPositive = v;
     }
   }
-  return { range: lo <= hi ? { lo, hi } : null, minPositive: Number.isFinite(minPositive) ? minPositive : 0, nonFinite };
+
+  stats(): ShownStats {
+    const { lo, hi, minPositive, nonFinite } = this;
+    return { range: lo <= hi ? { lo, hi } : null, minPositive: Number.isFinite(minPositive) ? minPositive : 0, nonFinite };
+  }
 }

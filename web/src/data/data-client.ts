@@ -1,6 +1,6 @@
 // The main thread's side of the worker: each call is a promise of its answer.
 
-import type { FromWorker, SampleFiles, ToWorker, VectorRequest, VisionRequest } from "./protocol";
+import type { FromWorker, HeadRowsRequest, SampleFiles, TablesRequest, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
 type Pending = { resolve: (message: FromWorker & { ok: true }) => void; reject: (error: Error) => void };
 
@@ -28,6 +28,16 @@ export class DataClient {
   /** The vision overlay's P values: saliency, or a patch's row. */
   async vision(request: VisionRequest): Promise<Float32Array> {
     return vectorOf(await this.send({ type: "vision", request }));
+  }
+
+  /** The selection's per-token tables, the measures one after another (L × H each). */
+  async tables(request: TablesRequest): Promise<Float32Array> {
+    return vectorOf(await this.send({ type: "tables", request }));
+  }
+
+  /** The image part of the selection's row in each picked head, one after another. */
+  async headRows(request: HeadRowsRequest): Promise<Float32Array> {
+    return vectorOf(await this.send({ type: "headRows", request }));
   }
 
   private send(message: Unsent<ToWorker>): Promise<FromWorker & { ok: true }> {

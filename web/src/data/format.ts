@@ -2,7 +2,9 @@
 // vlm_attention_viz/sample_format.py (SPEC.md §1). Parsing validates everything
 // the viewer relies on, so the rest of the code can trust a SampleMeta.
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/** The version that brings image_regions and images: earlier readers could not place their tokens. */
+export const REGIONS_FORMAT_VERSION = 2;
 export const BYTES_PER_VALUE = 2; // float16
 /** The sidecar whose presence says a sample holds its rollout; meta.json does not mention it. */
 export const ROLLOUT_FILE = "rollout.json";
@@ -21,12 +23,22 @@ export const TOKEN_TABLES = {
 export type TokenMeasure = keyof typeof TOKEN_TABLES;
 
 export type TokenType = "text" | "image" | "special";
+/** What a region of image tokens covers (sample_format.REGION_KINDS): a whole image, a tile, a downscaled whole. */
+export const REGION_KINDS = ["image", "tile", "global"] as const;
+export type RegionKind = (typeof REGION_KINDS)[number];
+/** Tokens of an image's layout that are not patches (sample_format.LAYOUT_ROLES); never drawn on the image. */
+export const LAYOUT_ROLES = ["tile_label", "separator", "row_break", "row_end"] as const;
+export type LayoutRole = (typeof LAYOUT_ROLES)[number];
 
 export interface Token {
   id: number;
   text: string;
   type: TokenType;
   gridPos?: [number, number];
+  /** Image tokens: the index into SampleMeta.regions of the region holding it. */
+  region?: number;
+  /** A token of an image's layout that is not a patch: a tile label, a separator, a row break or end. */
+  layout?: LayoutRole;
   /** Generate mode: the token was written by the model. */
   generated?: boolean;
   /** Generate mode: the token belongs to the model's thinking span. */
@@ -66,6 +78,23 @@ export interface ImageGrid {
   endIdx: number;
 }
 
+/** One image of the prompt: its file, the size the model saw it at (the regions' coordinates), its own size. */
+export interface ImageInfo {
+  path: string;
+  size: [number, number];
+  originalSize: [number, number];
+}
+
+/** rows × cols image tokens of one image covering rect = [x, y, w, h] of it; tokens[r × cols + c] sits at (r, c). */
+export interface ImageRegion {
+  image: number;
+  kind: RegionKind;
+  rows: number;
+  cols: number;
+  rect: [number, number, number, number];
+  tokens: number[];
+}
+
 export interface SampleMeta {
   model: string;
   prompt: string;
@@ -76,7 +105,12 @@ export interface SampleMeta {
   numHeads: number;
   seqLen: number;
   tokens: Token[];
-  imageGrid: ImageGrid;
+  /** Samples of one image as one grid; the same grid is also regions[0]. */
+  imageGrid?: ImageGrid;
+  /** Every image, in prompt order (one for a sample without the `images` field). */
+  images: ImageInfo[];
+  /** Every region of image tokens; each image token is in exactly one (its Token.region). */
+  regions: ImageRegion[];
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
@@ -88,6 +122,8 @@ export interface SampleMeta {
   vision?: VisionMeta;
   /** The per-token tables the sample holds; empty for samples written before they existed. */
   tokenTables: TokenMeasure[];
+  /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none (or not of that shape). */
+  textToImage: Float32Array | null;
 }
 
 /** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
@@ -194,6 +230,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
   const answerStart = raw["answer_start"];
   const imageSize = field(raw, "image_size", isIntPair, "[width, height]");
+  const layout = "image_regions" in raw ? parseRegions(raw, version, tokens, imagePath, imageSize) : singleGrid(raw, tokens, imagePath, imageSize);
   return {
     model: field(raw, "model", isString, "a string"),
     prompt: field(raw, "prompt", isString, "a string"),
@@ -204,7 +241,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     numHeads,
     seqLen,
     tokens,
-    imageGrid: parseGrid(field(raw, "image_grid", isObject, "an object"), tokens),
+    ...layout,
     layerFiles: fileList(raw, "layer_files", numLayers),
     headMeanFiles: fileList(raw, "head_mean_files", numLayers),
     headMaxFiles: fileList(raw, "head_max_files", numLayers),
@@ -212,7 +249,17 @@ export function parseMeta(raw: unknown): SampleMeta {
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
+    textToImage: parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads),
   };
+}
+
+/**
+ * An L × H table of numbers (lists of lists), flattened in [layer][head] order;
+ * null when it has another shape: it is an overview only, and no file depends on it.
+ */
+function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array | null {
+  const isRow = (row: unknown): row is number[] => isList(row) && row.length === numHeads && row.every((v) => typeof v === "number");
+  return isList(raw) && raw.length === numLayers && raw.every(isRow) ? Float32Array.from(raw.flat()) : null;
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {
@@ -283,6 +330,14 @@ function parseTokens(list: unknown[], seqLen: number): Token[] {
     if (type === "image") {
       if (!isIntPair(raw["grid_pos"])) throw new FormatError(`tokens[${i}] is an image token without grid_pos [row, col]`);
       token.gridPos = raw["grid_pos"];
+      if (isInt(raw["region"])) token.region = raw["region"];
+    }
+    if ("layout" in raw) {
+      const role = raw["layout"];
+      if (!LAYOUT_ROLES.includes(role as LayoutRole) || type === "image") {
+        throw new FormatError(`tokens[${i}].layout must be one of ${LAYOUT_ROLES.join(", ")}, on a token that is not a patch`);
+      }
+      token.layout = role as LayoutRole;
     }
     if (raw["generated"] === true) token.generated = true;
     if (raw["thinking"] === true) token.thinking = true;
@@ -361,11 +416,95 @@ function parseLayerAttention(raw: unknown, numLayers: number, numHeads: number):
  * keys up to the row's own token. An image token of an image-bidirectional layer
  * also sees its image's later tokens. A sliding layer sees the last `window` keys.
  */
-export function reach(layer: LayerAttention, index: number, axis: "row" | "col", grid: ImageGrid, n: number): [number, number] {
-  const inImage = layer.imageBidirectional === true && index >= grid.startIdx && index <= grid.endIdx;
+export function reach(layer: LayerAttention, index: number, axis: "row" | "col", grid: ImageGrid | undefined, n: number): [number, number] {
+  // Image-bidirectional layers come with single-grid samples only; a region sample's layers are causal or sliding.
+  const inImage = layer.imageBidirectional === true && grid !== undefined && index >= grid.startIdx && index <= grid.endIdx;
   const window = layer.window ?? n;
   if (axis === "row") return [Math.max(0, index - window + 1), inImage ? grid.endIdx : index];
   return [inImage ? grid.startIdx : index, Math.min(n - 1, index + window - 1)];
+}
+
+/**
+ * The region whose map the spatial entropy is taken over, as sample_format.entropy_region picks it: of the
+ * first image's regions, the one covering the most of it (a single grid, a tiled model's thumbnail), then the
+ * one with more tokens, then the first. The atlas draws its top heads' maps over it too.
+ */
+export function entropyRegion(meta: Pick<SampleMeta, "regions">): ImageRegion {
+  const area = (r: ImageRegion): number => r.rect[2] * r.rect[3];
+  const firstImage = meta.regions.filter((r) => r.image === 0);
+  return firstImage.reduce((best, r) => (area(r) > area(best) || (area(r) === area(best) && r.tokens.length > best.tokens.length) ? r : best));
+}
+
+type ImageLayout = Pick<SampleMeta, "imageGrid" | "images" | "regions">;
+
+/** A sample of one image as one grid: image_grid, seen as one region over the whole image. */
+function singleGrid(raw: Json, tokens: Token[], imagePath: string, imageSize: [number, number]): ImageLayout {
+  const grid = parseGrid(field(raw, "image_grid", isObject, "an object"), tokens);
+  const positions = Array.from({ length: grid.endIdx - grid.startIdx + 1 }, (_, k) => grid.startIdx + k);
+  for (const p of positions) tokens[p]!.region = 0;
+  const originalSize = isIntPair(raw["original_image_size"]) ? raw["original_image_size"] : imageSize;
+  return {
+    imageGrid: grid,
+    images: [{ path: imagePath, size: imageSize, originalSize }],
+    regions: [{ image: 0, kind: "image", rows: grid.rows, cols: grid.cols, rect: [0, 0, ...imageSize], tokens: positions }],
+  };
+}
+
+const isPositivePair = (v: unknown): v is [number, number] => isIntPair(v) && v[0] >= 1 && v[1] >= 1;
+
+/** image_regions and images (format 2), checked as sample_format.py checks them and with the same messages. */
+function parseRegions(raw: Json, version: number, tokens: Token[], imagePath: string, imageSize: [number, number]): ImageLayout {
+  if (version < REGIONS_FORMAT_VERSION) throw new FormatError(`image_regions need format_version ${REGIONS_FORMAT_VERSION}`);
+  const rawImages = raw["images"];
+  if (!isList(rawImages) || rawImages.length === 0) throw new FormatError("'images' must be a non-empty list");
+  const images = rawImages.map((image, i): ImageInfo => {
+    if (!isObject(image) || !isPlainName(image["path"]) || !isPositivePair(image["size"]) || !isPositivePair(image["original_size"])) {
+      throw new FormatError(`images[${i}] must hold a plain file name 'path' and positive [w, h] 'size', 'original_size'`);
+    }
+    return { path: image["path"], size: image["size"], originalSize: image["original_size"] };
+  });
+  const first = images[0]!;
+  if (first.path !== imagePath || first.size[0] !== imageSize[0] || first.size[1] !== imageSize[1]) {
+    throw new FormatError("image_path and image_size must be those of images[0]");
+  }
+  const rawRegions = raw["image_regions"];
+  if (!isList(rawRegions) || rawRegions.length === 0) throw new FormatError("'image_regions' must be a non-empty list");
+  const regions = rawRegions.map((region, k) => parseRegion(region, k, images, tokens));
+  const placed = regions.reduce((sum, region) => sum + region.tokens.length, 0);
+  if (placed !== tokens.filter((t) => t.type === "image").length) {
+    throw new FormatError("every image token must belong to one of image_regions");
+  }
+  return { images, regions };
+}
+
+function parseRegion(raw: unknown, k: number, images: ImageInfo[], tokens: Token[]): ImageRegion {
+  const where = `image_regions[${k}]`;
+  if (!isObject(raw) || !["image", "rows", "cols"].every((key) => isInt(raw[key]))) {
+    throw new FormatError(`${where} must hold the integers 'image', 'rows' and 'cols'`);
+  }
+  const [image, rows, cols] = [raw["image"] as number, raw["rows"] as number, raw["cols"] as number];
+  if (image < 0 || image >= images.length || rows < 1 || cols < 1) {
+    throw new FormatError(`${where}: image must index images, rows and cols must be positive`);
+  }
+  const kind = raw["kind"];
+  if (!REGION_KINDS.includes(kind as RegionKind)) throw new FormatError(`${where}.kind must be one of ${REGION_KINDS.join(", ")}`);
+  const rect = raw["rect"];
+  if (!isList(rect) || rect.length !== 4 || !rect.every(isInt)) throw new FormatError(`${where}.rect must be [x, y, w, h]`);
+  const [x, y, w, h] = rect as [number, number, number, number];
+  const [width, height] = images[image]!.size;
+  if (x < 0 || y < 0 || w < 1 || h < 1 || x + w > width || y + h > height) {
+    throw new FormatError(`${where}.rect must lie inside its image's size ${width}x${height}`);
+  }
+  const positions = raw["tokens"];
+  if (!isList(positions) || positions.length !== rows * cols) throw new FormatError(`${where}.tokens must list rows × cols token positions`);
+  positions.forEach((p, offset) => {
+    const token = isInt(p) ? tokens[p] : undefined;
+    const pos = token?.gridPos;
+    if (token?.type !== "image" || token.region !== k || pos?.[0] !== Math.floor(offset / cols) || pos[1] !== offset % cols) {
+      throw new FormatError(`${where}.tokens[${offset}] is not an image token of this region at its row-major place`);
+    }
+  });
+  return { image, kind: kind as RegionKind, rows, cols, rect: [x, y, w, h], tokens: positions as number[] };
 }
 
 /** The `vision` field, checked as sample_format.py checks it and with the same messages. */

@@ -10,7 +10,18 @@
 
 import { ByteLru } from "./cache";
 import { fetchSpan, type FileSpan } from "./fetch-range";
-import { BYTES_PER_VALUE, layerFileBytes, matrixBytes, visionBlockFileBytes, visionReceivedBytes, type VisionMeta } from "./format";
+import {
+  BYTES_PER_VALUE,
+  layerFileBytes,
+  matrixBytes,
+  tokenTableBytes,
+  tokenTableFile,
+  tokenTableRange,
+  visionBlockFileBytes,
+  visionReceivedBytes,
+  type TokenMeasure,
+  type VisionMeta,
+} from "./format";
 import type { SampleFiles } from "./protocol";
 import { HEAD_AGGREGATES, VISION_HEAD_AGGREGATES, type HeadChoice, type VisionHead } from "./variants";
 
@@ -66,6 +77,17 @@ export class MatrixSource {
     const vision = this.visionFiles();
     const span = this.spanOf(vision.receivedFile, visionReceivedBytes(vision));
     return (await this.stored({ key: "vision:received", span }, "required"))!;
+  }
+
+  /**
+   * Token `token`'s (L, H) table of one measure: one range of L × H × 2 bytes,
+   * kept in the cache (an atlas revisited reads nothing).
+   */
+  async tokenTable(measure: TokenMeasure, token: number): Promise<Uint16Array> {
+    const shape = { seqLen: this.files.seqLen, numLayers: this.files.layerFiles.length, layerAttention: this.files.layerAttention };
+    const [start, end] = tokenTableRange(shape, token);
+    const span = { ...this.spanOf(tokenTableFile(measure), tokenTableBytes(shape)), start, length: end - start };
+    return (await this.stored({ key: `table:${measure}:${token}`, span }, "required"))!;
   }
 
   /** Fetch a stored array once (concurrent asks share the fetch) and keep it in the cache. */
@@ -135,6 +157,14 @@ export class MatrixSource {
   withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
     const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n: this.files.seqLen };
     return this.rowsOf(matrix, first, count, use);
+  }
+
+  /** withRows() for R_layer, the rollout up to a layer: a (N, N) matrix laid out as a head-mean file. */
+  withRolloutRows<T>(layer: number, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    const rollout = this.files.rollout;
+    if (!rollout) throw new Error("this sample has no rollout (no rollout.json)");
+    const span = this.spanOf(listed(rollout.files, layer), matrixBytes(this.files.seqLen));
+    return this.rowsOf({ key: `rollout:${layer}`, span, n: this.files.seqLen }, first, count, use);
   }
 
   /**

@@ -4,7 +4,7 @@
 // the controls, the panels and the worker all read these tables, so adding a
 // variant is one entry here (plus the data it needs, if that is new).
 
-import type { AttentionKind, LayerAttention, SampleMeta, VisionMeta } from "./format";
+import type { AttentionKind, LayerAttention, RegionKind, SampleMeta, TokenMeasure, VisionMeta } from "./format";
 
 /** A head aggregate: its label, and the meta.json list of its precomputed files (SPEC.md §1), one per layer or block. */
 interface HeadAggregateKind<Files extends string> {
@@ -37,7 +37,7 @@ export type VisionHeadAggregate = keyof typeof visionHeadAggregates;
 /** Which vision attention a patch's row comes from: an aggregate over heads, or one vision head. */
 export type VisionHead = number | VisionHeadAggregate;
 
-interface ReductionKind {
+interface FoldKind {
   label: string;
   /** Folds one more value into the running result. */
   fold: (acc: number, value: number) => number;
@@ -45,20 +45,45 @@ interface ReductionKind {
   finish?: (acc: number, count: number) => number;
 }
 
-const reductions = {
+const folds = {
   mean: { label: "mean", fold: (acc, value) => acc + value, finish: (acc, count) => acc / count },
   max: { label: "max", fold: Math.max },
   min: { label: "min", fold: Math.min },
-} satisfies Record<string, ReductionKind>;
+} satisfies Record<string, FoldKind>;
 
-/** Element-wise reductions of several vectors: over a range of layers, or (some of them) over a word's tokens. */
-export const LAYER_REDUCTIONS: Readonly<Record<Reduce, ReductionKind>> = reductions;
-export type Reduce = keyof typeof reductions;
+/** Element-wise reductions of equally long vectors: over a range of layers, or (some of them) over a word's tokens. */
+export const FOLDS: Readonly<Record<Fold, FoldKind>> = folds;
+export type Fold = keyof typeof folds;
 
-const wordCombines = { mean: reductions.mean, max: reductions.max } satisfies Partial<Record<Reduce, ReductionKind>>;
+/**
+ * A layer reduction: an element-wise fold of the vectors of a range of layers,
+ * or the attention rollout R_l = Ā_l ⋯ Ā_0 up to the chosen layer, read from its
+ * own files (SPEC.md §1, Rollout), which only some samples hold.
+ */
+type LayerReductionKind = { label: string; reads: "layers"; fold: Fold } | { label: string; reads: "rollout" };
+
+const layerReductions = {
+  mean: { label: "mean", reads: "layers", fold: "mean" },
+  max: { label: "max", reads: "layers", fold: "max" },
+  min: { label: "min", reads: "layers", fold: "min" },
+  rollout: { label: "rollout", reads: "rollout" },
+} satisfies Record<string, LayerReductionKind>;
+
+export const LAYER_REDUCTIONS: Readonly<Record<Reduce, LayerReductionKind>> = layerReductions;
+export type Reduce = keyof typeof layerReductions;
+
+/** Whether a sample holds what a layer reduction reads: the rollout needs rollout.json. */
+export function layerReductionAvailable(reduce: Reduce, hasRollout: boolean): boolean {
+  return LAYER_REDUCTIONS[reduce].reads !== "rollout" || hasRollout;
+}
+
+/** What the viewer says where the rollout is offered but the sample lacks it. */
+export const ROLLOUT_MISSING = "this sample has no rollout: python -m vlm_attention_viz rollout DIR adds it";
+
+const wordCombines = { mean: folds.mean, max: folds.max } satisfies Partial<Record<Fold, FoldKind>>;
 
 /** How the vectors of a word's tokens are combined into one. */
-export const WORD_COMBINES: Readonly<Record<Combine, ReductionKind>> = wordCombines;
+export const WORD_COMBINES: Readonly<Record<Combine, FoldKind>> = wordCombines;
 export type Combine = keyof typeof wordCombines;
 
 /** Whose attention an image overlay shows: the LLM's (always there) or the vision encoder's (needs meta.vision). */
@@ -142,6 +167,23 @@ export function variantNamed<K extends string>(table: Readonly<Record<K, unknown
   return value !== null && Object.hasOwn(table, value) ? (value as K) : undefined;
 }
 
+interface RegionViewKind {
+  label: string;
+  /** What the colour bar says is drawn. */
+  drawn: string;
+  /** The kinds of region this view draws on an image. */
+  shows: readonly RegionKind[];
+}
+
+const regionViews = {
+  tiles: { label: "tiles (full resolution)", drawn: "tiles' image tokens", shows: ["tile", "image"] },
+  global: { label: "global thumbnail", drawn: "global thumbnail's image tokens", shows: ["global", "image"] },
+} satisfies Record<string, RegionViewKind>;
+
+/** Which of a tiled image's regions the image panel draws; an image without tiles looks the same in both. */
+export const REGION_VIEWS: Readonly<Record<RegionView, RegionViewKind>> = regionViews;
+export type RegionView = keyof typeof regionViews;
+
 interface ScaleModeKind {
   label: string;
 }
@@ -156,3 +198,52 @@ const scaleModes = {
 /** How a panel maps values to colours; the first is the default. */
 export const SCALE_MODES: Readonly<Record<ScaleMode, ScaleModeKind>> = scaleModes;
 export type ScaleMode = keyof typeof scaleModes;
+
+/**
+ * What the atlas colours its L × H grid by, and how the small multiples rank
+ * heads: each reads one per-token table (SPEC.md §1, Per-token tables).
+ */
+interface AtlasMeasureKind {
+  label: string;
+  table: TokenMeasure;
+  /** The top heads are those with the highest values, or the lowest. */
+  best: "highest" | "lowest";
+  /** What a value means, for the colour bar. */
+  meaning: string;
+}
+
+const atlasMeasures = {
+  image_share: { label: "image share", table: "image_share", best: "highest", meaning: "share of the row's attention on image tokens" },
+  image_entropy: {
+    label: "spatial entropy",
+    table: "image_entropy",
+    best: "lowest",
+    meaning: "spatial entropy of the image map (nats): lower = more localized",
+  },
+} satisfies Record<string, AtlasMeasureKind>;
+
+/** The atlas's measures; the first is the default. */
+export const ATLAS_MEASURES: Readonly<Record<AtlasMeasure, AtlasMeasureKind>> = atlasMeasures;
+export type AtlasMeasure = keyof typeof atlasMeasures;
+
+/** One head's values of every per-token table, for one selection and layer. */
+export type HeadValues = Readonly<Record<TokenMeasure, number>>;
+
+interface CurveKind {
+  label: string;
+  /** The plot it is drawn in: shares (0 to 1) or entropies (nats). */
+  plot: "share" | "entropy";
+  value: (head: HeadValues) => number;
+}
+
+const curves = {
+  image: { label: "image", plot: "share", value: (h) => h.image_share },
+  text: { label: "text", plot: "share", value: (h) => 1 - h.image_share - h.special_share },
+  special: { label: "special", plot: "share", value: (h) => h.special_share },
+  row_entropy: { label: "row entropy", plot: "entropy", value: (h) => h.row_entropy },
+  image_entropy: { label: "spatial entropy", plot: "entropy", value: (h) => h.image_entropy },
+} satisfies Record<string, CurveKind>;
+
+/** The layer curves: per layer, the mean over heads of each, with a band from min to max. */
+export const CURVES: Readonly<Record<Curve, CurveKind>> = curves;
+export type Curve = keyof typeof curves;

@@ -5,14 +5,16 @@
 
 import { meanOfRows, reduceVectors, rowsNeeded, vectorFromRows } from "./attention";
 import { decodeStrided } from "./float16";
-import { reach, type LayerAttention } from "./format";
+import { reach, tableHeads, type LayerAttention } from "./format";
 import { MatrixSource } from "./matrix-source";
-import type { FromWorker, SampleFiles, ToWorker, VectorRequest, VisionRequest } from "./protocol";
+import type { FromWorker, HeadRowsRequest, SampleFiles, TablesRequest, ToWorker, VectorRequest, VisionRequest } from "./protocol";
+import { LAYER_REDUCTIONS } from "./variants";
 
 let source: MatrixSource | undefined;
 let files: SampleFiles | undefined;
 let seqLen = 0;
 let numLayers = 0;
+let tableWidth = 0; // the token tables' head axis
 let patches = 0; // P of the vision grid, when the sample has one
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
@@ -24,12 +26,13 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       files = message.files;
       seqLen = message.files.seqLen;
       numLayers = message.files.layerFiles.length;
+      tableWidth = tableHeads({ numLayers, layerAttention: message.files.layerAttention });
       patches = message.files.vision?.seqLen ?? 0;
       reply({ id: message.id, ok: true });
       return;
     }
-    if (message.type === "vision") {
-      const vector = await computeVision(message.request);
+    if (message.type !== "vector") {
+      const vector = await answerOf(message);
       reply({ id: message.id, ok: true, vector }, [vector.buffer]);
       return;
     }
@@ -40,6 +43,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     reply({ id: message.id, ok: false, error: error instanceof Error ? error.message : String(error) });
   }
 };
+
+function answerOf(message: Exclude<ToWorker, { type: "open" | "vector" }>): Promise<Float32Array> {
+  if (message.type === "vision") return computeVision(message.request);
+  if (message.type === "tables") return computeTables(message.request);
+  return computeHeadRows(message.request);
+}
 
 function reply(message: FromWorker, transfer: Transferable[] = []): void {
   (self as unknown as Worker).postMessage(message, transfer);
@@ -61,19 +70,60 @@ function openSource(): MatrixSource {
   return source;
 }
 
-/** Tokens are combined within each layer first, then the layers are reduced. */
+/** Tokens are combined within each layer first, then the layers are reduced; the rollout is one matrix, R_lastLayer. */
 async function computeVector(request: VectorRequest): Promise<Float32Array> {
-  const layerVector = async (layer: number): Promise<Float32Array> => {
-    const vectors = await Promise.all(request.indices.map((index) => tokenVector(request, layer, index)));
+  const reduction = LAYER_REDUCTIONS[request.layerReduce];
+  const combined = async (read: (index: number) => Promise<Float32Array>): Promise<Float32Array> => {
+    const vectors = await Promise.all(request.indices.map(read));
     return vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine);
   };
+  if (reduction.reads === "rollout") return combined((index) => rolloutVector(request, index));
+  const layerVector = (layer: number) => combined((index) => tokenVector(request, layer, index));
   const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
   // Rows are small reads and go in parallel; a column can need most of a
   // matrix per layer, so those go one at a time to bound memory.
   const perLayer: Float32Array[] = [];
   if (request.axis === "row") perLayer.push(...(await Promise.all(layers.map(layerVector))));
   else for (const layer of layers) perLayer.push(await layerVector(layer));
-  return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, request.layerReduce);
+  return perLayer.length === 1 ? perLayer[0]! : reduceVectors(perLayer, reduction.fold);
+}
+
+/** One token's row or column of R_lastLayer. */
+function rolloutVector(request: VectorRequest, index: number): Promise<Float32Array> {
+  const [first, count] = rowsNeeded(seqLen, index, request.axis);
+  return openSource().withRolloutRows(request.lastLayer, first, count, (rows) => vectorFromRows(rows, seqLen, index, request.axis));
+}
+
+/** Each measure's (L, H) table, averaged over the selected tokens; the measures one after another. */
+async function computeTables(request: TablesRequest): Promise<Float32Array> {
+  const source = openSource();
+  const size = numLayers * tableWidth;
+  const out = new Float32Array(request.measures.length * size);
+  const tables = await Promise.all(
+    request.measures.map(async (measure) => {
+      const perToken = await Promise.all(request.indices.map((t) => source.tokenTable(measure, t)));
+      return reduceVectors(perToken.map((table) => decodeStrided(table, 0, size, 1)), "mean");
+    }),
+  );
+  tables.forEach((table, m) => out.set(table, m * size));
+  return out;
+}
+
+/** For each picked head, values first..last of the selection's row (its tokens' rows combined). */
+async function computeHeadRows(request: HeadRowsRequest): Promise<Float32Array> {
+  const { picks, indices, combine, first, last } = request;
+  const length = last - first + 1;
+  const out = new Float32Array(picks.length * length);
+  const rows = await Promise.all(
+    picks.map(async ({ layer, head }) => {
+      const perToken = await Promise.all(
+        indices.map((index) => openSource().withRows(layer, head, index, 1, (row) => decodeStrided(row, first, length, 1))),
+      );
+      return perToken.length === 1 ? perToken[0]! : reduceVectors(perToken, combine);
+    }),
+  );
+  rows.forEach((row, k) => out.set(row, k * length));
+  return out;
 }
 
 /** One token's row or column, from the rows it needs (cached, or read alone). */
@@ -103,7 +153,8 @@ async function computeVision(request: VisionRequest): Promise<Float32Array> {
  * click is a cached read), then the layers ←/→ would show (same head or aggregate).
  */
 function prefetch(request: VectorRequest): void {
-  if (request.firstLayer !== request.lastLayer) return; // a range of layers would flush the cache
+  // A range of layers would flush the cache; the rollout's matrices are not warmed.
+  if (request.firstLayer !== request.lastLayer || LAYER_REDUCTIONS[request.layerReduce].reads === "rollout") return;
   const layers = [request.firstLayer, request.firstLayer + 1, request.firstLayer - 1];
   openSource().warm(layers.filter((l) => l >= 0 && l < numLayers).map((l) => [l, request.head]));
 }

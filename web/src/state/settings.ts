@@ -3,7 +3,7 @@
 // URL beside the view, written only where they differ from the defaults, so a
 // link reopens the same picture.
 
-import { SCALE_MODES, variantNamed, type ScaleMode } from "../data/variants";
+import { ATLAS_MEASURES, SCALE_MODES, variantNamed, variantsOf, type AtlasMeasure, type ScaleMode } from "../data/variants";
 
 export type PaletteName = "blue" | "viridis" | "hot";
 export const PALETTE_NAMES: readonly PaletteName[] = ["blue", "viridis", "hot"];
@@ -16,6 +16,12 @@ export interface Settings {
   collapseImage: boolean;
   /** A press on a token selects its whole word. */
   selectWords: boolean;
+  /** The atlas (every layer × head) and its top heads' maps are shown. */
+  atlas: boolean;
+  /** The layer curves are shown. */
+  curves: boolean;
+  /** What the atlas colours by and ranks heads by. */
+  measure: AtlasMeasure;
 }
 
 export const DEFAULT_SETTINGS: Readonly<Settings> = {
@@ -25,6 +31,9 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   excludeSinks: true,
   collapseImage: true,
   selectWords: true,
+  atlas: true,
+  curves: true,
+  measure: variantsOf(ATLAS_MEASURES)[0]!,
 };
 
 /** Each setting's URL parameter. */
@@ -35,6 +44,9 @@ const PARAM: Record<keyof Settings, string> = {
   excludeSinks: "nosinks",
   collapseImage: "collapse",
   selectWords: "words",
+  atlas: "atlas",
+  curves: "curves",
+  measure: "measure",
 };
 
 /** The settings a URL asks for, over the defaults; garbled values keep the default. */
@@ -45,7 +57,8 @@ export function settingsFromParams(params: URLSearchParams): Settings {
   const opacity = Number(params.get(PARAM.opacity) ?? NaN);
   if (opacity >= 0 && opacity <= 1) settings.opacity = opacity;
   settings.scale = variantNamed(SCALE_MODES, params.get(PARAM.scale)) ?? settings.scale;
-  for (const key of ["excludeSinks", "collapseImage", "selectWords"] as const) {
+  settings.measure = variantNamed(ATLAS_MEASURES, params.get(PARAM.measure)) ?? settings.measure;
+  for (const key of ["excludeSinks", "collapseImage", "selectWords", "atlas", "curves"] as const) {
     const flag = params.get(PARAM[key]);
     if (flag === "1" || flag === "0") settings[key] = flag === "1";
   }

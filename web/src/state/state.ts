@@ -11,6 +11,7 @@ import {
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   availableOverlays,
+  layerReductionAvailable,
   overlayAvailable,
   overlayVision,
   variantNamed,
@@ -148,8 +149,11 @@ const DEFAULTS = {
   vhead: "mean",
 } as const satisfies Partial<ViewState>;
 
-/** A full, valid view for this sample: what the URL asked for, clamped, plus defaults. */
-export function completeView(asked: Partial<ViewState>, sample: string, meta: SampleMeta): ViewState {
+/**
+ * A full, valid view for this sample: what the URL asked for, clamped, plus
+ * defaults; a layer reduction the sample lacks the data for (the rollout without rollout.json) is none.
+ */
+export function completeView(asked: Partial<ViewState>, sample: string, meta: SampleMeta, hasRollout = false): ViewState {
   const head = asked.head;
   const validHead = head !== undefined && (typeof head !== "number" || head < meta.numHeads);
   const lastLayer = meta.numLayers - 1;
@@ -159,7 +163,7 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
     sample,
     layer,
     layerEnd: Math.min(asked.layerEnd ?? layer, lastLayer),
-    layerReduce: asked.layerReduce ?? null,
+    layerReduce: asked.layerReduce && layerReductionAvailable(asked.layerReduce, hasRollout) ? asked.layerReduce : null,
     head: validHead ? head : DEFAULTS.head,
     tokens: tokens.every((t) => t < meta.seqLen) ? tokens : [defaultToken(meta)],
     combine: asked.combine ?? DEFAULTS.combine,
@@ -218,9 +222,9 @@ function stepCycle<T>(cycle: T[], current: T, delta: number): T {
   return cycle[(cycle.indexOf(current) + delta + cycle.length) % cycle.length] ?? current;
 }
 
-/** The layers a view covers, lowest first. */
+/** The layers a view covers, lowest first; the rollout's row is R_layer's alone. */
 export function layerSpan(view: ViewState): [number, number] {
-  if (!view.layerReduce) return [view.layer, view.layer];
+  if (!view.layerReduce || LAYER_REDUCTIONS[view.layerReduce].reads === "rollout") return [view.layer, view.layer];
   return [Math.min(view.layer, view.layerEnd), Math.max(view.layer, view.layerEnd)];
 }
 

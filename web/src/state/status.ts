@@ -17,11 +17,15 @@ export function statusText(view: ViewState, meta: SampleMeta): string {
   if (vision) return visionStatusText(view, vision);
   return [
     `${layersText(view)} of ${meta.numLayers - 1}`,
-    headLabel(view.head),
+    isRollout(view) ? `rollout R_${view.layer} over layers 0–${view.layer} (head means)` : headLabel(view.head),
     `${meta.seqLen} tokens`,
     DIRECTION[view.dir],
     describeSelection(view, meta),
   ].join(" · ");
+}
+
+function isRollout(view: ViewState): boolean {
+  return view.layerReduce !== null && LAYER_REDUCTIONS[view.layerReduce].reads === "rollout";
 }
 
 /** `Layer 12`, or for a reduced range `Layers 3–7 (max)`. */
@@ -35,9 +39,14 @@ function layersText(view: ViewState): string {
 function describeSelection(view: ViewState, meta: SampleMeta): string {
   const { tokens } = view;
   if (tokens.length === 0) return "no token selected";
-  const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
   const combined = tokens.length === 1 ? "" : ` (${WORD_COMBINES[view.combine].label} of ${tokens.length} tokens)`;
-  return `${view.dir}: ${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}${combined}`;
+  return `${view.dir}: ${selectionLabel(tokens, meta)}${combined}`;
+}
+
+/** `#28 " image"`, or for a word `#32–#33 " wooden"`. */
+export function selectionLabel(tokens: number[], meta: SampleMeta): string {
+  const where = tokens.length === 1 ? `#${tokens[0]}` : `#${tokens[0]}–#${tokens.at(-1)}`;
+  return `${where} ${JSON.stringify(selectionText(meta.tokens, tokens))}`;
 }
 
 function visionStatusText(view: ViewState, vision: VisionMeta): string {

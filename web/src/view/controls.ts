@@ -3,14 +3,17 @@
 
 import type { LayerAttention, SampleEntry, SampleMeta } from "../data/format";
 import {
+  ATLAS_MEASURES,
   HEAD_AGGREGATES,
   LAYER_REDUCTIONS,
+  ROLLOUT_MISSING,
   OVERLAYS,
   SCALE_MODES,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   availableOverlays,
   layerMark,
+  layerReductionAvailable,
   variantNamed,
   variantsOf,
 } from "../data/variants";
@@ -74,6 +77,9 @@ export class Controls {
   private readonly overlay = byId<HTMLSelectElement>("overlay");
   private readonly visionBlocks = byId<HTMLSelectElement>("vision-blocks");
   private readonly visionHead = byId<HTMLSelectElement>("vision-head");
+  private readonly atlas = byId<HTMLInputElement>("show-atlas");
+  private readonly curves = byId<HTMLInputElement>("show-curves");
+  private readonly measure = byId<HTMLSelectElement>("atlas-measure");
   /** The vision encoder's own controls, shown only while the image shows it. */
   private readonly visionOnly = [this.visionBlocks, this.visionHead];
   /** The LLM's own controls, disabled while the image shows the vision encoder. */
@@ -97,15 +103,21 @@ export class Controls {
     onValue(this.overlay, "change", parseOverlay, handlers.overlay);
     onValue(this.visionBlocks, "change", parseVisionBlocks, handlers.visionBlocks);
     onValue(this.visionHead, "change", parseVisionHead, handlers.visionHead);
+    this.atlas.addEventListener("change", () => handlers.settings("atlas"));
+    this.curves.addEventListener("change", () => handlers.settings("curves"));
+    this.measure.addEventListener("change", () => handlers.settings("measure"));
   }
 
   /** The choices that are the same for every sample, from the variant tables. */
   private listOptions(): void {
-    const reductions = variantsOf(LAYER_REDUCTIONS).map((r) => option(r, `${LAYER_REDUCTIONS[r].label} of a range`));
+    const reductions = variantsOf(LAYER_REDUCTIONS).map((r) =>
+      option(r, LAYER_REDUCTIONS[r].reads === "rollout" ? `${LAYER_REDUCTIONS[r].label} up to the layer` : `${LAYER_REDUCTIONS[r].label} of a range`),
+    );
     this.layerReduce.replaceChildren(option(SINGLE_LAYER, "this layer only"), ...reductions);
     this.combine.replaceChildren(...variantsOf(WORD_COMBINES).map((c) => option(c, WORD_COMBINES[c].label)));
     this.palette.replaceChildren(...PALETTE_NAMES.map((p) => option(p, p)));
     this.scale.replaceChildren(...variantsOf(SCALE_MODES).map((m) => option(m, SCALE_MODES[m].label)));
+    this.measure.replaceChildren(...variantsOf(ATLAS_MEASURES).map((m) => option(m, ATLAS_MEASURES[m].label)));
   }
 
   /** Set the display controls, from the URL. */
@@ -116,6 +128,9 @@ export class Controls {
     this.excludeSinks.checked = settings.excludeSinks;
     this.collapseImage.checked = settings.collapseImage;
     this.selectWords.checked = settings.selectWords;
+    this.atlas.checked = settings.atlas;
+    this.curves.checked = settings.curves;
+    this.measure.value = settings.measure;
   }
 
   listSamples(entries: SampleEntry[]): void {
@@ -130,9 +145,18 @@ export class Controls {
     );
   }
 
-  /** Fit the layer range, the head list and the vision choices to a sample; no vision attention, no overlay choice. */
-  configure(meta: SampleMeta): void {
+  /**
+   * Fit the layer range, the head list and the vision choices to a sample; no
+   * vision attention, no overlay choice; no rollout.json, the rollout greyed with a note.
+   */
+  configure(meta: SampleMeta, hasRollout: boolean): void {
     this.layerAttention = meta.layerAttention;
+    for (const item of Array.from(this.layerReduce.options)) {
+      const reduce = variantNamed(LAYER_REDUCTIONS, item.value);
+      const missing = reduce !== undefined && !layerReductionAvailable(reduce, hasRollout);
+      item.disabled = missing;
+      item.title = missing ? ROLLOUT_MISSING : "";
+    }
     this.layer.max = String(meta.numLayers - 1);
     this.layerEnd.max = String(meta.numLayers - 1);
     this.head.replaceChildren(
@@ -167,9 +191,10 @@ export class Controls {
     assign(this.direction, view.dir);
     assign(this.layerReduce, view.layerReduce ?? SINGLE_LAYER);
     assign(this.layerEnd, String(view.layerEnd));
-    if (this.layerEnd.parentElement!.hidden !== !view.layerReduce) this.layerEnd.parentElement!.hidden = !view.layerReduce;
+    const ranged = view.layerReduce !== null && LAYER_REDUCTIONS[view.layerReduce].reads === "layers";
+    if (this.layerEnd.parentElement!.hidden !== !ranged) this.layerEnd.parentElement!.hidden = !ranged;
     // A range dragged backwards is shown as the layers it covers, and says it was reversed.
-    const reversed = view.layerReduce !== null && view.layerEnd < view.layer;
+    const reversed = ranged && view.layerEnd < view.layer;
     assign(this.layerEndValue, reversed ? `${first}–${last} (reversed)` : `${first}–${last}`);
     this.layerEndValue.classList.toggle("reversed", reversed);
     assign(this.combine, view.combine);
@@ -197,6 +222,9 @@ export class Controls {
       excludeSinks: this.excludeSinks.checked,
       collapseImage: this.collapseImage.checked,
       selectWords: this.selectWords.checked,
+      atlas: this.atlas.checked,
+      curves: this.curves.checked,
+      measure: this.measure.value as Settings["measure"],
     };
   }
 }

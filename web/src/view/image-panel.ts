@@ -1,20 +1,39 @@
 // The image at its natural aspect ratio with the heatmap on an overlay canvas.
-// The grid (the LLM's image tokens, or the vision encoder's patches) is painted
-// into an ImageData of grid size (cols × rows), put on a small canvas, then
-// scaled onto the overlay with smoothing off: one putImageData and one
-// drawImage per redraw, whatever the grid size.
+// The overlay is one or more parts (one grid of LLM image tokens over the whole
+// image, the tiles or the thumbnail of a tiled image, or the vision encoder's
+// patches). Each part is painted into an ImageData of its grid size
+// (cols × rows), put on a small canvas, then scaled onto its own rectangle of
+// the overlay with smoothing off: one putImageData and one drawImage per part
+// and redraw, whatever the grid size.
 
 import { LUTS, heatIndex, type Heat } from "./color";
 import type { OverlaySource } from "../data/variants";
 import { describeValue, type Tooltip } from "./tooltip";
 
-/** The grid over the image: cell (r, c) shows the view's value at first + r × cols + c. */
-export interface OverlayGrid {
-  kind: OverlaySource;
+/** One grid on the image: cell (r, c) shows the view's value at indices[r × cols + c]. */
+export interface OverlayPart {
   rows: number;
   cols: number;
-  /** Where the cells start in the view's vector: the first image token, or 0 for vision patches. */
-  first: number;
+  /** [x, y, w, h] in the coordinates of OverlayGrid.size. */
+  rect: readonly [number, number, number, number];
+  /** The vector index of each cell, row-major: its token, or its vision patch. */
+  indices: ArrayLike<number>;
+  /** Names the part in the tooltip ("" for a grid over the whole image). */
+  label: string;
+}
+
+/** The grids drawn over the image, in the coordinates of the size the model saw it at. */
+export interface OverlayGrid {
+  kind: OverlaySource;
+  size: readonly [number, number];
+  parts: readonly OverlayPart[];
+}
+
+interface CellHit {
+  part: OverlayPart;
+  row: number;
+  col: number;
+  index: number;
 }
 
 /** Where a mouse is, in window coordinates. */
@@ -31,7 +50,7 @@ export interface OverlayView {
 export class ImagePanel {
   private view: OverlayView | null = null;
   private readonly gridCanvas = document.createElement("canvas");
-  private pixels: ImageData | null = null; // grid-sized, reused by every redraw of the same grid
+  private readonly pixels = new WeakMap<OverlayPart, ImageData>(); // part-sized, reused by every redraw of the part
   /** Where the mouse rests over the overlay, so a redraw under a still mouse rewrites its tooltip. */
   private pointer: { clientX: number; clientY: number } | null = null;
 
@@ -111,27 +130,29 @@ export class ImagePanel {
   private paintOverlay(ctx: CanvasRenderingContext2D, width: number, height: number): void {
     if (!this.view?.heat) return;
     const { grid, heat } = this.view;
-    this.paintGrid(grid, heat, this.view.opacity);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.gridCanvas, 0, 0, width, height);
+    for (const part of grid.parts) {
+      this.paintPart(part, heat, this.view.opacity);
+      const [x, y, w, h] = partRect(grid, part, width, height);
+      ctx.drawImage(this.gridCanvas, x, y, w, h);
+    }
     this.outlineSelectedCells(ctx, grid, this.view.selected, width, height);
   }
 
-  private gridPixels(grid: OverlayGrid): ImageData {
-    if (this.pixels?.width !== grid.cols || this.pixels.height !== grid.rows) {
-      this.gridCanvas.width = grid.cols;
-      this.gridCanvas.height = grid.rows;
-      this.pixels = new ImageData(grid.cols, grid.rows);
-    }
-    return this.pixels;
+  private partPixels(part: OverlayPart): ImageData {
+    let pixels = this.pixels.get(part);
+    if (!pixels) this.pixels.set(part, (pixels = new ImageData(part.cols, part.rows)));
+    this.gridCanvas.width = part.cols;
+    this.gridCanvas.height = part.rows;
+    return pixels;
   }
 
-  private paintGrid(grid: OverlayGrid, heat: Heat, opacity: number): void {
-    const pixels = this.gridPixels(grid);
+  private paintPart(part: OverlayPart, heat: Heat, opacity: number): void {
+    const pixels = this.partPixels(part);
     const lut = LUTS[heat.palette];
     const data = pixels.data;
-    for (let cell = 0; cell < grid.rows * grid.cols; cell++) {
-      const at = heatIndex(heat, grid.first + cell) * 4;
+    for (let cell = 0; cell < part.rows * part.cols; cell++) {
+      const at = heatIndex(heat, part.indices[cell]!) * 4;
       data[cell * 4] = lut[at]!;
       data[cell * 4 + 1] = lut[at + 1]!;
       data[cell * 4 + 2] = lut[at + 2]!;
@@ -141,26 +162,36 @@ export class ImagePanel {
   }
 
   private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[], width: number, height: number): void {
-    const w = width / grid.cols;
-    const h = height / grid.rows;
+    if (selected.length === 0) return;
+    const wanted = new Set(selected);
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
-    for (const index of selected) {
-      const cell = index - grid.first;
-      if (cell < 0 || cell >= grid.rows * grid.cols) continue;
-      ctx.strokeRect((cell % grid.cols) * w + 1, Math.floor(cell / grid.cols) * h + 1, w - 2, h - 2);
+    for (const part of grid.parts) {
+      const [x, y, w, h] = partRect(grid, part, width, height);
+      const [cw, ch] = [w / part.cols, h / part.rows];
+      for (let cell = 0; cell < part.indices.length; cell++) {
+        if (!wanted.has(part.indices[cell]!)) continue;
+        ctx.strokeRect(x + (cell % part.cols) * cw + 1, y + Math.floor(cell / part.cols) * ch + 1, cw - 2, ch - 2);
+      }
     }
   }
 
-  /** The grid cell under a mouse event, or null outside the grid. */
-  private cellAt(event: Pointer): { row: number; col: number; index: number } | null {
+  /** The cell under the mouse, or null outside every part. */
+  private cellAt(event: Pointer): CellHit | null {
     const grid = this.view?.grid;
     if (!grid) return null;
     const box = this.overlay.getBoundingClientRect();
-    const col = Math.floor(((event.clientX - box.left) / box.width) * grid.cols);
-    const row = Math.floor(((event.clientY - box.top) / box.height) * grid.rows);
-    if (col < 0 || row < 0 || col >= grid.cols || row >= grid.rows) return null;
-    return { row, col, index: grid.first + row * grid.cols + col };
+    const x = ((event.clientX - box.left) / box.width) * grid.size[0];
+    const y = ((event.clientY - box.top) / box.height) * grid.size[1];
+    for (const part of grid.parts) {
+      const [px, py, pw, ph] = part.rect;
+      const col = Math.floor(((x - px) / pw) * part.cols);
+      const row = Math.floor(((y - py) / ph) * part.rows);
+      if (col >= 0 && row >= 0 && col < part.cols && row < part.rows) {
+        return { part, row, col, index: part.indices[row * part.cols + col]! };
+      }
+    }
+    return null;
   }
 
   private hover(event: Pointer): void {
@@ -169,10 +200,11 @@ export class ImagePanel {
     if (!cell || !this.view) return this.tooltip.hide();
     const { heat, grid } = this.view;
     const value = heat ? describeValue(heat, cell.index) : null;
+    const where = `${cell.part.label ? `${cell.part.label} · ` : ""}patch row ${cell.row}, col ${cell.col}`;
     const text =
       grid.kind === "vision"
-        ? `vision patch row ${cell.row}, col ${cell.col} · #${cell.index}${value ? ` · value ${value}` : ""}`
-        : `patch row ${cell.row}, col ${cell.col} · token #${cell.index}${value ? ` · weight ${value}` : ""}`;
+        ? `vision ${where} · #${cell.index}${value ? ` · value ${value}` : ""}`
+        : `${where} · token #${cell.index}${value ? ` · weight ${value}` : ""}`;
     this.tooltip.show(text, event.clientX, event.clientY);
   }
 
@@ -180,4 +212,12 @@ export class ImagePanel {
     const cell = this.cellAt(event);
     if (cell && this.view) this.onPress(this.view.grid, cell.index);
   }
+}
+
+/** A part's rectangle on a width × height drawing of the whole image. */
+function partRect(grid: OverlayGrid, part: OverlayPart, width: number, height: number): [number, number, number, number] {
+  const sx = width / grid.size[0];
+  const sy = height / grid.size[1];
+  const [x, y, w, h] = part.rect;
+  return [x * sx, y * sy, w * sx, h * sy];
 }

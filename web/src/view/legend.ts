@@ -20,6 +20,8 @@ export interface Legend {
   masked: number;
   mask: string;
   nonFinite: number;
+  /** Cells whose value is undefined (NaN by definition, not by accident), drawn with the masked look, and why. */
+  undefinedCells?: { count: number; why: string };
 }
 
 interface Item {
@@ -39,6 +41,8 @@ export function legendText(legend: Legend): { low: string; high: string; items: 
   const items: Item[] = [{ text: `scale: ${SCALE_MODES[scale.mode].label}` }, { text: legend.over }];
   items.push({ text: shown ? `shown min ${formatWeight(shown.lo)} · max ${formatWeight(shown.hi)}` : "nothing finite shown" });
   if (legend.masked > 0) items.push({ text: `masked (${legend.mask}): ${legend.masked}`, swatch: MASKED_RGBA });
+  const undefinedCells = legend.undefinedCells;
+  if (undefinedCells && undefinedCells.count > 0) items.push({ text: `undefined (NaN): ${undefinedCells.count}, ${undefinedCells.why}`, swatch: MASKED_RGBA });
   if (legend.nonFinite > 0) items.push({ text: `NaN/Inf values: ${legend.nonFinite}`, swatch: NON_FINITE_RGBA });
   return { low: formatWeight(scale.lo), high: formatWeight(scale.hi), items };
 }

@@ -6,14 +6,20 @@
 // the causal mask, and without NaN or ±Inf. The scale mode (SCALE_MODES) then
 // says what the palette spans; each heat carries the legend its colour bar draws.
 
-import { shownStats, type ShownStats } from "../data/attention";
-import { reach, type SampleMeta } from "../data/format";
-import { layersSigned, maskNames } from "../data/variants";
+import { shownStats, shownStatsAt, type ShownStats } from "../data/attention";
+import { reach, type ImageRegion, type SampleMeta, type VisionMeta } from "../data/format";
+import { LAYER_REDUCTIONS, layersSigned, maskNames, REGION_VIEWS, type RegionView } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import type { Heat, Scale } from "./color";
-import type { OverlayView } from "./image-panel";
+import type { OverlayPart, OverlayView } from "./image-panel";
 import type { Legend } from "./legend";
+
+/** Which image the panel shows, and which of its regions (a tiled image's tiles or its thumbnail). */
+export interface ImageChoice {
+  image: number;
+  regions: RegionView;
+}
 
 export interface Fetched {
   meta: SampleMeta;
@@ -24,6 +30,7 @@ export interface Fetched {
   values: Float32Array | null;
   /** The vision overlay's P values in vision mode, or null. */
   vision: Float32Array | null;
+  shownImage: ImageChoice;
   /** With the shared scale: the element-wise max of `values`' kind over every layer and head (vision: block). */
   shared: Float32Array | null;
   visionShared: Float32Array | null;
@@ -35,10 +42,10 @@ export interface PanelHeat {
   legend: Legend;
 }
 
-/** Where a vector's values count: [start, end) minus the skipped ones, within what the selection sees. */
+/** Where a vector's values count: [start, end), or the drawn regions' tokens (not one block where an image is
+ * tiled), minus the skipped ones, within what the selection sees. */
 interface Span {
-  start: number;
-  end: number;
+  cells: { start: number; end: number } | { indices: ArrayLike<number> };
   skip: Uint8Array | null;
   visible: [number, number];
   /** What the legend says the range is over. */
@@ -68,7 +75,9 @@ export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttent
 }
 
 function statsOver(values: Float32Array, span: Span): ShownStats {
-  return shownStats(values, span.skip, Math.max(span.start, span.visible[0]), Math.min(span.end, span.visible[1] + 1));
+  const { cells, skip, visible } = span;
+  if ("indices" in cells) return shownStatsAt(values, skip, cells.indices, visible);
+  return shownStats(values, skip, Math.max(cells.start, visible[0]), Math.min(cells.end, visible[1] + 1));
 }
 
 function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, settings: Settings): Scale {
@@ -82,8 +91,14 @@ function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, set
 
 /** Cells of [start, end) that the selection cannot see. */
 function maskedCount(span: Span): number {
-  const seen = Math.max(0, Math.min(span.end, span.visible[1] + 1) - Math.max(span.start, span.visible[0]));
-  return span.end - span.start - seen;
+  const { cells, visible } = span;
+  if ("indices" in cells) {
+    let masked = 0;
+    for (let k = 0; k < cells.indices.length; k++) if (cells.indices[k]! < visible[0] || cells.indices[k]! > visible[1]) masked++;
+    return masked;
+  }
+  const seen = Math.max(0, Math.min(cells.end, visible[1] + 1) - Math.max(cells.start, visible[0]));
+  return cells.end - cells.start - seen;
 }
 
 /** Signed values (a linear layer's) span a range symmetric about 0 on the diverging scale, whatever the mode, so that
@@ -123,6 +138,9 @@ function panelHeat(
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
+  if (view.layerReduce && LAYER_REDUCTIONS[view.layerReduce].reads === "rollout") {
+    return `LLM attention rollout R_${view.layer} (layers 0–${view.layer}, head means)`;
+  }
   const [first, last] = layerSpan(view);
   const layers = first === last ? `layer ${first}` : `layers ${first}–${last} (${view.layerReduce})`;
   const head = typeof view.head === "number" ? `head ${view.head}` : `${view.head} of ${meta.numHeads} heads`;
@@ -139,7 +157,7 @@ export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | nul
   const sinks = settings.excludeSinks ? fetched.sinks : null;
   const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
   const visible = visibleSpan(view, meta, values.length);
-  const span: Span = { start: 0, end: values.length, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)) };
+  const span: Span = { cells: { start: 0, end: values.length }, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)) };
   // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
   const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
   return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta), layersSigned(meta, ...layerSpan(view)));
@@ -151,27 +169,88 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
   const { opacity } = settings;
   const visionMeta = shownVision(view, meta);
   if (visionMeta) {
-    const grid = { kind: "vision", ...visionMeta.grid, first: 0 } as const;
+    const grid = { kind: "vision", size: meta.imageSize, parts: [visionPart(visionMeta, meta.imageSize)] } as const;
     const selected = view.patch === null ? [] : [view.patch];
-    const span: Span = { start: 0, end: visionMeta.seqLen, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches", mask: "none" };
+    const span: Span = { cells: { start: 0, end: visionMeta.seqLen }, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches", mask: "none" };
     const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
     const blocks = view.vblocks === "all" ? "all captured blocks" : `block ${view.vblocks}`;
     const sharedOver = `scale shared over blocks ${visionMeta.blocks.join(", ")}${view.patch === null ? "" : ", this head"}`;
     const shown = vision && panelHeat(vision, fetched.visionShared, span, settings, `Image: vision encoder · ${blocks} · ${what}`, sharedOver);
     return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected, opacity };
   }
-  const { rows, cols, startIdx, endIdx } = meta.imageGrid;
-  const grid = { kind: "llm", rows, cols, first: startIdx } as const;
+  const { image, regions } = fetched.shownImage;
+  const parts = regionParts(meta, image, regions);
+  const grid = { kind: "llm", size: meta.images[image]!.size, parts } as const;
+  const sinks = settings.excludeSinks ? "left out" : "included";
+  const what = meta.regions.length > 1 ? `the ${shownRegionsLabel(meta, image, regions)}` : "the image tokens";
   const span = (n: number): Span => ({
-    start: startIdx,
-    end: endIdx + 1,
+    cells: { indices: partIndices(parts) },
     skip: settings.excludeSinks ? fetched.sinks : null,
     visible: visibleSpan(view, meta, n),
     mask: maskNames(meta, ...layerSpan(view)),
-    over: `over the image tokens the selection sees, sinks ${settings.excludeSinks ? "left out" : "included"}`,
+    over: `over ${what} the selection sees, sinks ${sinks}`,
   });
   const signed = layersSigned(meta, ...layerSpan(view));
   const title = `Image: ${llmTitle(view, meta)}`;
   const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, title, llmSharedOver(meta), signed);
   return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected: view.tokens, opacity };
+}
+
+// Parts keep their identity per sample and choice, so the image panel reuses each part's ImageData.
+const partsBySample = new WeakMap<SampleMeta, Map<string, OverlayPart[]>>();
+const indicesOfParts = new WeakMap<readonly OverlayPart[], Int32Array>();
+const visionParts = new WeakMap<VisionMeta, OverlayPart>();
+
+/** The regions of one image that a region view draws, as overlay parts. */
+export function regionParts(meta: SampleMeta, image: number, view: RegionView): OverlayPart[] {
+  const cached = partsBySample.get(meta) ?? new Map<string, OverlayPart[]>();
+  partsBySample.set(meta, cached);
+  const key = `${image}:${view}`;
+  let parts = cached.get(key);
+  if (!parts) {
+    const shows = REGION_VIEWS[view].shows;
+    parts = meta.regions
+      .filter((region) => region.image === image && shows.includes(region.kind))
+      .map((region) => ({ ...region, indices: region.tokens, label: regionLabel(meta, region) }));
+    cached.set(key, parts);
+  }
+  return parts;
+}
+
+/** Every token the parts draw, in part order. */
+function partIndices(parts: readonly OverlayPart[]): Int32Array {
+  let indices = indicesOfParts.get(parts);
+  if (!indices) {
+    indices = Int32Array.from(parts.flatMap((part) => Array.from(part.indices)));
+    indicesOfParts.set(parts, indices);
+  }
+  return indices;
+}
+
+/** What the image panel draws of a sample with several regions, for the legend. */
+function shownRegionsLabel(meta: SampleMeta, image: number, view: RegionView): string {
+  const which = meta.images.length > 1 ? ` of image ${image + 1}` : "";
+  return hasTiles(meta, image) ? `${REGION_VIEWS[view].drawn}${which}` : `image tokens${which}`;
+}
+
+/** A region as the tooltips name it ("" for a sample's only grid): its image where there are several, its tile. */
+export function regionLabel(meta: SampleMeta, region: ImageRegion): string {
+  const image = meta.images.length > 1 ? `image ${region.image + 1}` : "";
+  const tiles = meta.regions.filter((r) => r.image === region.image && r.kind === "tile");
+  const own = region.kind === "tile" ? `tile ${tiles.indexOf(region) + 1} of ${tiles.length}` : region.kind === "global" ? "global thumbnail" : "";
+  return [image, own].filter(Boolean).join(", ");
+}
+
+function visionPart(vision: VisionMeta, size: [number, number]): OverlayPart {
+  let part = visionParts.get(vision);
+  if (!part) {
+    const indices = Int32Array.from({ length: vision.seqLen }, (_, p) => p);
+    visionParts.set(vision, (part = { ...vision.grid, rect: [0, 0, ...size], indices, label: "" }));
+  }
+  return part;
+}
+
+/** Whether an image has tiles and a thumbnail, so that the region view changes what it shows. */
+export function hasTiles(meta: SampleMeta, image: number): boolean {
+  return meta.regions.some((region) => region.image === image && region.kind === "tile");
 }

@@ -1,7 +1,7 @@
 // Where each token cell sits in the token panel: a wrapped text flow, computed
 // once per (sample, width, collapse) and then only recoloured.
 
-import type { ImageGrid, Token } from "../data/format";
+import type { ImageRegion, Token } from "../data/format";
 
 export type CellKind = "text" | "thinking" | "special" | "image" | "image-block" | "partial";
 
@@ -50,7 +50,22 @@ function cellKind(token: Token): CellKind {
   return token.thinking ? "thinking" : "text";
 }
 
-export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOptions): Layout {
+/** What a collapsed region shows: a single grid keeps its long-standing [IMAGE cols×rows]. */
+export function regionBlockLabel(region: ImageRegion): string {
+  return `[${region.kind === "image" ? "IMAGE" : region.kind.toUpperCase()} ${region.cols}×${region.rows}]`;
+}
+
+/** The regions whose tokens are one block, by their first token: only those collapse into one cell. */
+function collapsibleRegions(regions: ImageRegion[]): Map<number, ImageRegion> {
+  const blocks = new Map<number, ImageRegion>();
+  for (const region of regions) {
+    const first = region.tokens[0]!;
+    if (region.tokens.every((t, k) => t === first + k)) blocks.set(first, region);
+  }
+  return blocks;
+}
+
+export function layoutTokens(tokens: Token[], regions: ImageRegion[], options: LayoutOptions): Layout {
   const cells: Cell[] = [];
   const cellOf = new Int32Array(tokens.length);
   const widths = new Map<string, number>(); // labels repeat a lot ([IMG], " the")
@@ -65,20 +80,22 @@ export function layoutTokens(tokens: Token[], grid: ImageGrid, options: LayoutOp
     x += w + GAP;
     if (breakAfter) [x, y] = [0, y + LINE_HEIGHT];
   };
+  const blocks = options.collapseImage ? collapsibleRegions(regions) : new Map<number, ImageRegion>();
   for (let i = 0; i < tokens.length; i++) {
     if (i === options.sectionStart && i > 0) [x, y] = [0, y + (x > 0 ? LINE_HEIGHT : 0) + SECTION_GAP];
-    if (options.collapseImage && i === grid.startIdx) {
-      const label = `[IMAGE ${grid.cols}×${grid.rows}]`;
-      place({ first: grid.startIdx, last: grid.endIdx, label, kind: "image-block" }, false);
-      i = grid.endIdx;
+    const block = blocks.get(i);
+    if (block) {
+      const last = i + block.tokens.length - 1;
+      place({ first: i, last, label: regionBlockLabel(block), kind: "image-block" }, false);
+      i = last;
       continue;
     }
     const token = tokens[i]!;
-    // Expanded, the image tokens keep the grid's shape: each row of patches starts a line.
-    const rowStart = i >= grid.startIdx && i <= grid.endIdx && (i - grid.startIdx) % grid.cols === 0;
-    if (rowStart && x > 0) [x, y] = [0, y + LINE_HEIGHT];
-    const lastOfImage = i === grid.endIdx;
-    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n") || lastOfImage);
+    // Expanded, the image tokens keep their region's grid shape: each row of patches starts a line.
+    if (token.gridPos?.[1] === 0 && x > 0) [x, y] = [0, y + LINE_HEIGHT];
+    const region = token.region === undefined ? undefined : regions[token.region];
+    const lastOfRegion = region?.tokens[region.tokens.length - 1] === i;
+    place({ first: i, last: i, label: tokenLabel(token), kind: cellKind(token) }, token.text.endsWith("\n") || lastOfRegion);
   }
   const height = (cells.at(-1)?.y ?? 0) + LINE_HEIGHT;
   const section = options.sectionStart;

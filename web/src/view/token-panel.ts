@@ -5,7 +5,8 @@
 // again on scroll): uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall.
 
 import { CSS_COLOURS, MASKED, NON_FINITE, heatIndex, type Heat } from "./color";
-import type { SampleMeta } from "../data/format";
+import type { SampleMeta, Token } from "../data/format";
+import { regionLabel } from "./panel-heats";
 import { cellAt, cellsBetween, layoutTokens, LINE_HEIGHT, SECTION_GAP, type Cell, type Layout } from "./token-layout";
 import type { Pointer } from "./image-panel";
 import { describeValue, formatWeight, type Tooltip } from "./tooltip";
@@ -122,7 +123,7 @@ export class TokenPanel {
 
   private layoutAt(width: number, ctx: CanvasRenderingContext2D): Layout {
     ctx.font = FONT;
-    return layoutTokens(this.meta!.tokens, this.meta!.imageGrid, {
+    return layoutTokens(this.meta!.tokens, this.meta!.regions, {
       width,
       collapseImage: this.collapseImage,
       ...(this.meta!.answerStart !== undefined ? { sectionStart: this.meta!.answerStart } : {}),
@@ -265,16 +266,24 @@ function imageAttention(cell: Cell, heat: Heat): { total: number; max: number } 
 
 function describeCell(cell: Cell, meta: SampleMeta, heat: Heat | null): string {
   if (cell.kind === "image-block") {
-    const { cols, rows } = meta.imageGrid;
+    const region = meta.regions[meta.tokens[cell.first]!.region ?? 0]!;
+    const what = region.kind === "image" ? "image" : region.kind === "tile" ? "tile" : "global thumbnail";
     const attention = heat && imageAttention(cell, heat);
     const weight = attention
-      ? ` · total attention on the image ${formatWeight(attention.total)} (strongest patch ${formatWeight(Math.max(0, attention.max))})`
+      ? ` · total attention on the ${what} ${formatWeight(attention.total)} (strongest patch ${formatWeight(Math.max(0, attention.max))})`
       : "";
-    return `image ${cols}×${rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
+    return `${what} ${region.cols}×${region.rows} · tokens #${cell.first}–#${cell.last}${weight}\nclick the image to pick a patch`;
   }
   const token = meta.tokens[cell.first]!;
   const weight = heat ? ` · weight ${describeValue(heat, cell.first)}` : "";
   const partial = token.text === "" ? " (part of a character)" : "";
-  const where = token.gridPos ? ` · image row ${token.gridPos[0]}, col ${token.gridPos[1]}` : "";
-  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${where}${weight}`;
+  const role = token.layout ? ` (${token.layout.replace("_", " ")})` : "";
+  const where = token.gridPos ? ` · image row ${token.gridPos[0]}, col ${token.gridPos[1]}${regionOf(meta, token)}` : "";
+  return `${JSON.stringify(token.text)}${partial} · #${cell.first} · ${token.type}${role}${where}${weight}`;
+}
+
+/** " of tile 2 of 6" and the like where the sample has several regions. */
+function regionOf(meta: SampleMeta, token: Token): string {
+  const label = meta.regions.length > 1 && token.region !== undefined ? regionLabel(meta, meta.regions[token.region]!) : "";
+  return label ? ` of ${label}` : "";
 }

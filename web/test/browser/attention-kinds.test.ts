@@ -74,7 +74,7 @@ test("a Qwen3.5 linear layer shows its signed row on the diverging palette, with
   expect(meta.layerAttention.map((layer) => layer.kind)).toEqual(["linear", "linear", "linear", "causal"]);
   // The token right after the image: the tiny model's decays are steep, so its linear layers weigh near tokens
   // (mostly positively: SiLU makes its q and k mostly positive), and far ones hardly at all
-  const { startIdx, endIdx, rows, cols } = meta.imageGrid;
+  const { startIdx, endIdx, rows, cols } = meta.imageGrid!; // a single-grid sample
   const token = endIdx + 1;
   const row = referenceVector(sampleFile(dataDir, "qwen35", meta.headMeanFiles[0]!), meta.seqLen, 0, token, "row");
   expect(Math.min(...row)).toBeLessThan(0);
@@ -120,7 +120,7 @@ test("the Qwen3.5 full-attention layer keeps the chosen palette and says it is t
 
 test("a Gemma 3 image token's row colours the later image tokens; its column reads the earlier image rows", async () => {
   const meta = readSampleMeta(dataDir, "gemma3");
-  const { startIdx, endIdx } = meta.imageGrid;
+  const { startIdx, endIdx } = meta.imageGrid!; // a single-grid sample
   const token = startIdx + 3;
   const layer = meta.layerAttention.findIndex((kind) => kind.kind === "causal");
   expect(meta.layerAttention[layer]).toMatchObject({ imageBidirectional: true });

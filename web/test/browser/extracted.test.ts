@@ -59,7 +59,7 @@ test("a text token of an extracted sample colours the image and the tokens with 
 
 test("an image patch of an extracted sample selects its token, and one head shows that head's column", async () => {
   const meta = readSampleMeta(dataDir, "prefill");
-  const { rows, cols, startIdx } = meta.imageGrid;
+  const { rows, cols, startIdx } = meta.imageGrid!;
   await openViewer(page, server.url, "sample=prefill&dir=tgt&head=1&layer=1");
   const centre = await patchCentre(page, rows - 1, 0, rows, cols);
   await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
@@ -72,7 +72,7 @@ test("an image patch of an extracted sample selects its token, and one head show
 test("a generate-mode sample opens on its answer with a heatmap, and ] steps through the answer", async () => {
   const meta = readSampleMeta(dataDir, "generate");
   const answerStart = meta.tokens.findIndex((t) => t.generated);
-  expect(answerStart).toBeGreaterThan(meta.imageGrid.endIdx);
+  expect(answerStart).toBeGreaterThan(meta.imageGrid!.endIdx);
   await openViewer(page, server.url, "sample=generate");
   expect(viewParams(page).get("token")).toBe(String(answerStart));
   expect((await canvasPixels(page, "image-overlay")).painted).toBeGreaterThan(0);

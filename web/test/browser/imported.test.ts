@@ -63,8 +63,8 @@ test("an imported sample is listed, opens on its last token (its row shown) and 
 }, TIMEOUT);
 
 test("a patch of the inferred grid selects its image token and shows one head's column", async () => {
-  const { rows, cols, startIdx } = meta.imageGrid;
-  expect(rows * cols).toBe(meta.imageGrid.endIdx - startIdx + 1);
+  const { rows, cols, startIdx } = meta.imageGrid!;
+  expect(rows * cols).toBe(meta.imageGrid!.endIdx - startIdx + 1);
   await openViewer(page, server.url, "sample=imported&dir=tgt&head=2&layer=1");
   const centre = await patchCentre(page, rows - 2, cols - 1, rows, cols);
   await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));

@@ -45,7 +45,7 @@ test("expanded image tokens wrap and scroll; a deep [IMG] cell is selectable and
   const n = meta.seqLen;
   close(await shownValues(page), referenceVector(file(meta.headMeanFiles[2]!), n, 0, n - 1, "col"));
   await page.locator("#collapse-image").uncheck();
-  const deepImageToken = meta.imageGrid.endIdx - 3;
+  const deepImageToken = meta.imageGrid!.endIdx - 3;
   await expectRedraw(page, () => clickToken(page, deepImageToken));
   expect(viewParams(page).get("token")).toBe(String(deepImageToken));
   expect(await page.locator("#token-panel").evaluate((panel) => panel.scrollTop)).toBeGreaterThan(0);
@@ -53,7 +53,7 @@ test("expanded image tokens wrap and scroll; a deep [IMG] cell is selectable and
 }, TIMEOUT);
 
 test("a text token after the image shows its row of one head, across layers", async () => {
-  const textToken = meta.imageGrid.endIdx + 3;
+  const textToken = meta.imageGrid!.endIdx + 3;
   await expectRedraw(page, () => page.selectOption("#head", "1"));
   await expectRedraw(page, () => page.keyboard.press("Tab"));
   await expectRedraw(page, () => clickToken(page, textToken));

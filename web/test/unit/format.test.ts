@@ -20,7 +20,7 @@ import {
   visionReceivedBytes,
 } from "../../src/data/format";
 import { halfToFloat } from "../../src/data/float16";
-import { FIXTURE_DIR, fixtureBits, fixtureMetaJson } from "./fixture";
+import { FIXTURE_DIR, fixtureBits, fixtureMetaJson, layoutMetaJson } from "./fixture";
 
 function fixtureRollout(): unknown {
   return JSON.parse(readFileSync(path.join(FIXTURE_DIR, ROLLOUT_FILE), "utf8"));
@@ -46,7 +46,11 @@ describe("parseMeta on the fixture", () => {
     expect(meta.layerFiles).toEqual(["attn_layer_00.bin", "attn_layer_01.bin"]);
     expect(meta.headMeanFiles[1]).toBe("attn_mean_layer_01.bin");
     expect(meta.imageGrid).toEqual({ rows: 3, cols: 7, startIdx: 4, endIdx: 24 });
-    expect(meta.tokens[12]).toEqual({ id: 12, text: "[IMG]", type: "image", gridPos: [1, 1] });
+    expect(meta.tokens[12]).toEqual({ id: 12, text: "[IMG]", type: "image", gridPos: [1, 1], region: 0 });
+    expect(meta.regions).toEqual([
+      { image: 0, kind: "image", rows: 3, cols: 7, rect: [0, 0, 224, 96], tokens: Array.from({ length: 21 }, (_, k) => 4 + k) },
+    ]);
+    expect(meta.images).toEqual([{ path: "image.png", size: [224, 96], originalSize: [224, 96] }]);
     expect(meta.tokens[0]!.type).toBe("special");
     expect(meta.imageSize).toEqual([224, 96]);
     expect(meta.answerStart).toBeUndefined();
@@ -115,7 +119,7 @@ describe("token tables and rollout on the fixture", () => {
     const token = 30;
     const [start, end] = tokenTableRange(meta, token);
     const values = Array.from(table.subarray(start / 2, end / 2), halfToFloat);
-    const { startIdx, endIdx } = meta.imageGrid;
+    const { startIdx, endIdx } = meta.imageGrid!;
     const expected = [0, 1].flatMap((layer) => {
       const bits = fixtureBits(meta.layerFiles[layer]!);
       return [0, 1, 2].map((head) => {
@@ -137,6 +141,13 @@ describe("token tables and rollout on the fixture", () => {
     const total = mixed.reduce((a, b) => a + b, 0);
     const stored = Array.from(fixtureBits(rollout.files[0]!).subarray(token * 40, (token + 1) * 40), halfToFloat);
     stored.forEach((value, j) => expect(value).toBeCloseTo(mixed[j]! / total, 3));
+  });
+
+  test("text_to_image is read as L × H values in [layer][head] order; absent or of another shape, it is null", () => {
+    const table = fixtureMetaJson()["text_to_image"] as number[][];
+    expect(Array.from(meta.textToImage!)).toEqual(Array.from(Float32Array.from(table.flat())));
+    expect(parseMeta(broken((m) => delete m.text_to_image)).textToImage).toBeNull();
+    expect(parseMeta(broken((m) => (m.text_to_image = [[0.1, 0.2, 0.3]]))).textToImage).toBeNull();
   });
 
   test("a sample without them has no token tables and lists no rollout files", () => {
@@ -175,7 +186,7 @@ describe("parseMeta refuses a broken meta.json with a message naming the problem
 
   const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
     ["not an object", () => undefined, /JSON object/],
-    ["a newer format_version", (m) => (m.format_version = 2), /newer than this viewer/],
+    ["a newer format_version", (m) => (m.format_version = 3), /newer than this viewer/],
     ["another dtype", (m) => (m.dtype = "float32"), /float16/],
     ["a string seq_len", (m) => (m.seq_len = "40"), /'seq_len' must be an integer/],
     ["zero heads", (m) => (m.num_heads = 0), /must be positive/],
@@ -278,5 +289,50 @@ describe("layer_attention: each layer's kind", () => {
     expect(reach(sliding, 12, "row", grid, 40)).toEqual([8, 24]);
     expect(reach(sliding, 30, "col", grid, 40)).toEqual([30, 34]);
     expect(reach({ kind: "causal", numHeads: 3 }, 12, "col", grid, 40)).toEqual([12, 39]);
+  });
+});
+
+describe("parseMeta on the layout fixtures (image regions)", () => {
+  test("a tiled sample: six tiles and a thumbnail, tile labels and separators marked, no image_grid", () => {
+    const meta = parseMeta(layoutMetaJson("sample_tiled"));
+    expect(meta.imageGrid).toBeUndefined();
+    expect(meta.regions.map((r) => [r.kind, r.rect])).toEqual([
+      ...[0, 1].flatMap((r) => [0, 1, 2].map((c) => ["tile", [c * 64, r * 64, 64, 64]])),
+      ["global", [0, 0, 192, 128]],
+    ]);
+    expect(meta.tokens.filter((t) => t.type === "image").length).toBe(7 * 16);
+    meta.regions.forEach((region, k) => region.tokens.forEach((t) => expect(meta.tokens[t]!.region).toBe(k)));
+    expect(meta.tokens.filter((t) => t.layout === "tile_label").map((t) => t.text)).toEqual([
+      ...[1, 2].flatMap((r) => [1, 2, 3].map((c) => `<row_${r}_col_${c}>`)),
+      "<global-img>",
+    ]);
+    expect(meta.tokens.filter((t) => t.layout === "separator").length).toBe(8);
+  });
+
+  test("two images: each its own size and regions", () => {
+    const meta = parseMeta(layoutMetaJson("sample_two_images"));
+    expect(meta.images.map((i) => [i.path, i.size])).toEqual([
+      ["image.png", [192, 128]],
+      ["image_1.png", [128, 192]],
+    ]);
+    expect(meta.regions.map((r) => r.image)).toEqual([...Array(7).fill(0), ...Array(7).fill(1)]);
+  });
+
+  const tiled = (edit: (meta: Record<string, any>) => void): Record<string, unknown> => {
+    const meta = layoutMetaJson("sample_tiled");
+    edit(meta);
+    return meta;
+  };
+
+  test.each([
+    ["an older format_version", (m: Record<string, any>) => (m.format_version = 1), "image_regions need format_version 2"],
+    ["tokens out of order", (m: Record<string, any>) => m.image_regions[1].tokens.reverse(), "image_regions[1].tokens[0] is not an image token"],
+    ["a rect outside the image", (m: Record<string, any>) => (m.image_regions[0].rect = [150, 0, 64, 64]), "image_regions[0].rect must lie inside"],
+    ["an unknown kind", (m: Record<string, any>) => (m.image_regions[0].kind = "thumbnail"), "image_regions[0].kind must be one of"],
+    ["a missing region", (m: Record<string, any>) => m.image_regions.pop(), "every image token must belong to one of image_regions"],
+    ["an unknown layout role", (m: Record<string, any>) => (m.tokens[5].layout = "label"), "tokens[5].layout must be one of"],
+    ["an image outside the sample", (m: Record<string, any>) => (m.images[0].path = "../x.png"), "images[0] must hold a plain file name"],
+  ])("refuses %s as sample_format.py does", (_, edit, message) => {
+    expect(() => parseMeta(tiled(edit))).toThrow(message);
   });
 });

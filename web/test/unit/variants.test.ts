@@ -4,6 +4,7 @@ import { describe, expect, test } from "vitest";
 import { reduceVectors } from "../../src/data/attention";
 import { ATTENTION_KINDS, parseMeta } from "../../src/data/format";
 import {
+  FOLDS,
   HEAD_AGGREGATES,
   LAYER_KIND_VIEWS,
   LAYER_REDUCTIONS,
@@ -11,6 +12,7 @@ import {
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   layerMark,
+  layerReductionAvailable,
   variantNamed,
   variantsOf,
 } from "../../src/data/variants";
@@ -21,7 +23,7 @@ const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, vision attentio
 const base = completeView({ tokens: [32, 33] }, "s", meta); // a word, on layer 0
 
 function roundTrip(view: ViewState): ViewState {
-  return completeView(viewFromParams(viewToParams(view, new URLSearchParams())), "s", meta);
+  return completeView(viewFromParams(viewToParams(view, new URLSearchParams())), "s", meta, true); // the fixture has a rollout
 }
 
 describe("every variant round-trips through the URL", () => {
@@ -55,10 +57,26 @@ describe("the tables", () => {
     }
   });
 
-  test("each reduction reduces element-wise", () => {
+  test("each fold reduces element-wise", () => {
     const vectors = [Float32Array.of(1, 6), Float32Array.of(3, 2)];
     const expected = { mean: [2, 4], max: [3, 6], min: [1, 2] };
-    for (const reduce of variantsOf(LAYER_REDUCTIONS)) expect(Array.from(reduceVectors(vectors, reduce))).toEqual(expected[reduce]);
+    for (const fold of variantsOf(FOLDS)) expect(Array.from(reduceVectors(vectors, fold))).toEqual(expected[fold]);
+  });
+
+  test("a sample without rollout.json opens a rollout link as a single layer", () => {
+    const asked = viewFromParams(new URLSearchParams("lreduce=rollout&layer=1"));
+    expect(completeView(asked, "s", meta, false).layerReduce).toBeNull();
+    expect(completeView(asked, "s", meta, true).layerReduce).toBe("rollout");
+  });
+
+  test("every layer reduction but the rollout is a fold; the rollout is offered only with rollout.json", () => {
+    for (const reduce of variantsOf(LAYER_REDUCTIONS)) {
+      const kind = LAYER_REDUCTIONS[reduce];
+      expect(kind.reads === "rollout" || FOLDS[kind.fold] !== undefined).toBe(true);
+      expect(layerReductionAvailable(reduce, true)).toBe(true);
+    }
+    expect(layerReductionAvailable("rollout", false)).toBe(false);
+    expect(layerReductionAvailable("mean", false)).toBe(true);
   });
 
   test("v steps through the overlays the sample has data for", () => {

@@ -1,0 +1,227 @@
+// Image regions in Chromium, over fixtures/layouts: a tiled sample (SmolVLM's layout: 2 × 3 tiles of
+// 4 × 4 tokens over a 192 × 128 image, plus a 4 × 4 global thumbnail) and a sample of two images.
+import { cp, mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import type { ImageRegion, SampleMeta } from "../../src/data/format";
+import { closeSession, openSession, type RunningServer } from "./harness";
+import { expectRedraw, openViewer, readSampleMeta, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+
+const LAYOUTS = path.resolve(import.meta.dirname, "../../../fixtures/layouts");
+const TIMEOUT = 30_000;
+
+let dataDir: string;
+let server: RunningServer;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-layouts-"));
+  for (const name of ["sample_tiled", "sample_two_images"]) await cp(path.join(LAYOUTS, name), path.join(dataDir, name), { recursive: true });
+  ({ server, browser } = await openSession(dataDir));
+}, 60_000);
+
+afterAll(() => closeSession({ server, browser, dataDir }));
+
+beforeEach(async () => {
+  page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+});
+
+afterEach(async () => {
+  await page.close();
+});
+
+/** The window point at the centre of a region's cell, the image being `size` in the region's coordinates. */
+async function cellCentre(region: ImageRegion, size: [number, number], row: number, col: number) {
+  const box = (await page.locator("#image-overlay").boundingBox())!;
+  const [x, y, w, h] = region.rect;
+  const px = x + ((col + 0.5) / region.cols) * w;
+  const py = y + ((row + 0.5) / region.rows) * h;
+  return { x: box.x + (px / size[0]) * box.width, y: box.y + (py / size[1]) * box.height };
+}
+
+/** The overlay's alpha at the centre of each cell of a region, row-major. */
+function cellAlphas(region: ImageRegion, size: [number, number]): Promise<number[]> {
+  return page.evaluate(
+    ({ rect, rows, cols, size }) => {
+      const canvas = document.getElementById("image-overlay") as HTMLCanvasElement;
+      const ctx = canvas.getContext("2d")!;
+      const [x, y, w, h] = rect;
+      return Array.from({ length: rows * cols }, (_, k) => {
+        const px = ((x + ((k % cols) + 0.5) * (w / cols)) / size[0]) * canvas.width;
+        const py = ((y + (Math.floor(k / cols) + 0.5) * (h / rows)) / size[1]) * canvas.height;
+        return ctx.getImageData(Math.floor(px), Math.floor(py), 1, 1).data[3]!;
+      });
+    },
+    { rect: region.rect, rows: region.rows, cols: region.cols, size },
+  );
+}
+
+/** The cells' colours follow the tokens' values: the strongest token's cell is the most opaque, the weakest the least. */
+async function expectOverlayFollowsValues(meta: SampleMeta, regions: ImageRegion[]): Promise<void> {
+  const values = (await shownValues(page))!;
+  const cells: { value: number; alpha: number }[] = [];
+  for (const region of regions) {
+    const alphas = await cellAlphas(region, meta.images[region.image]!.size);
+    region.tokens.forEach((t, k) => cells.push({ value: values[t]!, alpha: alphas[k]! }));
+  }
+  const byValue = [...cells].sort((a, b) => a.value - b.value);
+  const alphas = cells.map((c) => c.alpha);
+  expect(byValue.at(-1)!.alpha).toBe(Math.max(...alphas));
+  expect(byValue[0]!.alpha).toBe(Math.min(...alphas));
+  expect(Math.max(...alphas)).toBeGreaterThan(Math.min(...alphas));
+}
+
+describe("a tiled sample", () => {
+  const meta = () => readSampleMeta(dataDir, "sample_tiled");
+
+  test(
+    "clicking a patch of a tile selects that tile's token, and the overlay follows the tiles' values",
+    async () => {
+      const m = meta();
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}`);
+      await expect.poll(() => page.locator("#region-view").isVisible()).toBe(true);
+      await expect.poll(() => page.locator("#image-pick").isVisible()).toBe(false);
+      await expectOverlayFollowsValues(m, m.regions.slice(0, 6));
+      const tile = m.regions[4]!; // row 1, col 1 of the tiles: [64, 64, 64, 64]
+      const centre = await cellCentre(tile, m.imageSize, 2, 3);
+      await page.mouse.move(centre.x, centre.y);
+      await expect.poll(() => page.locator("#tooltip").textContent()).toContain("tile 5 of 6 · patch row 2, col 3");
+      await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+      expect(viewParams(page).get("token")).toBe(String(tile.tokens[2 * 4 + 3]));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "the switch shows the global thumbnail over the whole image, and a click there selects a thumbnail token",
+    async () => {
+      const m = meta();
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}`);
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("global"));
+      const thumbnail = m.regions[6]!;
+      await expectOverlayFollowsValues(m, [thumbnail]);
+      const centre = await cellCentre(thumbnail, m.imageSize, 1, 2);
+      await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+      expect(viewParams(page).get("token")).toBe(String(thumbnail.tokens[1 * 4 + 2]));
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("tiles"));
+      const again = await cellCentre(m.regions[0]!, m.imageSize, 0, 0);
+      await expectRedraw(page, () => page.mouse.click(again.x, again.y));
+      expect(viewParams(page).get("token")).toBe(String(m.regions[0]!.tokens[0]));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "the token panel shows a tile label as a special token and names its role",
+    async () => {
+      const m = meta();
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}`);
+      const label = m.tokens.find((t) => t.layout === "tile_label")!;
+      const box = await page.evaluate((t) => (window as unknown as { vav: { tokenBox(t: number): { x: number; y: number; w: number; h: number } } }).vav.tokenBox(t), label.id);
+      await page.mouse.move(box.x + box.w / 2, box.y + box.h / 2);
+      await expect.poll(() => page.locator("#tooltip").textContent()).toContain(`"<row_1_col_1>" · #${label.id} · special (tile label)`);
+    },
+    TIMEOUT,
+  );
+});
+
+describe("colour bar, top-k and export on a tiled sample", () => {
+  const fmt = (v: number) => (v === 0 ? "0" : v.toPrecision(4));
+  const imageLegend = () => page.locator("#image-legend").getAttribute("aria-label").then((label) => label ?? "");
+
+  test(
+    "the image bar's numbers are the min and max over the drawn regions' tokens, for the tiles and for the thumbnail",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      const last = m.seqLen - 1;
+      const row = referenceVector(sampleFile(dataDir, "sample_tiled", "attn_mean_layer_00.bin"), m.seqLen, 0, last, "row");
+      const over = (regions: ImageRegion[]) => {
+        const picked = regions.flatMap((r) => r.tokens.map((t) => row[t]!));
+        return `shown min ${fmt(Math.min(...picked))} · max ${fmt(Math.max(...picked))}`;
+      };
+      await openViewer(page, server.url, `sample=sample_tiled&token=${last}`);
+      await expect.poll(imageLegend).toContain(over(m.regions.slice(0, 6)));
+      expect(await imageLegend()).toContain("tiles' image tokens");
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("global"));
+      await expect.poll(imageLegend).toContain(over([m.regions[6]!]));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "top-k names a patch by its tile, and a click selects that token",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}`);
+      const buttons = page.locator("#top-k-list button");
+      const shown = await buttons.evaluateAll((all) => all.map((b) => ({ index: Number((b as HTMLElement).dataset["index"]), text: b.textContent ?? "" })));
+      const patch = shown.findIndex((s) => m.tokens[s.index]!.type === "image");
+      expect(patch).toBeGreaterThanOrEqual(0);
+      const token = m.tokens[shown[patch]!.index]!;
+      const region = m.regions[token.region!]!;
+      const name = region.kind === "tile" ? `tile ${m.regions.filter((r) => r.kind === "tile").indexOf(region) + 1} of 6` : "global thumbnail";
+      expect(shown[patch]!.text).toContain(`${name} patch ${token.gridPos![0]},${token.gridPos![1]}`);
+      await expectRedraw(page, () => buttons.nth(patch).click());
+      expect(viewParams(page).get("token")).toBe(String(token.id));
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "an exported PNG's overlay equals the view's at every cell of every drawn tile",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}&palette=viridis&opacity=1`);
+      const cells = m.regions.slice(0, 6).flatMap((r) =>
+        Array.from({ length: r.rows * r.cols }, (_, k) => [
+          (r.rect[0] + ((k % r.cols) + 0.5) * (r.rect[2] / r.cols)) / m.imageSize[0],
+          (r.rect[1] + (Math.floor(k / r.cols) + 0.5) * (r.rect[3] / r.rows)) / m.imageSize[1],
+        ]),
+      );
+      const compared = await page.evaluate(async (points) => {
+        type Exported = { blob: Blob; imageBox: { x: number; y: number; w: number; h: number } };
+        const hook = (window as unknown as { vav: { exportFigure(kind: string, scale: number, tokens: boolean): Promise<Exported> } }).vav;
+        const file = await hook.exportFigure("png", 2, false);
+        const bitmap = await createImageBitmap(file.blob);
+        const canvas = Object.assign(document.createElement("canvas"), { width: bitmap.width, height: bitmap.height });
+        const ctx = canvas.getContext("2d")!;
+        ctx.drawImage(bitmap, 0, 0);
+        const box = file.imageBox;
+        const overlay = document.getElementById("image-overlay") as HTMLCanvasElement;
+        const view = overlay.getContext("2d")!;
+        return points.map(([fx, fy]) => ({
+          png: Array.from(ctx.getImageData(Math.floor(box.x + fx! * box.w), Math.floor(box.y + fy! * box.h), 1, 1).data),
+          view: Array.from(view.getImageData(Math.floor(fx! * overlay.width), Math.floor(fy! * overlay.height), 1, 1).data),
+        }));
+      }, cells);
+      expect(compared).toHaveLength(6 * 16);
+      for (const cell of compared) expect(cell.png).toEqual(cell.view);
+      expect(new Set(compared.map((c) => c.view.join())).size).toBeGreaterThan(1);
+    },
+    TIMEOUT,
+  );
+});
+
+describe("a sample of two images", () => {
+  test(
+    "the picker shows the second image, whose patches select its own tokens",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_two_images");
+      await openViewer(page, server.url, `sample=sample_two_images&token=${m.seqLen - 1}`);
+      await expect.poll(() => page.locator("#image-pick").isVisible()).toBe(true);
+      await expectRedraw(page, () => page.locator("#image-pick").selectOption("1"));
+      await expect.poll(() => page.locator("#image").getAttribute("src")).toContain("image_1.png");
+      const second = m.regions.filter((r) => r.image === 1);
+      await expectOverlayFollowsValues(m, second.slice(0, 6));
+      const tile = second[5]!; // the last of its 3 × 2 tiles: [64, 128, 64, 64]
+      expect(tile.rect).toEqual([64, 128, 64, 64]);
+      const centre = await cellCentre(tile, m.images[1]!.size, 3, 0);
+      await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+      expect(viewParams(page).get("token")).toBe(String(tile.tokens[3 * 4]));
+    },
+    TIMEOUT,
+  );
+});
