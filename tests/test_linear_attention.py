@@ -16,7 +16,6 @@ import vlm_attention_viz as vav
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.extract import image_span
 from vlm_attention_viz.linear_capture import capturing_linear_layers, implicit_attention_chunks
 from vlm_attention_viz.models import ModelAdapter, adapter_named
 from vlm_attention_viz.models.qwen3_5 import gated_delta_of
@@ -159,7 +158,10 @@ def test_qwen3_5_logits_with_capture_equal_logits_without(
     layers: list[int] = []
     kinds = adapter.layer_attention(model)
     recorder = AttentionRecorder(
-        lambda rows: layers.append(rows.layer), 8, fmt.layer_heads(8, 2, kinds), image_span(prepared)
+        lambda rows: layers.append(rows.layer),
+        8,
+        fmt.layer_heads(8, 2, kinds),
+        prepared.image_layout().image_positions(),
     )
     with torch.no_grad():
         plain = model(**prepared.model_inputs, use_cache=False).logits
