@@ -95,8 +95,11 @@ def child(
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
+                store = fmt.ProfileWriter(
+                    writer, fmt.Storage.everything(layers, heads), fmt.profile_rows(tokens, "full")
+                )
                 _, tables = capture_to(
-                    writer, model, adapter, prepared, layers, heads, False, TokenLayout.of(tokens, grid), vision
+                    store, model, adapter, prepared, layers, heads, False, TokenLayout.of(tokens, grid), vision
                 )
                 tables.write(writer)
                 rollout_started = time.perf_counter()

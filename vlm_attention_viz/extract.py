@@ -23,6 +23,7 @@ from .attention_capture import AttentionRecorder, AttentionRows, Recorder, captu
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .images import copy_image, open_image
+from .index_spec import check_storage_flags, resolve_storage
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
 from .tokens import build_tokens
@@ -49,6 +50,9 @@ class Request:
     max_pixels: int | None = None
     max_new_tokens: int = 256
     vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
+    store: str = fmt.DEFAULT_PROFILE  # the storage profile, sample_format.STORAGE_PROFILES
+    layers: str | None = None  # keep these LLM layers (index spec); None: all
+    heads: str | None = None  # keep these query heads; None: all
     overwrite: bool = False
     progress: bool = True
     rollout: bool = True  # also write the attention rollout (SPEC.md §1)
@@ -113,18 +117,24 @@ def capture_loaded(
     layers, heads = language.num_hidden_layers, language.num_attention_heads
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    size = fmt.sample_bytes(layers, heads, seq_len, request.rollout) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, request.rollout)
+    storage = resolve_storage(request.store, request.layers, request.heads, layers, heads)
+    text_tokens = seq_len - prepared.grid_rows * prepared.grid_cols
+    rollout = request.rollout and storage.serves("rollout")
+    size = fmt.stored_bytes(storage, seq_len, text_tokens, rollout) + (vision.bytes if vision else 0)
+    formula = fmt.stored_formula(storage, seq_len, text_tokens, vision.shape if vision else None, rollout)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
+    if request.rollout and not rollout:
+        announce(f"no rollout: it needs {fmt.rollout_needs(storage)}", request.progress)
 
     tokens = build_tokens(
         processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
     )
     grid = fmt.image_grid(prepared.grid_rows, prepared.grid_cols, image_span(prepared)[0])
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
+        store = fmt.ProfileWriter(writer, storage, fmt.profile_rows(tokens, storage.profile))
         text_to_image, tables = capture_to(
-            writer, model, adapter, prepared, layers, heads, request.progress, TokenLayout.of(tokens, grid), vision
+            store, model, adapter, prepared, layers, heads, request.progress, TokenLayout.of(tokens, grid), vision
         )
         meta = fmt.build_meta(
             model=loaded.source,
@@ -140,12 +150,13 @@ def capture_loaded(
             tokens=tokens,
             image_grid=grid,
             text_to_image=text_to_image,
+            storage=storage,
             token_tables=tables.write(writer),
             adapter=loaded.peft_fields,
             vision=vision.meta() if vision else None,
             **(answer_fields(tokens, prompt_len, request.max_new_tokens) if request.mode == "generate" else {}),
         )
-        if request.rollout:
+        if rollout:
             write_rollout(writer.tmp, meta, str(model.device), request.progress)  # a device_map's first device
         seconds = time.perf_counter() - started
         meta["extraction"] = {
@@ -185,6 +196,7 @@ def check_options(request: Request) -> None:
         raise UserError("--max-pixels must be a positive number of pixels")
     if request.vision_layers is not None:
         check_vision_layers(request.vision_layers)
+    check_storage_flags(request.store, request.layers, request.heads)
 
 
 def check_prompt(prompt: str) -> None:
@@ -219,7 +231,7 @@ def load(
 
 
 def capture_to(
-    writer: fmt.SampleWriter,
+    store: fmt.ProfileWriter,
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
@@ -234,7 +246,7 @@ def capture_to(
     seq_len = prepared.input_ids.shape[1]
     layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
-        lambda rows: write_rows(writer, rows), layer_bytes
+        lambda rows: write_rows(store, rows), layer_bytes
     )
     bar = tqdm(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
@@ -265,16 +277,17 @@ def capture_to(
     finally:
         bar.close()
     if vision_recorder:
-        writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
+        store.writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
     return recorder.text_to_image.table(), measures.tables
 
 
-def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
-    """Each chunk to its own files; one image per sample, so a vision chunk is always image 0's."""
+def write_rows(store: fmt.ProfileWriter, rows: AttentionRows | VisionRows) -> None:
+    """Each chunk to its own files, LLM rows as the storage profile keeps them; one image per sample, so a vision
+    chunk is always image 0's."""
     if isinstance(rows, VisionRows):
-        writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
+        store.writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
     else:
-        writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
+        store.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
 
 
 def image_span(prepared: PreparedInputs) -> tuple[int, int]:

@@ -16,6 +16,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,6 +92,122 @@ def token_table_file(measure: str) -> str:
     return TOKEN_TABLES[measure].file
 
 
+class StorageProfile(NamedTuple):
+    layout: str  # where row i of an (N, N) matrix lies in its stored form
+    matrix_values: Callable[[int, int], int]  # (N, T non-image tokens) -> float16 values one matrix stores
+    matrix_formula: str  # the same in words, for the size messages
+    views: tuple[str, ...]  # what a reader serves from it, among STORAGE_VIEWS
+
+
+# What a reader can serve: a token's row (where it looks), a token's column (what looks at it), the rollout.
+STORAGE_VIEWS = ("row", "column", "rollout")
+# How the layer, head-mean and head-max files hold their matrices; a layer file stacks its kept heads' matrices.
+# Per layer a sample stores (kept heads + 2) x matrix_values x 2 bytes. SPEC.md §1 says what a reader does.
+STORAGE_PROFILES: dict[str, StorageProfile] = {
+    "full": StorageProfile("row i at element i·N, all N columns", lambda n, text: n * n, "N^2", STORAGE_VIEWS),
+    "triangle": StorageProfile(
+        "row i holds columns 0..i, at element i(i+1)/2: the causal triangle, rows back to back",
+        lambda n, text: n * (n + 1) // 2,
+        "N(N+1)/2",
+        STORAGE_VIEWS,
+    ),
+    "text-rows": StorageProfile(
+        "only the rows of non-image tokens, in token order, all N columns: stored row k = the k-th non-image token",
+        lambda n, text: text * n,
+        "T x N",
+        ("row", "column"),
+    ),
+}
+DEFAULT_PROFILE = "full"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """meta.json's `storage`: the profile and the kept layers and heads (original indices, ascending)."""
+
+    profile: str
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    num_layers: int
+    num_heads: int
+
+    @classmethod
+    def everything(cls, num_layers: int, num_heads: int, profile: str = DEFAULT_PROFILE) -> Storage:
+        return cls(profile, tuple(range(num_layers)), tuple(range(num_heads)), num_layers, num_heads)
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Storage:
+        """The storage a (validated) meta.json records; absent = full, every layer and head."""
+        field = meta.get("storage", {})
+        everything = cls.everything(meta["num_layers"], meta["num_heads"])
+        return cls(
+            profile_of(meta),
+            tuple(field.get("layers", everything.layers)),
+            tuple(field.get("heads", everything.heads)),
+            meta["num_layers"],
+            meta["num_heads"],
+        )
+
+    @property
+    def is_default(self) -> bool:
+        return self == Storage.everything(self.num_layers, self.num_heads)
+
+    def meta_field(self) -> dict[str, Any] | None:
+        """meta.json's `storage`, or None for the default (full, everything), so such samples stay as before."""
+        if self.is_default:
+            return None
+        return {"profile": self.profile, "layers": list(self.layers), "heads": list(self.heads)}
+
+    @property
+    def keeps_all_layers(self) -> bool:
+        return len(self.layers) == self.num_layers
+
+    def serves(self, view: str) -> bool:
+        """Whether a reader can serve this view; the rollout needs every layer's whole head mean."""
+        served = view in STORAGE_PROFILES[self.profile].views
+        return served and (view != "rollout" or self.keeps_all_layers)
+
+    def matrix_values(self, seq_len: int, text_tokens: int) -> int:
+        return STORAGE_PROFILES[self.profile].matrix_values(seq_len, text_tokens)
+
+    def layer_position(self, layer: int) -> int:
+        """Where a model layer sits in meta.json's file lists; FormatError when the sample does not keep it."""
+        if layer not in self.layers:
+            raise FormatError(f"layer {layer} is not stored in this sample (it keeps layers {_listed(self.layers)})")
+        return self.layers.index(layer)
+
+    def head_position(self, head: int) -> int:
+        """Where a model head sits in a layer file; FormatError when the sample does not keep it."""
+        if head not in self.heads:
+            raise FormatError(f"head {head} is not stored in this sample (it keeps heads {_listed(self.heads)})")
+        return self.heads.index(head)
+
+
+def profile_of(meta: dict[str, Any]) -> str:
+    """The storage profile of a meta.json; absent = full."""
+    return meta.get("storage", {}).get("profile", DEFAULT_PROFILE)
+
+
+def _listed(indices: tuple[int, ...]) -> str:
+    return ", ".join(map(str, indices))
+
+
+def stored_rows(meta: dict[str, Any]) -> np.ndarray:
+    """The token rows a matrix of this sample holds, in stored order."""
+    return profile_rows(meta["tokens"], Storage.of(meta).profile)
+
+
+def profile_rows(tokens: list[dict[str, Any]], profile: str) -> np.ndarray:
+    """The token rows a profile stores: every token, or (text-rows) the non-image ones in order."""
+    if profile != "text-rows":
+        return np.arange(len(tokens))
+    return np.array([i for i, t in enumerate(tokens) if t["type"] != "image"], dtype=np.int64)
+
+
+def text_token_count(meta: dict[str, Any]) -> int:
+    return sum(t["type"] != "image" for t in meta["tokens"])
+
+
 _TABLE_FILES = "|".join(re.escape(table.file) for table in TOKEN_TABLES.values())
 # Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
 SAMPLE_FILE = re.compile(
@@ -108,12 +226,13 @@ def is_sample_file(name: str) -> bool:
     return SAMPLE_FILE.fullmatch(name) is not None
 
 
-def file_fields(layers: int) -> dict[str, list[str]]:
-    """meta.json's per-layer file lists."""
+def file_fields(layers: int, kept: tuple[int, ...] | None = None) -> dict[str, list[str]]:
+    """meta.json's per-layer file lists: one name per kept layer (default all), named by the model's layer index."""
+    indices = range(layers) if kept is None else kept
     return {
-        "layer_files": [layer_file(i) for i in range(layers)],
-        "head_mean_files": [head_mean_file(i) for i in range(layers)],
-        "head_max_files": [head_max_file(i) for i in range(layers)],
+        "layer_files": [layer_file(i) for i in indices],
+        "head_mean_files": [head_mean_file(i) for i in indices],
+        "head_max_files": [head_max_file(i) for i in indices],
     }
 
 
@@ -166,6 +285,43 @@ def size_formula(
     return formula
 
 
+def stored_bytes(storage: Storage, seq_len: int, text_tokens: int, rollout: bool = True) -> int:
+    """sample_bytes under a storage profile and a subset of layers and heads: per kept layer the kept heads plus
+    the mean and max, each matrix_values x 2 bytes; the rollout (when the storage serves it) and the token tables
+    stay whole."""
+    if storage.is_default:
+        return sample_bytes(storage.num_layers, storage.num_heads, seq_len, rollout)
+    matrix = storage.matrix_values(seq_len, text_tokens) * BYTES_PER_VALUE
+    layers = len(storage.layers) * (len(storage.heads) + 2) * matrix
+    tables = len(TOKEN_TABLES) * token_table_bytes(storage.num_layers, storage.num_heads, seq_len)
+    return (
+        layers + tables + (rollout_bytes(storage.num_layers, seq_len) if rollout and storage.serves("rollout") else 0)
+    )
+
+
+def stored_formula(
+    storage: Storage,
+    seq_len: int,
+    text_tokens: int,
+    vision: tuple[int, int, int] | None = None,
+    rollout: bool = True,
+) -> str:
+    """size_formula for stored_bytes."""
+    if storage.is_default:
+        return size_formula(storage.num_layers, storage.num_heads, seq_len, vision, rollout)
+    formula = (
+        f"{len(storage.layers)} layers x {len(storage.heads) + 2} matrices x "
+        f"{STORAGE_PROFILES[storage.profile].matrix_formula} x 2 bytes ({storage.profile}, N = {seq_len}, T = {text_tokens})"
+    )
+    if rollout and storage.serves("rollout"):
+        formula += f" + rollout {storage.num_layers} x {seq_len}^2 x 2 bytes"
+    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {storage.num_layers} x {storage.num_heads} x 2 bytes"
+    if vision:
+        blocks, vision_heads, patches = vision
+        formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
+    return formula
+
+
 def format_bytes(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1000:
@@ -207,9 +363,11 @@ def build_meta(
     tokens: list[dict[str, Any]],
     image_grid: dict[str, int],
     text_to_image: np.ndarray | None = None,
+    storage: Storage | None = None,
     **optional: Any,
 ) -> dict[str, Any]:
-    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out."""
+    """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out.
+    storage: the profile and kept layers and heads; None or the default (full, everything) records no `storage`."""
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model": model,
@@ -224,8 +382,10 @@ def build_meta(
         "dtype": "float16",
         "tokens": tokens,
         "image_grid": image_grid,
-        **file_fields(num_layers),
+        **file_fields(num_layers, storage.layers if storage else None),
     }
+    if storage is not None and storage.meta_field() is not None:
+        meta["storage"] = storage.meta_field()
     if text_to_image is not None:
         meta["text_to_image"] = [[round(float(v), 6) for v in row] for row in text_to_image]
     meta.update({key: value for key, value in optional.items() if value is not None})
@@ -310,10 +470,13 @@ def validate_meta(meta: Any) -> None:
     n, layers, heads = meta["seq_len"], meta["num_layers"], meta["num_heads"]
     if n < 1 or layers < 1 or heads < 1:
         raise FormatError("seq_len, num_layers and num_heads must be positive")
+    if "storage" in meta:
+        _validate_storage(meta["storage"], layers, heads)
+    kept = len(meta["storage"]["layers"]) if "storage" in meta else layers
     for field in ("layer_files", "head_mean_files", "head_max_files"):
         names = meta[field]
-        if len(names) != layers or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
-            raise FormatError(f"'{field}' must list {layers} plain file names")
+        if len(names) != kept or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+            raise FormatError(f"'{field}' must list {kept} plain file names")
     if not _is_plain_name(meta["image_path"]):
         raise FormatError("'image_path' must be a plain file name inside the sample")
     _validate_tokens(meta["tokens"], n)
@@ -326,6 +489,23 @@ def validate_meta(meta: Any) -> None:
         raise FormatError("'import' must be an object")
     if "token_tables" in meta:
         _validate_token_tables(meta["token_tables"])
+    if text_token_count(meta) == 0 and Storage.of(meta).profile == "text-rows":
+        raise FormatError("a text-rows sample needs at least one token that is not an image token")
+
+
+def _validate_storage(storage: Any, layers: int, heads: int) -> None:
+    if not isinstance(storage, dict) or storage.get("profile") not in STORAGE_PROFILES:
+        raise FormatError(f"'storage' must be an object whose 'profile' is one of {', '.join(STORAGE_PROFILES)}")
+    for field, count in (("layers", layers), ("heads", heads)):
+        indices = storage.get(field)
+        if (
+            not isinstance(indices, list)
+            or not indices
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+            or indices != sorted(set(indices))
+            or not 0 <= indices[0] <= indices[-1] < count
+        ):
+            raise FormatError(f"storage.{field} must list ascending, unique indices below {count}")
 
 
 def _validate_token_tables(measures: Any) -> None:
@@ -335,6 +515,13 @@ def _validate_token_tables(measures: Any) -> None:
         or len(set(measures)) != len(measures)
     ):
         raise FormatError(f"'token_tables' must list distinct measures among {', '.join(TOKEN_TABLES)}")
+
+
+def rollout_needs(storage: Storage) -> str:
+    """Why a sample stored this way has no rollout: what the rollout needs and the storage lacks."""
+    if storage.profile == "text-rows":
+        return "whole head-mean matrices, and a text-rows sample holds only the rows of non-image tokens"
+    return f"every layer's head mean, and this sample keeps only layers {_listed(storage.layers)}"
 
 
 def validate_rollout_meta(rollout: Any, meta: dict[str, Any]) -> None:
@@ -435,11 +622,15 @@ def _validate_vision(vision: Any, image_size: list[Any]) -> None:
 def _expected_sizes(meta: dict[str, Any], rollout: dict[str, Any] | None) -> dict[str, int]:
     """Every attention file of the sample (with its rollout when rollout.json is given) and its size in bytes."""
     n, heads, layers = meta["seq_len"], meta["num_heads"], meta["num_layers"]
-    expected = {name: heads * n * n * BYTES_PER_VALUE for name in meta["layer_files"]}
+    storage = Storage.of(meta)
+    matrix = storage.matrix_values(n, text_token_count(meta)) * BYTES_PER_VALUE
+    expected = {name: len(storage.heads) * matrix for name in meta["layer_files"]}
     for name in meta["head_mean_files"] + meta["head_max_files"]:
-        expected[name] = n * n * BYTES_PER_VALUE
+        expected[name] = matrix
     for measure in meta.get("token_tables", []):
         expected[token_table_file(measure)] = token_table_bytes(layers, heads, n)
+    if rollout is not None and not storage.serves("rollout"):
+        raise FormatError(f"{ROLLOUT_META_FILE} is there, but a rollout needs {rollout_needs(storage)}")
     if rollout is not None:
         for layer in range(layers):
             expected[rollout_file(layer)] = n * n * BYTES_PER_VALUE
@@ -507,11 +698,11 @@ def read_rollout(sample_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
-    """Memory-map one layer as (H, N, N) float16 without reading it."""
+    """Memory-map one layer of a full-profile sample as (kept heads, N, N) float16 without reading it;
+    read_matrix serves every profile."""
+    _require_full(meta)
     n = meta["seq_len"]
-    return np.memmap(
-        Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(meta["num_heads"], n, n)
-    )
+    return open_stored_layer(sample_dir, meta, layer).reshape(-1, n, n)
 
 
 # The head aggregates a sample stores per layer, and meta.json's list of their files.
@@ -519,10 +710,84 @@ HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
 
 
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
-    """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
-    names = meta[HEAD_AGGREGATES[kind]]
+    """Memory-map a layer's head-'mean' or head-'max' matrix of a full-profile sample as (N, N) float16."""
+    _require_full(meta)
     n = meta["seq_len"]
-    return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+    return open_stored_aggregate(sample_dir, meta, layer, kind).reshape(n, n)
+
+
+def _require_full(meta: dict[str, Any]) -> None:
+    profile = Storage.of(meta).profile
+    if profile != "full":
+        raise FormatError(f"this sample is stored as {profile}, not as (N, N) matrices; read it with read_matrix")
+
+
+def open_stored_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """A kept layer's file as stored: (kept heads, values of one matrix) float16, memory-mapped."""
+    storage = Storage.of(meta)
+    name = meta["layer_files"][storage.layer_position(layer)]
+    shape = (len(storage.heads), storage.matrix_values(meta["seq_len"], text_token_count(meta)))
+    return np.memmap(Path(sample_dir) / name, dtype=np.float16, mode="r", shape=shape)
+
+
+def open_stored_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
+    """A kept layer's head-'mean' or head-'max' file as stored: (values of one matrix,) float16, memory-mapped."""
+    storage = Storage.of(meta)
+    name = meta[HEAD_AGGREGATES[kind]][storage.layer_position(layer)]
+    shape = (storage.matrix_values(meta["seq_len"], text_token_count(meta)),)
+    return np.memmap(Path(sample_dir) / name, dtype=np.float16, mode="r", shape=shape)
+
+
+def read_matrix(sample_dir: Path, meta: dict[str, Any], layer: int, head: int | str) -> np.ndarray:
+    """One (N, N) float16 matrix of a kept layer, whatever the profile: a head (the model's index, kept) or a head
+    aggregate. Full: a read-only memory map. Triangle: unpacked, 0 above the diagonal as stored nowhere.
+    Text-rows: unpacked, NaN in the rows of image tokens, which the sample does not hold."""
+    storage = Storage.of(meta)
+    if isinstance(head, str):
+        stored = open_stored_aggregate(sample_dir, meta, layer, head)
+    else:
+        stored = open_stored_layer(sample_dir, meta, layer)[storage.head_position(head)]
+    return unpack_matrix(stored, meta)
+
+
+def unpack_matrix(stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """A matrix's stored values as the (N, N) matrix (SPEC.md §1, storage profiles)."""
+    n, profile = meta["seq_len"], Storage.of(meta).profile
+    if profile == "full":
+        return stored.reshape(n, n)
+    if profile == "triangle":
+        matrix = np.zeros((n, n), dtype=np.float16)
+        matrix[np.tril_indices(n)] = stored  # row-major lower triangle: row i's columns 0..i, rows in order
+    else:
+        matrix = np.full((n, n), np.nan, dtype=np.float16)
+        matrix[stored_rows(meta)] = stored.reshape(-1, n)
+    matrix.flags.writeable = False
+    return matrix
+
+
+def read_full_rows(path: Path, profile: str, n: int, row0: int, count: int) -> np.ndarray:
+    """Rows row0.. of an (N, N) matrix file stored full or triangle, as (count, N) float16 read without a memory
+    map (a map would keep its pages resident); the rollout reads its head means so."""
+    count = min(count, n - row0)
+    if profile == "full":
+        return np.fromfile(path, dtype="<f2", count=count * n, offset=row0 * n * BYTES_PER_VALUE).reshape(count, n)
+    if profile != "triangle":
+        raise FormatError(f"a {profile} sample does not hold every row of its matrices")
+    first = _triangle_end(row0)
+    packed = np.fromfile(path, dtype="<f2", count=_triangle_end(row0 + count) - first, offset=first * BYTES_PER_VALUE)
+    rows = np.zeros((count, n), dtype=np.float16)
+    rows[_triangle_mask(row0, count, n)] = packed
+    return rows
+
+
+def _triangle_end(rows: int) -> int:
+    """Values of the first `rows` rows of a packed triangle."""
+    return rows * (rows + 1) // 2
+
+
+def _triangle_mask(row0: int, count: int, n: int) -> np.ndarray:
+    """(count, N) bool: the causal part of rows row0.., the values a triangle stores of them in row-major order."""
+    return np.arange(n)[None, :] <= np.arange(row0, row0 + count)[:, None]
 
 
 def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
@@ -794,6 +1059,71 @@ class SampleWriter:
                     parent.rmdir()
                 except OSError:  # no longer empty: someone else wrote there
                     break
+
+
+class ProfileWriter:
+    """Writes the rows, heads and layers a storage profile keeps of each chunk the capture streams, each at its final
+    offset. The chunks carry every layer and head, so the token tables and text_to_image stay whole."""
+
+    def __init__(self, writer: SampleWriter, storage: Storage, rows: np.ndarray) -> None:
+        self.writer = writer
+        self.storage = storage
+        self.rows = rows  # the token rows a matrix stores (stored_rows)
+        self.heads = np.array(storage.heads)
+        self.all_heads = len(storage.heads) == storage.num_heads
+
+    def write_layer_rows(
+        self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
+    ) -> None:
+        """Query rows row0.. of one layer: attn (H, c, N) over every head, head_mean and head_max (c, N), float16."""
+        if layer not in self.storage.layers:
+            return
+        kept = attn if self.all_heads else attn[self.heads]
+        profile = self.storage.profile
+        if profile == "full":
+            self.writer.write_layer_rows(layer, row0, kept, head_mean, head_max)
+        elif profile == "triangle":
+            self._write_packed(
+                layer,
+                _triangle_end(row0),
+                _triangle_end(attn.shape[2]),
+                kept,
+                head_mean,
+                head_max,
+                _triangle_mask(row0, attn.shape[1], attn.shape[2]),
+            )
+        else:
+            self._write_text_rows(layer, row0, kept, head_mean, head_max)
+
+    def _write_text_rows(
+        self, layer: int, row0: int, kept: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
+    ) -> None:
+        first, end = np.searchsorted(self.rows, [row0, row0 + kept.shape[1]])
+        if first == end:
+            return
+        chosen = self.rows[first:end] - row0
+        n = kept.shape[2]
+        mask = np.zeros((kept.shape[1], n), dtype=bool)
+        mask[chosen] = True
+        self._write_packed(layer, int(first) * n, len(self.rows) * n, kept, head_mean, head_max, mask)
+
+    def _write_packed(
+        self,
+        layer: int,
+        offset: int,
+        matrix_values: int,
+        kept: np.ndarray,
+        head_mean: np.ndarray,
+        head_max: np.ndarray,
+        mask: np.ndarray,
+    ) -> None:
+        """The masked values of a chunk, in row-major order, at element `offset` of each matrix: the stored rows of
+        a chunk lie back to back in both packed profiles."""
+        write = self.writer._write_at
+        for h, head in enumerate(kept):
+            write(layer_file(layer), BYTES_PER_VALUE * (h * matrix_values + offset), head[mask])
+        write(head_mean_file(layer), BYTES_PER_VALUE * offset, head_mean[mask])
+        write(head_max_file(layer), BYTES_PER_VALUE * offset, head_max[mask])
 
 
 def is_served(root: Path, path: Path) -> bool:
