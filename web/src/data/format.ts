@@ -20,6 +20,49 @@ export const TOKEN_TABLES = {
 } as const satisfies Record<string, { file: string; label: string }>;
 export type TokenMeasure = keyof typeof TOKEN_TABLES;
 
+/** What a reader serves from a sample: a token's row, a token's column, the rollout (sample_format.py's STORAGE_VIEWS). */
+export type StorageView = "row" | "col" | "rollout";
+
+interface StorageProfileKind {
+  /** Where row i of an (N, N) matrix lies in its stored form. */
+  layout: string;
+  /** float16 values one stored matrix holds, for N tokens of which `text` are not image tokens. */
+  matrixValues: (n: number, text: number) => number;
+  views: readonly StorageView[];
+}
+
+/**
+ * The storage profiles (SPEC.md §1), named once: sample_format.py's STORAGE_PROFILES.
+ * A layer file stacks its kept heads' matrices; the head mean and max files hold one each.
+ */
+export const STORAGE_PROFILES = {
+  full: { layout: "row i at element i·N, all N columns", matrixValues: (n) => n * n, views: ["row", "col", "rollout"] },
+  triangle: {
+    layout: "row i holds columns 0..i at element i(i+1)/2",
+    matrixValues: (n) => (n * (n + 1)) / 2,
+    views: ["row", "col", "rollout"],
+  },
+  "text-rows": {
+    layout: "only the rows of non-image tokens, in token order, all N columns",
+    matrixValues: (n, text) => text * n,
+    views: ["row", "col"],
+  },
+} as const satisfies Record<string, StorageProfileKind>;
+export type StorageProfile = keyof typeof STORAGE_PROFILES;
+
+/** meta.json's `storage` (absent: full, every layer and head), with the stored rows worked out. */
+export interface Storage {
+  profile: StorageProfile;
+  /** The kept layers (model indices, ascending); meta.json's file lists follow this order. */
+  layers: number[];
+  /** The kept query heads, in the order a layer file stacks them. */
+  heads: number[];
+  /** The token rows each matrix stores, in stored order. */
+  rows: number[];
+  /** Per token: its stored row, or -1 when its row is not stored. */
+  rowIndex: Int32Array;
+}
+
 export type TokenType = "text" | "image" | "special";
 
 export interface Token {
@@ -60,6 +103,8 @@ export interface SampleMeta {
   vision?: VisionMeta;
   /** The per-token tables the sample holds; empty for samples written before they existed. */
   tokenTables: TokenMeasure[];
+  /** What the layer, mean and max files keep (SPEC.md §1, storage profiles). */
+  storage: Storage;
 }
 
 /** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
@@ -164,6 +209,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   const imagePath = field(raw, "image_path", isString, "a string");
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
+  const storage = parseStorage(raw["storage"], numLayers, numHeads, tokens);
   const answerStart = raw["answer_start"];
   const imageSize = field(raw, "image_size", isIntPair, "[width, height]");
   return {
@@ -177,13 +223,54 @@ export function parseMeta(raw: unknown): SampleMeta {
     seqLen,
     tokens,
     imageGrid: parseGrid(field(raw, "image_grid", isObject, "an object"), tokens),
-    layerFiles: fileList(raw, "layer_files", numLayers),
-    headMeanFiles: fileList(raw, "head_mean_files", numLayers),
-    headMaxFiles: fileList(raw, "head_max_files", numLayers),
+    layerFiles: fileList(raw, "layer_files", storage.layers.length),
+    headMeanFiles: fileList(raw, "head_mean_files", storage.layers.length),
+    headMaxFiles: fileList(raw, "head_max_files", storage.layers.length),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
+    storage,
   };
+}
+
+const range = (count: number): number[] => Array.from({ length: count }, (_, i) => i);
+
+/** The `storage` field, checked as sample_format.py checks it and with the same messages; absent = full, everything. */
+function parseStorage(raw: unknown, numLayers: number, numHeads: number, tokens: Token[]): Storage {
+  if (raw === undefined) return storageOf("full", range(numLayers), range(numHeads), tokens);
+  const profile = isObject(raw) ? raw["profile"] : undefined;
+  if (!isObject(raw) || !isString(profile) || !Object.hasOwn(STORAGE_PROFILES, profile)) {
+    throw new FormatError(`'storage' must be an object whose 'profile' is one of ${Object.keys(STORAGE_PROFILES).join(", ")}`);
+  }
+  const indices = (key: string, count: number): number[] => {
+    const list = raw[key];
+    const ascending =
+      isList(list) && list.length > 0 && list.every((v, i) => isInt(v) && v >= 0 && v < count && (i === 0 || v > (list[i - 1] as number)));
+    if (!ascending) throw new FormatError(`storage.${key} must list ascending, unique indices below ${count}`);
+    return list as number[];
+  };
+  const storage = storageOf(profile as StorageProfile, indices("layers", numLayers), indices("heads", numHeads), tokens);
+  if (storage.rows.length === 0) throw new FormatError("a text-rows sample needs at least one token that is not an image token");
+  return storage;
+}
+
+function storageOf(profile: StorageProfile, layers: number[], heads: number[], tokens: Token[]): Storage {
+  const rows = profile === "text-rows" ? tokens.filter((t) => t.type !== "image").map((t) => t.id) : range(tokens.length);
+  const rowIndex = new Int32Array(tokens.length).fill(-1);
+  rows.forEach((row, k) => (rowIndex[row] = k));
+  return { profile, layers, heads, rows, rowIndex };
+}
+
+/** Whether the sample can serve a view: the rollout also needs every layer's whole head mean. */
+export function storageServes(meta: Pick<SampleMeta, "storage" | "numLayers">, view: StorageView): boolean {
+  const { profile, layers } = meta.storage;
+  const views: readonly StorageView[] = STORAGE_PROFILES[profile].views;
+  return views.includes(view) && (view !== "rollout" || layers.length === meta.numLayers);
+}
+
+/** float16 values of one stored matrix (a head of a layer file, or a mean or max file). */
+export function storedMatrixValues(meta: Pick<SampleMeta, "storage" | "seqLen">): number {
+  return STORAGE_PROFILES[meta.storage.profile].matrixValues(meta.seqLen, meta.storage.rows.length);
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {
@@ -343,9 +430,9 @@ export function matrixBytes(seqLen: number): number {
   return seqLen * seqLen * BYTES_PER_VALUE;
 }
 
-/** Bytes a layer file must have: H stacked (N, N) matrices. */
-export function layerFileBytes(meta: Pick<SampleMeta, "numHeads" | "seqLen">): number {
-  return meta.numHeads * matrixBytes(meta.seqLen);
+/** Bytes a layer file must have: its kept heads' stored matrices, stacked. */
+export function layerFileBytes(meta: Pick<SampleMeta, "storage" | "seqLen">): number {
+  return meta.storage.heads.length * storedMatrixValues(meta) * BYTES_PER_VALUE;
 }
 
 /** Bytes a vision block file must have: Hv stacked (P, P) matrices. */
@@ -368,14 +455,15 @@ export interface SizedFile {
  * format gives it: what a complete sample holds.
  */
 export function attentionFileSizes(meta: SampleMeta, rollout?: RolloutMeta): SizedFile[] {
-  const matrix = matrixBytes(meta.seqLen);
+  if (rollout && !storageServes(meta, "rollout")) throw new FormatError(`${ROLLOUT_FILE} is there, but this sample's storage holds no rollout`);
+  const stored = storedMatrixValues(meta) * BYTES_PER_VALUE;
   return [
     ...sized(meta.layerFiles, layerFileBytes(meta)),
-    ...sized(meta.headMeanFiles, matrix),
-    ...sized(meta.headMaxFiles, matrix),
+    ...sized(meta.headMeanFiles, stored),
+    ...sized(meta.headMaxFiles, stored),
     ...(meta.vision ? visionFileSizes(meta.vision) : []),
     ...sized(meta.tokenTables.map(tokenTableFile), tokenTableBytes(meta)),
-    ...(rollout ? sized(rollout.files, matrix) : []),
+    ...(rollout ? sized(rollout.files, matrixBytes(meta.seqLen)) : []),
   ];
 }
 

@@ -1,7 +1,7 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
 import type { Axis } from "./attention";
-import type { VisionMeta } from "./format";
+import type { Storage, VisionMeta } from "./format";
 import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 
 /** The files and sizes the worker needs; a subset of SampleMeta. */
@@ -12,6 +12,8 @@ export interface SampleFiles {
   headMeanFiles: string[];
   headMaxFiles: string[];
   vision?: VisionMeta;
+  /** Which layers, heads and rows the files keep: the file lists follow storage.layers. */
+  storage: Storage;
 }
 
 /**

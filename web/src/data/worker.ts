@@ -10,7 +10,7 @@ import type { FromWorker, ToWorker, VectorRequest, VisionRequest } from "./proto
 
 let source: MatrixSource | undefined;
 let seqLen = 0;
-let numLayers = 0;
+let keptLayers: number[] = [];
 let patches = 0; // P of the vision grid, when the sample has one
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
@@ -20,7 +20,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       source?.close();
       source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
       seqLen = message.files.seqLen;
-      numLayers = message.files.layerFiles.length;
+      keptLayers = message.files.storage.layers;
       patches = message.files.vision?.seqLen ?? 0;
       reply({ id: message.id, ok: true });
       return;
@@ -53,7 +53,9 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
     const vectors = await Promise.all(request.indices.map((index) => tokenVector(request, layer, index)));
     return vectors.length === 1 ? vectors[0]! : reduceVectors(vectors, request.combine);
   };
-  const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
+  // A range of layers reduces over the ones the sample keeps (SPEC.md §1, storage profiles).
+  const layers = keptLayers.filter((l) => l >= request.firstLayer && l <= request.lastLayer);
+  if (layers.length === 0) throw new Error(`no layer of ${request.firstLayer}–${request.lastLayer} is stored in this sample`);
   // Rows are small reads and go in parallel; a column can need most of a
   // matrix per layer, so those go one at a time to bound memory.
   const perLayer: Float32Array[] = [];
@@ -88,5 +90,5 @@ async function computeVision(request: VisionRequest): Promise<Float32Array> {
 function prefetch(request: VectorRequest): void {
   if (request.firstLayer !== request.lastLayer) return; // a range of layers would flush the cache
   const layers = [request.firstLayer, request.firstLayer + 1, request.firstLayer - 1];
-  openSource().warm(layers.filter((l) => l >= 0 && l < numLayers).map((l) => [l, request.head]));
+  openSource().warm(layers.filter((l) => keptLayers.includes(l)).map((l) => [l, request.head]));
 }

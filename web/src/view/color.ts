@@ -108,6 +108,8 @@ export interface Heat {
   palette: PaletteName;
   /** Indices visible[0]..visible[1] are seen by the selection; the rest are masked. */
   visible: [number, number];
+  /** 1 for the entries the sample does not store (SPEC.md §1, storage profiles): drawn as masked. */
+  unstored?: Uint8Array | null;
 }
 
 /** Table index of a value on a scale: log scales map log(value); zero and below sit at the bottom. */
@@ -120,6 +122,6 @@ export function scaleIndex(value: number, scale: Scale): number {
 
 /** Table index of entry `index` of a heat: MASKED outside what the selection sees. */
 export function heatIndex(heat: Heat, index: number): number {
-  if (index < heat.visible[0] || index > heat.visible[1]) return MASKED;
+  if (index < heat.visible[0] || index > heat.visible[1] || heat.unstored?.[index]) return MASKED;
   return scaleIndex(heat.values[index]!, heat.scale);
 }

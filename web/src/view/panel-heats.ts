@@ -10,6 +10,7 @@ import { shownStats, type ShownStats } from "../data/attention";
 import type { SampleMeta } from "../data/format";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
+import { unstoredCells } from "../state/stored";
 import type { Heat, Scale } from "./color";
 import type { OverlayView } from "./image-panel";
 import type { Legend } from "./legend";
@@ -42,6 +43,8 @@ interface Span {
   visible: [number, number];
   /** What the legend says the range is over. */
   over: string;
+  /** 1 for entries the sample does not store: left out of the range, drawn as masked. */
+  unstored?: Uint8Array | null;
 }
 
 /** The span of indices the selection sees: a row sees up to its last token, a column is seen from its first. */
@@ -51,7 +54,7 @@ export function visibleSpan(view: ViewState, n: number): [number, number] {
 }
 
 function statsOver(values: Float32Array, span: Span): ShownStats {
-  return shownStats(values, span.skip, Math.max(span.start, span.visible[0]), Math.min(span.end, span.visible[1] + 1));
+  return shownStats(values, skipped(span), Math.max(span.start, span.visible[0]), Math.min(span.end, span.visible[1] + 1));
 }
 
 function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, settings: Settings): Scale {
@@ -61,6 +64,21 @@ function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, set
   if (mode === "log") return { mode, lo: shown.minPositive, hi: range.hi };
   if (mode === "shared" && shared) return { mode, lo: 0, hi: statsOver(shared, span).range?.hi ?? 0 };
   return { mode: "view", ...range };
+}
+
+/** The entries the range leaves out: the skipped ones and those not stored. */
+function skipped(span: Span): Uint8Array | null {
+  const { skip, unstored } = span;
+  if (!unstored) return skip;
+  return skip ? unstored.map((u, i) => u | skip[i]!) : unstored;
+}
+
+/** Entries of [start, end) the selection sees but the sample does not store. */
+function unstoredCount(span: Span): number {
+  let count = 0;
+  const [from, to] = [Math.max(span.start, span.visible[0]), Math.min(span.end, span.visible[1] + 1)];
+  for (let i = from; i < to; i++) count += span.unstored?.[i] ?? 0;
+  return count;
 }
 
 /** Cells of [start, end) that the selection cannot see. */
@@ -80,8 +98,9 @@ function panelHeat(values: Float32Array, shared: Float32Array | null, span: Span
     over: scale.mode === "shared" ? `${span.over}; ${sharedOver}` : span.over,
     masked: maskedCount(span),
     nonFinite: shown.nonFinite,
+    unstored: unstoredCount(span),
   };
-  return { heat: { values, scale, palette: settings.palette, visible: span.visible }, legend };
+  return { heat: { values, scale, palette: settings.palette, visible: span.visible, unstored: span.unstored ?? null }, legend };
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
@@ -100,7 +119,8 @@ export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | nul
   if (!values) return null;
   const sinks = settings.excludeSinks ? fetched.sinks : null;
   const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
-  const span: Span = { start: 0, end: values.length, skip: sinks, visible: visibleSpan(view, values.length), over };
+  const unstored = unstoredCells(view, meta);
+  const span: Span = { start: 0, end: values.length, skip: sinks, visible: visibleSpan(view, values.length), over, unstored };
   // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
   const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
   return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta));
@@ -129,6 +149,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     skip: settings.excludeSinks ? fetched.sinks : null,
     visible: visibleSpan(view, n),
     over: `over the image tokens the selection sees, sinks ${settings.excludeSinks ? "left out" : "included"}`,
+    unstored: unstoredCells(view, meta),
   });
   const shown = values && panelHeat(values, fetched.shared, span(values.length), settings, `Image: ${llmTitle(view, meta)}`, llmSharedOver(meta));
   return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected: view.tokens, opacity };
