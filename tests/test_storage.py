@@ -206,3 +206,20 @@ def test_the_importer_refuses_bad_storage_flags_before_reading_the_array(tmp_pat
     assert_refused(
         capsys, [*args, "--output-dir", tmp_path / "s", "--layers", "x"], "--layers 'x' is malformed", tmp_path
     )
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.mark.parametrize("profile", ["triangle", "text-rows"])
+def test_the_storage_fixtures_hold_the_values_of_sample_tiny(profile: str) -> None:
+    """fixtures/storage/*, which format.ts is tested against too, hold sample_tiny's attention in their profile."""
+    full_dir, stored_dir = FIXTURES / "sample_tiny", FIXTURES / "storage" / profile
+    full, stored = fmt.validate_sample(full_dir), fmt.validate_sample(stored_dir)
+    storage = fmt.Storage.of(stored)
+    assert storage.profile == profile
+    rows = fmt.stored_rows(stored)
+    for layer in storage.layers:
+        for head in [*storage.heads, "mean", "max"]:
+            want = fmt.read_matrix(full_dir, full, layer, head)
+            np.testing.assert_array_equal(fmt.read_matrix(stored_dir, stored, layer, head)[rows], want[rows])

@@ -305,8 +305,9 @@ async function refresh(): Promise<void> {
 
 /** The LLM vector of the selected tokens, or null when none is selected. */
 async function tokenValues(view: ViewState): Promise<Float32Array | null> {
-  // What the sample does not store is not read: the panels stay grey and the status line says why.
-  if (!app.loaded || !vectorStored(view, app.loaded.meta)) return null;
+  if (view.tokens.length === 0 || !app.loaded) return null;
+  // What the sample does not store is not read: every cell is drawn grey, and the status line says why.
+  if (!vectorStored(view, app.loaded.meta)) return new Float32Array(app.loaded.meta.seqLen).fill(NaN);
   const [firstLayer, lastLayer] = layerSpan(view);
   return client.vector({
     firstLayer,

@@ -146,7 +146,7 @@ export class MatrixSource {
    * into the cached matrix, or one range read of just those rows, whose bytes
    * are reserved in the budget until `use` is done with them.
    */
-  withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+  async withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
     const { storage, seqLen: n } = this.files;
     const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n };
     const [start, end] = storedSpan(storage, n, first, count);

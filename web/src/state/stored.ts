@@ -36,13 +36,17 @@ export function storageNote(view: ViewState, meta: Stored): string | null {
   const [first, last] = layerSpan(view);
   const kept = meta.storage.layers.filter((l) => l >= first && l <= last);
   if (kept.length < last - first + 1) notes.push(`over the stored layers ${kept.join(", ")} only`);
-  if (unstoredCells(view, meta)) notes.push("the rows of image tokens are not stored (text-rows): grey");
+  if (view.dir === "tgt" && unstoredCells(view, meta)) notes.push("the rows of image tokens are not stored (text-rows): grey");
   return notes.length ? notes.join("; ") : null;
 }
 
-/** 1 for the entries of the view's vector the sample does not store (a column's image-token rows in text-rows). */
+/**
+ * 1 for the entries of the view's vector the sample does not store: all of them when the vector is not stored
+ * at all, a column's image-token rows in text-rows; null when every entry is stored.
+ */
 export function unstoredCells(view: ViewState, meta: Stored): Uint8Array | null {
   const { storage } = meta;
+  if (view.tokens.length > 0 && !vectorStored(view, meta)) return new Uint8Array(storage.rowIndex.length).fill(1);
   if (view.dir !== "tgt" || storage.rows.length === storage.rowIndex.length) return null;
   return Uint8Array.from(storage.rowIndex, (k) => (k < 0 ? 1 : 0));
 }

@@ -19,7 +19,7 @@ export interface Legend {
   /** Cells the selection cannot see under the causal mask. */
   masked: number;
   nonFinite: number;
-  /** Cells the sample does not store (a text-rows sample's image-token rows). */
+  /** Cells the sample does not store (SPEC.md §1, storage profiles). */
   unstored?: number;
 }
 
@@ -40,7 +40,7 @@ export function legendText(legend: Legend): { low: string; high: string; items: 
   const items: Item[] = [{ text: `scale: ${SCALE_MODES[scale.mode].label}` }, { text: legend.over }];
   items.push({ text: shown ? `shown min ${formatWeight(shown.lo)} · max ${formatWeight(shown.hi)}` : "nothing finite shown" });
   if (legend.masked > 0) items.push({ text: `masked (causal mask): ${legend.masked}`, swatch: MASKED_RGBA });
-  if (legend.unstored) items.push({ text: `not stored (text-rows): ${legend.unstored}`, swatch: MASKED_RGBA });
+  if (legend.unstored) items.push({ text: `not stored in this sample: ${legend.unstored}`, swatch: MASKED_RGBA });
   if (legend.nonFinite > 0) items.push({ text: `NaN/Inf values: ${legend.nonFinite}`, swatch: NON_FINITE_RGBA });
   return { low: formatWeight(scale.lo), high: formatWeight(scale.hi), items };
 }
