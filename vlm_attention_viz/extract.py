@@ -244,7 +244,9 @@ def capture_to(
     """One forward pass over the whole sequence; each layer's (and vision block's) rows stream to disk as they are
     computed. Returns the text-to-image table and the per-token tables."""
     seq_len = prepared.input_ids.shape[1]
-    layer_bytes = (heads + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
+    # About one stored layer waits for the disk: a profile that keeps less holds less on the host.
+    storage = store.storage
+    layer_bytes = (len(storage.heads) + 2) * storage.matrix_values(seq_len, len(store.rows)) * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
         lambda rows: write_rows(store, rows), layer_bytes
     )

@@ -311,7 +311,8 @@ def stored_formula(
         return size_formula(storage.num_layers, storage.num_heads, seq_len, vision, rollout)
     formula = (
         f"{len(storage.layers)} layers x {len(storage.heads) + 2} matrices x "
-        f"{STORAGE_PROFILES[storage.profile].matrix_formula} x 2 bytes ({storage.profile}, N = {seq_len}, T = {text_tokens})"
+        f"{STORAGE_PROFILES[storage.profile].matrix_formula} x 2 bytes ({storage.profile}, N = {seq_len}"
+        + (f", T = {text_tokens} non-image tokens)" if "T" in STORAGE_PROFILES[storage.profile].matrix_formula else ")")
     )
     if rollout and storage.serves("rollout"):
         formula += f" + rollout {storage.num_layers} x {seq_len}^2 x 2 bytes"
