@@ -285,7 +285,8 @@ function parseTokenTables(raw: unknown): TokenMeasure[] {
 }
 
 /** Parse rollout.json against its sample's meta; throws FormatError with sample_format.py's messages. */
-export function parseRollout(raw: unknown, meta: Pick<SampleMeta, "numLayers">): RolloutMeta {
+export function parseRollout(raw: unknown, meta: Pick<SampleMeta, "numLayers" | "storage">): RolloutMeta {
+  if (!storageServes(meta, "rollout")) throw new FormatError(`${ROLLOUT_FILE} is there, but this sample's storage holds no rollout`);
   if (!isObject(raw) || !isString(raw["formula"])) {
     throw new FormatError(`${ROLLOUT_FILE} must hold an object with the string 'formula'`);
   }
@@ -455,7 +456,6 @@ export interface SizedFile {
  * format gives it: what a complete sample holds.
  */
 export function attentionFileSizes(meta: SampleMeta, rollout?: RolloutMeta): SizedFile[] {
-  if (rollout && !storageServes(meta, "rollout")) throw new FormatError(`${ROLLOUT_FILE} is there, but this sample's storage holds no rollout`);
   const stored = storedMatrixValues(meta) * BYTES_PER_VALUE;
   return [
     ...sized(meta.layerFiles, layerFileBytes(meta)),

@@ -143,3 +143,8 @@ test("a storage field that breaks the format is refused", () => {
   expect(() => parseMeta({ ...raw, storage: { ...raw.storage, heads: [2, 1] } })).toThrow("storage.heads must list ascending, unique indices below 3");
   expect(Object.keys(STORAGE_PROFILES)).toEqual(["full", "triangle", "text-rows"]);
 });
+
+test("a rollout.json in a sample whose storage cannot hold a rollout is refused", () => {
+  expect(() => parseRollout({ layers: 2, formula: "R" }, storedMeta("text-rows"))).toThrow("rollout.json is there, but this sample's storage holds no rollout");
+  expect(parseRollout({ layers: 2, formula: "R" }, storedMeta("triangle")).files).toHaveLength(2);
+});
