@@ -38,13 +38,16 @@ def capture(
     adapter_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    store: str = "full",
+    layers: str | None = None,
+    heads: str | None = None,
 ) -> Sample:
     """Capture every layer's attention for one image + prompt into the sample folder output_dir, and open it.
 
     model: a supported family, on any device or device_map, PEFT-wrapped or not; its family is read from
     model.config. processor: the checkpoint's processor (`load_processor(model_id)` builds it without
     torchvision). The options are the CLI's (--mode, --max-new-tokens, --max-pixels, --vision-layers,
-    --model-type, --overwrite); adapter_path is recorded as meta.json's adapter.path for a PEFT model.
+    --model-type, --overwrite, --store, --layers, --heads); adapter_path is recorded as meta.json's adapter.path for a PEFT model.
     """
     started = time.perf_counter()
     source = str(model.config._name_or_path or type(model).__name__)
@@ -60,6 +63,9 @@ def capture(
         vision_layers=vision_layers,
         overwrite=overwrite,
         progress=progress,
+        store=store,
+        layers=layers,
+        heads=heads,
     )
     checked_image, image_format = check_inputs(request)
     adapter = adapter_for_config(model.config, model_type, source)
