@@ -96,7 +96,7 @@ def child(
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
                 store = fmt.ProfileWriter(
-                    writer, fmt.Storage.everything(layers, heads), fmt.profile_rows(tokens, "full")
+                    writer, fmt.Storage.everything(layers, heads), fmt.profile_rows(tokens, fmt.DEFAULT_PROFILE)
                 )
                 _, tables = capture_to(
                     store, model, adapter, prepared, layers, heads, False, TokenLayout.of(tokens, grid), vision

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from . import sample_format as fmt
 from .errors import UserError
 from .extract import LoadedModel, Request, capture_loaded, check_inputs
 from .models import adapter_for, adapter_for_config
@@ -38,7 +39,7 @@ def capture(
     adapter_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    store: str = "full",
+    store: str = fmt.DEFAULT_PROFILE,
     layers: str | None = None,
     heads: str | None = None,
 ) -> Sample:

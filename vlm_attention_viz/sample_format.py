@@ -94,9 +94,16 @@ def token_table_file(measure: str) -> str:
 
 class StorageProfile(NamedTuple):
     layout: str  # where row i of an (N, N) matrix lies in its stored form
+    image_rows: bool  # whether the rows of image tokens are stored
+    causal_columns: bool  # whether a row stores only its causal columns 0..i (else all N)
     matrix_values: Callable[[int, int], int]  # (N, T non-image tokens) -> float16 values one matrix stores
     matrix_formula: str  # the same in words, for the size messages
     views: tuple[str, ...]  # what a reader serves from it, among STORAGE_VIEWS
+
+    @property
+    def whole_rows(self) -> bool:
+        """Every row at its full width: the plain (N, N) layout."""
+        return self.image_rows and not self.causal_columns
 
 
 # What a reader can serve: a token's row (where it looks), a token's column (what looks at it), the rollout.
@@ -104,15 +111,21 @@ STORAGE_VIEWS = ("row", "column", "rollout")
 # How the layer, head-mean and head-max files hold their matrices; a layer file stacks its kept heads' matrices.
 # Per layer a sample stores (kept heads + 2) x matrix_values x 2 bytes. SPEC.md §1 says what a reader does.
 STORAGE_PROFILES: dict[str, StorageProfile] = {
-    "full": StorageProfile("row i at element i·N, all N columns", lambda n, text: n * n, "N^2", STORAGE_VIEWS),
+    "full": StorageProfile(
+        "row i at element i·N, all N columns", True, False, lambda n, text: n * n, "N^2", STORAGE_VIEWS
+    ),
     "triangle": StorageProfile(
         "row i holds columns 0..i, at element i(i+1)/2: the causal triangle, rows back to back",
+        True,
+        True,
         lambda n, text: n * (n + 1) // 2,
         "N(N+1)/2",
         STORAGE_VIEWS,
     ),
     "text-rows": StorageProfile(
         "only the rows of non-image tokens, in token order, all N columns: stored row k = the k-th non-image token",
+        False,
+        False,
         lambda n, text: text * n,
         "T x N",
         ("row", "column"),
@@ -159,6 +172,10 @@ class Storage:
         return {"profile": self.profile, "layers": list(self.layers), "heads": list(self.heads)}
 
     @property
+    def kind(self) -> StorageProfile:
+        return STORAGE_PROFILES[self.profile]
+
+    @property
     def keeps_all_layers(self) -> bool:
         return len(self.layers) == self.num_layers
 
@@ -198,10 +215,26 @@ def stored_rows(meta: dict[str, Any]) -> np.ndarray:
 
 
 def profile_rows(tokens: list[dict[str, Any]], profile: str) -> np.ndarray:
-    """The token rows a profile stores: every token, or (text-rows) the non-image ones in order."""
-    if profile != "text-rows":
+    """The token rows a profile stores, in order: every token, or only those that are not image tokens."""
+    if STORAGE_PROFILES[profile].image_rows:
         return np.arange(len(tokens))
     return np.array([i for i, t in enumerate(tokens) if t["type"] != "image"], dtype=np.int64)
+
+
+def row_starts(rows: np.ndarray, n: int, profile: str) -> np.ndarray:
+    """Where each stored row begins within a stored matrix, in values, and (last) the matrix's size: the rows lie
+    back to back, each N long, or i + 1 long (row i's causal columns) where the profile keeps only those."""
+    lengths = rows + 1 if STORAGE_PROFILES[profile].causal_columns else np.full(len(rows), n)
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def stored_mask(rows: np.ndarray, row0: int, count: int, n: int, profile: str) -> np.ndarray:
+    """(count, N) bool: the values of full rows row0.. that the profile stores, in row-major (= stored) order."""
+    mask = np.zeros((count, n), dtype=bool)
+    mask[rows[(rows >= row0) & (rows < row0 + count)] - row0] = True
+    if STORAGE_PROFILES[profile].causal_columns:
+        mask &= np.arange(n)[None, :] <= np.arange(row0, row0 + count)[:, None]
+    return mask
 
 
 def text_token_count(meta: dict[str, Any]) -> int:
@@ -490,8 +523,9 @@ def validate_meta(meta: Any) -> None:
         raise FormatError("'import' must be an object")
     if "token_tables" in meta:
         _validate_token_tables(meta["token_tables"])
-    if text_token_count(meta) == 0 and Storage.of(meta).profile == "text-rows":
-        raise FormatError("a text-rows sample needs at least one token that is not an image token")
+    storage = Storage.of(meta)
+    if text_token_count(meta) == 0 and not storage.kind.image_rows:
+        raise FormatError(f"a {storage.profile} sample needs at least one token that is not an image token")
 
 
 def _validate_storage(storage: Any, layers: int, heads: int) -> None:
@@ -520,8 +554,8 @@ def _validate_token_tables(measures: Any) -> None:
 
 def rollout_needs(storage: Storage) -> str:
     """Why a sample stored this way has no rollout: what the rollout needs and the storage lacks."""
-    if storage.profile == "text-rows":
-        return "whole head-mean matrices, and a text-rows sample holds only the rows of non-image tokens"
+    if not storage.kind.image_rows:
+        return f"whole head-mean matrices, and a {storage.profile} sample holds only the rows of non-image tokens"
     return f"every layer's head mean, and this sample keeps only layers {_listed(storage.layers)}"
 
 
@@ -718,9 +752,11 @@ def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind
 
 
 def _require_full(meta: dict[str, Any]) -> None:
-    profile = Storage.of(meta).profile
-    if profile != "full":
-        raise FormatError(f"this sample is stored as {profile}, not as (N, N) matrices; read it with read_matrix")
+    storage = Storage.of(meta)
+    if not storage.kind.whole_rows:
+        raise FormatError(
+            f"this sample is stored as {storage.profile}, not as (N, N) matrices; read it with read_matrix"
+        )
 
 
 def open_stored_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
@@ -752,43 +788,33 @@ def read_matrix(sample_dir: Path, meta: dict[str, Any], layer: int, head: int | 
 
 
 def unpack_matrix(stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """A matrix's stored values as the (N, N) matrix (SPEC.md §1, storage profiles)."""
-    n, profile = meta["seq_len"], Storage.of(meta).profile
-    if profile == "full":
+    """A matrix's stored values as the (N, N) matrix (SPEC.md §1, storage profiles): the columns a row does not
+    store are 0 (the causal mask's), the rows not stored NaN."""
+    n, profile = meta["seq_len"], profile_of(meta)
+    if STORAGE_PROFILES[profile].whole_rows:
         return stored.reshape(n, n)
-    if profile == "triangle":
-        matrix = np.zeros((n, n), dtype=np.float16)
-        matrix[np.tril_indices(n)] = stored  # row-major lower triangle: row i's columns 0..i, rows in order
-    else:
-        matrix = np.full((n, n), np.nan, dtype=np.float16)
-        matrix[stored_rows(meta)] = stored.reshape(-1, n)
+    rows = stored_rows(meta)
+    matrix = np.full((n, n), np.nan, dtype=np.float16)
+    matrix[rows] = 0
+    matrix[stored_mask(rows, 0, n, n, profile)] = stored
     matrix.flags.writeable = False
     return matrix
 
 
 def read_full_rows(path: Path, profile: str, n: int, row0: int, count: int) -> np.ndarray:
-    """Rows row0.. of an (N, N) matrix file stored full or triangle, as (count, N) float16 read without a memory
-    map (a map would keep its pages resident); the rollout reads its head means so."""
-    count = min(count, n - row0)
-    if profile == "full":
-        return np.fromfile(path, dtype="<f2", count=count * n, offset=row0 * n * BYTES_PER_VALUE).reshape(count, n)
-    if profile != "triangle":
+    """Rows row0.. of an (N, N) matrix file of a profile that stores every row, as (count, N) float16 read without
+    a memory map (a map would keep its pages resident); the rollout reads its head means so."""
+    if not STORAGE_PROFILES[profile].image_rows:
         raise FormatError(f"a {profile} sample does not hold every row of its matrices")
-    first = _triangle_end(row0)
-    packed = np.fromfile(path, dtype="<f2", count=_triangle_end(row0 + count) - first, offset=first * BYTES_PER_VALUE)
+    count = min(count, n - row0)
+    starts = row_starts(np.arange(n), n, profile)
+    first = int(starts[row0])
+    values = np.fromfile(path, dtype="<f2", count=int(starts[row0 + count]) - first, offset=first * BYTES_PER_VALUE)
+    if STORAGE_PROFILES[profile].whole_rows:
+        return values.reshape(count, n)
     rows = np.zeros((count, n), dtype=np.float16)
-    rows[_triangle_mask(row0, count, n)] = packed
+    rows[stored_mask(np.arange(n), row0, count, n, profile)] = values
     return rows
-
-
-def _triangle_end(rows: int) -> int:
-    """Values of the first `rows` rows of a packed triangle."""
-    return rows * (rows + 1) // 2
-
-
-def _triangle_mask(row0: int, count: int, n: int) -> np.ndarray:
-    """(count, N) bool: the causal part of rows row0.., the values a triangle stores of them in row-major order."""
-    return np.arange(n)[None, :] <= np.arange(row0, row0 + count)[:, None]
 
 
 def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
@@ -1072,6 +1098,7 @@ class ProfileWriter:
         self.rows = rows  # the token rows a matrix stores (stored_rows)
         self.heads = np.array(storage.heads)
         self.all_heads = len(storage.heads) == storage.num_heads
+        self.starts: np.ndarray | None = None  # row_starts, once N is known
 
     def write_layer_rows(
         self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
@@ -1080,33 +1107,15 @@ class ProfileWriter:
         if layer not in self.storage.layers:
             return
         kept = attn if self.all_heads else attn[self.heads]
-        profile = self.storage.profile
-        if profile == "full":
+        if self.storage.kind.whole_rows:
             self.writer.write_layer_rows(layer, row0, kept, head_mean, head_max)
-        elif profile == "triangle":
-            self._write_packed(
-                layer,
-                _triangle_end(row0),
-                _triangle_end(attn.shape[2]),
-                kept,
-                head_mean,
-                head_max,
-                _triangle_mask(row0, attn.shape[1], attn.shape[2]),
-            )
-        else:
-            self._write_text_rows(layer, row0, kept, head_mean, head_max)
-
-    def _write_text_rows(
-        self, layer: int, row0: int, kept: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
-    ) -> None:
-        first, end = np.searchsorted(self.rows, [row0, row0 + kept.shape[1]])
-        if first == end:
             return
-        chosen = self.rows[first:end] - row0
-        n = kept.shape[2]
-        mask = np.zeros((kept.shape[1], n), dtype=bool)
-        mask[chosen] = True
-        self._write_packed(layer, int(first) * n, len(self.rows) * n, kept, head_mean, head_max, mask)
+        count, n = attn.shape[1], attn.shape[2]
+        if self.starts is None:
+            self.starts = row_starts(self.rows, n, self.storage.profile)
+        first = int(np.searchsorted(self.rows, row0))
+        mask = stored_mask(self.rows, row0, count, n, self.storage.profile)
+        self._write_packed(layer, int(self.starts[first]), int(self.starts[-1]), kept, head_mean, head_max, mask)
 
     def _write_packed(
         self,
@@ -1118,8 +1127,10 @@ class ProfileWriter:
         head_max: np.ndarray,
         mask: np.ndarray,
     ) -> None:
-        """The masked values of a chunk, in row-major order, at element `offset` of each matrix: the stored rows of
-        a chunk lie back to back in both packed profiles."""
+        """The masked values of a chunk, in row-major order, at element `offset` of each matrix: the stored values
+        of a chunk's rows lie back to back."""
+        if not mask.any():
+            return
         write = self.writer._write_at
         for h, head in enumerate(kept):
             write(layer_file(layer), BYTES_PER_VALUE * (h * matrix_values + offset), head[mask])

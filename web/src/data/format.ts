@@ -26,6 +26,10 @@ export type StorageView = "row" | "col" | "rollout";
 interface StorageProfileKind {
   /** Where row i of an (N, N) matrix lies in its stored form. */
   layout: string;
+  /** Whether the rows of image tokens are stored. */
+  imageRows: boolean;
+  /** Whether a row stores only its causal columns 0..i (else all N). */
+  causalColumns: boolean;
   /** float16 values one stored matrix holds, for N tokens of which `text` are not image tokens. */
   matrixValues: (n: number, text: number) => number;
   views: readonly StorageView[];
@@ -36,19 +40,31 @@ interface StorageProfileKind {
  * A layer file stacks its kept heads' matrices; the head mean and max files hold one each.
  */
 export const STORAGE_PROFILES = {
-  full: { layout: "row i at element i·N, all N columns", matrixValues: (n) => n * n, views: ["row", "col", "rollout"] },
+  full: {
+    layout: "row i at element i·N, all N columns",
+    imageRows: true,
+    causalColumns: false,
+    matrixValues: (n) => n * n,
+    views: ["row", "col", "rollout"],
+  },
   triangle: {
     layout: "row i holds columns 0..i at element i(i+1)/2",
+    imageRows: true,
+    causalColumns: true,
     matrixValues: (n) => (n * (n + 1)) / 2,
     views: ["row", "col", "rollout"],
   },
   "text-rows": {
     layout: "only the rows of non-image tokens, in token order, all N columns",
+    imageRows: false,
+    causalColumns: false,
     matrixValues: (n, text) => text * n,
     views: ["row", "col"],
   },
 } as const satisfies Record<string, StorageProfileKind>;
 export type StorageProfile = keyof typeof STORAGE_PROFILES;
+/** The profile of a meta.json without `storage`. */
+export const DEFAULT_PROFILE: StorageProfile = "full";
 
 /** meta.json's `storage` (absent: full, every layer and head), with the stored rows worked out. */
 export interface Storage {
@@ -61,6 +77,8 @@ export interface Storage {
   rows: number[];
   /** Per token: its stored row, or -1 when its row is not stored. */
   rowIndex: Int32Array;
+  /** Where each stored row begins in a stored matrix, in values; the last entry is the matrix's size. */
+  rowStarts: Float64Array;
 }
 
 export type TokenType = "text" | "image" | "special";
@@ -237,7 +255,7 @@ const range = (count: number): number[] => Array.from({ length: count }, (_, i) 
 
 /** The `storage` field, checked as sample_format.py checks it and with the same messages; absent = full, everything. */
 function parseStorage(raw: unknown, numLayers: number, numHeads: number, tokens: Token[]): Storage {
-  if (raw === undefined) return storageOf("full", range(numLayers), range(numHeads), tokens);
+  if (raw === undefined) return storageOf(DEFAULT_PROFILE, range(numLayers), range(numHeads), tokens);
   const profile = isObject(raw) ? raw["profile"] : undefined;
   if (!isObject(raw) || !isString(profile) || !Object.hasOwn(STORAGE_PROFILES, profile)) {
     throw new FormatError(`'storage' must be an object whose 'profile' is one of ${Object.keys(STORAGE_PROFILES).join(", ")}`);
@@ -255,10 +273,15 @@ function parseStorage(raw: unknown, numLayers: number, numHeads: number, tokens:
 }
 
 function storageOf(profile: StorageProfile, layers: number[], heads: number[], tokens: Token[]): Storage {
-  const rows = profile === "text-rows" ? tokens.filter((t) => t.type !== "image").map((t) => t.id) : range(tokens.length);
+  const { imageRows, causalColumns } = STORAGE_PROFILES[profile];
+  const rows = imageRows ? range(tokens.length) : tokens.filter((t) => t.type !== "image").map((t) => t.id);
   const rowIndex = new Int32Array(tokens.length).fill(-1);
-  rows.forEach((row, k) => (rowIndex[row] = k));
-  return { profile, layers, heads, rows, rowIndex };
+  const rowStarts = new Float64Array(rows.length + 1);
+  rows.forEach((row, k) => {
+    rowIndex[row] = k;
+    rowStarts[k + 1] = rowStarts[k]! + (causalColumns ? row + 1 : tokens.length);
+  });
+  return { profile, layers, heads, rows, rowIndex, rowStarts };
 }
 
 /** Whether the sample can serve a view: the rollout also needs every layer's whole head mean. */

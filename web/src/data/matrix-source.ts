@@ -149,7 +149,7 @@ export class MatrixSource {
   async withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
     const { storage, seqLen: n } = this.files;
     const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n };
-    const [start, end] = storedSpan(storage, n, first, count);
+    const [start, end] = storedSpan(storage, first, count);
     return this.valuesOf(matrix, start, end - start, (values) => use(fullRows(storage, n, values, start, first, count)));
   }
 

@@ -19,7 +19,7 @@ function missing(view: ViewState, meta: Stored): string | null {
     return `head ${view.head} is not stored: this sample keeps heads ${storage.heads.join(", ")}`;
   }
   const unstoredRow = view.dir === "src" && view.tokens.some((t) => storage.rowIndex[t]! < 0);
-  if (unstoredRow) return "this token's row is not stored: a text-rows sample keeps only the rows of non-image tokens";
+  if (unstoredRow) return `this token's row is not stored: a ${storage.profile} sample keeps only the rows of non-image tokens`;
   return null;
 }
 
@@ -36,7 +36,7 @@ export function storageNote(view: ViewState, meta: Stored): string | null {
   const [first, last] = layerSpan(view);
   const kept = meta.storage.layers.filter((l) => l >= first && l <= last);
   if (kept.length < last - first + 1) notes.push(`over the stored layers ${kept.join(", ")} only`);
-  if (view.dir === "tgt" && unstoredCells(view, meta)) notes.push("the rows of image tokens are not stored (text-rows): grey");
+  if (view.dir === "tgt" && unstoredCells(view, meta)) notes.push(`the rows of image tokens are not stored (${meta.storage.profile}): grey`);
   return notes.length ? notes.join("; ") : null;
 }
 
