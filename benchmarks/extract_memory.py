@@ -97,8 +97,11 @@ def child(
     with PeakRss() as rss:
         if kind == "streaming":
             with fmt.SampleWriter(Path(out), overwrite=True) as writer:
+                store = fmt.ProfileWriter(
+                    writer, fmt.Storage.everything(layers, heads), fmt.profile_rows(tokens, fmt.DEFAULT_PROFILE)
+                )
                 _, tables = capture_to(
-                    writer,
+                    store,
                     model,
                     adapter,
                     prepared,

@@ -65,6 +65,21 @@ def test_capture_on_a_loaded_model_writes_the_clis_sample(
     assert json.loads((tmp_path / "index.json").read_text())["samples"][0]["name"] == "api"
 
 
+def test_capture_with_a_storage_profile_writes_the_clis_sample(
+    loaded: tuple, gqa_model: Path, photo: Path, tmp_path: Path
+) -> None:
+    model, processor = loaded
+    flags = ["--store", "text-rows", "--layers", "-1", "--heads", "1,2"]
+    assert (
+        run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "cli", "--model", gqa_model, *flags) == 0
+    )
+    vav.capture(
+        model, processor, photo, PROMPT, tmp_path / "api", store="text-rows", layers="-1", heads="1,2", progress=False
+    )
+    assert_same_sample(tmp_path / "api", tmp_path / "cli")
+    assert fmt.read_meta(tmp_path / "api")["storage"] == {"profile": "text-rows", "layers": [1], "heads": [1, 2]}
+
+
 def test_capture_takes_a_pil_image_and_stores_it_as_png(loaded: tuple, photo: Path, tmp_path: Path) -> None:
     model, processor = loaded
     vav.capture(model, processor, photo, PROMPT, tmp_path / "from_file", progress=False)

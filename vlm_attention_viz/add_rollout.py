@@ -59,6 +59,9 @@ def check_sample(folder: Path) -> dict[str, Any]:
         raise UserError(f"{folder} is not a sample ({err}); nothing was changed") from None
     if (folder / fmt.ROLLOUT_META_FILE).exists():
         raise UserError(f"{folder} already has a rollout ({fmt.ROLLOUT_META_FILE}); nothing was changed")
+    storage = fmt.Storage.of(meta)
+    if not storage.serves("rollout"):
+        raise UserError(f"{folder} can have no rollout: it needs {fmt.rollout_needs(storage)}; nothing was changed")
     if not fmt.all_softmax(meta.get("layer_attention")):
         raise UserError(
             f"{folder} has linear-attention layers, whose signed matrices are no attention to roll out; nothing was changed"

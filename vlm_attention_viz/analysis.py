@@ -208,7 +208,7 @@ def write_rollout(folder: Path, meta: dict[str, Any], device: str, progress: boo
     try:
         for layer in tqdm(range(layers), unit="layer", desc="rollout", disable=not progress):
             current = torch.empty((n, n), dtype=torch.float32, device=device)
-            rows = rollout_layer_rows(folder / meta["head_mean_files"][layer], previous, current)
+            rows = rollout_layer_rows(folder / meta["head_mean_files"][layer], previous, current, fmt.profile_of(meta))
             partials[fmt.rollout_file(layer)] = write_partial(folder / fmt.rollout_file(layer), rows)
             previous = current
         partials[fmt.ROLLOUT_META_FILE] = write_partial_json(folder / fmt.ROLLOUT_META_FILE, fmt.rollout_meta(layers))
@@ -222,25 +222,21 @@ def write_rollout(folder: Path, meta: dict[str, Any], device: str, progress: boo
     return placed
 
 
-def rollout_layer_rows(mean_file: Path, previous: torch.Tensor | None, current: torch.Tensor) -> Iterator[np.ndarray]:
+def rollout_layer_rows(
+    mean_file: Path, previous: torch.Tensor | None, current: torch.Tensor, profile: str = fmt.DEFAULT_PROFILE
+) -> Iterator[np.ndarray]:
     """Fill current = R_l = Ā_l · previous (Ā_0 alone for the first layer) a chunk of rows at a time, yielding
-    each chunk as float16."""
+    each chunk as float16. The head mean is stored as `profile` (full or triangle); the rollout is written full."""
     n = current.shape[0]
     chunk = max(1, ROLLOUT_CHUNK_BYTES // (n * 4))
     for row0 in range(0, n, chunk):
-        mixed = residual_mix(read_rows(mean_file, n, row0, chunk), row0, current.device)
+        mixed = residual_mix(fmt.read_full_rows(mean_file, profile, n, row0, chunk), row0, current.device)
         rows = current[row0 : row0 + mixed.shape[0]]
         if previous is None:
             rows.copy_(mixed)
         else:
             torch.matmul(mixed, previous, out=rows)
         yield rows.half().cpu().numpy()
-
-
-def read_rows(path: Path, n: int, row0: int, count: int) -> np.ndarray:
-    """Rows row0.. of an (N, N) float16 file, read without mapping it (a map would keep its pages resident)."""
-    count = min(count, n - row0)
-    return np.fromfile(path, dtype="<f2", count=count * n, offset=row0 * n * fmt.BYTES_PER_VALUE).reshape(count, n)
 
 
 def residual_mix(mean_rows: np.ndarray, row0: int, device: torch.device) -> torch.Tensor:

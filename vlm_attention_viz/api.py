@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from . import sample_format as fmt
 from .errors import UserError
 from .extract import LoadedModel, Request, capture_loaded, check_inputs
 from .models import adapter_for, adapter_for_config
@@ -39,6 +40,9 @@ def capture(
     adapter_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    store: str = fmt.DEFAULT_PROFILE,
+    layers: str | None = None,
+    heads: str | None = None,
 ) -> Sample:
     """Capture every layer's attention for one image (or a list of them, as --image repeated) + prompt into the
     sample folder output_dir, and open it.
@@ -46,7 +50,7 @@ def capture(
     model: a supported family, on any device or device_map, PEFT-wrapped or not; its family is read from
     model.config. processor: the checkpoint's processor (`load_processor(model_id)` builds it without
     torchvision). The options are the CLI's (--mode, --max-new-tokens, --max-pixels, --vision-layers,
-    --model-type, --overwrite); adapter_path is recorded as meta.json's adapter.path for a PEFT model.
+    --model-type, --overwrite, --store, --layers, --heads); adapter_path is recorded as meta.json's adapter.path for a PEFT model.
     """
     started = time.perf_counter()
     source = str(model.config._name_or_path or type(model).__name__)
@@ -62,6 +66,9 @@ def capture(
         vision_layers=vision_layers,
         overwrite=overwrite,
         progress=progress,
+        store=store,
+        layers=layers,
+        heads=heads,
     )
     opened = check_inputs(request)
     adapter = adapter_for_config(model.config, model_type, source)

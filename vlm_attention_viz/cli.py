@@ -21,7 +21,8 @@ The rollout for a sample made without it: python -m vlm_attention_viz rollout SA
 
 Size on disk: layers x (heads + 3) x tokens^2 x 2 bytes (heads, their mean and max, the rollout; e.g. Qwen3-VL-8B
 at 2,040 tokens: 10.5 GB), plus 4 token tables of tokens x layers x heads x 2 bytes, plus with --vision-layers:
-blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes.
+blocks x ((vision heads + 1) x patches^2 + patches) x 2 bytes. --store triangle halves the matrices;
+--store text-rows keeps T x tokens per matrix for the T non-image tokens (README: Disk size).
 """
 
 
@@ -31,6 +32,30 @@ def add_no_rollout(parser: argparse.ArgumentParser) -> None:
         dest="rollout",
         action="store_false",
         help="do not write the attention rollout (layers x tokens^2 x 2 bytes); `rollout SAMPLE_DIR` adds it later",
+    )
+
+
+def add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    """What a sample keeps of the attention (SPEC.md §1, storage profiles); the token tables stay whole."""
+    from .sample_format import DEFAULT_PROFILE, STORAGE_PROFILES
+
+    parser.add_argument(
+        "--store",
+        default=DEFAULT_PROFILE,
+        metavar="{" + ",".join(STORAGE_PROFILES) + "}",
+        help="how the matrices are stored: full (N^2 values each), triangle (the causal half, N(N+1)/2, same values), "
+        "text-rows (only the rows of non-image tokens, T x N; no rollout) (default: full)",
+    )
+    parser.add_argument(
+        "--layers",
+        metavar="SPEC",
+        help="keep only these LLM layers: all, lastK (e.g. last4) or a comma list (e.g. 0,12,-1) (default: all)",
+    )
+    parser.add_argument(
+        "--heads",
+        metavar="SPEC",
+        help="keep only these query heads in the layer files, e.g. 0,3,7 (default: all); the head mean and max are "
+        "over all heads",
     )
 
 
@@ -119,6 +144,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "blocks: all, lastK (e.g. last2), or a comma list of block indices (negative counts from the end, e.g. 0,-1); "
         "each block adds (vision heads + 1) x patches^2 x 2 bytes",
     )
+    add_storage_flags(parser)
     add_no_rollout(parser)
 
 
@@ -210,6 +236,7 @@ def import_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", help="where the token tables and the rollout are computed (default: cuda when available, else cpu)"
     )
+    add_storage_flags(parser)
     add_no_rollout(parser)
     return parser
 

@@ -24,6 +24,7 @@ from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .image_layout import ImageLayout
 from .images import copy_image, open_image
+from .index_spec import check_storage_flags, resolve_storage
 from .linear_capture import capturing_linear_layers
 from .models import ModelAdapter, PreparedInputs, adapter_for
 from .peft_adapter import adapter_meta, apply_adapter, read_adapter_config
@@ -52,6 +53,9 @@ class Request:
     max_pixels: int | None = None
     max_new_tokens: int = 256
     vision_layers: str | None = None  # also capture these vision blocks: "all", "lastK" or "i,j,..."
+    store: str = fmt.DEFAULT_PROFILE  # the storage profile, sample_format.STORAGE_PROFILES
+    layers: str | None = None  # keep these LLM layers (index spec); None: all
+    heads: str | None = None  # keep these query heads; None: all
     overwrite: bool = False
     progress: bool = True
     rollout: bool = True  # also write the attention rollout (SPEC.md §1)
@@ -121,19 +125,24 @@ def capture_loaded(
     kinds = adapter.layer_attention(model)
     seq_len = prepared.input_ids.shape[1]
     vision = plan_vision(request.vision_layers, adapter, model, processor, prepared) if request.vision_layers else None
-    rollout = request.rollout and fmt.all_softmax(kinds)
-    size = fmt.sample_bytes(layers, heads, seq_len, kinds, rollout) + (vision.bytes if vision else 0)
-    formula = fmt.size_formula(layers, heads, seq_len, vision.shape if vision else None, kinds, rollout)
+    storage = resolve_storage(request.store, request.layers, request.heads, layers, heads)
+    text_tokens = seq_len - len(layout.image_positions())
+    rollout = request.rollout and storage.serves("rollout") and fmt.all_softmax(kinds)
+    size = fmt.stored_bytes(storage, seq_len, text_tokens, rollout, kinds) + (vision.bytes if vision else 0)
+    formula = fmt.stored_formula(storage, seq_len, text_tokens, vision.shape if vision else None, rollout, kinds)
     fmt.check_disk_room(request.output_dir, size, formula)
     announce(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", request.progress)
+    if request.rollout and not storage.serves("rollout"):
+        announce(f"no rollout: it needs {fmt.rollout_needs(storage)}", request.progress)
 
     tokens = build_tokens(
         processor.tokenizer, prepared.input_ids[0].tolist(), prepared.image_token_id, prepared.grid_cols
     )
     layout.place(tokens)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite, update_index=request.update_index) as writer:
+        store = fmt.ProfileWriter(writer, storage, fmt.profile_rows(tokens, storage.profile))
         text_to_image, tables = capture_to(
-            writer,
+            store,
             model,
             adapter,
             prepared,
@@ -158,6 +167,7 @@ def capture_loaded(
             num_kv_heads=adapter.num_kv_heads(model),
             tokens=tokens,
             text_to_image=text_to_image,
+            storage=storage,
             token_tables=tables.write(writer),
             layer_attention=kinds,
             adapter=loaded.peft_fields,
@@ -206,6 +216,7 @@ def check_options(request: Request) -> None:
         check_vision_layers(request.vision_layers)
         if len(request.images) > 1:
             raise UserError("--vision-layers takes one --image; the vision overlay shows one image's patches")
+    check_storage_flags(request.store, request.layers, request.heads)
 
 
 def check_prompt(prompt: str) -> None:
@@ -240,7 +251,7 @@ def load(
 
 
 def capture_to(
-    writer: fmt.SampleWriter,
+    store: fmt.ProfileWriter,
     model: Any,
     adapter: ModelAdapter,
     prepared: PreparedInputs,
@@ -254,9 +265,11 @@ def capture_to(
     computed. heads: per layer, the heads it stores. Returns the text-to-image table and the per-token tables."""
     seq_len = prepared.input_ids.shape[1]
     layers = len(heads)
-    layer_bytes = (max(heads) + 2) * seq_len * seq_len * fmt.BYTES_PER_VALUE
+    # About one stored layer waits for the disk: a profile that keeps less holds less on the host.
+    storage = store.storage
+    layer_bytes = (max(heads) + 2) * storage.matrix_values(seq_len, len(store.rows)) * fmt.BYTES_PER_VALUE
     background: BackgroundWriter[AttentionRows | VisionRows] = BackgroundWriter(
-        lambda rows: write_rows(writer, rows), layer_bytes
+        lambda rows: write_rows(store, rows), layer_bytes
     )
     bar = tqdm(
         total=layers + (len(vision.blocks) if vision else 0), unit="layer", desc="capturing", disable=not progress
@@ -298,16 +311,17 @@ def capture_to(
     finally:
         bar.close()
     if vision_recorder:
-        writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
+        store.writer.write_vision_received(vision_recorder.received_matrix().astype(np.float16))
     return recorder.text_to_image.table(), measures.tables
 
 
-def write_rows(writer: fmt.SampleWriter, rows: AttentionRows | VisionRows) -> None:
-    """Each chunk to its own files; one image per sample, so a vision chunk is always image 0's."""
+def write_rows(store: fmt.ProfileWriter, rows: AttentionRows | VisionRows) -> None:
+    """Each chunk to its own files, LLM rows as the storage profile keeps them; one image per sample, so a vision
+    chunk is always image 0's."""
     if isinstance(rows, VisionRows):
-        writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
+        store.writer.write_vision_rows(rows.block, rows.rows, rows.attn, rows.head_mean)
     else:
-        writer.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
+        store.write_layer_rows(rows.layer, rows.row0, rows.attn, rows.head_mean, rows.head_max)
 
 
 def first_line(err: BaseException) -> str:

@@ -21,6 +21,7 @@ from . import sample_format as fmt
 from .errors import UserError
 from .images import copy_image, load_image
 from .import_layout import import_tokens, load_token_texts, resolve_grid, resolve_span
+from .index_spec import check_storage_flags, resolve_storage
 
 if TYPE_CHECKING:
     from .analysis import TokenMeasures
@@ -45,6 +46,9 @@ class ImportRequest:
     overwrite: bool = False
     device: str | None = None  # where the token tables and the rollout are computed; None: cuda when present
     rollout: bool = True
+    store: str = fmt.DEFAULT_PROFILE  # the storage profile, sample_format.STORAGE_PROFILES
+    layers: str | None = None  # keep these layers (index spec); None: all
+    heads: str | None = None  # keep these heads; None: all
 
 
 @dataclass
@@ -74,27 +78,41 @@ class ImportPlan:
     grid: tuple[int, int]  # rows, cols
     image: Image.Image
     image_format: str
+    storage: fmt.Storage
+
+    @property
+    def text_tokens(self) -> int:
+        return self.attention.shape[2] - (self.span[1] - self.span[0] + 1)
+
+    @property
+    def rollout(self) -> bool:
+        """Whether the storage keeps what the rollout is computed from."""
+        return self.storage.serves("rollout")
 
 
 def import_sample(request: ImportRequest) -> ImportResult:
     started = time.perf_counter()
     plan = plan_import(request)
     layers, heads, n, _ = plan.attention.shape
-    size = fmt.sample_bytes(layers, heads, n, rollout=request.rollout)
-    formula = fmt.size_formula(layers, heads, n, rollout=request.rollout)
+    rollout = request.rollout and plan.rollout
+    size = fmt.stored_bytes(plan.storage, n, plan.text_tokens, rollout)
+    formula = fmt.stored_formula(plan.storage, n, plan.text_tokens, rollout=rollout)
     fmt.check_disk_room(request.output_dir, size, formula, hint="free some space")
     from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout  # torch, once the inputs passed
 
     device = resolve_device(request.device)
     print(f"writing {request.output_dir}: about {fmt.format_bytes(size)} ({formula})", flush=True)
+    if request.rollout and not rollout:
+        print(f"no rollout: it needs {fmt.rollout_needs(plan.storage)}", flush=True)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
         grid = fmt.image_grid(*plan.grid, plan.span[0])
         layout = TokenLayout.of(plan.tokens, [fmt.grid_region(grid, plan.image.size)])
         measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, n))
-        text_to_image = convert_layers(writer, plan.attention, plan.span, measures, device)
+        store = fmt.ProfileWriter(writer, plan.storage, fmt.profile_rows(plan.tokens, plan.storage.profile))
+        text_to_image = convert_layers(store, plan.attention, plan.span, measures, device)
         image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)
         meta = import_meta(request, plan, image_path, text_to_image, measures.tables.write(writer))
-        if request.rollout:
+        if rollout:
             write_rollout(writer.tmp, meta, device)
         path = writer.commit(meta)
     return ImportResult(path, plan.attention.shape, plan.grid, size, time.perf_counter() - started)
@@ -102,9 +120,11 @@ def import_sample(request: ImportRequest) -> ImportResult:
 
 def plan_import(request: ImportRequest) -> ImportPlan:
     """Every check that needs no pass over the values, cheapest first."""
+    check_storage_flags(request.store, request.layers, request.heads)
     for note in fmt.prepare_target(request.output_dir, request.overwrite):
         print(note, file=sys.stderr)
     attention = open_attention(Path(request.attention))
+    storage = resolve_storage(request.store, request.layers, request.heads, *attention.shape[:2])
     n = attention.shape[2]
     texts = load_token_texts(request.tokens)
     if len(texts) != n:
@@ -113,7 +133,7 @@ def plan_import(request: ImportRequest) -> ImportPlan:
     placeholder = family_placeholder(request.model_type) if request.model_type else None
     span = resolve_span(request.image_span, placeholder, texts)
     rows, cols = resolve_grid(request.grid, span[1] - span[0] + 1, image.size)
-    return ImportPlan(attention, import_tokens(texts, span, cols), span, (rows, cols), image, image_format)
+    return ImportPlan(attention, import_tokens(texts, span, cols), span, (rows, cols), image, image_format, storage)
 
 
 def family_placeholder(model_type: str) -> str:
@@ -142,6 +162,7 @@ def import_meta(
         tokens=plan.tokens,
         image_grid=fmt.image_grid(rows, cols, start),
         text_to_image=text_to_image,
+        storage=plan.storage,
         token_tables=token_tables,
         **{
             "import": {
@@ -189,10 +210,10 @@ def open_attention(path: Path) -> AttentionFile:
 
 
 def convert_layers(
-    writer: fmt.SampleWriter, attention: AttentionFile, span: tuple[int, int], measures: TokenMeasures, device: str
+    store: fmt.ProfileWriter, attention: AttentionFile, span: tuple[int, int], measures: TokenMeasures, device: str
 ) -> np.ndarray:
-    """Write every layer as float16 rows plus head mean and max, fill the token tables from the stored rows
-    (on `device`); return the text-to-image table (L, H)."""
+    """Write every layer as float16 rows plus head mean and max (as the storage keeps them), fill the token tables
+    from the float16 rows of every layer and head (on `device`); return the text-to-image table (L, H)."""
     layers, heads, n, _ = attention.shape
     chunk = max(1, CHUNK_BYTES // (heads * n * max(4, attention.dtype.itemsize)))
     table = fmt.TextToImage(layers, heads, span)
@@ -206,7 +227,7 @@ def convert_layers(
             values = raw.astype(np.float32, copy=False)  # the mean and sums in float32, as the extractor does
             head_max = raw.max(axis=0)
             check_causal(head_max, layer, row0, span)
-            writer.write_layer_rows(
+            store.write_layer_rows(
                 layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
             )
             table.add(layer, row0, values[:, :, start : end + 1].sum(axis=-1, dtype=np.float64))

@@ -102,14 +102,16 @@ class Sample:
         return np.stack(rows) if len({len(row) for row in rows}) == 1 else rows
 
     def attention(self, layer: int, head: Head = "mean") -> np.ndarray:
-        """(N, N) float16, read-only and memory-mapped: row i is what token i attends to."""
+        """(N, N) float16, read-only: row i is what token i attends to. Memory-mapped in a full sample; unpacked
+        from a triangle or text-rows one (the rows of image tokens NaN there). A layer or head the sample did not
+        keep raises FormatError."""
         layer = checked_index(layer, self.num_layers, "layer")
         if isinstance(head, str):
             if head not in fmt.HEAD_AGGREGATES:
                 raise ValueError(f"head must be an int or one of {', '.join(fmt.HEAD_AGGREGATES)}, not {head!r}")
-            return fmt.open_head_aggregate(self.path, self.meta, layer, head)
-        heads = fmt.open_layer(self.path, self.meta, layer)  # (that layer's heads, N, N)
-        return heads[checked_index(head, heads.shape[0], "head")]
+            return fmt.read_matrix(self.path, self.meta, layer, head)
+        heads = fmt.layer_heads(self.num_layers, self.num_heads, self.meta.get("layer_attention"))[layer]
+        return fmt.read_matrix(self.path, self.meta, layer, checked_index(head, heads, "head"))
 
     def image_map(self, layer: int, head: Head, token: int, region: int | None = None) -> np.ndarray:
         """Token's attention row over one region's image tokens, as a (rows, cols) float32 array in grid order.

@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,6 +98,163 @@ def token_table_file(measure: str) -> str:
     return TOKEN_TABLES[measure].file
 
 
+class StorageProfile(NamedTuple):
+    layout: str  # where row i of an (N, N) matrix lies in its stored form
+    image_rows: bool  # whether the rows of image tokens are stored
+    causal_columns: bool  # whether a row stores only its causal columns 0..i (else all N)
+    matrix_values: Callable[[int, int], int]  # (N, T non-image tokens) -> float16 values one matrix stores
+    matrix_formula: str  # the same in words, for the size messages
+    views: tuple[str, ...]  # what a reader serves from it, among STORAGE_VIEWS
+
+    @property
+    def whole_rows(self) -> bool:
+        """Every row at its full width: the plain (N, N) layout."""
+        return self.image_rows and not self.causal_columns
+
+
+# What a reader can serve: a token's row (where it looks), a token's column (what looks at it), the rollout.
+STORAGE_VIEWS = ("row", "column", "rollout")
+# How the layer, head-mean and head-max files hold their matrices; a layer file stacks its kept heads' matrices.
+# Per layer a sample stores (kept heads + 2) x matrix_values x 2 bytes. SPEC.md §1 says what a reader does.
+STORAGE_PROFILES: dict[str, StorageProfile] = {
+    "full": StorageProfile(
+        "row i at element i·N, all N columns", True, False, lambda n, text: n * n, "N^2", STORAGE_VIEWS
+    ),
+    "triangle": StorageProfile(
+        "row i holds columns 0..i, at element i(i+1)/2: the causal triangle, rows back to back",
+        True,
+        True,
+        lambda n, text: n * (n + 1) // 2,
+        "N(N+1)/2",
+        STORAGE_VIEWS,
+    ),
+    "text-rows": StorageProfile(
+        "only the rows of non-image tokens, in token order, all N columns: stored row k = the k-th non-image token",
+        False,
+        False,
+        lambda n, text: text * n,
+        "T x N",
+        ("row", "column"),
+    ),
+}
+DEFAULT_PROFILE = "full"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """meta.json's `storage`: the profile and the kept layers and heads (original indices, ascending)."""
+
+    profile: str
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    num_layers: int
+    num_heads: int
+
+    @classmethod
+    def everything(cls, num_layers: int, num_heads: int, profile: str = DEFAULT_PROFILE) -> Storage:
+        return cls(profile, tuple(range(num_layers)), tuple(range(num_heads)), num_layers, num_heads)
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Storage:
+        """The storage a (validated) meta.json records; absent = full, every layer and head."""
+        field = meta.get("storage", {})
+        everything = cls.everything(meta["num_layers"], meta["num_heads"])
+        return cls(
+            profile_of(meta),
+            tuple(field.get("layers", everything.layers)),
+            tuple(field.get("heads", everything.heads)),
+            meta["num_layers"],
+            meta["num_heads"],
+        )
+
+    def stored_heads(self, layer_attention: list[dict] | None) -> list[int]:
+        """Per kept layer, the heads its file holds: the kept heads of `--heads`, else that layer's own count (a
+        subset of heads is kept only where every layer has the sample's heads)."""
+        if len(self.heads) < self.num_heads:
+            return [len(self.heads)] * len(self.layers)
+        per_layer = layer_heads(self.num_layers, self.num_heads, layer_attention)
+        return [per_layer[layer] for layer in self.layers]
+
+    @property
+    def is_default(self) -> bool:
+        return self == Storage.everything(self.num_layers, self.num_heads)
+
+    def meta_field(self) -> dict[str, Any] | None:
+        """meta.json's `storage`, or None for the default (full, everything), so such samples stay as before."""
+        if self.is_default:
+            return None
+        return {"profile": self.profile, "layers": list(self.layers), "heads": list(self.heads)}
+
+    @property
+    def kind(self) -> StorageProfile:
+        return STORAGE_PROFILES[self.profile]
+
+    @property
+    def keeps_all_layers(self) -> bool:
+        return len(self.layers) == self.num_layers
+
+    def serves(self, view: str) -> bool:
+        """Whether a reader can serve this view; the rollout needs every layer's whole head mean."""
+        served = view in STORAGE_PROFILES[self.profile].views
+        return served and (view != "rollout" or self.keeps_all_layers)
+
+    def matrix_values(self, seq_len: int, text_tokens: int) -> int:
+        return STORAGE_PROFILES[self.profile].matrix_values(seq_len, text_tokens)
+
+    def layer_position(self, layer: int) -> int:
+        """Where a model layer sits in meta.json's file lists; FormatError when the sample does not keep it."""
+        if layer not in self.layers:
+            raise FormatError(f"layer {layer} is not stored in this sample (it keeps layers {_listed(self.layers)})")
+        return self.layers.index(layer)
+
+    def head_position(self, head: int) -> int:
+        """Where a model head sits in a layer file; FormatError when the sample does not keep it."""
+        if head not in self.heads:
+            raise FormatError(f"head {head} is not stored in this sample (it keeps heads {_listed(self.heads)})")
+        return self.heads.index(head)
+
+
+def profile_of(meta: dict[str, Any]) -> str:
+    """The storage profile of a meta.json; absent = full."""
+    return meta.get("storage", {}).get("profile", DEFAULT_PROFILE)
+
+
+def _listed(indices: tuple[int, ...]) -> str:
+    return ", ".join(map(str, indices))
+
+
+def stored_rows(meta: dict[str, Any]) -> np.ndarray:
+    """The token rows a matrix of this sample holds, in stored order."""
+    return profile_rows(meta["tokens"], Storage.of(meta).profile)
+
+
+def profile_rows(tokens: list[dict[str, Any]], profile: str) -> np.ndarray:
+    """The token rows a profile stores, in order: every token, or only those that are not image tokens."""
+    if STORAGE_PROFILES[profile].image_rows:
+        return np.arange(len(tokens))
+    return np.array([i for i, t in enumerate(tokens) if t["type"] != "image"], dtype=np.int64)
+
+
+def row_starts(rows: np.ndarray, n: int, profile: str) -> np.ndarray:
+    """Where each stored row begins within a stored matrix, in values, and (last) the matrix's size: the rows lie
+    back to back, each N long, or i + 1 long (row i's causal columns) where the profile keeps only those."""
+    lengths = rows + 1 if STORAGE_PROFILES[profile].causal_columns else np.full(len(rows), n)
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def stored_mask(rows: np.ndarray, row0: int, count: int, n: int, profile: str) -> np.ndarray:
+    """(count, N) bool: the values of full rows row0.. that the profile stores, in row-major (= stored) order."""
+    mask = np.zeros((count, n), dtype=bool)
+    mask[rows[(rows >= row0) & (rows < row0 + count)] - row0] = True
+    if STORAGE_PROFILES[profile].causal_columns:
+        mask &= np.arange(n)[None, :] <= np.arange(row0, row0 + count)[:, None]
+    return mask
+
+
+def text_token_count(meta: dict[str, Any]) -> int:
+    return sum(t["type"] != "image" for t in meta["tokens"])
+
+
 _TABLE_FILES = "|".join(re.escape(table.file) for table in TOKEN_TABLES.values())
 # Every name a file of a sample can have; nothing else may be in a folder this tool replaces or cleans up.
 SAMPLE_FILE = re.compile(
@@ -114,12 +273,13 @@ def is_sample_file(name: str) -> bool:
     return SAMPLE_FILE.fullmatch(name) is not None
 
 
-def file_fields(layers: int) -> dict[str, list[str]]:
-    """meta.json's per-layer file lists."""
+def file_fields(layers: int, kept: tuple[int, ...] | None = None) -> dict[str, list[str]]:
+    """meta.json's per-layer file lists: one name per kept layer (default all), named by the model's layer index."""
+    indices = range(layers) if kept is None else kept
     return {
-        "layer_files": [layer_file(i) for i in range(layers)],
-        "head_mean_files": [head_mean_file(i) for i in range(layers)],
-        "head_max_files": [head_max_file(i) for i in range(layers)],
+        "layer_files": [layer_file(i) for i in indices],
+        "head_mean_files": [head_mean_file(i) for i in indices],
+        "head_max_files": [head_max_file(i) for i in indices],
     }
 
 
@@ -217,6 +377,48 @@ def size_formula(
     return formula
 
 
+def stored_bytes(
+    storage: Storage, seq_len: int, text_tokens: int, rollout: bool = True, layer_attention: list[dict] | None = None
+) -> int:
+    """sample_bytes under a storage profile and a subset of layers and heads: per kept layer its stored heads
+    plus the mean and max, each matrix_values x 2 bytes; the rollout (when the storage serves it) and the token
+    tables stay whole."""
+    if storage.is_default:
+        return sample_bytes(storage.num_layers, storage.num_heads, seq_len, layer_attention, rollout)
+    matrix = storage.matrix_values(seq_len, text_tokens) * BYTES_PER_VALUE
+    layers = sum(h + 2 for h in storage.stored_heads(layer_attention)) * matrix
+    widest = max(layer_heads(storage.num_layers, storage.num_heads, layer_attention))
+    tables = len(TOKEN_TABLES) * token_table_bytes(storage.num_layers, widest, seq_len)
+    return (
+        layers + tables + (rollout_bytes(storage.num_layers, seq_len) if rollout and storage.serves("rollout") else 0)
+    )
+
+
+def stored_formula(
+    storage: Storage,
+    seq_len: int,
+    text_tokens: int,
+    vision: tuple[int, int, int] | None = None,
+    rollout: bool = True,
+    layer_attention: list[dict] | None = None,
+) -> str:
+    """size_formula for stored_bytes."""
+    if storage.is_default:
+        return size_formula(storage.num_layers, storage.num_heads, seq_len, vision, layer_attention, rollout)
+    formula = (
+        f"{len(storage.layers)} layers x {len(storage.heads) + 2} matrices x "
+        f"{STORAGE_PROFILES[storage.profile].matrix_formula} x 2 bytes ({storage.profile}, N = {seq_len}"
+        + (f", T = {text_tokens} non-image tokens)" if "T" in STORAGE_PROFILES[storage.profile].matrix_formula else ")")
+    )
+    if rollout and storage.serves("rollout"):
+        formula += f" + rollout {storage.num_layers} x {seq_len}^2 x 2 bytes"
+    formula += f" + {len(TOKEN_TABLES)} token tables x {seq_len} x {storage.num_layers} x {storage.num_heads} x 2 bytes"
+    if vision:
+        blocks, vision_heads, patches = vision
+        formula += f" + {blocks} vision blocks x ({vision_heads + 1} x {patches}^2 + {patches}) x 2 bytes"
+    return formula
+
+
 def format_bytes(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1000:
@@ -292,6 +494,11 @@ def all_softmax(layer_attention: list[dict] | None) -> bool:
     return all(entry["kind"] in SOFTMAX_KINDS for entry in layer_attention or [])
 
 
+def stored_heads(meta: dict[str, Any]) -> list[int]:
+    """Per stored layer file, the heads it holds."""
+    return Storage.of(meta).stored_heads(meta.get("layer_attention"))
+
+
 def table_heads(meta: dict[str, Any]) -> int:
     """The head axis of the token tables: the most heads of any layer (a layer with fewer leaves NaN there)."""
     return max(layer_heads(meta["num_layers"], meta["num_heads"], meta.get("layer_attention")))
@@ -333,12 +540,14 @@ def build_meta(
     text_to_image: np.ndarray | list[np.ndarray] | None = None,
     image_regions: list[dict[str, Any]] | None = None,
     images: list[dict[str, Any]] | None = None,
+    storage: Storage | None = None,
     **optional: Any,
 ) -> dict[str, Any]:
     """meta.json (SPEC.md §1), the one builder every writer uses; optional fields given as None are left out.
 
     One image as one grid: image_grid. Anything else (tiles, a thumbnail, tokens that are not patches, several
-    images): image_regions and images, image_grid None, and the format version that has them."""
+    images): image_regions and images, image_grid None, and the format version that has them.
+    storage: the profile and kept layers and heads; None or the default (full, everything) records no `storage`."""
     meta: dict[str, Any] = {
         "format_version": REGIONS_FORMAT_VERSION if image_regions is not None else 1,
         "model": model,
@@ -354,8 +563,10 @@ def build_meta(
         "tokens": tokens,
         **({"image_grid": image_grid} if image_grid is not None else {}),
         **({"image_regions": image_regions, "images": images} if image_regions is not None else {}),
-        **file_fields(num_layers),
+        **file_fields(num_layers, storage.layers if storage else None),
     }
+    if storage is not None and storage.meta_field() is not None:
+        meta["storage"] = storage.meta_field()
     if text_to_image is not None:
         meta["text_to_image"] = [[round(float(v), 6) for v in row] for row in text_to_image]
     meta.update({key: value for key, value in optional.items() if value is not None})
@@ -448,10 +659,13 @@ def validate_meta(meta: Any) -> None:
     n, layers, heads = meta["seq_len"], meta["num_layers"], meta["num_heads"]
     if n < 1 or layers < 1 or heads < 1:
         raise FormatError("seq_len, num_layers and num_heads must be positive")
+    if "storage" in meta:
+        _validate_storage(meta["storage"], layers, heads)
+    kept = len(meta["storage"]["layers"]) if "storage" in meta else layers
     for field in ("layer_files", "head_mean_files", "head_max_files"):
         names = meta[field]
-        if len(names) != layers or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
-            raise FormatError(f"'{field}' must list {layers} plain file names")
+        if len(names) != kept or not all(isinstance(x, str) and _is_plain_name(x) for x in names):
+            raise FormatError(f"'{field}' must list {kept} plain file names")
     if not _is_plain_name(meta["image_path"]):
         raise FormatError("'image_path' must be a plain file name inside the sample")
     _validate_tokens(meta["tokens"], n)
@@ -471,6 +685,24 @@ def validate_meta(meta: Any) -> None:
         raise FormatError("'import' must be an object")
     if "token_tables" in meta:
         _validate_token_tables(meta["token_tables"])
+    storage = Storage.of(meta)
+    if text_token_count(meta) == 0 and not storage.kind.image_rows:
+        raise FormatError(f"a {storage.profile} sample needs at least one token that is not an image token")
+
+
+def _validate_storage(storage: Any, layers: int, heads: int) -> None:
+    if not isinstance(storage, dict) or storage.get("profile") not in STORAGE_PROFILES:
+        raise FormatError(f"'storage' must be an object whose 'profile' is one of {', '.join(STORAGE_PROFILES)}")
+    for field, count in (("layers", layers), ("heads", heads)):
+        indices = storage.get(field)
+        if (
+            not isinstance(indices, list)
+            or not indices
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+            or indices != sorted(set(indices))
+            or not 0 <= indices[0] <= indices[-1] < count
+        ):
+            raise FormatError(f"storage.{field} must list ascending, unique indices below {count}")
 
 
 def _validate_token_tables(measures: Any) -> None:
@@ -480,6 +712,13 @@ def _validate_token_tables(measures: Any) -> None:
         or len(set(measures)) != len(measures)
     ):
         raise FormatError(f"'token_tables' must list distinct measures among {', '.join(TOKEN_TABLES)}")
+
+
+def rollout_needs(storage: Storage) -> str:
+    """Why a sample stored this way has no rollout: what the rollout needs and the storage lacks."""
+    if not storage.kind.image_rows:
+        return f"whole head-mean matrices, and a {storage.profile} sample holds only the rows of non-image tokens"
+    return f"every layer's head mean, and this sample keeps only layers {_listed(storage.layers)}"
 
 
 def validate_rollout_meta(rollout: Any, meta: dict[str, Any]) -> None:
@@ -674,12 +913,15 @@ def _validate_vision(vision: Any, image_size: list[Any]) -> None:
 def _expected_sizes(meta: dict[str, Any], rollout: dict[str, Any] | None) -> dict[str, int]:
     """Every attention file of the sample (with its rollout when rollout.json is given) and its size in bytes."""
     n, layers = meta["seq_len"], meta["num_layers"]
-    heads = layer_heads(layers, meta["num_heads"], meta.get("layer_attention"))
-    expected = {name: h * n * n * BYTES_PER_VALUE for name, h in zip(meta["layer_files"], heads, strict=True)}
+    storage = Storage.of(meta)
+    matrix = storage.matrix_values(n, text_token_count(meta)) * BYTES_PER_VALUE
+    expected = {name: h * matrix for name, h in zip(meta["layer_files"], stored_heads(meta), strict=True)}
     for name in meta["head_mean_files"] + meta["head_max_files"]:
-        expected[name] = n * n * BYTES_PER_VALUE
+        expected[name] = matrix
     for measure in meta.get("token_tables", []):
         expected[token_table_file(measure)] = token_table_bytes(layers, table_heads(meta), n)
+    if rollout is not None and not storage.serves("rollout"):
+        raise FormatError(f"{ROLLOUT_META_FILE} is there, but a rollout needs {rollout_needs(storage)}")
     if rollout is not None:
         for layer in range(layers):
             expected[rollout_file(layer)] = n * n * BYTES_PER_VALUE
@@ -753,10 +995,11 @@ def read_rollout(sample_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def open_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
-    """Memory-map one layer as (H, N, N) float16 without reading it (H: that layer's heads)."""
+    """Memory-map one layer of a full-profile sample as (kept heads, N, N) float16 without reading it;
+    read_matrix serves every profile."""
+    _require_full(meta)
     n = meta["seq_len"]
-    heads = layer_heads(meta["num_layers"], meta["num_heads"], meta.get("layer_attention"))[layer]
-    return np.memmap(Path(sample_dir) / meta["layer_files"][layer], dtype=np.float16, mode="r", shape=(heads, n, n))
+    return open_stored_layer(sample_dir, meta, layer).reshape(-1, n, n)
 
 
 # The head aggregates a sample stores per layer, and meta.json's list of their files.
@@ -764,10 +1007,77 @@ HEAD_AGGREGATES = {"mean": "head_mean_files", "max": "head_max_files"}
 
 
 def open_head_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
-    """Memory-map a layer's head-'mean' or head-'max' matrix as (N, N) float16."""
-    names = meta[HEAD_AGGREGATES[kind]]
+    """Memory-map a layer's head-'mean' or head-'max' matrix of a full-profile sample as (N, N) float16."""
+    _require_full(meta)
     n = meta["seq_len"]
-    return np.memmap(Path(sample_dir) / names[layer], dtype=np.float16, mode="r", shape=(n, n))
+    return open_stored_aggregate(sample_dir, meta, layer, kind).reshape(n, n)
+
+
+def _require_full(meta: dict[str, Any]) -> None:
+    storage = Storage.of(meta)
+    if not storage.kind.whole_rows:
+        raise FormatError(
+            f"this sample is stored as {storage.profile}, not as (N, N) matrices; read it with read_matrix"
+        )
+
+
+def open_stored_layer(sample_dir: Path, meta: dict[str, Any], layer: int) -> np.memmap:
+    """A kept layer's file as stored: (kept heads, values of one matrix) float16, memory-mapped."""
+    storage = Storage.of(meta)
+    position = storage.layer_position(layer)
+    name = meta["layer_files"][position]
+    shape = (stored_heads(meta)[position], storage.matrix_values(meta["seq_len"], text_token_count(meta)))
+    return np.memmap(Path(sample_dir) / name, dtype=np.float16, mode="r", shape=shape)
+
+
+def open_stored_aggregate(sample_dir: Path, meta: dict[str, Any], layer: int, kind: str) -> np.memmap:
+    """A kept layer's head-'mean' or head-'max' file as stored: (values of one matrix,) float16, memory-mapped."""
+    storage = Storage.of(meta)
+    name = meta[HEAD_AGGREGATES[kind]][storage.layer_position(layer)]
+    shape = (storage.matrix_values(meta["seq_len"], text_token_count(meta)),)
+    return np.memmap(Path(sample_dir) / name, dtype=np.float16, mode="r", shape=shape)
+
+
+def read_matrix(sample_dir: Path, meta: dict[str, Any], layer: int, head: int | str) -> np.ndarray:
+    """One (N, N) float16 matrix of a kept layer, whatever the profile: a head (the model's index, kept) or a head
+    aggregate. Full: a read-only memory map. Triangle: unpacked, 0 above the diagonal as stored nowhere.
+    Text-rows: unpacked, NaN in the rows of image tokens, which the sample does not hold."""
+    storage = Storage.of(meta)
+    if isinstance(head, str):
+        stored = open_stored_aggregate(sample_dir, meta, layer, head)
+    else:
+        stored = open_stored_layer(sample_dir, meta, layer)[storage.head_position(head)]
+    return unpack_matrix(stored, meta)
+
+
+def unpack_matrix(stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """A matrix's stored values as the (N, N) matrix (SPEC.md §1, storage profiles): the columns a row does not
+    store are 0 (the causal mask's), the rows not stored NaN."""
+    n, profile = meta["seq_len"], profile_of(meta)
+    if STORAGE_PROFILES[profile].whole_rows:
+        return stored.reshape(n, n)
+    rows = stored_rows(meta)
+    matrix = np.full((n, n), np.nan, dtype=np.float16)
+    matrix[rows] = 0
+    matrix[stored_mask(rows, 0, n, n, profile)] = stored
+    matrix.flags.writeable = False
+    return matrix
+
+
+def read_full_rows(path: Path, profile: str, n: int, row0: int, count: int) -> np.ndarray:
+    """Rows row0.. of an (N, N) matrix file of a profile that stores every row, as (count, N) float16 read without
+    a memory map (a map would keep its pages resident); the rollout reads its head means so."""
+    if not STORAGE_PROFILES[profile].image_rows:
+        raise FormatError(f"a {profile} sample does not hold every row of its matrices")
+    count = min(count, n - row0)
+    starts = row_starts(np.arange(n), n, profile)
+    first = int(starts[row0])
+    values = np.fromfile(path, dtype="<f2", count=int(starts[row0 + count]) - first, offset=first * BYTES_PER_VALUE)
+    if STORAGE_PROFILES[profile].whole_rows:
+        return values.reshape(count, n)
+    rows = np.zeros((count, n), dtype=np.float16)
+    rows[stored_mask(np.arange(n), row0, count, n, profile)] = values
+    return rows
 
 
 def open_token_table(sample_dir: Path, meta: dict[str, Any], measure: str) -> np.memmap:
@@ -1039,6 +1349,56 @@ class SampleWriter:
                     parent.rmdir()
                 except OSError:  # no longer empty: someone else wrote there
                     break
+
+
+class ProfileWriter:
+    """Writes the rows, heads and layers a storage profile keeps of each chunk the capture streams, each at its final
+    offset. The chunks carry every layer and head, so the token tables and text_to_image stay whole."""
+
+    def __init__(self, writer: SampleWriter, storage: Storage, rows: np.ndarray) -> None:
+        self.writer = writer
+        self.storage = storage
+        self.rows = rows  # the token rows a matrix stores (stored_rows)
+        self.heads = np.array(storage.heads)
+        self.all_heads = len(storage.heads) == storage.num_heads
+        self.starts: np.ndarray | None = None  # row_starts, once N is known
+
+    def write_layer_rows(
+        self, layer: int, row0: int, attn: np.ndarray, head_mean: np.ndarray, head_max: np.ndarray
+    ) -> None:
+        """Query rows row0.. of one layer: attn (H, c, N) over every head, head_mean and head_max (c, N), float16."""
+        if layer not in self.storage.layers:
+            return
+        kept = attn if self.all_heads else attn[self.heads]
+        if self.storage.kind.whole_rows:
+            self.writer.write_layer_rows(layer, row0, kept, head_mean, head_max)
+            return
+        count, n = attn.shape[1], attn.shape[2]
+        if self.starts is None:
+            self.starts = row_starts(self.rows, n, self.storage.profile)
+        first = int(np.searchsorted(self.rows, row0))
+        mask = stored_mask(self.rows, row0, count, n, self.storage.profile)
+        self._write_packed(layer, int(self.starts[first]), int(self.starts[-1]), kept, head_mean, head_max, mask)
+
+    def _write_packed(
+        self,
+        layer: int,
+        offset: int,
+        matrix_values: int,
+        kept: np.ndarray,
+        head_mean: np.ndarray,
+        head_max: np.ndarray,
+        mask: np.ndarray,
+    ) -> None:
+        """The masked values of a chunk, in row-major order, at element `offset` of each matrix: the stored values
+        of a chunk's rows lie back to back."""
+        if not mask.any():
+            return
+        write = self.writer._write_at
+        for h, head in enumerate(kept):
+            write(layer_file(layer), BYTES_PER_VALUE * (h * matrix_values + offset), head[mask])
+        write(head_mean_file(layer), BYTES_PER_VALUE * offset, head_mean[mask])
+        write(head_max_file(layer), BYTES_PER_VALUE * offset, head_max[mask])
 
 
 def is_served(root: Path, path: Path) -> bool:

@@ -12,7 +12,6 @@ attention each patch receives.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from . import sample_format as fmt
 from .attention_capture import DEFAULT_ROW_BUDGET, attention_chunks, rows_per_chunk, to_host
 from .errors import UserError
+from .index_spec import IndexKind, check_index_spec, resolve_index_spec
 from .models import ModelAdapter, PreparedInputs
 from .models.base import PatchCall, VisionGeometry
 
@@ -193,34 +193,17 @@ def vision_attention_modules(model: torch.nn.Module, vision_config: object) -> l
     return [m for m in model.modules() if getattr(m, "config", None) is vision_config and hasattr(m, "is_causal")]
 
 
-_SPEC = re.compile(r"all|last[1-9][0-9]*|-?[0-9]+(,-?[0-9]+)*")
-SPEC_HELP = "'all', 'lastK' (the last K blocks, K >= 1) or a comma list of block indices such as '0,5,-1' (negative counts from the end)"
+VISION_BLOCKS = IndexKind("--vision-layers", "block", "the vision tower")
 
 
 def check_vision_layers(spec: str) -> None:
     """The syntax alone, so a typo is refused before the model loads."""
-    if not _SPEC.fullmatch(spec.replace(" ", "")):
-        raise UserError(f"--vision-layers {spec!r} is malformed; use {SPEC_HELP}")
+    check_index_spec(spec, VISION_BLOCKS)
 
 
 def vision_blocks(spec: str, depth: int) -> list[int]:
     """The block indices a --vision-layers value names, ascending and unique, checked against the tower's depth."""
-    check_vision_layers(spec)
-    spec = spec.replace(" ", "")
-    if spec == "all":
-        return list(range(depth))
-    if spec.startswith("last"):
-        count = int(spec[4:])
-        if count > depth:
-            raise UserError(f"--vision-layers {spec}: the vision tower has only {depth} blocks")
-        return list(range(depth - count, depth))
-    indices = [int(part) for part in spec.split(",")]
-    outside = [i for i in indices if not -depth <= i < depth]
-    if outside:
-        raise UserError(
-            f"--vision-layers {spec}: block {outside[0]} is out of range; the vision tower has {depth} blocks (0..{depth - 1}, or -{depth}..-1 from the end)"
-        )
-    return sorted({i % depth for i in indices})
+    return resolve_index_spec(spec, depth, VISION_BLOCKS)
 
 
 @dataclass

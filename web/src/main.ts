@@ -22,6 +22,7 @@ import {
 } from "./state/state";
 import { settingsFromParams, settingsToParams, type Settings } from "./state/settings";
 import { selectionLabel, statusText } from "./state/status";
+import { vectorStored } from "./state/stored";
 import { stepToken, wordAt } from "./state/words";
 import { Controls, bindShortcuts } from "./view/controls";
 import type { Heat } from "./view/color";
@@ -367,7 +368,9 @@ async function refresh(): Promise<void> {
 
 /** The LLM vector of the selected tokens, or null when none is selected. */
 async function tokenValues(view: ViewState): Promise<Float32Array | null> {
-  if (view.tokens.length === 0) return null;
+  if (view.tokens.length === 0 || !app.loaded) return null;
+  // What the sample does not store is not read: every cell is drawn grey, and the status line says why.
+  if (!vectorStored(view, app.loaded.meta)) return new Float32Array(app.loaded.meta.seqLen).fill(NaN);
   const [firstLayer, lastLayer] = layerSpan(view);
   return client.vector({
     firstLayer,
@@ -398,7 +401,7 @@ async function sharedValues(view: ViewState): Promise<SharedVectors | null> {
   const vision = visionShown();
   const key = JSON.stringify([view.tokens, view.dir, view.combine, vision && [view.patch, view.vhead]]);
   if (app.shared?.key === key) return app.shared;
-  const llm = view.tokens.length
+  const llm = vectorStored({ ...view, layerReduce: "max", layerEnd: app.loaded.meta.numLayers - 1, layer: 0, head: "max" }, app.loaded.meta)
     ? client.vector({
         firstLayer: 0,
         lastLayer: app.loaded.meta.numLayers - 1,

@@ -22,6 +22,67 @@ export const TOKEN_TABLES = {
 } as const satisfies Record<string, { file: string; label: string }>;
 export type TokenMeasure = keyof typeof TOKEN_TABLES;
 
+/** What a reader serves from a sample: a token's row, a token's column, the rollout (sample_format.py's STORAGE_VIEWS). */
+export type StorageView = "row" | "col" | "rollout";
+
+interface StorageProfileKind {
+  /** Where row i of an (N, N) matrix lies in its stored form. */
+  layout: string;
+  /** Whether the rows of image tokens are stored. */
+  imageRows: boolean;
+  /** Whether a row stores only its causal columns 0..i (else all N). */
+  causalColumns: boolean;
+  /** float16 values one stored matrix holds, for N tokens of which `text` are not image tokens. */
+  matrixValues: (n: number, text: number) => number;
+  views: readonly StorageView[];
+}
+
+/**
+ * The storage profiles (SPEC.md §1), named once: sample_format.py's STORAGE_PROFILES.
+ * A layer file stacks its kept heads' matrices; the head mean and max files hold one each.
+ */
+export const STORAGE_PROFILES = {
+  full: {
+    layout: "row i at element i·N, all N columns",
+    imageRows: true,
+    causalColumns: false,
+    matrixValues: (n) => n * n,
+    views: ["row", "col", "rollout"],
+  },
+  triangle: {
+    layout: "row i holds columns 0..i at element i(i+1)/2",
+    imageRows: true,
+    causalColumns: true,
+    matrixValues: (n) => (n * (n + 1)) / 2,
+    views: ["row", "col", "rollout"],
+  },
+  "text-rows": {
+    layout: "only the rows of non-image tokens, in token order, all N columns",
+    imageRows: false,
+    causalColumns: false,
+    matrixValues: (n, text) => text * n,
+    views: ["row", "col"],
+  },
+} as const satisfies Record<string, StorageProfileKind>;
+export type StorageProfile = keyof typeof STORAGE_PROFILES;
+/** The profile of a meta.json without `storage`. */
+export const DEFAULT_PROFILE: StorageProfile = "full";
+
+/** meta.json's `storage` (absent: full, every layer and head), with the stored rows worked out. */
+export interface Storage {
+  profile: StorageProfile;
+  /** The kept layers (model indices, ascending); meta.json's file lists follow this order. */
+  layers: number[];
+  /** The kept query heads, in the order a layer file stacks them. */
+  heads: number[];
+  /** The token rows each matrix stores, in stored order. */
+  rows: number[];
+  /** Per token: its stored row, or -1 when its row is not stored. */
+  rowIndex: Int32Array;
+  /** Where each stored row begins in a stored matrix, in values; the last entry is the matrix's size. */
+  rowStarts: Float64Array;
+}
+
 export type TokenType = "text" | "image" | "special";
 /** What a region of image tokens covers (sample_format.REGION_KINDS): a whole image, a tile, a downscaled whole. */
 export const REGION_KINDS = ["image", "tile", "global"] as const;
@@ -124,6 +185,8 @@ export interface SampleMeta {
   tokenTables: TokenMeasure[];
   /** meta.json's `text_to_image`, L × H values in [layer][head] order; null when the sample has none (or not of that shape). */
   textToImage: Float32Array | null;
+  /** What the layer, mean and max files keep (SPEC.md §1, storage profiles). */
+  storage: Storage;
 }
 
 /** rollout.json: R_l = Ā_l ⋯ Ā_0 is stored as one float16 (N, N) file per layer. */
@@ -228,6 +291,7 @@ export function parseMeta(raw: unknown): SampleMeta {
   const imagePath = field(raw, "image_path", isString, "a string");
   if (!isPlainName(imagePath)) throw new FormatError("'image_path' must be a plain file name inside the sample");
   const tokens = parseTokens(field(raw, "tokens", isList, "a list"), seqLen);
+  const storage = parseStorage(raw["storage"], numLayers, numHeads, tokens);
   const answerStart = raw["answer_start"];
   const imageSize = field(raw, "image_size", isIntPair, "[width, height]");
   const layout = "image_regions" in raw ? parseRegions(raw, version, tokens, imagePath, imageSize) : singleGrid(raw, tokens, imagePath, imageSize);
@@ -242,14 +306,15 @@ export function parseMeta(raw: unknown): SampleMeta {
     seqLen,
     tokens,
     ...layout,
-    layerFiles: fileList(raw, "layer_files", numLayers),
-    headMeanFiles: fileList(raw, "head_mean_files", numLayers),
-    headMaxFiles: fileList(raw, "head_max_files", numLayers),
+    layerFiles: fileList(raw, "layer_files", storage.layers.length),
+    headMeanFiles: fileList(raw, "head_mean_files", storage.layers.length),
+    headMaxFiles: fileList(raw, "head_max_files", storage.layers.length),
     layerAttention: parseLayerAttention(raw["layer_attention"], numLayers, numHeads),
     ...(isInt(answerStart) && answerStart >= 0 && answerStart < seqLen ? { answerStart } : {}),
     ...("vision" in raw ? { vision: parseVision(raw["vision"], imageSize) } : {}),
     tokenTables: "token_tables" in raw ? parseTokenTables(raw["token_tables"]) : [],
     textToImage: parseLayerHeadTable(raw["text_to_image"], numLayers, numHeads),
+    storage,
   };
 }
 
@@ -260,6 +325,51 @@ export function parseMeta(raw: unknown): SampleMeta {
 function parseLayerHeadTable(raw: unknown, numLayers: number, numHeads: number): Float32Array | null {
   const isRow = (row: unknown): row is number[] => isList(row) && row.length === numHeads && row.every((v) => typeof v === "number");
   return isList(raw) && raw.length === numLayers && raw.every(isRow) ? Float32Array.from(raw.flat()) : null;
+}
+
+const range = (count: number): number[] => Array.from({ length: count }, (_, i) => i);
+
+/** The `storage` field, checked as sample_format.py checks it and with the same messages; absent = full, everything. */
+function parseStorage(raw: unknown, numLayers: number, numHeads: number, tokens: Token[]): Storage {
+  if (raw === undefined) return storageOf(DEFAULT_PROFILE, range(numLayers), range(numHeads), tokens);
+  const profile = isObject(raw) ? raw["profile"] : undefined;
+  if (!isObject(raw) || !isString(profile) || !Object.hasOwn(STORAGE_PROFILES, profile)) {
+    throw new FormatError(`'storage' must be an object whose 'profile' is one of ${Object.keys(STORAGE_PROFILES).join(", ")}`);
+  }
+  const indices = (key: string, count: number): number[] => {
+    const list = raw[key];
+    const ascending =
+      isList(list) && list.length > 0 && list.every((v, i) => isInt(v) && v >= 0 && v < count && (i === 0 || v > (list[i - 1] as number)));
+    if (!ascending) throw new FormatError(`storage.${key} must list ascending, unique indices below ${count}`);
+    return list as number[];
+  };
+  const storage = storageOf(profile as StorageProfile, indices("layers", numLayers), indices("heads", numHeads), tokens);
+  if (storage.rows.length === 0) throw new FormatError("a text-rows sample needs at least one token that is not an image token");
+  return storage;
+}
+
+function storageOf(profile: StorageProfile, layers: number[], heads: number[], tokens: Token[]): Storage {
+  const { imageRows, causalColumns } = STORAGE_PROFILES[profile];
+  const rows = imageRows ? range(tokens.length) : tokens.filter((t) => t.type !== "image").map((t) => t.id);
+  const rowIndex = new Int32Array(tokens.length).fill(-1);
+  const rowStarts = new Float64Array(rows.length + 1);
+  rows.forEach((row, k) => {
+    rowIndex[row] = k;
+    rowStarts[k + 1] = rowStarts[k]! + (causalColumns ? row + 1 : tokens.length);
+  });
+  return { profile, layers, heads, rows, rowIndex, rowStarts };
+}
+
+/** Whether the sample can serve a view: the rollout also needs every layer's whole head mean. */
+export function storageServes(meta: Pick<SampleMeta, "storage" | "numLayers">, view: StorageView): boolean {
+  const { profile, layers } = meta.storage;
+  const views: readonly StorageView[] = STORAGE_PROFILES[profile].views;
+  return views.includes(view) && (view !== "rollout" || layers.length === meta.numLayers);
+}
+
+/** float16 values of one stored matrix (a head of a layer file, or a mean or max file). */
+export function storedMatrixValues(meta: Pick<SampleMeta, "storage" | "seqLen">): number {
+  return STORAGE_PROFILES[meta.storage.profile].matrixValues(meta.seqLen, meta.storage.rows.length);
 }
 
 function isTokenMeasure(value: unknown): value is TokenMeasure {
@@ -274,7 +384,8 @@ function parseTokenTables(raw: unknown): TokenMeasure[] {
 }
 
 /** Parse rollout.json against its sample's meta; throws FormatError with sample_format.py's messages. */
-export function parseRollout(raw: unknown, meta: Pick<SampleMeta, "numLayers">): RolloutMeta {
+export function parseRollout(raw: unknown, meta: Pick<SampleMeta, "numLayers" | "storage">): RolloutMeta {
+  if (!storageServes(meta, "rollout")) throw new FormatError(`${ROLLOUT_FILE} is there, but this sample's storage holds no rollout`);
   if (!isObject(raw) || !isString(raw["formula"])) {
     throw new FormatError(`${ROLLOUT_FILE} must hold an object with the string 'formula'`);
   }
@@ -574,11 +685,17 @@ export function matrixBytes(seqLen: number): number {
   return seqLen * seqLen * BYTES_PER_VALUE;
 }
 
-/** Bytes a layer file must have: the layer's H stacked (N, N) matrices. */
-export function layerFileBytes(meta: Pick<SampleMeta, "layerAttention" | "seqLen">, layer: number): number {
-  const heads = meta.layerAttention[layer]?.numHeads;
-  if (heads === undefined) throw new Error(`no layer ${layer}: meta.json lists ${meta.layerAttention.length}`);
-  return heads * matrixBytes(meta.seqLen);
+/**
+ * Bytes the stored layer file at `position` (of storage.layers) must have: its heads' stored matrices, stacked.
+ * Its heads: the kept ones of `--heads`, else that layer's own count (a subset is kept only where every layer
+ * has the sample's heads).
+ */
+export function layerFileBytes(meta: Pick<SampleMeta, "storage" | "seqLen" | "layerAttention" | "numHeads">, position: number): number {
+  const layer = meta.storage.layers[position];
+  const own = layer === undefined ? undefined : meta.layerAttention[layer]?.numHeads;
+  if (own === undefined) throw new Error(`no stored layer ${position}: meta.json keeps ${meta.storage.layers.length}`);
+  const heads = meta.storage.heads.length < meta.numHeads ? meta.storage.heads.length : own;
+  return heads * storedMatrixValues(meta) * BYTES_PER_VALUE;
 }
 
 /** Bytes a vision block file must have: Hv stacked (P, P) matrices. */
@@ -601,14 +718,14 @@ export interface SizedFile {
  * format gives it: what a complete sample holds.
  */
 export function attentionFileSizes(meta: SampleMeta, rollout?: RolloutMeta): SizedFile[] {
-  const matrix = matrixBytes(meta.seqLen);
+  const stored = storedMatrixValues(meta) * BYTES_PER_VALUE;
   return [
-    ...meta.layerFiles.map((file, layer) => ({ file, bytes: layerFileBytes(meta, layer) })),
-    ...sized(meta.headMeanFiles, matrix),
-    ...sized(meta.headMaxFiles, matrix),
+    ...meta.layerFiles.map((file, position) => ({ file, bytes: layerFileBytes(meta, position) })),
+    ...sized(meta.headMeanFiles, stored),
+    ...sized(meta.headMaxFiles, stored),
     ...(meta.vision ? visionFileSizes(meta.vision) : []),
     ...sized(meta.tokenTables.map(tokenTableFile), tokenTableBytes(meta)),
-    ...(rollout ? sized(rollout.files, matrix) : []),
+    ...(rollout ? sized(rollout.files, matrixBytes(meta.seqLen)) : []),
   ];
 }
 

@@ -20,9 +20,11 @@ import {
   visionBlockFileBytes,
   visionReceivedBytes,
   type TokenMeasure,
+  storedMatrixValues,
   type VisionMeta,
 } from "./format";
 import type { SampleFiles } from "./protocol";
+import { fullRows, storedSpan } from "./stored-rows";
 import { HEAD_AGGREGATES, VISION_HEAD_AGGREGATES, type HeadChoice, type VisionHead } from "./variants";
 
 export class MatrixSource {
@@ -43,8 +45,13 @@ export class MatrixSource {
     cacheBytes: number,
   ) {
     this.cache = new ByteLru(cacheBytes, (evicted) => {
-      if (evicted.byteLength === matrixBytes(files.seqLen)) this.spare = evicted.buffer as ArrayBuffer;
+      if (evicted.byteLength === this.storedMatrixBytes) this.spare = evicted.buffer as ArrayBuffer;
     });
+  }
+
+  /** Bytes of one LLM matrix as the sample stores it (SPEC.md §1, storage profiles). */
+  private get storedMatrixBytes(): number {
+    return storedMatrixValues(this.files) * BYTES_PER_VALUE;
   }
 
   get cachedBytes(): number {
@@ -127,7 +134,7 @@ export class MatrixSource {
    * become the most recent, so making room for the others evicts older views first.
    */
   warm(wanted: [number, HeadChoice][]): void {
-    const fitting = wanted.slice(0, Math.floor(this.cache.maxBytes / matrixBytes(this.files.seqLen)));
+    const fitting = wanted.slice(0, Math.floor(this.cache.maxBytes / this.storedMatrixBytes));
     for (const [layer, head] of [...fitting].reverse()) this.cache.get(this.key(layer, head));
     this.wanted = fitting.filter(([layer, head]) => !this.isCached(layer, head));
     if (!this.warming) void this.warmNext();
@@ -154,9 +161,11 @@ export class MatrixSource {
    * into the cached matrix, or one range read of just those rows, whose bytes
    * are reserved in the budget until `use` is done with them.
    */
-  withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
-    const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n: this.files.seqLen };
-    return this.rowsOf(matrix, first, count, use);
+  async withRows<T>(layer: number, head: HeadChoice, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    const { storage, seqLen: n } = this.files;
+    const matrix = { key: this.key(layer, head), span: this.matrixSpan(layer, head), n };
+    const [start, end] = storedSpan(storage, first, count);
+    return this.valuesOf(matrix, start, end - start, (values) => use(fullRows(storage, n, values, start, first, count)));
   }
 
   /** withRows() for R_layer, the rollout up to a layer: a (N, N) matrix laid out as a head-mean file. */
@@ -176,21 +185,21 @@ export class MatrixSource {
     return this.rowsOf({ key: `vision:${index}:${head}`, span: this.visionMatrixSpan(index, head), n: P }, first, count, use);
   }
 
-  private async rowsOf<T>(
-    matrix: { key: string; span: FileSpan; n: number },
-    first: number,
-    count: number,
-    use: (rows: Uint16Array) => T,
-  ): Promise<T> {
-    const { key, span, n } = matrix;
+  private rowsOf<T>(matrix: { key: string; span: FileSpan; n: number }, first: number, count: number, use: (rows: Uint16Array) => T): Promise<T> {
+    return this.valuesOf(matrix, first * matrix.n, count * matrix.n, use);
+  }
+
+  /** Hand `length` stored values of a matrix from element `start` on to `use`: from the cache, or one range read. */
+  private async valuesOf<T>(matrix: { key: string; span: FileSpan }, start: number, length: number, use: (values: Uint16Array) => T): Promise<T> {
+    const { key, span } = matrix;
     const cached = this.cache.get(key);
-    if (cached) return use(cached.subarray(first * n, (first + count) * n));
-    const rowBytes = n * BYTES_PER_VALUE;
-    const bytes = count * rowBytes;
+    if (cached) return use(cached.subarray(start, start + length));
+    const bytes = length * BYTES_PER_VALUE;
+    if (bytes === 0) return use(new Uint16Array(0)); // rows the sample does not store: nothing to read
     this.cache.reserve(bytes);
     this.spare = null; // a row read has no use for it: let the GC have it
     try {
-      return use(new Uint16Array(await fetchSpan({ ...span, start: span.start + first * rowBytes, length: bytes })));
+      return use(new Uint16Array(await fetchSpan({ ...span, start: span.start + start * BYTES_PER_VALUE, length: bytes })));
     } finally {
       this.cache.release(bytes);
     }
@@ -222,13 +231,25 @@ export class MatrixSource {
     return { ...file, start: head * bytes, length: bytes };
   }
 
-  /** Where a matrix lives: one head's block of a layer file, or a whole head-aggregate file. */
+  /**
+   * Where a matrix lives: one kept head's block of a kept layer's file, or a whole head-aggregate file; the
+   * file lists follow storage.layers, a layer file's blocks storage.heads.
+   */
   private matrixSpan(layer: number, head: HeadChoice): FileSpan {
-    const bytes = matrixBytes(this.files.seqLen);
-    if (typeof head !== "number") return this.spanOf(listed(this.files[HEAD_AGGREGATES[head].files], layer), bytes);
-    const file = this.spanOf(listed(this.files.layerFiles, layer), layerFileBytes(this.files, layer));
-    return { ...file, start: head * bytes, length: bytes };
+    const { storage } = this.files;
+    const bytes = this.storedMatrixBytes;
+    const position = storedPosition(storage.layers, layer, "layer");
+    if (typeof head !== "number") return this.spanOf(listed(this.files[HEAD_AGGREGATES[head].files], position), bytes);
+    const file = this.spanOf(listed(this.files.layerFiles, position), layerFileBytes(this.files, position));
+    return { ...file, start: storedPosition(storage.heads, head, "head") * bytes, length: bytes };
   }
+}
+
+/** Where a kept layer or head sits among the kept ones; asking for one the sample does not keep is a bug of the caller. */
+function storedPosition(kept: number[], index: number, what: string): number {
+  const position = kept.indexOf(index);
+  if (position < 0) throw new Error(`${what} ${index} is not stored in this sample (it keeps ${what}s ${kept.join(", ")})`);
+  return position;
 }
 
 /** The file a list of meta.json names for a layer or block; a request past the list is a bug, said plainly. */

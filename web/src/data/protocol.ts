@@ -1,12 +1,14 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
 import type { Axis } from "./attention";
-import type { ImageGrid, LayerAttention, RolloutMeta, TokenMeasure, VisionMeta } from "./format";
+import type { ImageGrid, LayerAttention, RolloutMeta, Storage, TokenMeasure, VisionMeta } from "./format";
 import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 
 /** The files and sizes the worker needs; a subset of SampleMeta. */
 export interface SampleFiles {
   seqLen: number;
+  /** The sample's query heads (a layer may have its own count, in layerAttention). */
+  numHeads: number;
   layerAttention: LayerAttention[];
   imageGrid?: ImageGrid;
   layerFiles: string[];
@@ -15,6 +17,8 @@ export interface SampleFiles {
   vision?: VisionMeta;
   /** The rollout's files, when the sample has rollout.json. */
   rollout?: RolloutMeta;
+  /** Which layers, heads and rows the files keep: the file lists follow storage.layers. */
+  storage: Storage;
 }
 
 /**

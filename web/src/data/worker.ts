@@ -15,6 +15,7 @@ let files: SampleFiles | undefined;
 let seqLen = 0;
 let numLayers = 0;
 let tableWidth = 0; // the token tables' head axis
+let keptLayers: number[] = [];
 let patches = 0; // P of the vision grid, when the sample has one
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
@@ -25,8 +26,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       source = new MatrixSource(message.sampleUrl, message.files, message.cacheBytes);
       files = message.files;
       seqLen = message.files.seqLen;
-      numLayers = message.files.layerFiles.length;
+      numLayers = message.files.layerAttention.length; // the tables cover every layer, kept or not
       tableWidth = tableHeads({ numLayers, layerAttention: message.files.layerAttention });
+      keptLayers = message.files.storage.layers;
       patches = message.files.vision?.seqLen ?? 0;
       reply({ id: message.id, ok: true });
       return;
@@ -79,7 +81,9 @@ async function computeVector(request: VectorRequest): Promise<Float32Array> {
   };
   if (reduction.reads === "rollout") return combined((index) => rolloutVector(request, index));
   const layerVector = (layer: number) => combined((index) => tokenVector(request, layer, index));
-  const layers = Array.from({ length: request.lastLayer - request.firstLayer + 1 }, (_, k) => request.firstLayer + k);
+  // A range of layers reduces over the ones the sample keeps (SPEC.md §1, storage profiles).
+  const layers = keptLayers.filter((l) => l >= request.firstLayer && l <= request.lastLayer);
+  if (layers.length === 0) throw new Error(`no layer of ${request.firstLayer}–${request.lastLayer} is stored in this sample`);
   // Rows are small reads and go in parallel; a column can need most of a
   // matrix per layer, so those go one at a time to bound memory.
   const perLayer: Float32Array[] = [];
@@ -156,5 +160,5 @@ function prefetch(request: VectorRequest): void {
   // A range of layers would flush the cache; the rollout's matrices are not warmed.
   if (request.firstLayer !== request.lastLayer || LAYER_REDUCTIONS[request.layerReduce].reads === "rollout") return;
   const layers = [request.firstLayer, request.firstLayer + 1, request.firstLayer - 1];
-  openSource().warm(layers.filter((l) => l >= 0 && l < numLayers).map((l) => [l, request.head]));
+  openSource().warm(layers.filter((l) => keptLayers.includes(l)).map((l) => [l, request.head]));
 }

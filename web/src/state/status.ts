@@ -8,6 +8,7 @@
 import type { SampleMeta, VisionMeta } from "../data/format";
 import { LAYER_REDUCTIONS, VISION_HEAD_AGGREGATES, WORD_COMBINES, type VisionHead } from "../data/variants";
 import { headLabel, layerSpan, shownVision, type Direction, type ViewState } from "./state";
+import { storageNote } from "./stored";
 import { selectionText } from "./words";
 
 const DIRECTION: Record<Direction, string> = { src: "Source→Target", tgt: "Target←Source" };
@@ -15,12 +16,14 @@ const DIRECTION: Record<Direction, string> = { src: "Source→Target", tgt: "Tar
 export function statusText(view: ViewState, meta: SampleMeta): string {
   const vision = shownVision(view, meta);
   if (vision) return visionStatusText(view, vision);
+  const note = storageNote(view, meta);
   return [
     `${layersText(view)} of ${meta.numLayers - 1}`,
     isRollout(view) ? `rollout R_${view.layer} over layers 0–${view.layer} (head means)` : headLabel(view.head),
     `${meta.seqLen} tokens`,
     DIRECTION[view.dir],
     describeSelection(view, meta),
+    ...(note ? [note] : []),
   ].join(" · ");
 }
 

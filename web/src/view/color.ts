@@ -120,6 +120,8 @@ export interface Heat {
   visible: [number, number];
   /** What masks the rest, e.g. "causal mask" (LAYER_KIND_VIEWS). */
   mask: string;
+  /** 1 for the entries the sample does not store (SPEC.md §1, storage profiles): drawn as masked. */
+  unstored?: Uint8Array | null;
 }
 
 /** Table index of a value on a scale: log scales map log(value); zero and below sit at the bottom. */
@@ -132,6 +134,6 @@ export function scaleIndex(value: number, scale: Scale): number {
 
 /** Table index of entry `index` of a heat: MASKED outside what the selection sees. */
 export function heatIndex(heat: Heat, index: number): number {
-  if (index < heat.visible[0] || index > heat.visible[1]) return MASKED;
+  if (index < heat.visible[0] || index > heat.visible[1] || heat.unstored?.[index]) return MASKED;
   return scaleIndex(heat.values[index]!, heat.scale);
 }

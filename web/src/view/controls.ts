@@ -16,6 +16,7 @@ import {
   layerReductionAvailable,
   variantNamed,
   variantsOf,
+  type HeadChoice,
 } from "../data/variants";
 import {
   headCycle,
@@ -159,11 +160,7 @@ export class Controls {
     }
     this.layer.max = String(meta.numLayers - 1);
     this.layerEnd.max = String(meta.numLayers - 1);
-    this.head.replaceChildren(
-      ...headCycle(meta.numHeads).map((head) =>
-        option(String(head), typeof head === "number" ? `head ${head}` : `aggregated: ${HEAD_AGGREGATES[head].label}`),
-      ),
-    );
+    this.head.replaceChildren(...headCycle(meta.numHeads).map((head) => headOption(head, meta)));
     const overlays = availableOverlays(meta);
     this.overlay.replaceChildren(...overlays.map((o) => option(o, OVERLAYS[o].label)));
     this.overlay.parentElement!.hidden = overlays.length < 2;
@@ -231,6 +228,15 @@ export class Controls {
 
 function assign(element: { value: string }, value: string): void {
   if (element.value !== value) element.value = value;
+}
+
+/** A head's entry; a head the sample does not keep is greyed out (the aggregates are over all heads, always stored). */
+function headOption(head: HeadChoice, meta: SampleMeta): HTMLOptionElement {
+  if (typeof head !== "number") return option(String(head), `aggregated: ${HEAD_AGGREGATES[head].label}`);
+  const kept = meta.storage.heads.includes(head);
+  const element = option(String(head), kept ? `head ${head}` : `head ${head} (not stored)`);
+  element.disabled = !kept;
+  return element;
 }
 
 function option(value: string, text: string): HTMLOptionElement {

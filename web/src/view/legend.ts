@@ -22,6 +22,8 @@ export interface Legend {
   nonFinite: number;
   /** Cells whose value is undefined (NaN by definition, not by accident), drawn with the masked look, and why. */
   undefinedCells?: { count: number; why: string };
+  /** Cells the sample does not store (SPEC.md §1, storage profiles). */
+  unstored?: number;
 }
 
 interface Item {
@@ -43,6 +45,7 @@ export function legendText(legend: Legend): { low: string; high: string; items: 
   if (legend.masked > 0) items.push({ text: `masked (${legend.mask}): ${legend.masked}`, swatch: MASKED_RGBA });
   const undefinedCells = legend.undefinedCells;
   if (undefinedCells && undefinedCells.count > 0) items.push({ text: `undefined (NaN): ${undefinedCells.count}, ${undefinedCells.why}`, swatch: MASKED_RGBA });
+  if (legend.unstored) items.push({ text: `not stored in this sample: ${legend.unstored}`, swatch: MASKED_RGBA });
   if (legend.nonFinite > 0) items.push({ text: `NaN/Inf values: ${legend.nonFinite}`, swatch: NON_FINITE_RGBA });
   return { low: formatWeight(scale.lo), high: formatWeight(scale.hi), items };
 }

@@ -11,6 +11,7 @@ import { reach, type ImageRegion, type SampleMeta, type VisionMeta } from "../da
 import { LAYER_REDUCTIONS, layersSigned, maskNames, REGION_VIEWS, type RegionView } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
+import { unstoredCells } from "../state/stored";
 import type { Heat, Scale } from "./color";
 import type { OverlayPart, OverlayView } from "./image-panel";
 import type { Legend } from "./legend";
@@ -52,6 +53,8 @@ interface Span {
   over: string;
   /** What masks the cells outside `visible`. */
   mask: string;
+  /** 1 for entries the sample does not store: left out of the range, drawn as masked. */
+  unstored?: Uint8Array | null;
 }
 
 /**
@@ -75,7 +78,8 @@ export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttent
 }
 
 function statsOver(values: Float32Array, span: Span): ShownStats {
-  const { cells, skip, visible } = span;
+  const { cells, visible } = span;
+  const skip = skipped(span);
   if ("indices" in cells) return shownStatsAt(values, skip, cells.indices, visible);
   return shownStats(values, skip, Math.max(cells.start, visible[0]), Math.min(cells.end, visible[1] + 1));
 }
@@ -87,6 +91,24 @@ function scaleOf(shown: ShownStats, shared: Float32Array | null, span: Span, set
   if (mode === "log") return { mode, lo: shown.minPositive, hi: range.hi };
   if (mode === "shared" && shared) return { mode, lo: 0, hi: statsOver(shared, span).range?.hi ?? 0 };
   return { mode: "view", ...range };
+}
+
+/** The entries the range leaves out: the skipped ones and those not stored. */
+function skipped(span: Span): Uint8Array | null {
+  const { skip, unstored } = span;
+  if (!unstored) return skip;
+  return skip ? unstored.map((u, i) => u | skip[i]!) : unstored;
+}
+
+/** Entries of the span's cells the selection sees but the sample does not store. */
+function unstoredCount(span: Span): number {
+  const { unstored, visible, cells } = span;
+  if (!unstored) return 0;
+  let count = 0;
+  const add = (i: number): void => void (i >= visible[0] && i <= visible[1] && (count += unstored[i] ?? 0));
+  if ("indices" in cells) for (let k = 0; k < cells.indices.length; k++) add(cells.indices[k]!);
+  else for (let i = cells.start; i < cells.end; i++) add(i);
+  return count;
 }
 
 /** Cells of [start, end) that the selection cannot see. */
@@ -133,8 +155,9 @@ function panelHeat(
     masked: maskedCount(span),
     mask: span.mask,
     nonFinite: shown.nonFinite,
+    unstored: unstoredCount(span),
   };
-  return { heat: { values, scale, palette, visible: span.visible, mask: span.mask }, legend };
+  return { heat: { values, scale, palette, visible: span.visible, mask: span.mask, unstored: span.unstored ?? null }, legend };
 }
 
 function llmTitle(view: ViewState, meta: SampleMeta): string {
@@ -157,7 +180,8 @@ export function tokenHeat(fetched: Fetched, settings: Settings): PanelHeat | nul
   const sinks = settings.excludeSinks ? fetched.sinks : null;
   const over = `over the tokens the selection sees, sinks ${sinks ? "left out" : "included"}`;
   const visible = visibleSpan(view, meta, values.length);
-  const span: Span = { cells: { start: 0, end: values.length }, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)) };
+  const unstored = unstoredCells(view, meta);
+  const span: Span = { cells: { start: 0, end: values.length }, skip: sinks, visible, over, mask: maskNames(meta, ...layerSpan(view)), unstored };
   // In vision mode the image shows the vision encoder, while the tokens still show the LLM: the title says so.
   const title = shownVision(view, meta) ? `Tokens: ${llmTitle(view, meta)} (not the vision encoder)` : `Tokens: ${llmTitle(view, meta)}`;
   return panelHeat(values, fetched.shared, span, settings, title, llmSharedOver(meta), layersSigned(meta, ...layerSpan(view)));
@@ -189,6 +213,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     visible: visibleSpan(view, meta, n),
     mask: maskNames(meta, ...layerSpan(view)),
     over: `over ${what} the selection sees, sinks ${sinks}`,
+    unstored: unstoredCells(view, meta),
   });
   const signed = layersSigned(meta, ...layerSpan(view));
   const title = `Image: ${llmTitle(view, meta)}`;

@@ -23,9 +23,10 @@ export function formatWeight(value: number): string {
   return value === 0 ? "0" : value.toPrecision(4);
 }
 
-/** A value as the tooltip names it: NaN and ±Inf are said to come from the file, masked cells are said to be masked. */
+/** A value as the tooltip names it: NaN and ±Inf are said to come from the file, masked and unstored cells are said to be so. */
 export function describeValue(heat: Heat, index: number): string {
   if (index < heat.visible[0] || index > heat.visible[1]) return `masked: the selection cannot see it (${heat.mask})`;
+  if (heat.unstored?.[index]) return "not stored in this sample (its storage profile or kept layers and heads)";
   const value = heat.values[index]!;
   if (Number.isNaN(value)) return "NaN in the file (not a number; drawn magenta)";
   if (!Number.isFinite(value)) return `${value > 0 ? "+" : "-"}Inf in the file (drawn magenta)`;
