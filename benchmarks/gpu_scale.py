@@ -5,7 +5,8 @@ No download: the shapes are Qwen3-VL-8B's (36 layers, 32 heads, 8 KV heads, head
 geometry (16 px patches, 2 x 2 merge, so 32 x 32 px per token). For each N it measures
   - the extraction's wall time (vav.capture, the CLI's own path) against writing the same bytes to the same disk;
   - the peak GPU memory above the weights, against what output_attentions keeps (its arithmetic, L x H x N^2 x 2
-    bytes in bfloat16, and a real eager run where that fits).
+    bytes in bfloat16, and a real eager run where that fits);
+  - both again with --store text-rows.
 A full sample at N = 8,192 is 169 GB; when the disk cannot hold a sample, the model is cut to the layers it can
 hold, and the figures say so (time and bytes scale with the layers; the peak does not).
 
@@ -83,17 +84,20 @@ def photo(tokens: int) -> Image.Image:
     return Image.effect_mandelbrot(size, (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB")
 
 
-def layers_that_fit(folder: Path, layers: int, heads: int, n: int) -> int:
-    """The most layers whose sample the disk holds, with 10% to spare."""
+def layers_that_fit(folder: Path, layers: int, heads: int, n: int, store: str) -> int:
+    """The most layers whose sample the disk holds under the storage profile, with 10% to spare."""
     free = shutil.disk_usage(folder).free * 0.9
-    per_layer = fmt.sample_bytes(1, heads, n) - fmt.sample_bytes(0, heads, n)
-    return max(1, min(layers, int(free // per_layer)))
+    sized = [fmt.stored_bytes(fmt.Storage.everything(count, heads, store), n, TEXT_TOKENS) for count in (1, 2)]
+    return max(1, min(layers, int(free // (sized[1] - sized[0]))))
 
 
-def measure(args: argparse.Namespace, processor: object, ids: dict[str, int], tokens: int) -> None:
+TEXT_TOKENS = 30  # about the prompt's tokens around the image
+
+
+def measure(args: argparse.Namespace, processor: object, ids: dict[str, int], tokens: int, store: str) -> None:
     text, _ = SHAPES[args.shape]
-    heads, n_estimate = text["num_attention_heads"], tokens + 30
-    layers = layers_that_fit(args.workdir, text["num_hidden_layers"], heads, n_estimate)
+    heads = text["num_attention_heads"]
+    layers = layers_that_fit(args.workdir, text["num_hidden_layers"], heads, tokens + TEXT_TOKENS, store)
     model = random_model(args.shape, layers, ids, args.device)
     cuda = args.device.startswith("cuda")
     if cuda:
@@ -103,7 +107,7 @@ def measure(args: argparse.Namespace, processor: object, ids: dict[str, int], to
     image, out = photo(tokens), args.workdir / f"sample-{tokens}"
     started = time.perf_counter()
     sample = vav.capture(model, processor, image, "Describe this image in detail.", out, overwrite=True,
-                         max_pixels=image.width * image.height, progress=False)  # fmt: skip
+                         max_pixels=image.width * image.height, progress=False, store=store)  # fmt: skip
     seconds = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() - weights if cuda else float("nan")
     n, size = sample.seq_len, folder_bytes(out)
@@ -111,11 +115,11 @@ def measure(args: argparse.Namespace, processor: object, ids: dict[str, int], to
     disk = write_same_bytes(args.workdir, size, sync=True)
     kept = layers * heads * n * n * 2  # bfloat16 probabilities of every layer, held until the forward ends
     cut = "" if layers == text["num_hidden_layers"] else f" (cut from {text['num_hidden_layers']} to fit the disk)"
-    print(f"N = {n}: {layers} layers{cut} x {heads} heads, sample {fmt.format_bytes(size)}")
+    print(f"N = {n}, --store {store}: {layers} layers{cut} x {heads} heads, sample {fmt.format_bytes(size)}")
     print(f"  extraction {seconds:.1f} s; writing the same bytes with fsync {disk:.1f} s")
     print(f"  peak GPU memory above the weights {fmt.format_bytes(peak) if cuda else 'n/a (cpu)'}; "
           f"output_attentions keeps {fmt.format_bytes(kept)} (L x H x N^2 x 2)")  # fmt: skip
-    if cuda and args.eager and kept < 0.5 * torch.cuda.mem_get_info()[0]:
+    if cuda and args.eager and store == fmt.DEFAULT_PROFILE and kept < 0.5 * torch.cuda.mem_get_info()[0]:
         print(
             f"  eager output_attentions measured: {fmt.format_bytes(eager_peak(model, processor, image))} above the weights"
         )
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--tokens", default="2040,8192", help="image tokens per run, comma-separated")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", type=Path, default=Path("bench-output/gpu"))
+    parser.add_argument("--store", default="full,text-rows", help="storage profiles to measure, comma-separated")
     parser.add_argument("--no-eager", dest="eager", action="store_false", help="skip the measured eager run")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +164,8 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"device: {name}; shape {args.shape}; torch {torch.__version__}")
     for tokens in map(int, args.tokens.split(",")):
-        measure(args, processor, ids, tokens)
+        for store in args.store.split(","):
+            measure(args, processor, ids, tokens, store)
 
 
 if __name__ == "__main__":
