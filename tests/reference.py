@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from transformers.vision_utils import get_vision_position_ids
 
+from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
-from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named
+from vlm_attention_viz.dev.tiny import TinyShape
+from vlm_attention_viz.models import ModelAdapter, PreparedInputs, adapter_named, detect_model_type
 from vlm_attention_viz.models.base import VisionGeometry
 from vlm_attention_viz.vision_capture import VisionRows
 
@@ -156,6 +158,29 @@ def reference_for_photo(model_dir: Path, photo: Path, adapter: ModelAdapter = AD
         hook.remove()
     orders = row_major(prepared.model_inputs["image_grid_thw"], processor.image_processor.merge_size)
     return {block: vision_block_reference(model, block, grabbed[block], orders)[0] for block in grabbed}
+
+
+def processed_images(family: str, model_dir: Path, images: list[Path]) -> tuple[dict, object]:
+    """The family's processor inputs for these images and the prompt, and the processor."""
+    adapter = adapter_named(family)
+    processor = adapter.load_processor(str(model_dir))
+    opened = [Image.open(path).convert("RGB") for path in images]
+    return adapter.prepare_images(processor, opened, PROMPT, None).model_inputs, processor
+
+
+def assert_detected_and_equal_to_eager(
+    family: str, shape: TinyShape, model_dir: Path, sample: Path, image: Path
+) -> None:
+    """The CLI found the family from config.json, and every layer and head mean equals eager attention."""
+    meta = fmt.validate_sample(sample)
+    assert detect_model_type(str(model_dir)) == family and meta["model_type"] == family
+    reference, _, _ = eager_reference(model_dir, image, family)
+    assert len(reference) == meta["num_layers"] == shape.layers and reference[0].shape[0] == shape.heads
+    for layer, ref in enumerate(reference):
+        stored = np.asarray(fmt.open_layer(sample, meta, layer), np.float32)
+        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
+        mean = np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32)
+        np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
 
 
 def processed(model_dir: Path, photo: Path) -> dict:

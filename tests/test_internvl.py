@@ -14,10 +14,14 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.models import adapter_named, detect_model_type
 
 from conftest import run
-from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+from reference import (
+    PROMPT,
+    assert_detected_and_equal_to_eager,
+    captured_chunks_with_logits_unchanged,
+    processed_images,
+)
 
 INTERNVL = TinyShape(family="internvl", layers=2, heads=4, kv_heads=2, seed=9)
 # 300 x 170 px: of up to 6 tiles of 64 px, 2 x 1 is the closest aspect ratio; a thumbnail follows
@@ -53,25 +57,10 @@ def internvl_sample(internvl_model: Path, quadrants: Path, tmp_path_factory: pyt
     return sample
 
 
-def processed(model_dir: Path, images: list[Path]) -> tuple[dict, object]:
-    adapter = adapter_named("internvl")
-    processor = adapter.load_processor(str(model_dir))
-    opened = [Image.open(path).convert("RGB") for path in images]
-    return adapter.prepare_images(processor, opened, PROMPT, None).model_inputs, processor
-
-
 def test_internvl_is_detected_and_every_layer_matches_eager_output_attentions(
     internvl_model: Path, internvl_sample: Path, quadrants: Path
 ) -> None:
-    meta = fmt.validate_sample(internvl_sample)
-    assert detect_model_type(str(internvl_model)) == "internvl" and meta["model_type"] == "internvl"
-    reference, _, _ = eager_reference(internvl_model, quadrants, "internvl")
-    assert len(reference) == meta["num_layers"] == INTERNVL.layers and reference[0].shape[0] == INTERNVL.heads
-    for layer, ref in enumerate(reference):
-        stored = np.asarray(fmt.open_layer(internvl_sample, meta, layer), np.float32)
-        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        mean = np.asarray(fmt.open_head_aggregate(internvl_sample, meta, layer, "mean"), np.float32)
-        np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
+    assert_detected_and_equal_to_eager("internvl", INTERNVL, internvl_model, internvl_sample, quadrants)
 
 
 def test_internvl_logits_with_capture_equal_logits_without(internvl_model: Path, quadrants: Path) -> None:
@@ -83,7 +72,7 @@ def test_internvl_regions_are_the_processor_tiles_then_the_thumbnail(
     internvl_model: Path, internvl_sample: Path, quadrants: Path
 ) -> None:
     meta = fmt.read_meta(internvl_sample)
-    inputs, processor = processed(internvl_model, [quadrants])
+    inputs, processor = processed_images("internvl", internvl_model, [quadrants])
     tiles = TILE_COLS * TILE_ROWS
     assert inputs["pixel_values"].shape[0] == tiles + 1  # the tiles, then the thumbnail
     assert processor.image_processor.size["height"] == TILE_PX and processor.image_seq_length == SIDE * SIDE
@@ -114,7 +103,7 @@ def test_colour_test_each_token_rectangle_lies_over_its_colour_in_the_image_and_
     at that token's patch (tile tokens and thumbnail tokens alike): the token order within a tile is row-major."""
     meta = fmt.read_meta(internvl_sample)
     original = np.asarray(Image.open(quadrants).convert("RGB"), np.float32)
-    inputs, _ = processed(internvl_model, [quadrants])
+    inputs, _ = processed_images("internvl", internvl_model, [quadrants])
     pixel_values = inputs["pixel_values"].numpy() * 0.5 + 0.5  # image_mean = image_std = 0.5
     (width, height), (orig_w, orig_h) = meta["image_size"], meta["original_image_size"]
     token_px = TILE_PX / SIDE
@@ -135,7 +124,7 @@ def test_internvl_texts_decode_back_and_the_tables_count_every_tile(
     internvl_model: Path, internvl_sample: Path, quadrants: Path
 ) -> None:
     meta = fmt.read_meta(internvl_sample)
-    inputs, processor = processed(internvl_model, [quadrants])
+    inputs, processor = processed_images("internvl", internvl_model, [quadrants])
     ids = inputs["input_ids"][0].tolist()
     assert [t["token_id"] for t in meta["tokens"]] == ids
     text_ids = [t for t in ids if t != processor.image_token_id]
@@ -174,6 +163,6 @@ def test_two_images_each_get_their_tiles_in_prompt_order(internvl_model: Path, q
         (1, "global"),
     ]
     assert [r["rect"] for r in regions[3:]] == [[0, 0, 64, 64], [0, 64, 64, 64], [0, 0, 64, 128]]
-    inputs, processor = processed(internvl_model, [quadrants, tall])
+    inputs, processor = processed_images("internvl", internvl_model, [quadrants, tall])
     ids = inputs["input_ids"][0].tolist()
     assert [p for r in regions for p in r["tokens"]] == [i for i, t in enumerate(ids) if t == processor.image_token_id]

@@ -14,10 +14,14 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.models import adapter_named, detect_model_type
 
 from conftest import run
-from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+from reference import (
+    PROMPT,
+    assert_detected_and_equal_to_eager,
+    captured_chunks_with_logits_unchanged,
+    processed_images,
+)
 
 MISTRAL3 = TinyShape(family="mistral3", layers=2, heads=4, kv_heads=2, seed=7)
 TOKEN_PX = 16  # 8 px patches merged 2 x 2
@@ -56,25 +60,10 @@ def mistral3_sample(mistral3_model: Path, quadrants: Path, tmp_path_factory: pyt
     return sample
 
 
-def processed(model_dir: Path, images: list[Path]) -> tuple[dict, object]:
-    adapter = adapter_named("mistral3")
-    processor = adapter.load_processor(str(model_dir))
-    opened = [Image.open(path).convert("RGB") for path in images]
-    return adapter.prepare_images(processor, opened, PROMPT, None).model_inputs, processor
-
-
 def test_mistral3_is_detected_and_every_layer_matches_eager_output_attentions(
     mistral3_model: Path, mistral3_sample: Path, quadrants: Path
 ) -> None:
-    meta = fmt.validate_sample(mistral3_sample)
-    assert detect_model_type(str(mistral3_model)) == "mistral3" and meta["model_type"] == "mistral3"
-    reference, _, _ = eager_reference(mistral3_model, quadrants, "mistral3")
-    assert len(reference) == meta["num_layers"] == MISTRAL3.layers and reference[0].shape[0] == MISTRAL3.heads
-    for layer, ref in enumerate(reference):
-        stored = np.asarray(fmt.open_layer(mistral3_sample, meta, layer), np.float32)
-        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        mean = np.asarray(fmt.open_head_aggregate(mistral3_sample, meta, layer, "mean"), np.float32)
-        np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
+    assert_detected_and_equal_to_eager("mistral3", MISTRAL3, mistral3_model, mistral3_sample, quadrants)
 
 
 def test_mistral3_logits_with_capture_equal_logits_without(mistral3_model: Path, quadrants: Path) -> None:
@@ -86,7 +75,7 @@ def test_mistral3_grid_skips_the_row_breaks_the_processor_wrote(
     mistral3_model: Path, mistral3_sample: Path, quadrants: Path
 ) -> None:
     meta = fmt.read_meta(mistral3_sample)
-    inputs, processor = processed(mistral3_model, [quadrants])
+    inputs, processor = processed_images("mistral3", mistral3_model, [quadrants])
     assert inputs["image_sizes"].tolist() == [[ROWS * TOKEN_PX, COLS * TOKEN_PX]]
     assert processor.patch_size * processor.spatial_merge_size == TOKEN_PX  # read from the checkpoint
     assert meta["format_version"] == 2 and "image_grid" not in meta
@@ -114,7 +103,7 @@ def test_colour_test_each_token_rectangle_lies_over_its_colour_in_the_image_and_
 ) -> None:
     meta = fmt.read_meta(mistral3_sample)
     original = np.asarray(Image.open(quadrants).convert("RGB"), np.float32)
-    inputs, _ = processed(mistral3_model, [quadrants])
+    inputs, _ = processed_images("mistral3", mistral3_model, [quadrants])
     pixel_values = inputs["pixel_values"][0].numpy() * 0.5 + 0.5  # image_mean = image_std = 0.5
     (width, height), (orig_w, orig_h) = meta["image_size"], meta["original_image_size"]
     (region,) = meta["image_regions"]
@@ -135,7 +124,7 @@ def test_mistral3_token_texts_decode_back_and_the_tables_count_the_grid(
     mistral3_model: Path, mistral3_sample: Path, quadrants: Path
 ) -> None:
     meta = fmt.read_meta(mistral3_sample)
-    inputs, processor = processed(mistral3_model, [quadrants])
+    inputs, processor = processed_images("mistral3", mistral3_model, [quadrants])
     ids = inputs["input_ids"][0].tolist()
     assert [t["token_id"] for t in meta["tokens"]] == ids
     text_ids = [t for t in ids if t != processor.image_token_id]
@@ -157,7 +146,7 @@ def test_two_images_are_two_grids_in_prompt_order(mistral3_model: Path, quadrant
         (0, ROWS, COLS, [0, 0, 128, 80]),
         (1, 8, 4, [0, 0, 64, 128]),
     ]
-    inputs, processor = processed(mistral3_model, [quadrants, tall])
+    inputs, processor = processed_images("mistral3", mistral3_model, [quadrants, tall])
     ids = inputs["input_ids"][0].tolist()
     assert regions[0]["tokens"] + regions[1]["tokens"] == [
         i for i, t in enumerate(ids) if t == processor.image_token_id

@@ -14,10 +14,16 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.models import adapter_named, detect_model_type
+from vlm_attention_viz.models import adapter_named
 
 from conftest import assert_refused, run
-from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+from reference import (
+    PROMPT,
+    assert_detected_and_equal_to_eager,
+    captured_chunks_with_logits_unchanged,
+    eager_reference,
+    processed_images,
+)
 
 SMOLVLM = TinyShape(family="smolvlm", layers=2, heads=4, kv_heads=2, seed=5)
 # 300 x 170 px: resized to a longest edge of 192 and stretched to 192 x 128, i.e. 3 x 2 tiles of 64 px
@@ -55,30 +61,10 @@ def smolvlm_sample(smolvlm_model: Path, tiles_photo: Path, tmp_path_factory: pyt
     return sample
 
 
-def processed(model_dir: Path, images: list[Path]) -> tuple[dict, object]:
-    adapter = adapter_named("smolvlm")
-    processor = adapter.load_processor(str(model_dir))
-    opened = [Image.open(path).convert("RGB") for path in images]
-    return adapter.prepare_images(processor, opened, PROMPT, None).model_inputs, processor
-
-
 def test_smolvlm_is_detected_and_every_layer_matches_eager_output_attentions(
     smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
 ) -> None:
-    meta = fmt.validate_sample(smolvlm_sample)
-    assert detect_model_type(str(smolvlm_model)) == "smolvlm" and meta["model_type"] == "smolvlm"
-    reference, _, _ = eager_reference(smolvlm_model, tiles_photo, "smolvlm")
-    assert len(reference) == meta["num_layers"] == SMOLVLM.layers and reference[0].shape[0] == SMOLVLM.heads
-    for layer, ref in enumerate(reference):
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_layer(smolvlm_sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL
-        )
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_head_aggregate(smolvlm_sample, meta, layer, "mean"), np.float32),
-            ref.mean(0),
-            rtol=RTOL,
-            atol=ATOL,
-        )
+    assert_detected_and_equal_to_eager("smolvlm", SMOLVLM, smolvlm_model, smolvlm_sample, tiles_photo)
 
 
 def test_smolvlm_logits_with_capture_equal_logits_without(smolvlm_model: Path, tiles_photo: Path) -> None:
@@ -90,7 +76,7 @@ def test_smolvlm_regions_are_the_processor_tiles_then_the_global_view(
     smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
 ) -> None:
     meta = fmt.read_meta(smolvlm_sample)
-    inputs, processor = processed(smolvlm_model, [tiles_photo])
+    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo])
     batch = processor.image_processor([[Image.open(tiles_photo).convert("RGB")]], return_row_col_info=True)
     assert (batch["rows"], batch["cols"]) == ([[TILE_ROWS]], [[TILE_COLS]])
     assert batch["pixel_values"].shape[1] == TILE_ROWS * TILE_COLS + 1  # the tiles, then the global view
@@ -149,7 +135,7 @@ def test_colour_test_each_token_rectangle_lies_over_its_tile_colour_in_the_image
     pixel_values hold at that token's patches (tile tokens and global tokens alike)."""
     meta = fmt.read_meta(smolvlm_sample)
     original = np.asarray(Image.open(tiles_photo).convert("RGB"), np.float32)
-    inputs, _ = processed(smolvlm_model, [tiles_photo])
+    inputs, _ = processed_images("smolvlm", smolvlm_model, [tiles_photo])
     pixel_values = inputs["pixel_values"][0].numpy() * 0.5 + 0.5  # image_mean = image_std = 0.5
     (width, height), (orig_w, orig_h) = meta["image_size"], meta["original_image_size"]
     checked = 0
@@ -178,7 +164,7 @@ def test_smolvlm_tile_labels_and_separators_are_marked_and_the_texts_decode_back
     smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
 ) -> None:
     meta = fmt.read_meta(smolvlm_sample)
-    inputs, processor = processed(smolvlm_model, [tiles_photo])
+    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo])
     ids = inputs["input_ids"][0].tolist()
     assert [t["token_id"] for t in meta["tokens"]] == ids
     pieces = processor.tokenizer.convert_ids_to_tokens(ids)
@@ -212,7 +198,7 @@ def test_two_images_each_get_their_tiles_in_prompt_order(
     assert [r["rect"] for r in regions[7:]] == [[c * 64, r * 64, 64, 64] for r in range(3) for c in range(2)] + [
         [0, 0, 128, 192]
     ]
-    inputs, processor = processed(smolvlm_model, [tiles_photo, tall])
+    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo, tall])
     image_positions = [i for i, t in enumerate(inputs["input_ids"][0].tolist()) if t == processor.image_token_id]
     assert sorted(p for r in regions for p in r["tokens"]) == image_positions
     assert max(regions[6]["tokens"]) < min(regions[7]["tokens"])  # the second image comes after the first
