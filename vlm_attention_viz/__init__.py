@@ -6,7 +6,11 @@ The package, by layer (SPEC.md §2):
   capture, write. It names no model family.
 - `models/`: one adapter per family (loading, prompt, where the image tokens are, the processor's geometry).
 - `attention_capture.py` (LLM) and `vision_capture.py` (vision tower): the attention function registered with
-  transformers' AttentionInterface, streaming float32 rows in chunks; `generate.py` for generate mode.
+  transformers' AttentionInterface, streaming float32 rows in chunks; `linear_capture.py` unrolls the implicit
+  attention of linear-attention layers; `generate.py` for generate mode.
+- `image_layout.py`: where each image's tokens are (regions, layout roles); `index_spec.py`: the index lists of
+  --vision-layers, --layers and --heads, and --store.
+- `analysis.py`: the per-token tables and the rollout, in torch; `add_rollout.py`: the `rollout` command.
 - `writer.py` moves the chunks to disk on a bounded background thread.
 - `sample_format.py` owns the on-disk format (meta builder, sizes, writer, readers, validation, listing);
   `safe_write.py` holds the atomic renames and the leftovers of killed runs.
