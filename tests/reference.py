@@ -176,11 +176,17 @@ def assert_detected_and_equal_to_eager(
     assert detect_model_type(str(model_dir)) == family and meta["model_type"] == family
     reference, _, _ = eager_reference(model_dir, image, family)
     assert len(reference) == meta["num_layers"] == shape.layers and reference[0].shape[0] == shape.heads
+    assert_layers_equal(sample, meta, reference)
+
+
+def assert_layers_equal(sample: Path, meta: dict, reference: list[np.ndarray]) -> None:
+    """Every stored layer, its head mean and its head max equal the reference to float16 rounding."""
     for layer, ref in enumerate(reference):
         stored = np.asarray(fmt.open_layer(sample, meta, layer), np.float32)
         np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        mean = np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32)
-        np.testing.assert_allclose(mean, ref.mean(0), rtol=RTOL, atol=ATOL)
+        for kind, expected in (("mean", ref.mean(0)), ("max", ref.max(0))):
+            aggregate = np.asarray(fmt.open_head_aggregate(sample, meta, layer, kind), np.float32)
+            np.testing.assert_allclose(aggregate, expected, rtol=RTOL, atol=ATOL)
 
 
 def processed(model_dir: Path, photo: Path) -> dict:

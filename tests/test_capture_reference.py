@@ -13,7 +13,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder
 
 from conftest import run
-from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+from reference import ATOL, PROMPT, RTOL, assert_layers_equal, captured_chunks_with_logits_unchanged, eager_reference
 
 
 @pytest.fixture(scope="module", params=["gqa_model", "mha_model"])
@@ -33,21 +33,7 @@ def test_every_layer_matches_eager_output_attentions(extracted: tuple[Path, Path
     meta = fmt.validate_sample(sample)
     reference, _, _ = eager_reference(model_dir, photo)
     assert meta["num_layers"] == len(reference) >= 2
-    for layer, ref in enumerate(reference):
-        stored = np.asarray(fmt.open_layer(sample, meta, layer), dtype=np.float32)
-        np.testing.assert_allclose(stored, ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32),
-            ref.mean(0),
-            rtol=RTOL,
-            atol=ATOL,
-        )
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32),
-            ref.max(0),
-            rtol=RTOL,
-            atol=ATOL,
-        )
+    assert_layers_equal(sample, meta, reference)
 
 
 def test_text_to_image_table_sums_image_attention_of_text_after_the_image(

@@ -25,6 +25,7 @@ from reference import (
     PROMPT,
     RTOL,
     assemble,
+    assert_layers_equal,
     batch_geometry,
     captured_chunks_with_logits_unchanged,
     eager_reference,
@@ -75,22 +76,7 @@ def test_every_layer_matches_the_family_eager_output_attentions(extracted: tuple
     reference, _, _ = eager_reference(model_dir, photo, family)
     assert meta["num_layers"] == len(reference) == SHAPES[family].layers
     assert meta["num_heads"] == reference[0].shape[0] == SHAPES[family].heads
-    for layer, ref in enumerate(reference):
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_layer(sample, meta, layer), np.float32), ref, rtol=RTOL, atol=ATOL
-        )
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "mean"), np.float32),
-            ref.mean(0),
-            rtol=RTOL,
-            atol=ATOL,
-        )
-        np.testing.assert_allclose(
-            np.asarray(fmt.open_head_aggregate(sample, meta, layer, "max"), np.float32),
-            ref.max(0),
-            rtol=RTOL,
-            atol=ATOL,
-        )
+    assert_layers_equal(sample, meta, reference)
 
 
 def test_a_hub_style_flat_config_gives_the_same_sample(
