@@ -12,6 +12,10 @@ export async function startStaticHost(root: string): Promise<RunningServer> {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  const close = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+  const close = (): Promise<void> =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections(); // the browser keeps idle sockets open, and close() would wait for them
+    });
   return { url: `http://127.0.0.1:${port}/`, close };
 }
