@@ -245,6 +245,15 @@ def test_the_tiled_and_two_image_fixtures_validate_with_every_image_token_in_one
         assert all("grid_pos" not in t for t in meta["tokens"] if "layout" in t)
 
 
+def test_a_rect_may_reach_into_padding_and_the_global_view_is_still_the_entropy_region() -> None:
+    meta = fmt.read_meta(LAYOUTS / "sample_tiled")
+    meta["image_regions"][0]["rect"] = [-8, -8, 208, 144]  # past the 192 x 128 image, and larger than it
+    fmt.validate_meta(meta)
+    assert fmt.entropy_region(meta["image_regions"]) == 6 and meta["image_regions"][6]["kind"] == "global"
+    meta["image_regions"][6]["kind"] = "tile"
+    assert fmt.entropy_region(meta["image_regions"]) == 0  # no global view: the region covering the most
+
+
 def broken(change: Callable[[dict], object]) -> dict:
     meta = fmt.read_meta(LAYOUTS / "sample_tiled")
     change(meta)
@@ -256,7 +265,7 @@ def broken(change: Callable[[dict], object]) -> dict:
     [
         (lambda m: m.update(format_version=1), "image_regions need format_version 2"),
         (lambda m: m["image_regions"][1]["tokens"].reverse(), "image_regions[1].tokens[0] is not an image token"),
-        (lambda m: m["image_regions"][0].update(rect=[150, 0, 64, 64]), "image_regions[0].rect must lie inside"),
+        (lambda m: m["image_regions"][0].update(rect=[192, 0, 64, 64]), "image_regions[0].rect must overlap its image"),
         (lambda m: m["image_regions"][0].update(kind="thumbnail"), "image_regions[0].kind must be one of"),
         (lambda m: m["image_regions"][0].update(image=1), "image must index images"),
         (lambda m: m["image_regions"].pop(), "every image token must belong to one of image_regions"),

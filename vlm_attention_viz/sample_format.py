@@ -315,12 +315,18 @@ def regions_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def entropy_region(regions: list[dict[str, Any]]) -> int:
-    """The region whose map the spatial entropy is taken over (SPEC.md §1, token tables): of the first image's
-    regions, the one covering the most of it (a single grid, or a tiled model's global view), then the one with
-    more tokens, then the first."""
+    """The region whose map the spatial entropy is taken over (SPEC.md §1, token tables): the first image's
+    global view if it has one, else of its regions the one covering the most of it (a single grid), then the one
+    with more tokens, then the first."""
     first_image = [k for k, region in enumerate(regions) if region["image"] == 0]
     return min(
-        first_image, key=lambda k: (-regions[k]["rect"][2] * regions[k]["rect"][3], -len(regions[k]["tokens"]), k)
+        first_image,
+        key=lambda k: (
+            regions[k]["kind"] != "global",
+            -regions[k]["rect"][2] * regions[k]["rect"][3],
+            -len(regions[k]["tokens"]),
+            k,
+        ),
     )
 
 
@@ -813,8 +819,9 @@ def _validate_region(k: int, region: Any, sizes: list[list[int]], tokens: list[d
     if not (isinstance(rect, list) and len(rect) == 4 and all(_is_int(v) for v in rect)):
         raise FormatError(f"{where}.rect must be [x, y, w, h]")
     x, y, w, h = rect
-    if x < 0 or y < 0 or w < 1 or h < 1 or x + w > width or y + h > height:
-        raise FormatError(f"{where}.rect must lie inside its image's size {width}x{height}")
+    # A rect may reach past its image where the processor padded the image before cutting the grid.
+    if w < 1 or h < 1 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise FormatError(f"{where}.rect must overlap its image's size {width}x{height}")
     positions = region.get("tokens")
     if not isinstance(positions, list) or len(positions) != region["rows"] * region["cols"]:
         raise FormatError(f"{where}.tokens must list rows × cols token positions")

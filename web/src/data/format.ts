@@ -536,14 +536,19 @@ export function reach(layer: LayerAttention, index: number, axis: "row" | "col",
 }
 
 /**
- * The region whose map the spatial entropy is taken over, as sample_format.entropy_region picks it: of the
- * first image's regions, the one covering the most of it (a single grid, a tiled model's thumbnail), then the
- * one with more tokens, then the first. The atlas draws its top heads' maps over it too.
+ * The region whose map the spatial entropy is taken over, as sample_format.entropy_region picks it: the first
+ * image's global view if it has one, else of its regions the one covering the most of it (a single grid), then
+ * the one with more tokens, then the first. The atlas draws its top heads' maps over it too.
  */
 export function entropyRegion(meta: Pick<SampleMeta, "regions">): ImageRegion {
-  const area = (r: ImageRegion): number => r.rect[2] * r.rect[3];
+  const rank = (r: ImageRegion): [number, number, number] => [r.kind === "global" ? 1 : 0, r.rect[2] * r.rect[3], r.tokens.length];
+  const better = (a: ImageRegion, b: ImageRegion): boolean => {
+    const [ra, rb] = [rank(a), rank(b)];
+    const differs = ra.findIndex((v, i) => v !== rb[i]);
+    return differs >= 0 && ra[differs]! > rb[differs]!;
+  };
   const firstImage = meta.regions.filter((r) => r.image === 0);
-  return firstImage.reduce((best, r) => (area(r) > area(best) || (area(r) === area(best) && r.tokens.length > best.tokens.length) ? r : best));
+  return firstImage.reduce((best, r) => (better(r, best) ? r : best));
 }
 
 type ImageLayout = Pick<SampleMeta, "imageGrid" | "images" | "regions">;
@@ -603,8 +608,9 @@ function parseRegion(raw: unknown, k: number, images: ImageInfo[], tokens: Token
   if (!isList(rect) || rect.length !== 4 || !rect.every(isInt)) throw new FormatError(`${where}.rect must be [x, y, w, h]`);
   const [x, y, w, h] = rect as [number, number, number, number];
   const [width, height] = images[image]!.size;
-  if (x < 0 || y < 0 || w < 1 || h < 1 || x + w > width || y + h > height) {
-    throw new FormatError(`${where}.rect must lie inside its image's size ${width}x${height}`);
+  // A rect may reach past its image where the processor padded the image before cutting the grid.
+  if (w < 1 || h < 1 || x >= width || y >= height || x + w <= 0 || y + h <= 0) {
+    throw new FormatError(`${where}.rect must overlap its image's size ${width}x${height}`);
   }
   const positions = raw["tokens"];
   if (!isList(positions) || positions.length !== rows * cols) throw new FormatError(`${where}.tokens must list rows × cols token positions`);

@@ -7,6 +7,7 @@ import {
   TOKEN_TABLES,
   type LayerAttention,
   attentionFileSizes,
+  entropyRegion,
   reach,
   layerFileBytes,
   matrixBytes,
@@ -318,6 +319,16 @@ describe("parseMeta on the layout fixtures (image regions)", () => {
     expect(meta.regions.map((r) => r.image)).toEqual([...Array(7).fill(0), ...Array(7).fill(1)]);
   });
 
+  test("a rect may reach into padding, and the global view is still the entropy region, as in sample_format.py", () => {
+    const meta = layoutMetaJson("sample_tiled") as Record<string, any>;
+    meta.image_regions[0].rect = [-8, -8, 208, 144];
+    const parsed = parseMeta(meta);
+    expect(parsed.regions.indexOf(entropyRegion(parsed))).toBe(6);
+    meta.image_regions[6].kind = "tile";
+    const withoutGlobal = parseMeta(meta);
+    expect(withoutGlobal.regions.indexOf(entropyRegion(withoutGlobal))).toBe(0);
+  });
+
   const tiled = (edit: (meta: Record<string, any>) => void): Record<string, unknown> => {
     const meta = layoutMetaJson("sample_tiled");
     edit(meta);
@@ -327,7 +338,7 @@ describe("parseMeta on the layout fixtures (image regions)", () => {
   test.each([
     ["an older format_version", (m: Record<string, any>) => (m.format_version = 1), "image_regions need format_version 2"],
     ["tokens out of order", (m: Record<string, any>) => m.image_regions[1].tokens.reverse(), "image_regions[1].tokens[0] is not an image token"],
-    ["a rect outside the image", (m: Record<string, any>) => (m.image_regions[0].rect = [150, 0, 64, 64]), "image_regions[0].rect must lie inside"],
+    ["a rect outside the image", (m: Record<string, any>) => (m.image_regions[0].rect = [192, 0, 64, 64]), "image_regions[0].rect must overlap its image"],
     ["an unknown kind", (m: Record<string, any>) => (m.image_regions[0].kind = "thumbnail"), "image_regions[0].kind must be one of"],
     ["a missing region", (m: Record<string, any>) => m.image_regions.pop(), "every image token must belong to one of image_regions"],
     ["an unknown layout role", (m: Record<string, any>) => (m.tokens[5].layout = "label"), "tokens[5].layout must be one of"],
