@@ -31,10 +31,15 @@ def eager_reference(
     adapter = adapter_named(model_type)
     processor = adapter.load_processor(str(model_dir))
     prepared = adapter.prepare(processor, Image.open(image_path).convert("RGB"), PROMPT, None)
-    model = adapter.model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
+    return eager_attentions(model_type, model_dir, prepared.model_inputs), prepared.model_inputs, processor
+
+
+def eager_attentions(model_type: str, model_dir: Path, model_inputs: dict) -> list[np.ndarray]:
+    """Every layer's (H, N, N) attention as the eager implementation returns it for these inputs."""
+    model = adapter_named(model_type).model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
     with torch.no_grad():
-        out = model(**prepared.model_inputs, output_attentions=True)
-    return [a[0].numpy() for a in out.attentions], prepared.model_inputs, processor
+        out = model(**model_inputs, output_attentions=True)
+    return [a[0].numpy() for a in out.attentions]
 
 
 def captured_chunks_with_logits_unchanged(

@@ -21,6 +21,8 @@ from transformers import (
     Gemma4ForConditionalGeneration,
     InternVLConfig,
     InternVLForConditionalGeneration,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
     Mistral3Config,
     Mistral3ForConditionalGeneration,
     PreTrainedConfig,
@@ -640,6 +642,58 @@ INTERNVL_PROCESSOR = {
 }
 
 
+# LLaVA-OneVision's geometry at a small scale: SigLIP crops of 32 px, 8 px patches (4 x 4 tokens per crop; the
+# hub's: 384 px, 14 px patches, 27 x 27), anyres canvases of up to 6 x 6 crops, at most 9 crops' worth of
+# tokens after unpadding ("anyres_max_9"), and an image_newline after each row of the stitched grid.
+LLAVA_OV_CROP, LLAVA_OV_PATCH = 32, 8
+LLAVA_OV_TOKENS = ("<image>", "<video>")
+LLAVA_OV_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>\\n")
+
+
+def llava_onevision_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return LlavaOnevisionConfig(
+        text_config={
+            **text_config(shape, vocab_size, ids),
+            "model_type": "qwen2",
+            "head_dim": shape.head_dim,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": LLAVA_OV_CROP,
+            "patch_size": LLAVA_OV_PATCH,
+            "vision_use_head": False,
+        },
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        image_grid_pinpoints=LLAVA_OV_PINPOINTS,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+    )
+
+
+LLAVA_OV_PINPOINTS = [[r * LLAVA_OV_CROP, c * LLAVA_OV_CROP] for r in range(1, 7) for c in range(1, 7)]
+LLAVA_OV_PREPROCESSOR = {
+    "image_processor_type": "LlavaOnevisionImageProcessor",
+    "processor_class": "LlavaOnevisionProcessor",
+    "size": {"height": LLAVA_OV_CROP, "width": LLAVA_OV_CROP},
+    "image_grid_pinpoints": LLAVA_OV_PINPOINTS,
+    "do_pad": True,
+    **IMAGE_STATS,
+}
+LLAVA_OV_PROCESSOR = {
+    "processor_class": "LlavaOnevisionProcessor",
+    "num_image_tokens": (LLAVA_OV_CROP // LLAVA_OV_PATCH) ** 2,
+    "vision_feature_select_strategy": "full",
+    "vision_aspect_ratio": "anyres_max_9",
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -696,6 +750,14 @@ FAMILIES = {
         TinyTokens(special=(*SPECIAL_TOKENS, *INTERNVL_NAMED.values()), named=tuple(INTERNVL_NAMED.items())),
         INTERNVL_CHAT_TEMPLATE,
         INTERNVL_PROCESSOR,
+    ),
+    "llava-onevision": TinyFamily(
+        LlavaOnevisionForConditionalGeneration,
+        llava_onevision_config,
+        LLAVA_OV_PREPROCESSOR,
+        TinyTokens(special=(*SPECIAL_TOKENS, *LLAVA_OV_TOKENS), named=(("image_token", "<image>"),)),
+        LLAVA_OV_CHAT_TEMPLATE,
+        LLAVA_OV_PROCESSOR,
     ),
 }
 

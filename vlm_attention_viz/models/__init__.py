@@ -14,6 +14,7 @@ from .base import ModelAdapter, PreparedInputs
 from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
 from .internvl import InternVLAdapter
+from .llava_onevision import LlavaOnevisionAdapter
 from .mistral3 import Mistral3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
@@ -37,6 +38,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         SmolVLMAdapter,
         Mistral3Adapter,
         InternVLAdapter,
+        LlavaOnevisionAdapter,
     )
 }
 
