@@ -1,9 +1,11 @@
-"""SmolVLM through the CLI, as a user runs it: detected from config.json, every layer equal to its eager
+"""SmolVLM and Idefics3 (the same layout) through the CLI, as a user runs them: detected from config.json, every
+layer equal to its eager
 output_attentions, logits untouched, and each image token's region, grid place and pixel rectangle equal to
 what the processor did (its tiles in pixel_values, its image sizes, its image tokens in input_ids)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,16 @@ from reference import (
     processed_images,
 )
 
-SMOLVLM = TinyShape(family="smolvlm", layers=2, heads=4, kv_heads=2, seed=5)
+SHAPES = {family: TinyShape(family=family, layers=2, heads=4, kv_heads=2, seed=5) for family in ("smolvlm", "idefics3")}
+
+
+@dataclass(frozen=True)
+class TiledModel:
+    family: str
+    shape: TinyShape
+    path: Path
+
+
 # 300 x 170 px: resized to a longest edge of 192 and stretched to 192 x 128, i.e. 3 x 2 tiles of 64 px
 TILE_COLS, TILE_ROWS, TILE_PX = 3, 2, 64
 COLOURS = [[(230, 20, 20), (20, 200, 40), (30, 40, 220)], [(240, 220, 30), (200, 30, 210), (20, 210, 220)]]
@@ -42,9 +53,11 @@ def tile_coloured_image(width: int, height: int) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-@pytest.fixture(scope="module")
-def smolvlm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("smolvlm"), SMOLVLM)
+@pytest.fixture(scope="module", params=sorted(SHAPES))
+def tiled_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TiledModel:
+    """SmolVLM, and Idefics3 with its layout: every test of this module runs on both."""
+    shape = SHAPES[request.param]
+    return TiledModel(request.param, shape, build_tiny_checkpoint(tmp_path_factory.mktemp(request.param), shape))
 
 
 @pytest.fixture(scope="module")
@@ -55,28 +68,32 @@ def tiles_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def smolvlm_sample(smolvlm_model: Path, tiles_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sample = tmp_path_factory.mktemp("samples") / "smolvlm"
-    assert run("--image", tiles_photo, "--prompt", PROMPT, "--output-dir", sample, "--model", smolvlm_model) == 0
+def tiled_sample(tiled_model: TiledModel, tiles_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sample = tmp_path_factory.mktemp("samples") / tiled_model.family
+    assert run("--image", tiles_photo, "--prompt", PROMPT, "--output-dir", sample, "--model", tiled_model.path) == 0
     return sample
 
 
-def test_smolvlm_is_detected_and_every_layer_matches_eager_output_attentions(
-    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+def test_is_detected_and_every_layer_matches_eager_output_attentions(
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path
 ) -> None:
-    assert_detected_and_equal_to_eager("smolvlm", SMOLVLM, smolvlm_model, smolvlm_sample, tiles_photo)
+    assert_detected_and_equal_to_eager(
+        tiled_model.family, tiled_model.shape, tiled_model.path, tiled_sample, tiles_photo
+    )
 
 
-def test_smolvlm_logits_with_capture_equal_logits_without(smolvlm_model: Path, tiles_photo: Path) -> None:
-    chunks, layers = captured_chunks_with_logits_unchanged("smolvlm", smolvlm_model, tiles_photo, DEFAULT_ROW_BUDGET)
+def test_logits_with_capture_equal_logits_without(tiled_model: TiledModel, tiles_photo: Path) -> None:
+    chunks, layers = captured_chunks_with_logits_unchanged(
+        tiled_model.family, tiled_model.path, tiles_photo, DEFAULT_ROW_BUDGET
+    )
     assert sorted({c.layer for c in chunks}) == list(range(layers)) == [0, 1]
 
 
-def test_smolvlm_regions_are_the_processor_tiles_then_the_global_view(
-    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+def test_regions_are_the_processor_tiles_then_the_global_view(
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path
 ) -> None:
-    meta = fmt.read_meta(smolvlm_sample)
-    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo])
+    meta = fmt.read_meta(tiled_sample)
+    inputs, processor = processed_images(tiled_model.family, tiled_model.path, [tiles_photo])
     batch = processor.image_processor([[Image.open(tiles_photo).convert("RGB")]], return_row_col_info=True)
     assert (batch["rows"], batch["cols"]) == ([[TILE_ROWS]], [[TILE_COLS]])
     assert batch["pixel_values"].shape[1] == TILE_ROWS * TILE_COLS + 1  # the tiles, then the global view
@@ -106,17 +123,17 @@ def test_smolvlm_regions_are_the_processor_tiles_then_the_global_view(
             assert meta["tokens"][position]["grid_pos"] == [offset // side, offset % side]
 
 
-def test_smolvlm_tables_count_every_region_and_take_the_spatial_entropy_on_the_global_view(
-    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+def test_tables_count_every_region_and_take_the_spatial_entropy_on_the_global_view(
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path
 ) -> None:
-    meta = fmt.read_meta(smolvlm_sample)
-    assert_tables_and_rollout_match(smolvlm_sample)  # image share over every region; the entropy region's map
+    meta = fmt.read_meta(tiled_sample)
+    assert_tables_and_rollout_match(tiled_sample)  # image share over every region; the entropy region's map
     regions = meta["image_regions"]
     assert fmt.entropy_region(regions) == len(regions) - 1 and regions[-1]["kind"] == "global"
-    entropy = np.asarray(fmt.open_token_table(smolvlm_sample, meta, "image_entropy"), np.float32)
+    entropy = np.asarray(fmt.open_token_table(tiled_sample, meta, "image_entropy"), np.float32)
     global_end = max(regions[-1]["tokens"])
     assert np.isnan(entropy[: global_end + 1]).all() and not np.isnan(entropy[global_end + 1 :]).all()
-    reference, _, _ = eager_reference(smolvlm_model, tiles_photo, "smolvlm")
+    reference, _, _ = eager_reference(tiled_model.path, tiles_photo, tiled_model.family)
     image = sorted(p for region in regions for p in region["tokens"])
     expected = [ref[:, image[-1] + 1 :][:, :, image].sum(-1).mean(-1) for ref in reference]
     np.testing.assert_allclose(np.array(meta["text_to_image"]), np.array(expected), rtol=1e-4)
@@ -129,13 +146,13 @@ def token_rect(region: dict, grid_pos: list[int]) -> tuple[float, float, float, 
 
 
 def test_colour_test_each_token_rectangle_lies_over_its_tile_colour_in_the_image_and_in_pixel_values(
-    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path
 ) -> None:
     """The sample's rectangles, mapped onto the original image, sit on the colour that the processor's own
     pixel_values hold at that token's patches (tile tokens and global tokens alike)."""
-    meta = fmt.read_meta(smolvlm_sample)
+    meta = fmt.read_meta(tiled_sample)
     original = np.asarray(Image.open(tiles_photo).convert("RGB"), np.float32)
-    inputs, _ = processed_images("smolvlm", smolvlm_model, [tiles_photo])
+    inputs, _ = processed_images(tiled_model.family, tiled_model.path, [tiles_photo])
     pixel_values = inputs["pixel_values"][0].numpy() * 0.5 + 0.5  # image_mean = image_std = 0.5
     (width, height), (orig_w, orig_h) = meta["image_size"], meta["original_image_size"]
     checked = 0
@@ -160,11 +177,11 @@ def test_colour_test_each_token_rectangle_lies_over_its_tile_colour_in_the_image
             assert tuple(original[int(cy), int(cx)].astype(int)) == COLOURS[r][c]
 
 
-def test_smolvlm_tile_labels_and_separators_are_marked_and_the_texts_decode_back(
-    smolvlm_model: Path, smolvlm_sample: Path, tiles_photo: Path
+def test_tile_labels_and_separators_are_marked_and_the_texts_decode_back(
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path
 ) -> None:
-    meta = fmt.read_meta(smolvlm_sample)
-    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo])
+    meta = fmt.read_meta(tiled_sample)
+    inputs, processor = processed_images(tiled_model.family, tiled_model.path, [tiles_photo])
     ids = inputs["input_ids"][0].tolist()
     assert [t["token_id"] for t in meta["tokens"]] == ids
     pieces = processor.tokenizer.convert_ids_to_tokens(ids)
@@ -180,13 +197,13 @@ def test_smolvlm_tile_labels_and_separators_are_marked_and_the_texts_decode_back
 
 
 def test_two_images_each_get_their_tiles_in_prompt_order(
-    smolvlm_model: Path, tiles_photo: Path, tmp_path: Path
+    tiled_model: TiledModel, tiles_photo: Path, tmp_path: Path
 ) -> None:
     tall = tmp_path / "tall.png"
     tile_coloured_image(100, 200).save(tall)  # resized to 96 x 192, stretched to 128 x 192: 2 x 3 tiles
     sample = tmp_path / "two"
     args = ["--image", tiles_photo, "--image", tall, "--prompt", PROMPT, "--output-dir", sample]
-    assert run(*args, "--model", smolvlm_model) == 0
+    assert run(*args, "--model", tiled_model.path) == 0
     meta = fmt.validate_sample(sample)
     assert [image["path"] for image in meta["images"]] == ["image.png", "image_1.png"]
     assert (sample / "image_1.png").read_bytes() == tall.read_bytes()
@@ -198,7 +215,7 @@ def test_two_images_each_get_their_tiles_in_prompt_order(
     assert [r["rect"] for r in regions[7:]] == [[c * 64, r * 64, 64, 64] for r in range(3) for c in range(2)] + [
         [0, 0, 128, 192]
     ]
-    inputs, processor = processed_images("smolvlm", smolvlm_model, [tiles_photo, tall])
+    inputs, processor = processed_images(tiled_model.family, tiled_model.path, [tiles_photo, tall])
     image_positions = [i for i, t in enumerate(inputs["input_ids"][0].tolist()) if t == processor.image_token_id]
     assert sorted(p for r in regions for p in r["tokens"]) == image_positions
     assert max(regions[6]["tokens"]) < min(regions[7]["tokens"])  # the second image comes after the first

@@ -19,6 +19,8 @@ from transformers import (
     Gemma3ForConditionalGeneration,
     Gemma4Config,
     Gemma4ForConditionalGeneration,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
     InternVLConfig,
     InternVLForConditionalGeneration,
     LlavaOnevisionConfig,
@@ -511,17 +513,20 @@ def llama_text_config(
     }
 
 
+SMOLVLM_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": SMOLVLM_TILE,
+    "patch_size": SMOLVLM_PATCH,
+}
+
+
 def smolvlm_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return SmolVLMConfig(
         text_config=llama_text_config(shape, vocab_size, ids),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": SMOLVLM_TILE,
-            "patch_size": SMOLVLM_PATCH,
-        },
+        vision_config=SMOLVLM_VISION,
         scale_factor=SMOLVLM_SHUFFLE,
         image_token_id=ids["<image>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -541,6 +546,17 @@ SMOLVLM_PROCESSOR = {
     "processor_class": "SmolVLMProcessor",
     "image_seq_len": (SMOLVLM_TILE // SMOLVLM_PATCH // SMOLVLM_SHUFFLE) ** 2,
 }
+
+
+def idefics3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    """Idefics3, SmolVLM's predecessor: the same layout and geometry."""
+    return Idefics3Config(
+        text_config=llama_text_config(shape, vocab_size, ids),
+        vision_config=SMOLVLM_VISION,
+        scale_factor=SMOLVLM_SHUFFLE,
+        image_token_id=ids["<image>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
 
 
 # Mistral 3's geometry at a small scale: 8 px patches merged 2 x 2, so one LLM token per 16 px, in an image
@@ -734,6 +750,18 @@ FAMILIES = {
         TinyTokens(special=(*SPECIAL_TOKENS, *SMOLVLM_TOKENS)),
         SMOLVLM_CHAT_TEMPLATE,
         SMOLVLM_PROCESSOR,
+    ),
+    "idefics3": TinyFamily(
+        Idefics3ForConditionalGeneration,
+        idefics3_config,
+        {
+            **SMOLVLM_PREPROCESSOR,
+            "image_processor_type": "Idefics3ImageProcessor",
+            "processor_class": "Idefics3Processor",
+        },
+        TinyTokens(special=(*SPECIAL_TOKENS, *SMOLVLM_TOKENS)),
+        SMOLVLM_CHAT_TEMPLATE,
+        {**SMOLVLM_PROCESSOR, "processor_class": "Idefics3Processor"},
     ),
     "mistral3": TinyFamily(
         Mistral3ForConditionalGeneration,

@@ -13,6 +13,7 @@ from ..errors import UserError
 from .base import ModelAdapter, PreparedInputs
 from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
+from .idefics3 import Idefics3Adapter
 from .internvl import InternVLAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .mistral3 import Mistral3Adapter
@@ -36,6 +37,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         Gemma3Adapter,
         Gemma4Adapter,
         SmolVLMAdapter,
+        Idefics3Adapter,
         Mistral3Adapter,
         InternVLAdapter,
         LlavaOnevisionAdapter,
