@@ -194,6 +194,10 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
             import_args(inputs, new, "--model-type", "qwen3-vl", tokens=str(workspace / "no_image_tokens.npy")),
             "no <|image_pad|> tokens",
         ),
+        "no tile labels": (
+            import_args(inputs, new, "--model-type", "smolvlm"),
+            "no <row_i_col_j> or <global-img> label",
+        ),
         "unknown model type": (import_args(inputs, new, "--model-type", "llava-9"), "unknown --model-type"),
         "existing sample": (import_args(inputs, workspace / "out" / "kept", *given), "--overwrite"),
     }
@@ -222,6 +226,7 @@ def refusals(inputs: Path, workspace: Path) -> dict[str, tuple[list, str]]:
         "grid not inferable",
         "no span",
         "no placeholder",
+        "no tile labels",
         "unknown model type",
         "existing sample",
     ],

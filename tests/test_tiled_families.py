@@ -22,6 +22,7 @@ from conftest import assert_refused, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
+    assert_layers_equal,
     captured_chunks_with_logits_unchanged,
     eager_reference,
     processed_images,
@@ -251,3 +252,37 @@ def test_vision_layers_with_two_images_is_refused_before_loading(
 ) -> None:
     args = ["--image", photo, "--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s"]
     assert_refused(capsys, [*args, "--model", tmp_path / "absent", "--vision-layers", "all"], "--vision-layers")
+
+
+def test_import_with_model_type_reads_the_tiles_from_the_token_texts(
+    tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path, tmp_path: Path
+) -> None:
+    """Seed 003's arrays (the eager [L, H, N, N] attention and each token's decoded text) imported with
+    --model-type and nothing else: the same regions and token places as the extractor wrote, each tile counted
+    as 512 px (the tokens carry the grid of tiles, not their size), and the layers equal to the array."""
+    reference, inputs, processor = eager_reference(tiled_model.path, tiles_photo, tiled_model.family)
+    ids = inputs["input_ids"][0].tolist()
+    attention, tokens = tmp_path / "attention_array.npy", tmp_path / "decoded_tokens.npy"
+    np.save(attention, np.stack(reference))
+    np.save(tokens, np.array([processor.tokenizer.decode([i]) for i in ids], dtype=str))
+    sample = tmp_path / "imported"
+    args = ["import", "--attention", attention, "--tokens", tokens, "--image", tiles_photo, "--output-dir", sample]
+    assert run(*args, "--model-type", tiled_model.family) == 0
+    imported, extracted = fmt.validate_sample(sample), fmt.read_meta(tiled_sample)
+    scale = 512 // TILE_PX
+    assert imported["images"][0]["size"] == [TILE_COLS * 512, TILE_ROWS * 512]
+    assert imported["images"][0]["original_size"] == list(Image.open(tiles_photo).size)
+    assert [r["rect"] for r in imported["image_regions"]] == [
+        [v * scale for v in r["rect"]] for r in extracted["image_regions"]
+    ]
+    assert [(r["kind"], r["rows"], r["cols"], r["tokens"]) for r in imported["image_regions"]] == [
+        (r["kind"], r["rows"], r["cols"], r["tokens"]) for r in extracted["image_regions"]
+    ]
+
+    def places(meta: dict) -> list[tuple]:
+        return [(t["type"] == "image", t.get("region"), t.get("grid_pos"), t.get("layout")) for t in meta["tokens"]]
+
+    assert places(imported) == places(extracted)
+    assert all(t["type"] == "special" for t in imported["tokens"] if "layout" in t)
+    assert_layers_equal(sample, imported, reference)
+    assert_tables_and_rollout_match(sample)

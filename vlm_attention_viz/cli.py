@@ -191,7 +191,8 @@ def import_parser() -> argparse.ArgumentParser:
         prog="python -m vlm_attention_viz import",
         description="Convert a precomputed attention array into a sample for the viewer. The array is memory-mapped and "
         "converted a few rows at a time, so it may be larger than memory.",
-        epilog="Where the image is: --image-span, or --model-type to find the family's image placeholder tokens. "
+        epilog="Where the image is: --image-span, or --model-type to find the family's image placeholder tokens "
+        "(smolvlm and idefics3: its tiles, from their labels). "
         "Its grid: --grid, or the rows x cols = span length nearest the image's aspect ratio. Rules: SPEC.md §2, Import.",
     )
     parser.add_argument(

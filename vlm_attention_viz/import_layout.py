@@ -2,7 +2,8 @@
 
 The image span is given, or found as the one run of the named model family's image
 placeholder text. The grid is given, or the factor pair of the span's length whose
-aspect ratio is nearest the image's.
+aspect ratio is nearest the image's. A tiled family's adapter reads its regions from the
+token texts instead (ModelAdapter.import_layout).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .sample_format import grid_pos
+from .image_layout import ImageLayout
 from .tokens import IMAGE_TEXT
 
 # A grid whose cols/rows is further than this factor from the image's aspect ratio is not taken as the image's.
@@ -106,13 +107,16 @@ def _aspect_distance(pair: tuple[int, int], aspect: float) -> float:
     return abs(math.log(cols / rows / aspect))
 
 
-def import_tokens(texts: list[str], span: tuple[int, int], cols: int) -> list[dict[str, Any]]:
-    """tokens[] of SPEC.md §1: image inside the span (row-major grid_pos), special for <|...|>, else text."""
-    start, end = span
+def import_tokens(texts: list[str], layout: ImageLayout) -> list[dict[str, Any]]:
+    """tokens[] of SPEC.md §1: the layout's image tokens (with their region and grid_pos) and layout roles, special
+    for <|...|> and for the layout's other tokens (tile labels, separators, row ends), else text."""
+    image = set(layout.image_positions())
     tokens = []
     for i, text in enumerate(texts):
-        if start <= i <= end:
-            tokens.append({"id": i, "text": IMAGE_TEXT, "type": "image", "grid_pos": grid_pos(i - start, cols)})
+        if i in image:
+            tokens.append({"id": i, "text": IMAGE_TEXT, "type": "image"})
         else:
-            tokens.append({"id": i, "text": text, "type": "special" if SPECIAL_TOKEN.fullmatch(text) else "text"})
+            special = SPECIAL_TOKEN.fullmatch(text) or i in layout.roles
+            tokens.append({"id": i, "text": text, "type": "special" if special else "text"})
+    layout.place(tokens)
     return tokens

@@ -19,12 +19,14 @@ from PIL import Image
 
 from . import sample_format as fmt
 from .errors import UserError
+from .image_layout import ImageLayout
 from .images import copy_image, load_image
 from .import_layout import import_tokens, load_token_texts, resolve_grid, resolve_span
 from .index_spec import check_storage_flags, resolve_storage
 
 if TYPE_CHECKING:
     from .analysis import TokenMeasures
+    from .models import ModelAdapter
 
 INPUT_DTYPE_SIZES = (2, 4, 8)  # float16, float32, float64, in either byte order
 CHUNK_BYTES = 64 * 2**20  # rows read at once (at least 4 bytes a value)
@@ -55,15 +57,14 @@ class ImportRequest:
 class ImportResult:
     path: Path
     shape: tuple[int, ...]
-    grid: tuple[int, int]
+    layout: ImageLayout
     bytes: int
     seconds: float
 
     def summary(self) -> str:
         layers, heads, n, _ = self.shape
-        rows, cols = self.grid
         return (
-            f"wrote {self.path}: {n} tokens, {layers} layers x {heads} heads, image grid {cols}x{rows} (cols x rows), "
+            f"wrote {self.path}: {n} tokens, {layers} layers x {heads} heads, {self.layout.summary()}, "
             f"{fmt.format_bytes(self.bytes)} in {self.seconds:.1f} s"
         )
 
@@ -74,15 +75,14 @@ class ImportPlan:
 
     attention: AttentionFile
     tokens: list[dict[str, Any]]
-    span: tuple[int, int]
-    grid: tuple[int, int]  # rows, cols
+    layout: ImageLayout
     image: Image.Image
     image_format: str
     storage: fmt.Storage
 
     @property
     def text_tokens(self) -> int:
-        return self.attention.shape[2] - (self.span[1] - self.span[0] + 1)
+        return self.attention.shape[2] - len(self.layout.image_positions())
 
     @property
     def rollout(self) -> bool:
@@ -105,17 +105,16 @@ def import_sample(request: ImportRequest) -> ImportResult:
     if request.rollout and not rollout:
         print(f"no rollout: it needs {fmt.rollout_needs(plan.storage)}", flush=True)
     with fmt.SampleWriter(request.output_dir, overwrite=request.overwrite) as writer:
-        grid = fmt.image_grid(*plan.grid, plan.span[0])
-        layout = TokenLayout.of(plan.tokens, [fmt.grid_region(grid, plan.image.size)])
+        layout = TokenLayout.of(plan.tokens, plan.layout.region_entries())
         measures = TokenMeasures(layout, fmt.TokenTables(layers, heads, n))
         store = fmt.ProfileWriter(writer, plan.storage, fmt.profile_rows(plan.tokens, plan.storage.profile))
-        text_to_image = convert_layers(store, plan.attention, plan.span, measures, device)
+        text_to_image = convert_layers(store, plan.attention, plan.layout.image_positions(), measures, device)
         image_path = copy_image(writer, Path(request.image), plan.image, plan.image_format)
         meta = import_meta(request, plan, image_path, text_to_image, measures.tables.write(writer))
         if rollout:
             write_rollout(writer.tmp, meta, device)
         path = writer.commit(meta)
-    return ImportResult(path, plan.attention.shape, plan.grid, size, time.perf_counter() - started)
+    return ImportResult(path, plan.attention.shape, plan.layout, size, time.perf_counter() - started)
 
 
 def plan_import(request: ImportRequest) -> ImportPlan:
@@ -130,37 +129,44 @@ def plan_import(request: ImportRequest) -> ImportPlan:
     if len(texts) != n:
         raise UserError(f"{request.tokens} holds {len(texts)} tokens but the attention is {n} x {n}")
     image, image_format = load_image(request.image)
-    placeholder = family_placeholder(request.model_type) if request.model_type else None
-    span = resolve_span(request.image_span, placeholder, texts)
-    rows, cols = resolve_grid(request.grid, span[1] - span[0] + 1, image.size)
-    return ImportPlan(attention, import_tokens(texts, span, cols), span, (rows, cols), image, image_format, storage)
+    layout = token_layout(request, texts, image.size)
+    return ImportPlan(attention, import_tokens(texts, layout), layout, image, image_format, storage)
 
 
-def family_placeholder(model_type: str) -> str:
-    """The image placeholder the family's adapter names; the adapters load transformers, so only when asked for."""
+def token_layout(request: ImportRequest, texts: list[str], image_size: tuple[int, int]) -> ImageLayout:
+    """Where the image tokens are: the family's own layout read from the token texts where its adapter has one
+    (tiles and a global view) and no span is given; else one grid over the span, as given or inferred."""
+    adapter = family_adapter(request.model_type) if request.model_type else None
+    if adapter is not None and request.image_span is None and request.grid is None:
+        layout = adapter.import_layout(texts)
+        if layout is not None:
+            return layout
+    span = resolve_span(request.image_span, adapter.image_placeholder if adapter else None, texts)
+    rows, cols = resolve_grid(request.grid, span[1] - span[0] + 1, image_size)
+    return ImageLayout.single_grid(rows, cols, span[0], image_size)
+
+
+def family_adapter(model_type: str) -> ModelAdapter:
+    """The family's adapter; the adapters load transformers, so only when asked for."""
     from .models import adapter_named
 
-    return adapter_named(model_type).image_placeholder
+    return adapter_named(model_type)
 
 
 def import_meta(
     request: ImportRequest, plan: ImportPlan, image_path: str, text_to_image: np.ndarray, token_tables: list[str]
 ) -> dict[str, Any]:
     layers, heads, _, _ = plan.attention.shape
-    (rows, cols), (start, _) = plan.grid, plan.span
     text = "".join(t["text"] for t in plan.tokens if t["type"] == "text")
     return fmt.build_meta(
         model=request.model,
         model_type=request.model_type,
         mode="prefill",
         prompt=request.prompt if request.prompt is not None else text,
-        image_path=image_path,
-        image_size=plan.image.size,
-        original_image_size=plan.image.size,
         num_layers=layers,
         num_heads=heads,
         tokens=plan.tokens,
-        image_grid=fmt.image_grid(rows, cols, start),
+        **plan.layout.meta_fields([image_path], [plan.image.size]),
         text_to_image=text_to_image,
         storage=plan.storage,
         token_tables=token_tables,
@@ -210,14 +216,15 @@ def open_attention(path: Path) -> AttentionFile:
 
 
 def convert_layers(
-    store: fmt.ProfileWriter, attention: AttentionFile, span: tuple[int, int], measures: TokenMeasures, device: str
+    store: fmt.ProfileWriter, attention: AttentionFile, image: list[int], measures: TokenMeasures, device: str
 ) -> np.ndarray:
     """Write every layer as float16 rows plus head mean and max (as the storage keeps them), fill the token tables
     from the float16 rows of every layer and head (on `device`); return the text-to-image table (L, H)."""
     layers, heads, n, _ = attention.shape
     chunk = max(1, CHUNK_BYTES // (heads * n * max(4, attention.dtype.itemsize)))
+    span = (image[0], image[-1])
     table = fmt.TextToImage(layers, heads, span)
-    start, end = span
+    columns = np.asarray(image)
     for layer in range(layers):
         for row0 in range(0, n, chunk):
             raw = attention.rows(layer, row0, chunk)
@@ -230,7 +237,7 @@ def convert_layers(
             store.write_layer_rows(
                 layer, row0, stored, values.mean(axis=0).astype(np.float16), head_max.astype(np.float16)
             )
-            table.add(layer, row0, values[:, :, start : end + 1].sum(axis=-1, dtype=np.float64))
+            table.add(layer, row0, values[:, :, columns].sum(axis=-1, dtype=np.float64))
             measures.add_host(layer, row0, stored, device)
     return table.table()
 

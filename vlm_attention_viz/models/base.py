@@ -173,6 +173,11 @@ class ModelAdapter(ABC):
         """The patch grid, and per block which patches each of its attention calls covers (for --vision-layers)."""
         raise UserError(f"--vision-layers is not supported for {self.name} models")
 
+    def import_layout(self, texts: list[str]) -> ImageLayout | None:
+        """`import --model-type`: the image regions read from the token texts as the processor writes them;
+        None: the image is the one run of image_placeholder."""
+        return None
+
     @abstractmethod
     def load_processor(self, source: str) -> Any:
         """The checkpoint's processor, built from its parts where AutoProcessor cannot be used."""

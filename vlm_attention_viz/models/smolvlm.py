@@ -26,6 +26,9 @@ from ..image_layout import ImageLayout, Region
 from .base import ModelAdapter, PreparedInputs, image_text_processor, processor_settings, user_message
 
 TILE_LABEL = re.compile(r"<row_(\d+)_col_(\d+)>")
+# The hub's tile (max_image_size.longest_edge of SmolVLM-256M and -500M). Token texts carry the tiles' grid but
+# not their size in pixels, so an import counts a tile as this; only its ratio to the image file is used.
+IMPORT_TILE_PX = 512
 GLOBAL_LABEL = "<global-img>"
 AROUND_IMAGE = "<fake_token_around_image>"
 
@@ -105,6 +108,19 @@ class SmolVLMAdapter(ModelAdapter):
     model_class = SmolVLMForConditionalGeneration
     processor_class: type[ProcessorMixin] = SmolVLMProcessor
     image_placeholder = "<image>"
+
+    def import_layout(self, texts: list[str]) -> ImageLayout:
+        """The tiles from their labels, each tile's side from the image tokens after the first label."""
+        first = next((i for i, text in enumerate(texts) if TILE_LABEL.fullmatch(text) or text == GLOBAL_LABEL), None)
+        if first is None:
+            raise UserError(
+                f"no <row_i_col_j> or {GLOBAL_LABEL} label in the token list, so no {self.name} tiles; "
+                "pass --image-span START END for one grid"
+            )
+        run = 0
+        while first + 1 + run < len(texts) and texts[first + 1 + run] == self.image_placeholder:
+            run += 1
+        return tiled_layout(texts, self.image_placeholder, IMPORT_TILE_PX, math.isqrt(run))
 
     def load_processor(self, source: str) -> Any:
         if is_torchvision_available():
