@@ -11,14 +11,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from analysis_reference import assert_tables_and_rollout_match
+from anyres_reference import (
+    NEWLINE,
+    SIDE,
+    assert_colours_match_pixel_values,
+    assert_tokens_hold_what_the_model_packed,
+    cell_centre,
+    crop_canvas,
+    gradient_image,
+    image_box,
+    token_sources,
+)
 from PIL import Image
+from transformers import LlavaOnevisionForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, LLAVA_OV_PATCH, TinyShape, build_tiny_checkpoint
-from vlm_attention_viz.models import adapter_named
+from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, TinyShape, build_tiny_checkpoint
 from vlm_attention_viz.tokens import IMAGE_TEXT
 
 from conftest import assert_refused, run
@@ -32,15 +42,7 @@ from reference import (
 )
 
 LLAVA_OV = TinyShape(family="llava-onevision", layers=2, heads=4, kv_heads=2, seed=11)
-SIDE, CELL_PX = LLAVA_OV_CROP // LLAVA_OV_PATCH, LLAVA_OV_PATCH
-BASE, CELL, NEWLINE = 0.0, 1.0, 2.0  # what a probe feature holds: a base-view patch, a canvas cell, the row end
-
-
-def gradient_image(width: int, height: int) -> Image.Image:
-    """Red grows to the right and green downwards, blue is flat: every cell has its own colour, none is black."""
-    xs, ys = np.meshgrid(np.arange(width) / width, np.arange(height) / height)
-    pixels = np.stack([40 + 200 * xs, 40 + 200 * ys, np.full_like(xs, 128)], -1)
-    return Image.fromarray(pixels.round().astype(np.uint8))
+OV_PACKING = {"vision_aspect_ratio": "anyres_max_9"}
 
 
 @pytest.fixture(scope="module")
@@ -70,46 +72,8 @@ def samples(llava_model: Path, images: dict[str, Path], tmp_path_factory: pytest
     return out
 
 
-def probe_features(pixel_values: torch.Tensor, canvases: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Per image, stand-in tower features (crops, g², 3): a base patch's (BASE, row, col), a crop patch's
-    (CELL, canvas row, canvas col); canvases: each image's crop grid (rows, cols), (0, 0) for a base view alone."""
-    base = torch.tensor([[BASE, r, c] for r in range(SIDE) for c in range(SIDE)])
-    features = []
-    for crop_rows, crop_cols in canvases:
-        crops = [base]
-        for k in range(crop_rows * crop_cols):
-            cr, cc = divmod(k, crop_cols)
-            crops.append(torch.tensor([[CELL, cr * SIDE + r, cc * SIDE + c] for r in range(SIDE) for c in range(SIDE)]))
-        features.append(torch.stack(crops).float())
-    assert sum(len(f) for f in features) <= pixel_values.shape[0] * pixel_values.shape[1]
-    return features
-
-
-def token_sources(model_dir: Path, inputs: dict, canvases: list[tuple[int, int]]) -> dict[int, np.ndarray]:
-    """Per image token position, the probe feature the model's own packing puts there."""
-    model = adapter_named("llava-onevision").model_class.from_pretrained(model_dir).eval()
-    features = probe_features(inputs["pixel_values"], canvases)
-    packed, _ = model.model.pack_image_features(
-        features,
-        inputs["image_sizes"],
-        image_newline=torch.tensor([NEWLINE, 0.0, 0.0]),
-        vision_aspect_ratio="anyres_max_9",
-    )
-    placeholders = (inputs["input_ids"][0] == model.config.image_token_id).nonzero()[:, 0].tolist()
-    return dict(zip(placeholders, torch.cat(packed).numpy(), strict=True))
-
-
-def crop_canvas(pixel_values: torch.Tensor, crop_rows: int, crop_cols: int) -> np.ndarray:
-    """The padded canvas the crops were cut from, in 0..255, (H, W, 3)."""
-    crops = pixel_values[1 : 1 + crop_rows * crop_cols].numpy() * 127.5 + 127.5
-    rows = [np.concatenate(list(crops[r * crop_cols : (r + 1) * crop_cols]), axis=-1) for r in range(crop_rows)]
-    return np.concatenate(rows, axis=-2).transpose(1, 2, 0)
-
-
-def cell_centre(region: dict, grid_pos: list[int]) -> tuple[float, float]:
-    x, y, w, h = region["rect"]
-    r, c = grid_pos
-    return x + (c + 0.5) * w / region["cols"], y + (r + 0.5) * h / region["rows"]
+def sources(model_dir: Path, inputs: dict, canvases: list[tuple[int, int]]) -> dict:
+    return token_sources(LlavaOnevisionForConditionalGeneration, model_dir, inputs, canvases, **OV_PACKING)
 
 
 def test_llava_onevision_is_detected_and_every_layer_matches_eager_output_attentions(
@@ -134,30 +98,6 @@ def test_llava_onevision_logits_with_capture_equal_logits_without(llava_model: P
     assert sorted({c.layer for c in chunks}) == list(range(layers)) == [0, 1]
 
 
-def assert_tokens_hold_what_the_model_packed(
-    meta: dict, sources: dict[int, np.ndarray], paste: tuple[int, int]
-) -> None:
-    """Each image token's region and grid place hold the feature the model put there: row ends its
-    image_newline, the base view's tokens their patch, the stitched grid's tokens the canvas cell under the
-    centre of their rectangle (a fraction of a cell where the model interpolated the grid)."""
-    regions = meta["image_regions"]
-    assert set(sources) == {t["id"] for t in meta["tokens"] if t["type"] == "image" or t.get("layout") == "row_end"}
-    for position, (kind, a, b) in sources.items():
-        token = meta["tokens"][position]
-        if kind == NEWLINE:
-            assert token["layout"] == "row_end" and token["type"] == "special", position
-            continue
-        region = regions[token["region"]]
-        if kind == BASE:
-            assert region["kind"] in ("global", "image") and token["grid_pos"] == [a, b], position
-            continue
-        assert region["kind"] == "tile"
-        cx, cy = cell_centre(region, token["grid_pos"])
-        np.testing.assert_allclose(
-            [(cy + paste[1]) / CELL_PX, (cx + paste[0]) / CELL_PX], [a + 0.5, b + 0.5], atol=1e-4
-        )
-
-
 def test_one_image_is_a_base_view_then_the_unpadded_stitched_grid_with_row_ends(
     llava_model: Path, samples: dict[str, Path], images: dict[str, Path]
 ) -> None:
@@ -165,16 +105,14 @@ def test_one_image_is_a_base_view_then_the_unpadded_stitched_grid_with_row_ends(
     inputs, processor = processed_images("llava-onevision", llava_model, [images["small"]])
     assert inputs["pixel_values"].shape[1] == 1 + 2 * 4  # the base view, then 2 x 4 crops
     assert inputs["image_sizes"][0].tolist() == [60, 100]
-    canvas = crop_canvas(inputs["pixel_values"][0], 2, 4)
-    on_image = np.argwhere(canvas[..., 2] > 64)  # blue is 128 on the image, 0 in the padding
-    (top, left), (bottom, right) = on_image.min(0), on_image.max(0) + 1
-    assert meta["images"][0]["size"] == [right - left, bottom - top] == [107, 64]
+    left, top, width, height = image_box(crop_canvas(inputs["pixel_values"][0], 2, 4))
+    assert meta["images"][0]["size"] == [width, height] == [107, 64]
     regions = meta["image_regions"]
     assert [(r["kind"], r["rows"], r["cols"]) for r in regions] == [("global", SIDE, SIDE), ("tile", 8, 14)]
     assert regions[0]["rect"] == [0, 0, 107, 64] and regions[1]["rect"] == [-2, 0, 112, 64]  # 2 px of padding left
-    sources = token_sources(llava_model, inputs, [(2, 4)])
-    assert sum(kind == NEWLINE for kind, _, _ in sources.values()) == 8
-    assert_tokens_hold_what_the_model_packed(meta, sources, (left, top))
+    packed = sources(llava_model, inputs, [(2, 4)])
+    assert sum(kind == NEWLINE for kind, _, _ in packed.values()) == 8
+    assert_tokens_hold_what_the_model_packed(meta, packed, [(left, top)])
 
 
 def test_the_wide_image_grid_is_the_models_interpolated_one(
@@ -184,12 +122,10 @@ def test_the_wide_image_grid_is_the_models_interpolated_one(
     meta = fmt.validate_sample(samples["wide"])
     inputs, _ = processed_images("llava-onevision", llava_model, [images["wide"]])
     assert inputs["pixel_values"].shape[1] == 1 + 4 * 6
-    canvas = crop_canvas(inputs["pixel_values"][0], 4, 6)
-    on_image = np.argwhere(canvas[..., 2] > 64)
-    top, left = on_image.min(0)
+    left, top, _, _ = image_box(crop_canvas(inputs["pixel_values"][0], 4, 6))
     regions = meta["image_regions"]
     assert [(r["kind"], r["rows"], r["cols"]) for r in regions] == [("global", SIDE, SIDE), ("tile", 9, 15)]
-    assert_tokens_hold_what_the_model_packed(meta, token_sources(llava_model, inputs, [(4, 6)]), (left, top))
+    assert_tokens_hold_what_the_model_packed(meta, sources(llava_model, inputs, [(4, 6)]), [(left, top)])
     assert_tables_and_rollout_match(samples["wide"])
 
 
@@ -202,34 +138,11 @@ def test_colour_test_every_token_rectangle_lies_over_the_colour_its_pixels_have_
     crops: tuple[int, int],
     off_image: int,
 ) -> None:
-    """The stitched grid's cells from the canvas, the base view's from its squashed crop: each token's rectangle,
-    mapped onto the original image, has the colour the processor gave that cell; a cell whose centre is off
-    the image is the canvas's black padding."""
+    """assert_colours_match_pixel_values; small: its grid reaches 2 px into the padding, no cell centre does."""
     meta = fmt.read_meta(samples[name])
     inputs, _ = processed_images("llava-onevision", llava_model, [images[name]])
     assert inputs["pixel_values"].shape[1] == 1 + crops[0] * crops[1]
-    original = np.asarray(Image.open(images[name]).convert("RGB"), np.float32)
-    canvas = crop_canvas(inputs["pixel_values"][0], *crops)
-    base = inputs["pixel_values"][0, 0].numpy().transpose(1, 2, 0) * 127.5 + 127.5
-    (width, height), (orig_w, orig_h) = meta["images"][0]["size"], meta["images"][0]["original_size"]
-    paste = ((canvas.shape[1] - width) // 2, (canvas.shape[0] - height) // 2)
-    padding = 0
-    for token in meta["tokens"]:
-        if token["type"] != "image":
-            continue
-        region = meta["image_regions"][token["region"]]
-        cx, cy = cell_centre(region, token["grid_pos"])
-        if region["kind"] == "global":
-            seen = base[int(cy / height * LLAVA_OV_CROP), int(cx / width * LLAVA_OV_CROP)]
-        else:
-            seen = canvas[int(cy) + paste[1], int(cx) + paste[0]]
-        if not (0 <= cx < width and 0 <= cy < height):
-            assert np.abs(seen).max() < 1, token["id"]
-            padding += 1
-            continue
-        expected = original[int(cy * orig_h / height), int(cx * orig_w / width)]
-        assert np.abs(seen - expected).max() < 6, (token["id"], seen, expected)
-    assert padding == off_image  # small: its grid reaches 2 px into the padding, no cell centre does
+    assert assert_colours_match_pixel_values(meta, inputs["pixel_values"][0], images[name], crops) == off_image
 
 
 def test_two_images_are_padded_squares_each_with_one_row_end(
@@ -244,7 +157,7 @@ def test_two_images_are_padded_squares_each_with_one_row_end(
         (0, "image", [0, -65, 300, 300]),
         (1, "image", [0, -20, 100, 100]),
     ]
-    assert_tokens_hold_what_the_model_packed(meta, token_sources(llava_model, inputs, [(0, 0), (0, 0)]), (0, 0))
+    assert_tokens_hold_what_the_model_packed(meta, sources(llava_model, inputs, [(0, 0), (0, 0)]), [])
     mean = 0.0  # the square's padding is the image mean, 0 once normalized
     for k, path in enumerate((images["wide"], images["small"])):
         original = np.asarray(Image.open(path).convert("RGB"), np.float32)

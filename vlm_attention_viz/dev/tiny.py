@@ -23,6 +23,8 @@ from transformers import (
     Idefics3ForConditionalGeneration,
     InternVLConfig,
     InternVLForConditionalGeneration,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     Mistral3Config,
@@ -710,6 +712,47 @@ LLAVA_OV_PROCESSOR = {
 }
 
 
+# LLaVA-NeXT's geometry at a small scale: CLIP crops of 32 px with a CLS token (dropped: "default" strategy),
+# 8 px patches (4 x 4 per crop; the hub's: 336 px, 14 px, 24 x 24), the hub's five canvases scaled down.
+LLAVA_NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]
+
+
+def llava_next_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
+    return LlavaNextConfig(
+        text_config=llama_text_config(shape, vocab_size, ids, eos="<|im_end|>"),
+        vision_config={
+            "model_type": "clip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": LLAVA_OV_CROP,
+            "patch_size": LLAVA_OV_PATCH,
+            "projection_dim": 32,
+        },
+        image_token_index=ids["<image>"],
+        image_grid_pinpoints=LLAVA_NEXT_PINPOINTS,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+
+
+LLAVA_NEXT_PREPROCESSOR = {
+    "image_processor_type": "LlavaNextImageProcessor",
+    "processor_class": "LlavaNextProcessor",
+    "size": {"shortest_edge": LLAVA_OV_CROP},
+    "crop_size": {"height": LLAVA_OV_CROP, "width": LLAVA_OV_CROP},
+    "image_grid_pinpoints": LLAVA_NEXT_PINPOINTS,
+    **IMAGE_STATS,
+}
+LLAVA_NEXT_PROCESSOR = {
+    "processor_class": "LlavaNextProcessor",
+    "patch_size": LLAVA_OV_PATCH,
+    "vision_feature_select_strategy": "default",
+    "num_additional_image_tokens": 1,
+}
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     model_class: type[PreTrainedModel]
@@ -786,6 +829,14 @@ FAMILIES = {
         TinyTokens(special=(*SPECIAL_TOKENS, *LLAVA_OV_TOKENS), named=(("image_token", "<image>"),)),
         LLAVA_OV_CHAT_TEMPLATE,
         LLAVA_OV_PROCESSOR,
+    ),
+    "llava-next": TinyFamily(
+        LlavaNextForConditionalGeneration,
+        llava_next_config,
+        LLAVA_NEXT_PREPROCESSOR,
+        TinyTokens(special=(*SPECIAL_TOKENS, *LLAVA_OV_TOKENS), named=(("image_token", "<image>"),)),
+        LLAVA_OV_CHAT_TEMPLATE,
+        LLAVA_NEXT_PROCESSOR,
     ),
 }
 

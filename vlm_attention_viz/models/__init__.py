@@ -15,6 +15,7 @@ from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
 from .idefics3 import Idefics3Adapter
 from .internvl import InternVLAdapter
+from .llava_next import LlavaNextAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .mistral3 import Mistral3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
@@ -41,6 +42,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         Mistral3Adapter,
         InternVLAdapter,
         LlavaOnevisionAdapter,
+        LlavaNextAdapter,
     )
 }
 

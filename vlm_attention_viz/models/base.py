@@ -265,6 +265,15 @@ def user_message(images: int, prompt: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": content}]
 
 
+def auto_processor(source: str) -> ProcessorMixin:
+    """AutoProcessor, for a processor with no video part (it builds without torchvision), with the checkpoint's
+    chat template where the processor did not pick it up."""
+    processor = AutoProcessor.from_pretrained(source)
+    if processor.chat_template is None:
+        processor.chat_template = chat_template(source, processor.tokenizer)
+    return processor
+
+
 def image_text_processor(processor_class: type[ProcessorMixin], source: str, **settings: Any) -> ProcessorMixin:
     """processor_class built from the checkpoint's tokenizer, image processor and chat template alone (and the
     processor's own `settings`, e.g. SmolVLM's image_seq_len).

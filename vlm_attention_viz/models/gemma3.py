@@ -12,11 +12,11 @@ import math
 from typing import Any
 
 from PIL import Image
-from transformers import AutoProcessor, Gemma3ForConditionalGeneration, PreTrainedModel
+from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
 
 from .. import sample_format as fmt
 from ..errors import UserError
-from .base import ModelAdapter, PreparedInputs, chat_template, one_image
+from .base import ModelAdapter, PreparedInputs, auto_processor, one_image
 
 
 class Gemma3Adapter(ModelAdapter):
@@ -26,10 +26,7 @@ class Gemma3Adapter(ModelAdapter):
     image_placeholder = "<image_soft_token>"
 
     def load_processor(self, source: str) -> Any:
-        processor = AutoProcessor.from_pretrained(source)
-        if processor.chat_template is None:
-            processor.chat_template = chat_template(source, processor.tokenizer)
-        return processor
+        return auto_processor(source)
 
     def prepare_images(
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+from transformers import Idefics3ForConditionalGeneration
 
-from .base import chat_template
+from .base import auto_processor
 from .smolvlm import SmolVLMAdapter
 
 
@@ -17,7 +17,4 @@ class Idefics3Adapter(SmolVLMAdapter):
     model_class = Idefics3ForConditionalGeneration
 
     def load_processor(self, source: str) -> Any:
-        processor = AutoProcessor.from_pretrained(source)
-        if processor.chat_template is None:
-            processor.chat_template = chat_template(source, processor.tokenizer)
-        return processor
+        return auto_processor(source)

@@ -20,6 +20,7 @@ own pixels, its square reaching past the short sides.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,12 @@ from .base import ModelAdapter, PreparedInputs, image_text_processor, processor_
 
 
 def anyres_regions(
-    image: int, original: tuple[int, int], run: list[int], processor: Any, crop_px: int
+    image: int, original: tuple[int, int], run: list[int], pinpoints: list[list[int]], crop_px: int, grid: StitchedGrid
 ) -> tuple[tuple[int, int], list[Region], list[int]]:
-    """One image alone in its prompt: (its resized size, its base and stitched regions, the row-end positions)."""
-    side = base_side(processor)
+    """One image cut from its anyres canvas: (its resized size, its base and stitched regions, the row-end positions)."""
+    side = grid.side
     width, height = original
-    canvas_h, canvas_w = select_best_resolution((height, width), processor.image_processor.image_grid_pinpoints)
+    canvas_h, canvas_w = select_best_resolution((height, width), pinpoints)
     resized_h, resized_w = get_patch_output_size(
         np.empty((0, height, width)), (canvas_h, canvas_w), input_data_format=ChannelDimension.FIRST
     )
@@ -58,7 +59,7 @@ def anyres_regions(
         round(kept.shape[1] * cell_px),
         round(kept.shape[0] * cell_px),
     )
-    rows, cols = shrunk_grid(kept.shape[0], kept.shape[1], side, processor.vision_aspect_ratio)
+    rows, cols = grid.shrunk(kept.shape[0], kept.shape[1])
     base = Region(image, "global", side, side, (0, 0, resized_w, resized_h), run[: side * side])
     stitched = run[side * side :]
     if len(stitched) != rows * (cols + 1):
@@ -71,12 +72,21 @@ def anyres_regions(
     return (resized_w, resized_h), [base, Region(image, "tile", rows, cols, rect, patches)], row_ends
 
 
-def shrunk_grid(rows: int, cols: int, side: int, aspect_setting: str) -> tuple[int, int]:
-    """The stitched grid after the model's interpolation: above 1.1 x `anyres_max_N` crops' worth of features it
-    is scaled down by √(cells / (N g²)) on both sides (LlavaOnevisionModel.pack_image_features)."""
-    max_crops = int(aspect_setting.removeprefix("anyres_max_"))
-    ratio = math.sqrt(rows * cols / (max_crops * side * side))
-    return (int(rows // ratio), int(cols // ratio)) if ratio > 1.1 else (rows, cols)
+@dataclass(frozen=True)
+class StitchedGrid:
+    """g, the features per crop side, and the model's cap on the stitched grid: at most `max_crops` crops' worth
+    of features (anyres_max_N; None: no cap)."""
+
+    side: int
+    max_crops: int | None
+
+    def shrunk(self, rows: int, cols: int) -> tuple[int, int]:
+        """The stitched grid after the model's interpolation: above 1.1 x max_crops crops' worth of features it is
+        scaled down by √(cells / (max_crops g²)) on both sides (LlavaOnevisionModel.pack_image_features)."""
+        if self.max_crops is None:
+            return rows, cols
+        ratio = math.sqrt(rows * cols / (self.max_crops * self.side * self.side))
+        return (int(rows // ratio), int(cols // ratio)) if ratio > 1.1 else (rows, cols)
 
 
 def square_region(image: int, original: tuple[int, int], run: list[int], side: int) -> tuple[Region, list[int]]:
@@ -87,16 +97,6 @@ def square_region(image: int, original: tuple[int, int], run: list[int], side: i
     if len(run) != side * side + 1:
         raise UserError(f"image {image} holds {len(run)} image tokens, not {side} x {side} + 1")
     return Region(image, "image", side, side, rect, run[:-1]), run[-1:]
-
-
-def base_side(processor: Any) -> int:
-    side = math.isqrt(processor.num_image_tokens)
-    if side * side != processor.num_image_tokens or processor.vision_feature_select_strategy != "full":
-        raise UserError(
-            f"num_image_tokens {processor.num_image_tokens} with vision_feature_select_strategy "
-            f"{processor.vision_feature_select_strategy!r}: only a square grid of all features is understood"
-        )
-    return side
 
 
 class LlavaOnevisionAdapter(ModelAdapter):
@@ -128,15 +128,40 @@ class LlavaOnevisionAdapter(ModelAdapter):
             dict(inputs), processor.image_token_id, base.rows, base.cols, layout.image_sizes[0], layout
         )
 
+    def stitched_grid(self, processor: Any, crop_px: int) -> StitchedGrid:
+        """The processor's num_image_tokens features per crop, a square of all the tower's features."""
+        side = math.isqrt(processor.num_image_tokens)
+        if side * side != processor.num_image_tokens or processor.vision_feature_select_strategy != "full":
+            raise UserError(
+                f"num_image_tokens {processor.num_image_tokens} with vision_feature_select_strategy "
+                f"{processor.vision_feature_select_strategy!r}: only a square grid of all features is understood"
+            )
+        return StitchedGrid(side, int(processor.vision_aspect_ratio.removeprefix("anyres_max_")))
+
     def layout(
         self, processor: Any, originals: list[tuple[int, int]], runs: list[list[int]], crop_px: int
     ) -> ImageLayout:
+        """One image alone: anyres; several: a padded square each."""
         if len(originals) == 1:
-            size, regions, row_ends = anyres_regions(0, originals[0], runs[0], processor, crop_px)
-            return ImageLayout([size], regions, dict.fromkeys(row_ends, "row_end"))
+            return anyres_layout(processor, originals, runs, crop_px, self.stitched_grid(processor, crop_px))
+        side = self.stitched_grid(processor, crop_px).side
         regions, roles = [], {}
         for image, (original, run) in enumerate(zip(originals, runs, strict=True)):
-            region, row_ends = square_region(image, original, run, base_side(processor))
+            region, row_ends = square_region(image, original, run, side)
             regions.append(region)
             roles.update(dict.fromkeys(row_ends, "row_end"))
         return ImageLayout(list(originals), regions, roles)
+
+
+def anyres_layout(
+    processor: Any, originals: list[tuple[int, int]], runs: list[list[int]], crop_px: int, grid: StitchedGrid
+) -> ImageLayout:
+    """Every image from its anyres canvas, in prompt order."""
+    sizes, regions, roles = [], [], {}
+    pinpoints = processor.image_processor.image_grid_pinpoints
+    for image, (original, run) in enumerate(zip(originals, runs, strict=True)):
+        size, image_regions, row_ends = anyres_regions(image, original, run, pinpoints, crop_px, grid)
+        sizes.append(size)
+        regions += image_regions
+        roles.update(dict.fromkeys(row_ends, "row_end"))
+    return ImageLayout(sizes, regions, roles)
