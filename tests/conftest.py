@@ -1,13 +1,17 @@
-"""Tiny real Qwen3-VL checkpoints (and LoRA adapters on them), built once per test session and saved with save_pretrained."""
+"""Tiny real checkpoints of every family (and LoRA adapters on them), each built once per test session and saved
+with save_pretrained; the fixtures and helpers the test modules share."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ import torch
 from PIL import Image
 
 from vlm_attention_viz.cli import main
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import FAMILIES, TinyShape, build_tiny_checkpoint
 
 # Query heads != KV heads, two layers.
 GQA = TinyShape(layers=2, heads=4, kv_heads=2, seed=0)
@@ -23,14 +27,43 @@ GQA = TinyShape(layers=2, heads=4, kv_heads=2, seed=0)
 MHA = TinyShape(layers=3, heads=3, kv_heads=3, hidden=48, seed=1)
 
 
-@pytest.fixture(scope="session")
-def gqa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("gqa"), GQA)
+TinyCheckpoint = Callable[[TinyShape], Path]  # the tiny_checkpoint fixture: a shape's checkpoint folder
+
+
+def checkpoint_key(shape: TinyShape) -> str:
+    """A hash of everything a tiny checkpoint is built from: its shape and its family's processor files."""
+    family = FAMILIES[shape.family]
+    built_from = {
+        "shape": dataclasses.asdict(shape),
+        "model": family.model_class.__name__,
+        "preprocessor": family.preprocessor,
+        "processor": family.processor,
+        "tokens": dataclasses.asdict(family.tokens),
+        "chat_template": family.chat_template,
+    }
+    return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
-def mha_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("mha"), MHA)
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint:
+    """Each tiny checkpoint built once per run, cached by checkpoint_key; tests read it, never change it."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+
+    def built(shape: TinyShape) -> Path:
+        path = folder / f"{shape.family}-{checkpoint_key(shape)}"
+        return path if path.is_dir() else build_tiny_checkpoint(path, shape)
+
+    return built
+
+
+@pytest.fixture(scope="session")
+def gqa_model(tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(GQA)
+
+
+@pytest.fixture(scope="session")
+def mha_model(tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(MHA)
 
 
 def save_lora(model_dir: Path, folder: Path, seed: int) -> Path:

@@ -15,10 +15,10 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 
-from conftest import assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, run
 from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
 
 SHAPES = {
@@ -37,8 +37,8 @@ LAYER_KINDS = {
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {family: build_tiny_checkpoint(tmp_path_factory.mktemp(family), shape) for family, shape in SHAPES.items()}
+def models(tiny_checkpoint: TinyCheckpoint) -> dict[str, Path]:
+    return {family: tiny_checkpoint(shape) for family, shape in SHAPES.items()}
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET, AttentionRecorder, capturing_sub_models
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
-from conftest import run, striped_image
+from conftest import TinyCheckpoint, run, striped_image
 from reference import (
     ATOL,
     PROMPT,
@@ -43,9 +43,9 @@ QWEN2_5_VL = adapter_named("qwen2.5-vl")
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
-def family_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def family_model(request: pytest.FixtureRequest, tiny_checkpoint: TinyCheckpoint) -> tuple[str, Path]:
     family = request.param
-    return family, build_tiny_checkpoint(tmp_path_factory.mktemp(family), SHAPES[family])
+    return family, tiny_checkpoint(SHAPES[family])
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +229,11 @@ def test_generate_mode_answers_greedily_and_stores_the_eager_attention_of_prompt
         )
 
 
-def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(photo: Path, tmp_path: Path) -> None:
+def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(
+    photo: Path, tmp_path: Path, tiny_checkpoint: TinyCheckpoint
+) -> None:
     """Qwen2-VL's tower, like Qwen3-VL's, attends over whole images of merge-window ordered patches."""
-    model_dir = build_tiny_checkpoint(tmp_path / "model", SHAPES["qwen2-vl"])
+    model_dir = tiny_checkpoint(SHAPES["qwen2-vl"])
     sample = tmp_path / "sample"
     assert (
         run(
@@ -260,9 +262,9 @@ def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(photo: Pat
 
 
 @pytest.fixture(scope="module")
-def qwen2_5_vl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def qwen2_5_vl_model(tiny_checkpoint: TinyCheckpoint) -> Path:
     """Its tiny tower: block 0 attends within windows of 2 x 2 tokens, block 1 (fullatt_block_indexes) over the whole image."""
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("qwen2.5-vl-vision"), SHAPES["qwen2.5-vl"])
+    return tiny_checkpoint(SHAPES["qwen2.5-vl"])
 
 
 def row_major_by_rope(

@@ -10,11 +10,11 @@ import torch
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import build_tokens, mark_answer
 
-from conftest import run
+from conftest import TinyCheckpoint, run
 from reference import ATOL, PROMPT, RTOL, processed
 
 NEW_TOKENS = 6
@@ -70,8 +70,10 @@ def test_generated_flags_and_answer_text(generated: dict, gqa_model: Path) -> No
     assert fmt.list_samples(generated["folder"].parent)[0]["mode"] == "generate"
 
 
-def test_thinking_template_marks_the_open_think_block(photo: Path, tmp_path: Path) -> None:
-    model = build_tiny_checkpoint(tmp_path / "thinker", TinyShape(layers=2, heads=2, kv_heads=1, thinking=True, seed=2))
+def test_thinking_template_marks_the_open_think_block(
+    photo: Path, tmp_path: Path, tiny_checkpoint: TinyCheckpoint
+) -> None:
+    model = tiny_checkpoint(TinyShape(layers=2, heads=2, kv_heads=1, thinking=True, seed=2))
     assert (
         run(
             "--image",

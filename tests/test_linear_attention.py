@@ -15,12 +15,12 @@ from transformers.models.qwen3_5.modeling_qwen3_5 import causal_conv1d_fn
 import vlm_attention_viz as vav
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.linear_capture import capturing_linear_layers, implicit_attention_chunks
 from vlm_attention_viz.models import ModelAdapter, adapter_named
 from vlm_attention_viz.models.qwen3_5 import gated_delta_of
 
-from conftest import run
+from conftest import TinyCheckpoint, run
 from reference import ATOL, PROMPT, RTOL, eager_reference, unrolled_implicit_attention
 
 # Eight layers: linear, linear, linear, full, twice. Two attention heads, four linear value heads.
@@ -42,8 +42,8 @@ def adapter(family: str) -> ModelAdapter:
 
 
 @pytest.fixture(scope="module")
-def qwen3_5_model(family: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp(family), SHAPES[family])
+def qwen3_5_model(family: str, tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(SHAPES[family])
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from transformers import LlavaNextForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 
-from conftest import run
+from conftest import TinyCheckpoint, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -40,8 +40,8 @@ SIZES = {"small": (100, 60), "wide": (300, 170)}
 
 
 @pytest.fixture(scope="module")
-def next_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("llava_next"), LLAVA_NEXT)
+def next_model(tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(LLAVA_NEXT)
 
 
 @pytest.fixture(scope="module")

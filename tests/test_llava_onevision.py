@@ -28,10 +28,10 @@ from transformers import LlavaOnevisionForConditionalGeneration
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, TinyShape
 from vlm_attention_viz.tokens import IMAGE_TEXT
 
-from conftest import assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -46,8 +46,8 @@ OV_PACKING = {"vision_aspect_ratio": "anyres_max_9"}
 
 
 @pytest.fixture(scope="module")
-def llava_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("llava_onevision"), LLAVA_OV)
+def llava_model(tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(LLAVA_OV)
 
 
 @pytest.fixture(scope="module")

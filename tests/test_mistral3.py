@@ -13,9 +13,9 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 
-from conftest import run
+from conftest import TinyCheckpoint, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -42,8 +42,8 @@ def quadrant_image(width: int, height: int) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def mistral3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("mistral3"), MISTRAL3)
+def mistral3_model(tiny_checkpoint: TinyCheckpoint) -> Path:
+    return tiny_checkpoint(MISTRAL3)
 
 
 @pytest.fixture(scope="module")

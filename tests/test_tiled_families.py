@@ -15,10 +15,10 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape, build_tiny_checkpoint
+from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 
-from conftest import assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -55,10 +55,10 @@ def tile_coloured_image(width: int, height: int) -> Image.Image:
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
-def tiled_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TiledModel:
+def tiled_model(request: pytest.FixtureRequest, tiny_checkpoint: TinyCheckpoint) -> TiledModel:
     """SmolVLM, and Idefics3 with its layout: every test of this module runs on both."""
     shape = SHAPES[request.param]
-    return TiledModel(request.param, shape, build_tiny_checkpoint(tmp_path_factory.mktemp(request.param), shape))
+    return TiledModel(request.param, shape, tiny_checkpoint(shape))
 
 
 @pytest.fixture(scope="module")
