@@ -2,10 +2,9 @@
 // and, for a tiled image, its tiles at full resolution or its global thumbnail.
 // Neither fetches anything: the view's vector already holds every image token.
 
-import { REGION_VIEWS, type RegionView } from "../data/variants";
+import { hasTiles, REGION_VIEWS, type RegionView } from "../data/variants";
 import type { SampleMeta } from "../data/format";
 import type { ImageChoice } from "./panel-heats";
-import { hasTiles } from "./panel-heats";
 
 export class ImagePicker {
   private meta: SampleMeta | null = null;

@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import type { ImageRegion, SampleMeta } from "../../src/data/format";
+import { LUTS, scaleIndex, type Scale } from "../../src/view/color";
 import { closeSession, openSession, type RunningServer } from "./harness";
 import { expectRedraw, openViewer, readSampleMeta, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
@@ -40,6 +41,32 @@ async function cellCentre(region: ImageRegion, size: [number, number], row: numb
   const px = x + ((col + 0.5) / region.cols) * w;
   const py = y + ((row + 0.5) / region.rows) * h;
   return { x: box.x + (px / size[0]) * box.width, y: box.y + (py / size[1]) * box.height };
+}
+
+/** The window point at the centre of a region's cell on the image of one pane (0: left, 1: right). */
+async function paneCellCentre(region: ImageRegion, size: [number, number], pane: number, row: number, col: number) {
+  const box = (await page.locator("#image-wrap img").nth(pane).boundingBox())!;
+  const [x, y, w, h] = region.rect;
+  const px = x + ((col + 0.5) / region.cols) * w;
+  const py = y + ((row + 0.5) / region.rows) * h;
+  return { x: box.x + (px / size[0]) * box.width, y: box.y + (py / size[1]) * box.height };
+}
+
+/** The overlay's RGBA under a window point. */
+function overlayPixelAt(point: { x: number; y: number }): Promise<number[]> {
+  return page.evaluate(({ x, y }) => {
+    const canvas = document.getElementById("image-overlay") as HTMLCanvasElement;
+    const box = canvas.getBoundingClientRect();
+    const [px, py] = [((x - box.left) / box.width) * canvas.width, ((y - box.top) / box.height) * canvas.height];
+    return Array.from(canvas.getContext("2d")!.getImageData(Math.floor(px), Math.floor(py), 1, 1).data);
+  }, point);
+}
+
+/** The colour a value takes on the image bar's scale, at opacity 1. */
+async function expectedColour(value: number, palette: keyof typeof LUTS): Promise<number[]> {
+  const scale = await page.evaluate(() => (window as unknown as { vav: { legends(): { image: { scale: Scale } } } }).vav.legends().image.scale);
+  const at = scaleIndex(value, scale) * 4;
+  return Array.from(LUTS[palette].subarray(at, at + 4));
 }
 
 /** The overlay's alpha at the centre of each cell of a region, row-major. */
@@ -123,6 +150,41 @@ describe("a tiled sample", () => {
       const box = await page.evaluate((t) => (window as unknown as { vav: { tokenBox(t: number): { x: number; y: number; w: number; h: number } } }).vav.tokenBox(t), label.id);
       await page.mouse.move(box.x + box.w / 2, box.y + box.h / 2);
       await expect.poll(() => page.locator("#tooltip").textContent()).toContain(`"<row_1_col_1>" · #${label.id} · special (tile label)`);
+    },
+    TIMEOUT,
+  );
+});
+
+describe("tiles and thumbnail side by side", () => {
+  test(
+    "a click on a patch of either half selects its token, and each half's cells take their tokens' colours",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_tiled");
+      await openViewer(page, server.url, `sample=sample_tiled&token=${m.seqLen - 1}&palette=viridis&opacity=1`);
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("both"));
+      const [left, right] = [page.locator("#image-wrap img").nth(0), page.locator("#image-wrap img").nth(1)];
+      expect(await right.getAttribute("src")).toBe(await left.getAttribute("src"));
+      const [leftBox, rightBox] = [(await left.boundingBox())!, (await right.boundingBox())!];
+      expect(rightBox.x).toBeGreaterThan(leftBox.x + leftBox.width);
+      expect(await page.locator("#image-legend").getAttribute("aria-label")).toContain("tiles' (left) and global thumbnail's (right)");
+      const values = (await shownValues(page))!;
+      const [tile, thumbnail] = [m.regions[4]!, m.regions[6]!];
+      const known = [
+        { region: tile, pane: 0, row: 2, col: 3, label: "tile 5 of 6 · patch row 2, col 3" },
+        { region: thumbnail, pane: 1, row: 1, col: 2, label: "global thumbnail · patch row 1, col 2" },
+      ];
+      for (const { region, pane, row, col } of known) {
+        const token = region.tokens[row * region.cols + col]!;
+        const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
+        expect(await overlayPixelAt(centre)).toEqual(await expectedColour(values[token]!, "viridis"));
+      }
+      for (const { region, pane, row, col, label } of known) {
+        const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
+        await page.mouse.move(centre.x, centre.y);
+        await expect.poll(() => page.locator("#tooltip").textContent()).toContain(label);
+        await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));
+        expect(viewParams(page).get("token")).toBe(String(region.tokens[row * region.cols + col]));
+      }
     },
     TIMEOUT,
   );
