@@ -60,6 +60,8 @@ export interface OverlayView {
 
 export class ImagePanel {
   private view: OverlayView | null = null;
+  /** The image last asked for, and its decoding. */
+  private loading: { url: string; decoded: Promise<void> } | null = null;
   /** The copies of the image after the first, for the panes after the first. */
   private readonly copies: HTMLImageElement[] = [];
   private readonly gridCanvas = document.createElement("canvas");
@@ -84,8 +86,13 @@ export class ImagePanel {
     overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
 
-  /** Show a sample's image; resolves once it is decoded, rejects when it cannot load. */
-  async setImage(imageUrl: string): Promise<void> {
+  /** Show an image; resolves once it is decoded, rejects when it cannot load. The image already shown stays as it is. */
+  setImage(imageUrl: string): Promise<void> {
+    if (this.loading?.url !== imageUrl) this.loading = { url: imageUrl, decoded: this.load(imageUrl) };
+    return this.loading.decoded;
+  }
+
+  private async load(imageUrl: string): Promise<void> {
     this.view = null;
     this.image.src = imageUrl;
     for (const copy of this.copies) copy.src = imageUrl;

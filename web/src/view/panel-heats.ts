@@ -16,12 +16,6 @@ import type { Heat, Scale } from "./color";
 import type { OverlayPart, OverlayView } from "./image-panel";
 import type { Legend } from "./legend";
 
-/** Which image the panel shows, and which of its regions (a tiled image's tiles or its thumbnail). */
-export interface ImageChoice {
-  image: number;
-  regions: RegionView;
-}
-
 export interface Fetched {
   meta: SampleMeta;
   view: ViewState;
@@ -31,7 +25,6 @@ export interface Fetched {
   values: Float32Array | null;
   /** The vision overlay's P values in vision mode, or null. */
   vision: Float32Array | null;
-  shownImage: ImageChoice;
   /** With the shared scale: the element-wise max of `values`' kind over every layer and head (vision: block). */
   shared: Float32Array | null;
   visionShared: Float32Array | null;
@@ -202,8 +195,8 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     const shown = vision && panelHeat(vision, fetched.visionShared, span, settings, `Image: vision encoder · ${blocks} · ${what}`, sharedOver);
     return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected, opacity };
   }
-  const { image } = fetched.shownImage;
-  const regions = shownRegionView(meta, image, fetched.shownImage.regions);
+  const { image } = view;
+  const regions = shownRegionView(meta, image, view.regions);
   const parts = regionParts(meta, image, regions);
   const panes = REGION_VIEWS[regions].panes.length;
   const grid = { kind: "llm", size: meta.images[image]!.size, panes, parts } as const;

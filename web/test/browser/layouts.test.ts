@@ -286,4 +286,36 @@ describe("a sample of two images", () => {
     },
     TIMEOUT,
   );
+
+  test(
+    "the image and its region view live in the URL: a link reopens them, Back and Forward step through them",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_two_images");
+      const shown = async () => ({
+        src: (await page.locator("#image").getAttribute("src")) ?? "",
+        pick: await page.locator("#image-pick").inputValue(),
+        regions: await page.locator("#region-view").inputValue(),
+        panes: await page.locator("#image-wrap img:visible").count(),
+      });
+      await openViewer(page, server.url, `sample=sample_two_images&token=${m.seqLen - 1}&image=1&regions=both`);
+      expect(await shown()).toMatchObject({ pick: "1", regions: "both", panes: 2 });
+      expect((await shown()).src).toContain("image_1.png");
+      await expectRedraw(page, () => page.locator("#image-pick").selectOption("0"));
+      expect([viewParams(page).get("image"), viewParams(page).get("regions")]).toEqual([null, "both"]);
+      expect((await shown()).src).toMatch(/\/image\.png$/);
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("global"));
+      expect(await shown()).toMatchObject({ pick: "0", regions: "global", panes: 1 });
+      await expectRedraw(page, () => page.goBack());
+      expect(await shown()).toMatchObject({ pick: "0", regions: "both", panes: 2 });
+      await expectRedraw(page, () => page.goBack());
+      expect(await shown()).toMatchObject({ pick: "1", regions: "both", panes: 2 });
+      expect((await shown()).src).toContain("image_1.png");
+      await expectRedraw(page, () => page.goForward());
+      expect((await shown()).src).toMatch(/\/image\.png$/);
+      await openViewer(page, server.url, `sample=sample_two_images&token=${m.seqLen - 1}&image=7&regions=wide`);
+      expect(await page.locator("#error").isHidden()).toBe(true);
+      expect(await shown()).toMatchObject({ pick: "0", regions: "tiles", panes: 1 });
+    },
+    TIMEOUT,
+  );
 });

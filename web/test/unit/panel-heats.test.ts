@@ -17,8 +17,7 @@ const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i / 
 const vision = Float32Array.from({ length: 84 }, (_, p) => 2 + Math.sin(p));
 
 function fetched(asked: Parameters<typeof completeView>[0], extra: Partial<Fetched> = {}): Fetched {
-  const shownImage = { image: 0, regions: "tiles" } as const;
-  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, shownImage, ...extra };
+  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, ...extra };
 }
 
 describe("the LLM overlay and the token panel", () => {
@@ -151,13 +150,12 @@ describe("a tiled sample's overlay", () => {
   const ramp = Float32Array.from({ length: n }, (_, i) => i);
   const shown = (regions: RegionView, tokens = [n - 1]): Fetched => ({
     meta: tiled,
-    view: completeView({ tokens }, "s", tiled),
+    view: completeView({ tokens, regions }, "s", tiled),
     sinks: new Uint8Array(n),
     values: ramp,
     vision: null,
     shared: null,
     visionShared: null,
-    shownImage: { image: 0, regions },
   });
 
   test("the tiles view draws each tile on its own 64 px, scaled over the tiles' tokens alone", () => {
@@ -203,7 +201,8 @@ describe("a tiled sample's overlay", () => {
   test("an image without tiles and a global view is drawn on one pane, whatever view is asked", () => {
     const two = parseMeta(layoutMetaJson("sample_two_images"));
     const flat = { ...two, regions: two.regions.filter((r) => r.kind !== "global") };
-    const overlay = imageOverlay({ ...shown("both"), meta: flat, view: completeView({ tokens: [flat.seqLen - 1] }, "s", flat) }, settings);
+    const view = { ...completeView({ tokens: [flat.seqLen - 1] }, "s", flat), regions: "both" } as const; // not completed: as asked
+    const overlay = imageOverlay({ ...shown("both"), meta: flat, view }, settings);
     expect(overlay.grid.panes).toBe(1);
     expect(overlay.grid.parts.every((p) => p.pane === 0 && p.label.includes("tile"))).toBe(true);
   });
