@@ -47,8 +47,8 @@ def spatial_entropy(image_map: np.ndarray) -> float:
 
 
 def entropy_map_tokens(meta: dict[str, Any]) -> tuple[list[int], int, int]:
-    """SPEC's entropy region: the grid's tokens; else the first image's region with the largest rect, then the
-    one with more tokens, then the first. Returns its tokens in grid order, rows and cols."""
+    """SPEC's entropy region: the grid's tokens; else the first image's global view, else its region with the
+    largest rect, then the one with more tokens, then the first. Returns its tokens in grid order, rows and cols."""
     if "image_regions" not in meta:
         grid = meta["image_grid"]
         return list(range(grid["start_idx"], grid["end_idx"] + 1)), grid["rows"], grid["cols"]
@@ -56,7 +56,7 @@ def entropy_map_tokens(meta: dict[str, Any]) -> tuple[list[int], int, int]:
     for region in meta["image_regions"]:
         if region["image"] != 0:
             continue
-        key = (region["rect"][2] * region["rect"][3], len(region["tokens"]))
+        key = (region["kind"] == "global", region["rect"][2] * region["rect"][3], len(region["tokens"]))
         if best is None or key > best[0]:
             best = (key, region)
     region = best[1]
