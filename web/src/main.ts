@@ -107,7 +107,7 @@ const topList = new TopKList(byId("top-k-list"), pickRanked);
 const goToHead = (layer: number, head: number) => change({ layer, head, layerReduce: null });
 const atlasPanel = new AtlasPanel(byId("atlas"), tooltip, goToHead);
 const atlasBar = new ColourBar(byId("atlas-legend"));
-const headMaps = new HeadMaps(byId("head-maps"), byId("image"), goToHead);
+const headMaps = new HeadMaps(byId("head-maps"), goToHead);
 const curvesPanel = new LayerCurves(byId("curves"), tooltip, (layer) => change({ layer }));
 const controls = new Controls({
   sample: (name) => void openSampleNamed(name, {}, "push"),
@@ -540,7 +540,7 @@ function drawLower(): void {
   for (const id of ["atlas-box", "head-maps-box"]) byId(id).hidden = !settings.atlas;
   byId("curves-box").hidden = !settings.curves;
   drawAtlas(meta, view, settings, lower);
-  drawHeadMaps(meta, view, settings, lower);
+  drawHeadMaps(loaded, view, settings, lower);
   drawCurves(meta, view, lower);
 }
 
@@ -560,15 +560,16 @@ function drawAtlas(meta: SampleMeta, view: ViewState, settings: Settings, lower:
   atlasBar.update(legend);
 }
 
-function drawHeadMaps(meta: SampleMeta, view: ViewState, settings: Settings, lower: LowerData): void {
+function drawHeadMaps({ meta, sampleUrl }: Loaded, view: ViewState, settings: Settings, lower: LowerData): void {
   const measure = ATLAS_MEASURES[settings.measure];
   const title = `Top ${lower.ranked.length} heads by ${measure.label} (${measure.best} first); a click goes there`;
   setText(byId("head-maps-caption"), lower.ranked.length ? title : "");
   if (!lower.maps) return headMaps.update(null, lower.ranked.length && !view.tokens.length ? "Select a token to see the top heads' image maps." : "");
-  const { rows, cols, tokens } = entropyRegion(meta);
+  const { rows, cols, tokens, rect, image } = entropyRegion(meta);
   const visible = Math.max(0, Math.min(rows * cols, Math.max(...view.tokens) - tokens[0]! + 1));
   const { palette, opacity } = settings;
-  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, visible, palette, opacity, measure: measure.label });
+  const where = { imageUrl: imageUrl(sampleUrl, meta, image), size: meta.images[image]!.size, rect };
+  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, ...where, visible, palette, opacity, measure: measure.label });
 }
 
 function drawCurves(meta: SampleMeta, view: ViewState, lower: LowerData): void {

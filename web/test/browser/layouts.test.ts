@@ -1,5 +1,6 @@
 // Image regions in Chromium, over fixtures/layouts: a tiled sample (SmolVLM's layout: 2 × 3 tiles of
-// 4 × 4 tokens over a 192 × 128 image, plus a 4 × 4 global thumbnail) and a sample of two images.
+// 4 × 4 tokens over a 192 × 128 image, plus a 4 × 4 global thumbnail), a sample of two images, and a padded
+// one (a 4 × 4 global view of a 192 × 120 image, then an 8 × 12 grid of 16 px cells over [0, -4, 192, 128]).
 import { cp, mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -20,7 +21,7 @@ let page: Page;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-layouts-"));
-  for (const name of ["sample_tiled", "sample_two_images"]) await cp(path.join(LAYOUTS, name), path.join(dataDir, name), { recursive: true });
+  for (const name of ["sample_tiled", "sample_two_images", "sample_padded"]) await cp(path.join(LAYOUTS, name), path.join(dataDir, name), { recursive: true });
   ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
@@ -67,6 +68,26 @@ async function expectedColour(value: number, palette: keyof typeof LUTS): Promis
   const scale = await page.evaluate(() => (window as unknown as { vav: { legends(): { image: { scale: Scale } } } }).vav.legends().image.scale);
   const at = scaleIndex(value, scale) * 4;
   return Array.from(LUTS[palette].subarray(at, at + 4));
+}
+
+/** At points given as fractions of the image's width and height: the exported PNG's pixel and the view's. */
+function exportedAndShown(points: number[][]): Promise<{ png: number[]; view: number[] }[]> {
+  return page.evaluate(async (points) => {
+    type Exported = { blob: Blob; imageBox: { x: number; y: number; w: number; h: number } };
+    const hook = (window as unknown as { vav: { exportFigure(kind: string, scale: number, tokens: boolean): Promise<Exported> } }).vav;
+    const file = await hook.exportFigure("png", 2, false);
+    const bitmap = await createImageBitmap(file.blob);
+    const canvas = Object.assign(document.createElement("canvas"), { width: bitmap.width, height: bitmap.height });
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(bitmap, 0, 0);
+    const box = file.imageBox;
+    const overlay = document.getElementById("image-overlay") as HTMLCanvasElement;
+    const view = overlay.getContext("2d")!;
+    return points.map(([fx, fy]) => ({
+      png: Array.from(ctx.getImageData(Math.floor(box.x + fx! * box.w), Math.floor(box.y + fy! * box.h), 1, 1).data),
+      view: Array.from(view.getImageData(Math.floor(fx! * overlay.width), Math.floor(fy! * overlay.height), 1, 1).data),
+    }));
+  }, points);
 }
 
 /** The overlay's alpha at the centre of each cell of a region, row-major. */
@@ -173,11 +194,15 @@ describe("tiles and thumbnail side by side", () => {
         { region: tile, pane: 0, row: 2, col: 3, label: "tile 5 of 6 · patch row 2, col 3" },
         { region: thumbnail, pane: 1, row: 1, col: 2, label: "global thumbnail · patch row 1, col 2" },
       ];
+      const overlay = (await page.locator("#image-overlay").boundingBox())!;
+      const fractions: number[][] = [];
       for (const { region, pane, row, col } of known) {
         const token = region.tokens[row * region.cols + col]!;
         const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
         expect(await overlayPixelAt(centre)).toEqual(await expectedColour(values[token]!, "viridis"));
+        fractions.push([(centre.x - overlay.x) / overlay.width, (centre.y - overlay.y) / overlay.height]);
       }
+      for (const { png, view } of await exportedAndShown(fractions)) expect(png).toEqual(view); // the export holds both halves
       for (const { region, pane, row, col, label } of known) {
         const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
         await page.mouse.move(centre.x, centre.y);
@@ -243,22 +268,7 @@ describe("colour bar, top-k and export on a tiled sample", () => {
           (r.rect[1] + (Math.floor(k / r.cols) + 0.5) * (r.rect[3] / r.rows)) / m.imageSize[1],
         ]),
       );
-      const compared = await page.evaluate(async (points) => {
-        type Exported = { blob: Blob; imageBox: { x: number; y: number; w: number; h: number } };
-        const hook = (window as unknown as { vav: { exportFigure(kind: string, scale: number, tokens: boolean): Promise<Exported> } }).vav;
-        const file = await hook.exportFigure("png", 2, false);
-        const bitmap = await createImageBitmap(file.blob);
-        const canvas = Object.assign(document.createElement("canvas"), { width: bitmap.width, height: bitmap.height });
-        const ctx = canvas.getContext("2d")!;
-        ctx.drawImage(bitmap, 0, 0);
-        const box = file.imageBox;
-        const overlay = document.getElementById("image-overlay") as HTMLCanvasElement;
-        const view = overlay.getContext("2d")!;
-        return points.map(([fx, fy]) => ({
-          png: Array.from(ctx.getImageData(Math.floor(box.x + fx! * box.w), Math.floor(box.y + fy! * box.h), 1, 1).data),
-          view: Array.from(view.getImageData(Math.floor(fx! * overlay.width), Math.floor(fy! * overlay.height), 1, 1).data),
-        }));
-      }, cells);
+      const compared = await exportedAndShown(cells);
       expect(compared).toHaveLength(6 * 16);
       for (const cell of compared) expect(cell.png).toEqual(cell.view);
       expect(new Set(compared.map((c) => c.view.join())).size).toBeGreaterThan(1);
@@ -315,6 +325,79 @@ describe("a sample of two images", () => {
       await openViewer(page, server.url, `sample=sample_two_images&token=${m.seqLen - 1}&image=7&regions=wide`);
       expect(await page.locator("#error").isHidden()).toBe(true);
       expect(await shown()).toMatchObject({ pick: "0", regions: "tiles", panes: 1 });
+    },
+    TIMEOUT,
+  );
+});
+
+describe("a grid cut from a padded image", () => {
+  /** The overlay's RGBA at a point of the image, in the image's own coordinates (one pane). */
+  const pixelOnImage = (x: number, y: number, size: [number, number]) =>
+    page.evaluate(
+      ({ x, y, size }) => {
+        const canvas = document.getElementById("image-overlay") as HTMLCanvasElement;
+        const [px, py] = [Math.floor((x / size[0]) * canvas.width), Math.floor((y / size[1]) * canvas.height)];
+        return Array.from(canvas.getContext("2d")!.getImageData(px, py, 1, 1).data);
+      },
+      { x, y, size },
+    );
+
+  test(
+    "the top and bottom rows draw only their part over the image, cut where the padded grid puts them",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_padded");
+      const size = m.images[0]!.size;
+      await openViewer(page, server.url, `sample=sample_padded&token=${m.seqLen - 1}&palette=viridis&opacity=1`);
+      const grid = m.regions[1]!; // 8 × 12 cells of 16 px from y = -4: row 0 shows y 0..12, row 7 shows y 108..120
+      expect(grid.rect).toEqual([0, -4, 192, 128]);
+      const values = (await shownValues(page))!;
+      const colour = (row: number, col: number) => expectedColour(values[grid.tokens[row * 12 + col]!]!, "viridis");
+      for (const col of [0, 5, 11]) {
+        const x = col * 16 + 8;
+        expect(await pixelOnImage(x, 0, size)).toEqual(await colour(0, col)); // the image's first pixel row
+        expect(await pixelOnImage(x, 10.5, size)).toEqual(await colour(0, col));
+        expect(await pixelOnImage(x, 13.5, size)).toEqual(await colour(1, col)); // row 1 starts at 12, not 15
+        expect(await pixelOnImage(x, 106.5, size)).toEqual(await colour(6, col));
+        expect(await pixelOnImage(x, 109.5, size)).toEqual(await colour(7, col));
+        expect(await pixelOnImage(x, size[1] - 0.01, size)).toEqual(await colour(7, col)); // its last pixel row
+      }
+      const [overlay, image] = [(await page.locator("#image-overlay").boundingBox())!, (await page.locator("#image").boundingBox())!];
+      expect(overlay).toEqual(image); // the overlay, and so whatever it draws, lies on the image alone
+      const edges = [0, 10.5, 13.5, 109.5, size[1] - 0.5].map((y) => [(5 * 16 + 8) / size[0], y / size[1]]);
+      for (const { png, view } of await exportedAndShown(edges)) expect(png).toEqual(view); // the export draws the same
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "a press near the image's top edge selects the top row's token; side by side nothing is drawn between the copies",
+    async () => {
+      const m = readSampleMeta(dataDir, "sample_padded");
+      const size = m.images[0]!.size;
+      const grid = m.regions[1]!;
+      await openViewer(page, server.url, `sample=sample_padded&token=${m.seqLen - 1}`);
+      const box = (await page.locator("#image").boundingBox())!;
+      const at = (x: number, y: number) => ({ x: box.x + (x / size[0]) * box.width, y: box.y + (y / size[1]) * box.height });
+      const top = at(3 * 16 + 8, 1);
+      await page.mouse.move(top.x, top.y);
+      await expect.poll(() => page.locator("#tooltip").textContent()).toContain("patch row 0, col 3");
+      await expectRedraw(page, () => page.mouse.click(top.x, top.y));
+      expect(viewParams(page).get("token")).toBe(String(grid.tokens[3]));
+      const bottom = at(9 * 16 + 8, size[1] - 1);
+      await expectRedraw(page, () => page.mouse.click(bottom.x, bottom.y));
+      expect(viewParams(page).get("token")).toBe(String(grid.tokens[7 * 12 + 9]));
+      await expectRedraw(page, () => page.locator("#region-view").selectOption("both"));
+      const gap = await page.evaluate(() => {
+        const canvas = document.getElementById("image-overlay") as HTMLCanvasElement;
+        const [left, right] = Array.from(document.querySelectorAll("#image-wrap img")).map((img) => img.getBoundingClientRect());
+        const box = canvas.getBoundingClientRect();
+        const toCanvas = (x: number) => ((x - box.left) / box.width) * canvas.width;
+        const [x0, x1] = [Math.ceil(toCanvas(left!.right)), Math.floor(toCanvas(right!.left))];
+        const data = canvas.getContext("2d")!.getImageData(x0, 0, Math.max(1, x1 - x0), canvas.height).data;
+        return { width: x1 - x0, painted: data.filter((_, i) => i % 4 === 3 && data[i]! > 0).length };
+      });
+      expect(gap.width).toBeGreaterThan(0);
+      expect(gap.painted).toBe(0);
     },
     TIMEOUT,
   );
