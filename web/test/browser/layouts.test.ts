@@ -1,7 +1,7 @@
 // Image regions in Chromium, over fixtures/layouts: a tiled sample (SmolVLM's layout: 2 × 3 tiles of
 // 4 × 4 tokens over a 192 × 128 image, plus a 4 × 4 global thumbnail), a sample of two images, and a padded
 // one (a 4 × 4 global view of a 192 × 120 image, then an 8 × 12 grid of 16 px cells over [0, -4, 192, 128]).
-import { cp, mkdtemp } from "node:fs/promises";
+import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -22,6 +22,12 @@ let page: Page;
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "vav-layouts-"));
   for (const name of ["sample_tiled", "sample_two_images", "sample_padded"]) await cp(path.join(LAYOUTS, name), path.join(dataDir, name), { recursive: true });
+  // The padded sample without its global view: the top heads' maps then show the grid that overhangs the image.
+  const gridOnly = path.join(dataDir, "sample_padded_grid");
+  await cp(path.join(LAYOUTS, "sample_padded"), gridOnly, { recursive: true });
+  const meta = JSON.parse(await readFile(path.join(gridOnly, "meta.json"), "utf8"));
+  meta.image_regions[0].kind = "tile";
+  await writeFile(path.join(gridOnly, "meta.json"), JSON.stringify(meta));
   ({ server, browser } = await openSession(dataDir));
 }, 60_000);
 
@@ -398,6 +404,29 @@ describe("a grid cut from a padded image", () => {
       });
       expect(gap.width).toBeGreaterThan(0);
       expect(gap.painted).toBe(0);
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "a top head's map draws the overhanging grid on its own rect: each cell is flat over its on-image part",
+    async () => {
+      await openViewer(page, server.url, "sample=sample_padded_grid&palette=viridis&opacity=1");
+      await expect.poll(() => page.locator(".head-map canvas").count()).toBeGreaterThan(0);
+      // Each cell's first and last pixel rows over the image: cell r covers y 16r - 4 to 16r + 12 of the 120.
+      const cells = await page.locator(".head-map canvas").first().evaluate((node) => {
+        const canvas = node as HTMLCanvasElement; // the whole 192 × 120 image at the map's size
+        const ctx = canvas.getContext("2d")!;
+        const at = (x: number, y: number) => ctx.getImageData(Math.floor((x / 192) * canvas.width), Math.floor((y / 120) * canvas.height), 1, 1).data.join();
+        return Array.from({ length: 8 * 12 }, (_, k) => {
+          const [row, col] = [Math.floor(k / 12), k % 12];
+          const [top, bottom] = [Math.max(0, 16 * row - 4) + 1, Math.min(120, 16 * row + 12) - 1];
+          return { first: at(col * 16 + 8, top), last: at(col * 16 + 8, bottom) };
+        });
+      });
+      // A map squashed onto the image (cells of 15 px from 0) would split the cells of rows 1 to 6 between two rows.
+      for (const cell of cells) expect(cell.last).toBe(cell.first);
+      expect(new Set(cells.map((cell) => cell.first)).size).toBeGreaterThan(1);
     },
     TIMEOUT,
   );
