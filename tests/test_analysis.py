@@ -67,7 +67,7 @@ def test_rollout_adds_exactly_its_files_to_an_imported_sample(import_inputs: Pat
     assert_tables_and_rollout_match(sample)
 
 
-@pytest.mark.parametrize("name", ["sample_tiled", "sample_two_images"])
+@pytest.mark.parametrize("name", ["sample_tiled", "sample_two_images", "sample_padded"])
 def test_region_fixtures_hold_tables_and_rollout_equal_to_the_references(name: str) -> None:
     assert_tables_and_rollout_match(Path(__file__).resolve().parents[1] / "fixtures" / "layouts" / name)
 

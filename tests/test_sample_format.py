@@ -245,6 +245,18 @@ def test_the_tiled_and_two_image_fixtures_validate_with_every_image_token_in_one
         assert all("grid_pos" not in t for t in meta["tokens"] if "layout" in t)
 
 
+def test_the_padded_fixture_validates_with_its_grid_over_the_padding_and_its_row_ends_no_patches() -> None:
+    meta = fmt.validate_sample(LAYOUTS / "sample_padded")
+    assert meta["image_size"] == [192, 120]
+    glob, grid = meta["image_regions"]
+    assert (glob["kind"], glob["rows"], glob["cols"], glob["rect"]) == ("global", 4, 4, [0, 0, 192, 120])
+    assert (grid["kind"], grid["rows"], grid["cols"], grid["rect"]) == ("tile", 8, 12, [0, -4, 192, 128])
+    row_ends = [t["id"] for t in meta["tokens"] if t.get("layout") == "row_end"]
+    assert row_ends == [grid["tokens"][r * 12 + 11] + 1 for r in range(8)]  # after each row of patches
+    assert all(meta["tokens"][p]["type"] == "special" and "grid_pos" not in meta["tokens"][p] for p in row_ends)
+    assert fmt.entropy_region(meta["image_regions"]) == 0
+
+
 def test_a_rect_may_reach_into_padding_and_the_global_view_is_still_the_entropy_region() -> None:
     meta = fmt.read_meta(LAYOUTS / "sample_tiled")
     meta["image_regions"][0]["rect"] = [-8, -8, 208, 144]  # past the 192 x 128 image, and larger than it

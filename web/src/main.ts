@@ -33,7 +33,7 @@ import { HeadMaps } from "./view/head-maps";
 import { ImagePanel } from "./view/image-panel";
 import { LayerCurves } from "./view/layer-curves";
 import { ColourBar } from "./view/legend";
-import { ImagePicker } from "./view/image-picker";
+import { ImagePicker, imageUrl } from "./view/image-picker";
 import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "./view/panel-heats";
 import { TokenPanel } from "./view/token-panel";
 import { TopKList, topK } from "./view/top-k";
@@ -56,6 +56,8 @@ interface SharedVectors {
 
 interface Loaded {
   meta: SampleMeta;
+  /** The sample's folder, which its images are read from. */
+  sampleUrl: URL;
   /** The rollout's files, when the sample has rollout.json. */
   rollout: RolloutMeta | undefined;
   /** 1 for tokens left out of the normalisation: the first token and special tokens. */
@@ -98,14 +100,14 @@ const imagePanel = new ImagePanel(byId("image"), byId("image-overlay"), tooltip,
   grid.kind === "vision" ? pressPatch(index) : select(index),
 );
 const tokenPanel = new TokenPanel(byId("tokens"), tooltip, select);
-const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), (choice, imageChanged) => void showImage(choice.image, imageChanged));
+const imagePicker = new ImagePicker(byId("image-pick"), byId("region-view"), change);
 const imageBar = new ColourBar(byId("image-legend"));
 const tokenBar = new ColourBar(byId("token-legend"));
 const topList = new TopKList(byId("top-k-list"), pickRanked);
 const goToHead = (layer: number, head: number) => change({ layer, head, layerReduce: null });
 const atlasPanel = new AtlasPanel(byId("atlas"), tooltip, goToHead);
 const atlasBar = new ColourBar(byId("atlas-legend"));
-const headMaps = new HeadMaps(byId("head-maps"), byId("image"), goToHead);
+const headMaps = new HeadMaps(byId("head-maps"), goToHead);
 const curvesPanel = new LayerCurves(byId("curves"), tooltip, (layer) => change({ layer }));
 const controls = new Controls({
   sample: (name) => void openSampleNamed(name, {}, "push"),
@@ -231,9 +233,10 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     performance.mark("vav:meta-parsed");
     const rollout = await rolloutOf(await rolloutAnswer, meta);
+    const view = completeView(asked, name, meta, rollout !== undefined);
     // The image decodes and the worker opens while the token panel is laid out.
     const ready = Promise.all([
-      imagePanel.setImage(new URL(encodeURIComponent(meta.imagePath), sampleUrl).href).then(() => performance.mark("vav:image-decoded")),
+      imagePanel.setImage(imageUrl(sampleUrl, meta, view.image)).then(() => performance.mark("vav:image-decoded")),
       client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
     ]);
     controls.configure(meta, rollout !== undefined);
@@ -242,10 +245,10 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
     tokenPanel.setSample(meta);
     imagePicker.configure(meta);
     await ready;
-    app.loaded = { meta, rollout, sinks: sinkMask(meta) };
+    app.loaded = { meta, sampleUrl, rollout, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
-    setView(completeView(asked, name, meta, rollout !== undefined), history);
+    setView(view, history);
   } catch (error) {
     byId("panels").hidden = true;
     showError(`Sample "${name}" cannot be shown: ${message(error)}`);
@@ -343,6 +346,7 @@ function syncPage(): void {
   app.unsynced = [];
   if (!app.view || !app.loaded) return;
   controls.showView(app.view);
+  imagePicker.show(app.view);
   setText(byId("status"), statusText(app.view, app.loaded.meta));
 }
 
@@ -351,7 +355,8 @@ async function refresh(): Promise<void> {
   const request = ++app.request;
   if (!view) return redraw();
   try {
-    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view)]);
+    const image = app.loaded && imagePanel.setImage(imageUrl(app.loaded.sampleUrl, app.loaded.meta, view.image));
+    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view), image]);
     if (request !== app.request) return; // the user has moved on
     hideError();
     app.values = values;
@@ -421,19 +426,7 @@ async function sharedValues(view: ViewState): Promise<SharedVectors | null> {
 function fetched(): Fetched | null {
   if (!app.loaded || !app.view) return null;
   const shared = { shared: app.shared?.values ?? null, visionShared: app.shared?.vision ?? null };
-  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared, shownImage: imagePicker.choice() };
-}
-
-/** Another image, or other regions of it, on the image panel: the same vector, redrawn. */
-async function showImage(image: number, imageChanged: boolean): Promise<void> {
-  const loaded = app.loaded;
-  const dataRoot = dataRootOf(params);
-  if (!loaded || !dataRoot) return;
-  if (imageChanged) {
-    const sampleUrl = new URL(`${encodeURIComponent(app.view!.sample)}/`, dataRoot);
-    await imagePanel.setImage(new URL(encodeURIComponent(loaded.meta.images[image]!.path), sampleUrl).href);
-  }
-  if (app.loaded === loaded) redraw();
+  return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared };
 }
 
 function redraw(): void {
@@ -547,7 +540,7 @@ function drawLower(): void {
   for (const id of ["atlas-box", "head-maps-box"]) byId(id).hidden = !settings.atlas;
   byId("curves-box").hidden = !settings.curves;
   drawAtlas(meta, view, settings, lower);
-  drawHeadMaps(meta, view, settings, lower);
+  drawHeadMaps(loaded, view, settings, lower);
   drawCurves(meta, view, lower);
 }
 
@@ -567,15 +560,16 @@ function drawAtlas(meta: SampleMeta, view: ViewState, settings: Settings, lower:
   atlasBar.update(legend);
 }
 
-function drawHeadMaps(meta: SampleMeta, view: ViewState, settings: Settings, lower: LowerData): void {
+function drawHeadMaps({ meta, sampleUrl }: Loaded, view: ViewState, settings: Settings, lower: LowerData): void {
   const measure = ATLAS_MEASURES[settings.measure];
   const title = `Top ${lower.ranked.length} heads by ${measure.label} (${measure.best} first); a click goes there`;
   setText(byId("head-maps-caption"), lower.ranked.length ? title : "");
   if (!lower.maps) return headMaps.update(null, lower.ranked.length && !view.tokens.length ? "Select a token to see the top heads' image maps." : "");
-  const { rows, cols, tokens } = entropyRegion(meta);
+  const { rows, cols, tokens, rect, image } = entropyRegion(meta);
   const visible = Math.max(0, Math.min(rows * cols, Math.max(...view.tokens) - tokens[0]! + 1));
   const { palette, opacity } = settings;
-  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, visible, palette, opacity, measure: measure.label });
+  const where = { imageUrl: imageUrl(sampleUrl, meta, image), size: meta.images[image]!.size, rect };
+  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, ...where, visible, palette, opacity, measure: measure.label });
 }
 
 function drawCurves(meta: SampleMeta, view: ViewState, lower: LowerData): void {

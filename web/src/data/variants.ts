@@ -171,18 +171,34 @@ interface RegionViewKind {
   label: string;
   /** What the colour bar says is drawn. */
   drawn: string;
-  /** The kinds of region this view draws on an image. */
-  shows: readonly RegionKind[];
+  /** The image panel's panes, left to right: each a copy of the image with the kinds of region drawn on it. */
+  panes: readonly (readonly RegionKind[])[];
 }
 
 const regionViews = {
-  tiles: { label: "tiles (full resolution)", drawn: "tiles' image tokens", shows: ["tile", "image"] },
-  global: { label: "global thumbnail", drawn: "global thumbnail's image tokens", shows: ["global", "image"] },
+  tiles: { label: "tiles (full resolution)", drawn: "tiles' image tokens", panes: [["tile", "image"]] },
+  global: { label: "global thumbnail", drawn: "global thumbnail's image tokens", panes: [["global", "image"]] },
+  both: {
+    label: "tiles and thumbnail side by side",
+    drawn: "tiles' (left) and global thumbnail's (right) image tokens",
+    panes: [["tile"], ["global"]],
+  },
 } satisfies Record<string, RegionViewKind>;
 
-/** Which of a tiled image's regions the image panel draws; an image without tiles looks the same in both. */
+/** Which of a tiled image's regions the image panel draws, and where; the first is the default. */
 export const REGION_VIEWS: Readonly<Record<RegionView, RegionViewKind>> = regionViews;
 export type RegionView = keyof typeof regionViews;
+
+/** Whether an image has tiles and a global view, so that the region view changes what it shows. */
+export function hasTiles(meta: Pick<SampleMeta, "regions">, image: number): boolean {
+  const kinds = new Set(meta.regions.filter((region) => region.image === image).map((region) => region.kind));
+  return kinds.has("tile") && kinds.has("global");
+}
+
+/** The region view an image is drawn in: the one asked for where the image has tiles and a global view, else the default. */
+export function shownRegionView(meta: Pick<SampleMeta, "regions">, image: number, asked: RegionView): RegionView {
+  return hasTiles(meta, image) ? asked : variantsOf(REGION_VIEWS)[0]!;
+}
 
 interface ScaleModeKind {
   label: string;

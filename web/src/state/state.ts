@@ -1,25 +1,28 @@
 // The view state and its home in the URL: sample, layer (or layer range), head,
-// selected tokens and direction, and the image overlay (LLM or vision encoder,
-// with its blocks, head and patch), so a link reopens the same view and
-// Back/Forward step through it.
+// selected tokens and direction, the image shown (which image, which of its
+// regions), and the image overlay (LLM or vision encoder, with its blocks, head
+// and patch), so a link reopens the same view and Back/Forward step through it.
 
 import type { SampleMeta, VisionMeta } from "../data/format";
 import {
   HEAD_AGGREGATES,
   LAYER_REDUCTIONS,
   OVERLAYS,
+  REGION_VIEWS,
   VISION_HEAD_AGGREGATES,
   WORD_COMBINES,
   availableOverlays,
   layerReductionAvailable,
   overlayAvailable,
   overlayVision,
+  shownRegionView,
   variantNamed,
   variantsOf,
   type Combine,
   type HeadChoice,
   type Overlay,
   type Reduce,
+  type RegionView,
   type VisionHead,
 } from "../data/variants";
 
@@ -39,6 +42,9 @@ export interface ViewState {
   /** How several selected tokens' vectors are combined. */
   combine: Combine;
   dir: Direction;
+  /** The image the image panel shows (index into meta.images), and which of its regions. */
+  image: number;
+  regions: RegionView;
   overlay: Overlay;
   vblocks: VisionBlocks;
   /** The vision head a selected patch's row shows (the saliency is always over all heads). */
@@ -66,6 +72,10 @@ export function viewFromParams(params: URLSearchParams): Partial<ViewState> {
   if (combine) view.combine = combine;
   const dir = params.get("dir");
   if (dir === "src" || dir === "tgt") view.dir = dir;
+  const image = parseIndexParam(params.get("image"));
+  if (image !== undefined) view.image = image;
+  const regions = variantNamed(REGION_VIEWS, params.get("regions"));
+  if (regions) view.regions = regions;
   const overlay = parseOverlay(params.get("overlay"));
   if (overlay) view.overlay = overlay;
   const vblocks = parseVisionBlocks(params.get("vblocks"));
@@ -119,12 +129,14 @@ export function viewToParams(view: ViewState, base: URLSearchParams): URLSearchP
   params.set("head", String(view.head));
   params.set("token", view.tokens.length ? view.tokens.join(",") : "none");
   params.set("dir", view.dir);
-  for (const key of ["layerEnd", "lreduce", "combine", "overlay", "vblocks", "vhead", "patch"]) params.delete(key);
+  for (const key of ["layerEnd", "lreduce", "combine", "image", "regions", "overlay", "vblocks", "vhead", "patch"]) params.delete(key);
   if (view.layerReduce) {
     params.set("lreduce", view.layerReduce);
     params.set("layerEnd", String(view.layerEnd));
   }
   if (view.tokens.length > 1) params.set("combine", view.combine);
+  if (view.image !== DEFAULTS.image) params.set("image", String(view.image));
+  if (view.regions !== DEFAULTS.regions) params.set("regions", view.regions);
   if (view.overlay !== DEFAULTS.overlay) params.set("overlay", view.overlay);
   if (OVERLAYS[view.overlay].source === "vision") {
     params.set("vblocks", String(view.vblocks));
@@ -144,6 +156,8 @@ const DEFAULTS = {
   head: "mean",
   combine: "mean",
   dir: "src",
+  image: 0,
+  regions: variantsOf(REGION_VIEWS)[0]!,
   overlay: "llm",
   vblocks: "all",
   vhead: "mean",
@@ -168,9 +182,16 @@ export function completeView(asked: Partial<ViewState>, sample: string, meta: Sa
     tokens: tokens.every((t) => t < meta.seqLen) ? tokens : [defaultToken(meta)],
     combine: asked.combine ?? DEFAULTS.combine,
     dir: asked.dir ?? DEFAULTS.dir,
+    ...completeImageChoice(asked, meta),
     overlay: asked.overlay && overlayAvailable(asked.overlay, meta) ? asked.overlay : DEFAULTS.overlay,
     ...completeVisionView(asked, meta.vision),
   };
+}
+
+/** The image shown: one the sample has (else the first), in a region view it has (else the default). */
+function completeImageChoice(asked: Partial<ViewState>, meta: SampleMeta): Pick<ViewState, "image" | "regions"> {
+  const image = asked.image !== undefined && asked.image < meta.images.length ? asked.image : DEFAULTS.image;
+  return { image, regions: shownRegionView(meta, image, asked.regions ?? DEFAULTS.regions) };
 }
 
 /** The vision part of a view: only the sample's own blocks, heads and patches. */

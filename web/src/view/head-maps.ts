@@ -1,7 +1,9 @@
 // Small multiples: the image heatmaps of the top heads by the atlas's measure,
 // each over a small copy of the image and labelled with its layer, head and
 // value. Each map is painted through one ImageData of the image grid's size, on
-// its own min–max, as the image panel paints its overlay. A press goes there.
+// its own min–max, as the image panel paints its overlay, onto the grid's own
+// rectangle of the image: a grid cut from a padded image shows only its part
+// over the image. A press goes there.
 
 import { shownStats } from "../data/attention";
 import type { RankedHead } from "../data/head-tables";
@@ -14,6 +16,10 @@ export interface HeadMapsView {
   maps: Float32Array;
   rows: number;
   cols: number;
+  /** The maps' image, its size as the model saw it, and the grid's [x, y, w, h] in that size (it may reach past it). */
+  imageUrl: string;
+  size: readonly [number, number];
+  rect: readonly [number, number, number, number];
   /** Image cells 0..visible-1 are seen by the selection; the rest are masked. */
   visible: number;
   palette: PaletteName;
@@ -26,13 +32,14 @@ const MAP_WIDTH = 120;
 
 export class HeadMaps {
   private view: HeadMapsView | null = null;
+  /** The maps' image (the region's, which need not be the one the image panel shows). */
+  private readonly image = new Image();
   /** The image at the maps' size, scaled once per image rather than once per map. */
   private thumbnail: { src: string; canvas: HTMLCanvasElement } | null = null;
   private readonly gridCanvas = document.createElement("canvas");
 
   constructor(
     private readonly list: HTMLElement,
-    private readonly image: HTMLImageElement,
     private readonly onPick: (layer: number, head: number) => void,
   ) {}
 
@@ -47,8 +54,19 @@ export class HeadMaps {
       const text = note ? [Object.assign(document.createElement("p"), { className: "lower-note", textContent: note })] : [];
       return this.list.replaceChildren(...text);
     }
+    if (this.image.src !== view.imageUrl) return this.loadImage(view);
     const cells = view.rows * view.cols;
     this.list.replaceChildren(...view.heads.map((head, k) => this.mapButton(view, head, view.maps.subarray(k * cells, (k + 1) * cells))));
+  }
+
+  /** Draw the maps once their image is decoded, if they are still the ones to show; a broken image leaves them out. */
+  private loadImage(view: HeadMapsView): void {
+    this.image.src = view.imageUrl;
+    this.list.replaceChildren();
+    this.image.decode().then(
+      () => this.view === view && this.update(view),
+      () => undefined,
+    );
   }
 
   private mapButton(view: HeadMapsView, head: RankedHead, values: Float32Array): HTMLButtonElement {
@@ -68,12 +86,12 @@ export class HeadMaps {
   }
 
   private thumbnailCanvas(): HTMLCanvasElement {
-    if (this.thumbnail?.src === this.image.currentSrc) return this.thumbnail.canvas;
+    if (this.thumbnail?.src === this.image.src) return this.thumbnail.canvas;
     const canvas = document.createElement("canvas");
     const height = Math.max(1, Math.round((MAP_WIDTH * this.image.naturalHeight) / Math.max(1, this.image.naturalWidth)));
     [canvas.width, canvas.height] = [MAP_WIDTH, height];
-    canvas.getContext("2d")!.drawImage(this.image, 0, 0, canvas.width, canvas.height);
-    this.thumbnail = { src: this.image.currentSrc, canvas };
+    if (this.image.naturalWidth) canvas.getContext("2d")!.drawImage(this.image, 0, 0, canvas.width, canvas.height); // not if broken
+    this.thumbnail = { src: this.image.src, canvas };
     return canvas;
   }
 
@@ -93,6 +111,9 @@ export class HeadMaps {
     }
     grid.getContext("2d")!.putImageData(pixels, 0, 0);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(grid, 0, 0, canvas.width, canvas.height);
+    // The canvas is the image: a rect's overhang into the padding falls outside it and is not drawn.
+    const [sx, sy] = [canvas.width / view.size[0], canvas.height / view.size[1]];
+    const [x, y, w, h] = view.rect;
+    ctx.drawImage(grid, x * sx, y * sy, w * sx, h * sy);
   }
 }

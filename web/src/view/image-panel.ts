@@ -4,7 +4,9 @@
 // patches). Each part is painted into an ImageData of its grid size
 // (cols × rows), put on a small canvas, then scaled onto its own rectangle of
 // the overlay with smoothing off: one putImageData and one drawImage per part
-// and redraw, whatever the grid size.
+// and redraw, whatever the grid size. The image may be shown twice side by side
+// (panes), each copy with its own parts; a part is clipped to its pane's image,
+// since a grid cut from a padded image reaches past the image's pixels.
 
 import { LUTS, heatIndex, type Heat } from "./color";
 import type { OverlaySource } from "../data/variants";
@@ -14,8 +16,10 @@ import { describeValue, type Tooltip } from "./tooltip";
 export interface OverlayPart {
   rows: number;
   cols: number;
-  /** [x, y, w, h] in the coordinates of OverlayGrid.size. */
+  /** [x, y, w, h] in the coordinates of OverlayGrid.size; it may reach past the image (the processor's padding). */
   rect: readonly [number, number, number, number];
+  /** The copy of the image it is drawn on, 0 (left) to OverlayGrid.panes - 1. */
+  pane: number;
   /** The vector index of each cell, row-major: its token, or its vision patch. */
   indices: ArrayLike<number>;
   /** Names the part in the tooltip ("" for a grid over the whole image). */
@@ -26,8 +30,15 @@ export interface OverlayPart {
 export interface OverlayGrid {
   kind: OverlaySource;
   size: readonly [number, number];
+  /** How many copies of the image are shown side by side. */
+  panes: number;
   parts: readonly OverlayPart[];
 }
+
+type Box = [number, number, number, number];
+
+/** CSS pixels between two panes. */
+const PANE_GAP = 8;
 
 interface CellHit {
   part: OverlayPart;
@@ -49,6 +60,10 @@ export interface OverlayView {
 
 export class ImagePanel {
   private view: OverlayView | null = null;
+  /** The image last asked for, and its decoding. */
+  private loading: { url: string; decoded: Promise<void> } | null = null;
+  /** The copies of the image after the first, for the panes after the first. */
+  private readonly copies: HTMLImageElement[] = [];
   private readonly gridCanvas = document.createElement("canvas");
   private readonly pixels = new WeakMap<OverlayPart, ImageData>(); // part-sized, reused by every redraw of the part
   /** Where the mouse rests over the overlay, so a redraw under a still mouse rewrites its tooltip. */
@@ -71,10 +86,16 @@ export class ImagePanel {
     overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
 
-  /** Show a sample's image; resolves once it is decoded, rejects when it cannot load. */
-  async setImage(imageUrl: string): Promise<void> {
+  /** Show an image; resolves once it is decoded, rejects when it cannot load. The image already shown stays as it is. */
+  setImage(imageUrl: string): Promise<void> {
+    if (this.loading?.url !== imageUrl) this.loading = { url: imageUrl, decoded: this.load(imageUrl) };
+    return this.loading.decoded;
+  }
+
+  private async load(imageUrl: string): Promise<void> {
     this.view = null;
     this.image.src = imageUrl;
+    for (const copy of this.copies) copy.src = imageUrl;
     try {
       await this.image.decode();
     } catch {
@@ -84,9 +105,28 @@ export class ImagePanel {
   }
 
   update(view: OverlayView): void {
+    const refit = view.grid.panes !== this.panes();
     this.view = view;
-    this.draw();
+    if (refit) this.fitToPanel();
+    else this.draw();
     if (this.pointer) this.hover(this.pointer);
+  }
+
+  private panes(): number {
+    return this.view?.grid.panes ?? 1;
+  }
+
+  /** One image element per pane: the first is the panel's own, the others copies made as needed. */
+  private showPanes(panes: number): HTMLImageElement[] {
+    while (this.copies.length < panes - 1) {
+      const copy = this.image.cloneNode() as HTMLImageElement;
+      copy.removeAttribute("id");
+      copy.alt = "the same image again, for the second pane";
+      this.copies.push(copy);
+      this.overlay.before(copy);
+    }
+    this.copies.forEach((copy, k) => (copy.hidden = k >= panes - 1));
+    return [this.image, ...this.copies.slice(0, panes - 1)];
   }
 
   /**
@@ -95,10 +135,10 @@ export class ImagePanel {
    */
   figure(scale: number): HTMLCanvasElement {
     const canvas = document.createElement("canvas");
-    canvas.width = Math.round(this.image.clientWidth * scale);
+    canvas.width = Math.round(this.overlay.clientWidth * scale);
     canvas.height = Math.round(this.image.clientHeight * scale);
     const ctx = canvas.getContext("2d")!;
-    ctx.drawImage(this.image, 0, 0, canvas.width, canvas.height);
+    for (const box of this.paneBoxes(canvas.width, canvas.height)) ctx.drawImage(this.image, ...box);
     this.paintOverlay(ctx, canvas.width, canvas.height);
     return canvas;
   }
@@ -111,13 +151,27 @@ export class ImagePanel {
     const style = getComputedStyle(panel);
     const width = panel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     const height = panel.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
-    const scale = Math.max(0.01, Math.min(width / naturalWidth, height / naturalHeight));
-    this.image.style.width = `${Math.floor(naturalWidth * scale)}px`;
-    this.image.style.height = `${Math.floor(naturalHeight * scale)}px`;
+    const panes = this.panes();
+    const gaps = (panes - 1) * PANE_GAP;
+    const scale = Math.max(0.01, Math.min((width - gaps) / (panes * naturalWidth), height / naturalHeight));
+    const [shownWidth, shownHeight] = [Math.floor(naturalWidth * scale), Math.floor(naturalHeight * scale)];
+    this.showPanes(panes).forEach((image, pane) => {
+      image.style.width = `${shownWidth}px`;
+      image.style.height = `${shownHeight}px`;
+      image.style.marginLeft = pane ? `${PANE_GAP}px` : "";
+    });
     const ratio = window.devicePixelRatio || 1;
-    this.overlay.width = Math.max(1, Math.round(naturalWidth * scale * ratio));
-    this.overlay.height = Math.max(1, Math.round(naturalHeight * scale * ratio));
+    this.overlay.width = Math.max(1, Math.round((panes * shownWidth + gaps) * ratio));
+    this.overlay.height = Math.max(1, Math.round(shownHeight * ratio));
     this.draw();
+  }
+
+  /** Each pane's image on a width × height drawing of the whole overlay, left to right. */
+  private paneBoxes(width: number, height: number): Box[] {
+    const panes = this.panes();
+    const shown = this.image.clientWidth || 1;
+    const unit = width / (panes * shown + (panes - 1) * PANE_GAP); // drawing pixels per CSS pixel
+    return Array.from({ length: panes }, (_, pane) => [pane * (shown + PANE_GAP) * unit, 0, shown * unit, height]);
   }
 
   private draw(): void {
@@ -130,13 +184,13 @@ export class ImagePanel {
   private paintOverlay(ctx: CanvasRenderingContext2D, width: number, height: number): void {
     if (!this.view?.heat) return;
     const { grid, heat } = this.view;
+    const panes = this.paneBoxes(width, height);
     ctx.imageSmoothingEnabled = false;
     for (const part of grid.parts) {
       this.paintPart(part, heat, this.view.opacity);
-      const [x, y, w, h] = partRect(grid, part, width, height);
-      ctx.drawImage(this.gridCanvas, x, y, w, h);
+      onImage(ctx, panes[part.pane]!, () => ctx.drawImage(this.gridCanvas, ...partRect(grid, part, panes[part.pane]!)));
     }
-    this.outlineSelectedCells(ctx, grid, this.view.selected, width, height);
+    this.outlineSelectedCells(ctx, grid, this.view.selected, panes);
   }
 
   private partPixels(part: OverlayPart): ImageData {
@@ -161,29 +215,38 @@ export class ImagePanel {
     this.gridCanvas.getContext("2d")!.putImageData(pixels, 0, 0);
   }
 
-  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[], width: number, height: number): void {
+  private outlineSelectedCells(ctx: CanvasRenderingContext2D, grid: OverlayGrid, selected: number[], panes: Box[]): void {
     if (selected.length === 0) return;
     const wanted = new Set(selected);
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = 2;
     for (const part of grid.parts) {
-      const [x, y, w, h] = partRect(grid, part, width, height);
+      const [x, y, w, h] = partRect(grid, part, panes[part.pane]!);
       const [cw, ch] = [w / part.cols, h / part.rows];
-      for (let cell = 0; cell < part.indices.length; cell++) {
-        if (!wanted.has(part.indices[cell]!)) continue;
-        ctx.strokeRect(x + (cell % part.cols) * cw + 1, y + Math.floor(cell / part.cols) * ch + 1, cw - 2, ch - 2);
-      }
+      onImage(ctx, panes[part.pane]!, () => {
+        for (let cell = 0; cell < part.indices.length; cell++) {
+          if (!wanted.has(part.indices[cell]!)) continue;
+          ctx.strokeRect(x + (cell % part.cols) * cw + 1, y + Math.floor(cell / part.cols) * ch + 1, cw - 2, ch - 2);
+        }
+      });
     }
   }
 
-  /** The cell under the mouse, or null outside every part. */
+  /** The cell under the mouse, or null outside every pane's image and every part. */
   private cellAt(event: Pointer): CellHit | null {
     const grid = this.view?.grid;
     if (!grid) return null;
     const box = this.overlay.getBoundingClientRect();
-    const x = ((event.clientX - box.left) / box.width) * grid.size[0];
-    const y = ((event.clientY - box.top) / box.height) * grid.size[1];
+    const [px, py] = [event.clientX - box.left, event.clientY - box.top];
+    const panes = this.paneBoxes(box.width, box.height);
+    const pane = panes.findIndex(([x, y, w, h]) => px >= x && px < x + w && py >= y && py < y + h);
+    if (pane < 0) return null;
+    const [bx, by, bw, bh] = panes[pane]!;
+    // In the image's own coordinates: a cell that reaches past the image is found by its part on the image.
+    const x = ((px - bx) / bw) * grid.size[0];
+    const y = ((py - by) / bh) * grid.size[1];
     for (const part of grid.parts) {
+      if (part.pane !== pane) continue;
       const [px, py, pw, ph] = part.rect;
       const col = Math.floor(((x - px) / pw) * part.cols);
       const row = Math.floor(((y - py) / ph) * part.rows);
@@ -214,10 +277,21 @@ export class ImagePanel {
   }
 }
 
-/** A part's rectangle on a width × height drawing of the whole image. */
-function partRect(grid: OverlayGrid, part: OverlayPart, width: number, height: number): [number, number, number, number] {
-  const sx = width / grid.size[0];
-  const sy = height / grid.size[1];
+/** A part's rectangle on its pane's image drawn at `pane`; it may reach past the pane where the image was padded. */
+function partRect(grid: OverlayGrid, part: OverlayPart, pane: Box): Box {
+  const [bx, by, bw, bh] = pane;
+  const sx = bw / grid.size[0];
+  const sy = bh / grid.size[1];
   const [x, y, w, h] = part.rect;
-  return [x * sx, y * sy, w * sx, h * sy];
+  return [bx + x * sx, by + y * sy, w * sx, h * sy];
+}
+
+/** Draw with everything outside the pane's image cut away: a part shows only its cells' parts over the image. */
+function onImage(ctx: CanvasRenderingContext2D, pane: Box, draw: () => void): void {
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(...pane);
+  ctx.clip();
+  draw();
+  ctx.restore();
 }

@@ -8,19 +8,13 @@
 
 import { shownStats, shownStatsAt, type ShownStats } from "../data/attention";
 import { reach, type ImageRegion, type SampleMeta, type VisionMeta } from "../data/format";
-import { LAYER_REDUCTIONS, layersSigned, maskNames, REGION_VIEWS, type RegionView } from "../data/variants";
+import { hasTiles, LAYER_REDUCTIONS, layersSigned, maskNames, REGION_VIEWS, shownRegionView, type RegionView } from "../data/variants";
 import type { Settings } from "../state/settings";
 import { layerSpan, shownVision, type ViewState } from "../state/state";
 import { unstoredCells } from "../state/stored";
 import type { Heat, Scale } from "./color";
 import type { OverlayPart, OverlayView } from "./image-panel";
 import type { Legend } from "./legend";
-
-/** Which image the panel shows, and which of its regions (a tiled image's tiles or its thumbnail). */
-export interface ImageChoice {
-  image: number;
-  regions: RegionView;
-}
 
 export interface Fetched {
   meta: SampleMeta;
@@ -31,7 +25,6 @@ export interface Fetched {
   values: Float32Array | null;
   /** The vision overlay's P values in vision mode, or null. */
   vision: Float32Array | null;
-  shownImage: ImageChoice;
   /** With the shared scale: the element-wise max of `values`' kind over every layer and head (vision: block). */
   shared: Float32Array | null;
   visionShared: Float32Array | null;
@@ -193,7 +186,7 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
   const { opacity } = settings;
   const visionMeta = shownVision(view, meta);
   if (visionMeta) {
-    const grid = { kind: "vision", size: meta.imageSize, parts: [visionPart(visionMeta, meta.imageSize)] } as const;
+    const grid = { kind: "vision", size: meta.imageSize, panes: 1, parts: [visionPart(visionMeta, meta.imageSize)] } as const;
     const selected = view.patch === null ? [] : [view.patch];
     const span: Span = { cells: { start: 0, end: visionMeta.seqLen }, skip: null, visible: [0, visionMeta.seqLen - 1], over: "over all patches", mask: "none" };
     const what = view.patch === null ? "saliency (attention each patch receives)" : `patch #${view.patch}'s row`;
@@ -202,9 +195,11 @@ export function imageOverlay(fetched: Fetched, settings: Settings): OverlayView 
     const shown = vision && panelHeat(vision, fetched.visionShared, span, settings, `Image: vision encoder · ${blocks} · ${what}`, sharedOver);
     return { grid, heat: shown?.heat ?? null, legend: shown?.legend ?? null, selected, opacity };
   }
-  const { image, regions } = fetched.shownImage;
+  const { image } = view;
+  const regions = shownRegionView(meta, image, view.regions);
   const parts = regionParts(meta, image, regions);
-  const grid = { kind: "llm", size: meta.images[image]!.size, parts } as const;
+  const panes = REGION_VIEWS[regions].panes.length;
+  const grid = { kind: "llm", size: meta.images[image]!.size, panes, parts } as const;
   const sinks = settings.excludeSinks ? "left out" : "included";
   const what = meta.regions.length > 1 ? `the ${shownRegionsLabel(meta, image, regions)}` : "the image tokens";
   const span = (n: number): Span => ({
@@ -226,17 +221,17 @@ const partsBySample = new WeakMap<SampleMeta, Map<string, OverlayPart[]>>();
 const indicesOfParts = new WeakMap<readonly OverlayPart[], Int32Array>();
 const visionParts = new WeakMap<VisionMeta, OverlayPart>();
 
-/** The regions of one image that a region view draws, as overlay parts. */
+/** The regions of one image that a region view draws, as overlay parts on the view's panes. */
 export function regionParts(meta: SampleMeta, image: number, view: RegionView): OverlayPart[] {
   const cached = partsBySample.get(meta) ?? new Map<string, OverlayPart[]>();
   partsBySample.set(meta, cached);
   const key = `${image}:${view}`;
   let parts = cached.get(key);
   if (!parts) {
-    const shows = REGION_VIEWS[view].shows;
-    parts = meta.regions
-      .filter((region) => region.image === image && shows.includes(region.kind))
-      .map((region) => ({ ...region, indices: region.tokens, label: regionLabel(meta, region) }));
+    const ofImage = meta.regions.filter((region) => region.image === image);
+    parts = REGION_VIEWS[view].panes.flatMap((shows, pane) =>
+      ofImage.filter((region) => shows.includes(region.kind)).map((region) => ({ ...region, pane, indices: region.tokens, label: regionLabel(meta, region) })),
+    );
     cached.set(key, parts);
   }
   return parts;
@@ -270,12 +265,7 @@ function visionPart(vision: VisionMeta, size: [number, number]): OverlayPart {
   let part = visionParts.get(vision);
   if (!part) {
     const indices = Int32Array.from({ length: vision.seqLen }, (_, p) => p);
-    visionParts.set(vision, (part = { ...vision.grid, rect: [0, 0, ...size], indices, label: "" }));
+    visionParts.set(vision, (part = { ...vision.grid, rect: [0, 0, ...size], pane: 0, indices, label: "" }));
   }
   return part;
-}
-
-/** Whether an image has tiles and a thumbnail, so that the region view changes what it shows. */
-export function hasTiles(meta: SampleMeta, image: number): boolean {
-  return meta.regions.some((region) => region.image === image && region.kind === "tile");
 }

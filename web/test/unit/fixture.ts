@@ -14,8 +14,8 @@ export function fixtureBits(name: string): Uint16Array {
   return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
 }
 
-/** A sample of fixtures/layouts (image regions: tiles and a thumbnail, or two images). */
-export function layoutMetaJson(name: "sample_tiled" | "sample_two_images"): Record<string, unknown> {
+/** A sample of fixtures/layouts (image regions: tiles and a thumbnail, two images, or a grid over a padded image). */
+export function layoutMetaJson(name: "sample_tiled" | "sample_two_images" | "sample_padded"): Record<string, unknown> {
   const file = path.resolve(FIXTURE_DIR, "../layouts", name, "meta.json");
   return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
 }

@@ -319,6 +319,19 @@ describe("parseMeta on the layout fixtures (image regions)", () => {
     expect(meta.regions.map((r) => r.image)).toEqual([...Array(7).fill(0), ...Array(7).fill(1)]);
   });
 
+  test("the padded fixture: a grid over the padding, its row ends special tokens outside every region, as in sample_format.py", () => {
+    const meta = parseMeta(layoutMetaJson("sample_padded"));
+    expect(meta.images[0]!.size).toEqual([192, 120]);
+    expect(meta.regions.map((r) => [r.kind, r.rows, r.cols, r.rect])).toEqual([
+      ["global", 4, 4, [0, 0, 192, 120]],
+      ["tile", 8, 12, [0, -4, 192, 128]],
+    ]);
+    const rowEnds = meta.tokens.filter((t) => t.layout === "row_end");
+    expect(rowEnds.map((t) => t.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((r) => meta.regions[1]!.tokens[r * 12 + 11]! + 1));
+    expect(rowEnds.every((t) => t.type === "special" && t.gridPos === undefined && t.region === undefined)).toBe(true);
+    expect(meta.regions.indexOf(entropyRegion(meta))).toBe(0);
+  });
+
   test("a rect may reach into padding, and the global view is still the entropy region, as in sample_format.py", () => {
     const meta = layoutMetaJson("sample_tiled") as Record<string, any>;
     meta.image_regions[0].rect = [-8, -8, 208, 144];

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { parseMeta } from "../../src/data/format";
+import type { RegionView } from "../../src/data/variants";
 import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
 import { LUT_SIZE, MASKED, heatIndex } from "../../src/view/color";
@@ -16,8 +17,7 @@ const values = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 100 : i / 
 const vision = Float32Array.from({ length: 84 }, (_, p) => 2 + Math.sin(p));
 
 function fetched(asked: Parameters<typeof completeView>[0], extra: Partial<Fetched> = {}): Fetched {
-  const shownImage = { image: 0, regions: "tiles" } as const;
-  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, shownImage, ...extra };
+  return { meta, view: completeView(asked, "s", meta), sinks, values, vision, shared: null, visionShared: null, ...extra };
 }
 
 describe("the LLM overlay and the token panel", () => {
@@ -148,15 +148,14 @@ describe("a tiled sample's overlay", () => {
   const tiled = parseMeta(layoutMetaJson("sample_tiled")); // 2 × 3 tiles of 4 × 4 tokens (64 px) and a 4 × 4 thumbnail
   const n = tiled.seqLen;
   const ramp = Float32Array.from({ length: n }, (_, i) => i);
-  const shown = (regions: "tiles" | "global", tokens = [n - 1]): Fetched => ({
+  const shown = (regions: RegionView, tokens = [n - 1]): Fetched => ({
     meta: tiled,
-    view: completeView({ tokens }, "s", tiled),
+    view: completeView({ tokens, regions }, "s", tiled),
     sinks: new Uint8Array(n),
     values: ramp,
     vision: null,
     shared: null,
     visionShared: null,
-    shownImage: { image: 0, regions },
   });
 
   test("the tiles view draws each tile on its own 64 px, scaled over the tiles' tokens alone", () => {
@@ -185,5 +184,26 @@ describe("a tiled sample's overlay", () => {
     expect(overlay.grid.parts).toHaveLength(1);
     expect(overlay.grid.parts[0]).toMatchObject({ rows: 4, cols: 4, rect: [0, 0, 192, 128], label: "global thumbnail" });
     expect(overlay.grid.parts[0]!.indices).toEqual(tiled.regions[6]!.tokens);
+  });
+
+  test("side by side, the tiles lie on the left pane and the thumbnail on the right; the bar's range spans both", () => {
+    const overlay = imageOverlay(shown("both"), settings);
+    expect(overlay.grid.panes).toBe(2);
+    expect(overlay.grid.parts.map((p) => [p.pane, p.label])).toEqual([
+      ...[1, 2, 3, 4, 5, 6].map((t) => [0, `tile ${t} of 6`]),
+      [1, "global thumbnail"],
+    ]);
+    const drawn = tiled.regions.flatMap((r) => r.tokens);
+    expect(overlay.legend!.shown).toEqual({ lo: Math.min(...drawn), hi: Math.max(...drawn) });
+    expect(overlay.legend!.over).toContain("tiles' (left) and global thumbnail's (right) image tokens");
+  });
+
+  test("an image without tiles and a global view is drawn on one pane, whatever view is asked", () => {
+    const two = parseMeta(layoutMetaJson("sample_two_images"));
+    const flat = { ...two, regions: two.regions.filter((r) => r.kind !== "global") };
+    const view = { ...completeView({ tokens: [flat.seqLen - 1] }, "s", flat), regions: "both" } as const; // not completed: as asked
+    const overlay = imageOverlay({ ...shown("both"), meta: flat, view }, settings);
+    expect(overlay.grid.panes).toBe(1);
+    expect(overlay.grid.parts.every((p) => p.pane === 0 && p.label.includes("tile"))).toBe(true);
   });
 });

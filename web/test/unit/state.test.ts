@@ -14,14 +14,14 @@ import {
   type ViewState,
 } from "../../src/state/state";
 import { statusText } from "../../src/state/status";
-import { fixtureMetaJson } from "./fixture";
+import { fixtureMetaJson, layoutMetaJson } from "./fixture";
 
 const meta = parseMeta(fixtureMetaJson()); // 2 layers, 3 heads, 40 tokens
 
 describe("the view in the URL", () => {
   const single: ViewState = {
     sample: "s1", layer: 1, layerEnd: 1, layerReduce: null, head: 2, tokens: [30], combine: "mean", dir: "tgt",
-    overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
+    image: 0, regions: "tiles", overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
   };
 
   test("round-trips through the query, keeping other parameters", () => {
@@ -52,12 +52,22 @@ describe("the view in the URL", () => {
     expect(["overlay", "vblocks", "vhead", "patch"].map((key) => back.has(key))).toEqual([false, false, false, false]);
   });
 
+  test("the image and its region view round-trip; the first image's tiles are left out as the default", () => {
+    const two = parseMeta(layoutMetaJson("sample_two_images")); // two images, each with tiles and a global view
+    const shown: ViewState = { ...single, head: 1, image: 1, regions: "both" }; // the fixture has 2 heads
+    const params = viewToParams(shown, new URLSearchParams("image=0&regions=global"));
+    expect([params.get("image"), params.get("regions")]).toEqual(["1", "both"]);
+    expect(completeView(viewFromParams(params), "s1", two)).toEqual(shown);
+    const back = viewToParams(single, params);
+    expect([back.has("image"), back.has("regions")]).toEqual([false, false]);
+  });
+
   test("'none' means no token; an aggregate is a head", () => {
     expect(viewFromParams(new URLSearchParams("token=none&head=max"))).toEqual({ tokens: [], head: "max" });
   });
 
   test("garbled values are ignored, not guessed", () => {
-    const garbled = "layer=-1&head=avg&token=3.5&dir=up&sample=&lreduce=sum&combine=min&token=1,,2";
+    const garbled = "layer=-1&head=avg&token=3.5&dir=up&sample=&lreduce=sum&combine=min&token=1,,2&image=-1&regions=side";
     expect(viewFromParams(new URLSearchParams(garbled))).toEqual({});
   });
 });
@@ -66,8 +76,16 @@ describe("completeView", () => {
   test("fills defaults: layer 0, head mean, the last token, source→target", () => {
     expect(completeView({}, "s", meta)).toEqual({
       sample: "s", layer: 0, layerEnd: 0, layerReduce: null, head: "mean", tokens: [39], combine: "mean", dir: "src",
-      overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
+      image: 0, regions: "tiles", overlay: "llm", vblocks: "all", vhead: "mean", patch: null,
     });
+  });
+
+  test("an image the sample lacks is its first; a region view its image cannot show is the tiles", () => {
+    const two = parseMeta(layoutMetaJson("sample_two_images"));
+    expect(completeView({ image: 2, regions: "global" }, "s", two)).toMatchObject({ image: 0, regions: "global" });
+    expect(completeView({ image: 1, regions: "both" }, "s", meta)).toMatchObject({ image: 0, regions: "tiles" }); // one grid
+    const noGlobal = { ...two, regions: two.regions.filter((r) => r.kind !== "global") };
+    expect(completeView({ image: 1, regions: "global" }, "s", noGlobal)).toMatchObject({ image: 1, regions: "tiles" });
   });
 
   test("opens on the answer's first token when the sample has one", () => {
