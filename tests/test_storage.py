@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vlm_attention_viz import open as open_sample
 from vlm_attention_viz import sample_format as fmt
+from vlm_attention_viz.attention_capture import AttentionRecorder, StoredRows, capturing
 
 from conftest import assert_refused, run
+from reference import ADAPTER, ATOL, RTOL, eager_reference
 
 # Each case: the extra flags, the profile, the kept layers and heads of the 2-layer, 4-head tiny model.
 CASES = {
@@ -223,3 +226,29 @@ def test_the_storage_fixtures_hold_the_values_of_sample_tiny(profile: str) -> No
         for head in [*storage.heads, "mean", "max"]:
             want = fmt.read_matrix(full_dir, full, layer, head)
             np.testing.assert_array_equal(fmt.read_matrix(stored_dir, stored, layer, head)[rows], want[rows])
+
+
+def test_a_profile_without_image_rows_or_some_layers_copies_only_the_stored_rows_off_the_device(
+    gqa_model: Path, photo: Path
+) -> None:
+    """The recorder hands the host the stored layers' stored rows only, each run of consecutive rows as one chunk,
+    equal to eager attention there; the text-to-image table still sees every layer."""
+    reference, inputs, processor = eager_reference(gqa_model, photo)
+    ids = inputs["input_ids"][0].tolist()
+    image = [i for i, t in enumerate(ids) if t == processor.image_token_id]
+    text_rows = np.array([i for i in range(len(ids)) if i not in set(image)])
+    chunks: list = []
+    recorder = AttentionRecorder(
+        chunks.append, 2, 4, image, row_budget=4 * len(ids) * 4 * 7, stored=StoredRows(frozenset({1}), text_rows)
+    )
+    model = ADAPTER.load_model(str(gqa_model), "cpu", torch.float32)
+    with torch.no_grad(), capturing(model, ADAPTER.language_config_key, recorder):
+        model(**inputs, use_cache=False)
+    assert {c.layer for c in chunks} == {1}
+    rows = np.concatenate([np.arange(c.row0, c.row0 + c.attn.shape[1]) for c in chunks])
+    assert np.array_equal(rows, text_rows)
+    assert all(c.row0 in (0, image[-1] + 1) or c.row0 % 7 == 0 for c in chunks)  # runs cut only by chunks
+    for c in chunks:
+        expected = reference[1][:, c.row0 : c.row0 + c.attn.shape[1]]
+        np.testing.assert_allclose(c.attn.astype(np.float32), expected, rtol=RTOL, atol=ATOL)
+    assert all(np.isfinite(table).all() and table.any() for table in recorder.text_to_image.table())

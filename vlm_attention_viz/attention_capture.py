@@ -129,9 +129,12 @@ class AttentionRecorder:
         on_layer_done: Callable[[int], None] = lambda layer: None,
         row_budget: int = DEFAULT_ROW_BUDGET,
         measures: TokenMeasures | None = None,
+        stored: StoredRows | None = None,
     ) -> None:
-        """image_positions: every image token, ascending (not one block where an image is tiled or has breaks)."""
+        """image_positions: every image token, ascending (not one block where an image is tiled or has breaks);
+        stored: the layers and rows the sink is handed (None: all), the tables still see every row."""
         self.sink = sink
+        self.stored = stored or StoredRows()
         start, end = image_positions[0], image_positions[-1]
         contiguous = end - start + 1 == len(image_positions)
         self.image_columns: slice | torch.Tensor = (
@@ -184,15 +187,36 @@ class AttentionRecorder:
         stored = values.half()
         if self.measures is not None:
             self.measures.add(layer, row0, stored, signed)
-        self.sink(
-            AttentionRows(
-                layer=layer,
-                row0=row0,
-                attn=to_host(stored, n),
-                head_mean=to_host(values.mean(dim=0).half(), n),
-                head_max=to_host(values.amax(dim=0).half(), n),
+        for start, stop in self.stored.runs(layer, row0, values.shape[1]):
+            part = values[:, start - row0 : stop - row0]
+            self.sink(
+                AttentionRows(
+                    layer=layer,
+                    row0=start,
+                    attn=to_host(stored[:, start - row0 : stop - row0], n),
+                    head_mean=to_host(part.mean(dim=0).half(), n),
+                    head_max=to_host(part.amax(dim=0).half(), n),
+                )
             )
-        )
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """The layers and query rows that reach the host: a storage profile that drops image rows or layers never
+    copies them off the device."""
+
+    layers: frozenset[int] | None = None  # None: every layer
+    rows: np.ndarray | None = None  # ascending token rows; None: every row
+
+    def runs(self, layer: int, row0: int, count: int) -> list[tuple[int, int]]:
+        """The runs [start, stop) of consecutive stored rows within rows row0 .. row0 + count."""
+        if self.layers is not None and layer not in self.layers:
+            return []
+        if self.rows is None:
+            return [(row0, row0 + count)]
+        kept = self.rows[(self.rows >= row0) & (self.rows < row0 + count)]
+        breaks = np.flatnonzero(np.diff(kept) != 1) + 1
+        return [(int(run[0]), int(run[-1]) + 1) for run in np.split(kept, breaks) if len(run)]
 
 
 def to_host(values: torch.Tensor, n: int) -> np.ndarray:

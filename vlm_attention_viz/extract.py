@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import sample_format as fmt
 from .analysis import TokenLayout, TokenMeasures, resolve_device, write_rollout
-from .attention_capture import AttentionRecorder, AttentionRows, Recorder, capturing_sub_models
+from .attention_capture import AttentionRecorder, AttentionRows, Recorder, StoredRows, capturing_sub_models
 from .errors import UserError
 from .generate import answer_fields, generate_answer
 from .image_layout import ImageLayout
@@ -282,6 +282,7 @@ def capture_to(
         image_layout.image_positions(),
         on_layer_done=lambda _: bar.update(),
         measures=measures,
+        stored=StoredRows(frozenset(storage.layers), None if storage.kind.image_rows else store.rows),
     )
     recorders: dict[str, Recorder] = {adapter.language_config_key: recorder}
     vision_recorder = None
