@@ -21,6 +21,8 @@ from PIL import Image
 from vlm_attention_viz.cli import main
 from vlm_attention_viz.dev.tiny import FAMILIES, TinyShape, build_tiny_checkpoint
 
+from reference import PROMPT
+
 # Query heads != KV heads, two layers.
 GQA = TinyShape(layers=2, heads=4, kv_heads=2, seed=0)
 # Plain multi-head attention, three layers, another width.
@@ -112,6 +114,11 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(*args: str | Path) -> int:
     """The CLI as a user runs it, in this process (no model reload cost per test)."""
     return main([str(a) for a in args])
+
+
+def extract_args(image: Path, output_dir: Path, model: Path, *flags: object, prompt: str = PROMPT) -> list[object]:
+    """The extractor's command line for one image, as a user types it, with any further flags."""
+    return ["--image", image, "--prompt", prompt, "--output-dir", output_dir, "--model", model, *flags]
 
 
 def cli_process(*args: str | Path, env: dict[str, str] | None = None, ignore_sigint: bool = False) -> subprocess.Popen:

@@ -19,7 +19,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.analysis import _labels_by_propagation, component_labels, spatial_entropy
 from vlm_attention_viz.dev.synthetic import build_tokens
 
-from conftest import cli_process, folder_digest, run
+from conftest import cli_process, extract_args, folder_digest, run
 
 
 def rollout_names(layers: int) -> set[str]:
@@ -29,7 +29,7 @@ def rollout_names(layers: int) -> set[str]:
 def test_extracted_sample_holds_tables_and_rollout_equal_to_the_references(
     gqa_model: Path, photo: Path, tmp_path: Path
 ) -> None:
-    assert run("--image", photo, "--prompt", "Where is it?", "--output-dir", tmp_path / "s", "--model", gqa_model) == 0
+    assert run(*extract_args(photo, tmp_path / "s", gqa_model, prompt="Where is it?")) == 0
     assert_tables_and_rollout_match(tmp_path / "s")
 
 

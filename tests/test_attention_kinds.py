@@ -18,7 +18,7 @@ from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 
-from conftest import TinyCheckpoint, assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, extract_args, run
 from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
 
 SHAPES = {
@@ -47,7 +47,7 @@ def samples(models: dict[str, Path], photo: Path, tmp_path_factory: pytest.TempP
     made: dict[str, Path] = {}
     for family in SHAPES:
         made[family] = tmp_path_factory.mktemp("samples") / family
-        assert run("--image", photo, "--prompt", PROMPT, "--output-dir", made[family], "--model", models[family]) == 0
+        assert run(*extract_args(photo, made[family], models[family])) == 0
     return made
 
 

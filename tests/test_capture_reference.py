@@ -12,8 +12,8 @@ from transformers import Qwen3VLForConditionalGeneration
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder
 
-from conftest import run
-from reference import ATOL, PROMPT, RTOL, assert_layers_equal, captured_chunks_with_logits_unchanged, eager_reference
+from conftest import extract_args, run
+from reference import ATOL, RTOL, assert_layers_equal, captured_chunks_with_logits_unchanged, eager_reference
 
 
 @pytest.fixture(scope="module", params=["gqa_model", "mha_model"])
@@ -22,9 +22,7 @@ def extracted(
 ) -> tuple[Path, Path]:
     model_dir = request.getfixturevalue(request.param)
     sample = tmp_path_factory.mktemp("samples") / request.param
-    assert (
-        run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu") == 0
-    )
+    assert run(*extract_args(photo, sample, model_dir, "--device", "cpu")) == 0
     return model_dir, sample
 
 

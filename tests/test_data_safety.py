@@ -17,7 +17,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.dev.synthetic import write_synthetic
 from vlm_attention_viz.safe_write import host_label
 
-from conftest import assert_refused, cli_process, folder_digest, run, striped_image
+from conftest import assert_refused, cli_process, extract_args, folder_digest, run, striped_image
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -38,7 +38,7 @@ def test_demo_and_overwrite_never_replace_a_folder_of_user_files(
     folder = user_folder(tmp_path)
     before = folder_digest(folder)
     assert run("demo", "--output-dir", folder) == 2
-    assert run("--image", photo, "--prompt", "Hi", "--output-dir", folder, "--model", gqa_model, "--overwrite") == 2
+    assert run(*extract_args(photo, folder, gqa_model, "--overwrite", prompt="Hi")) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 2 and "results.csv" in err and "Traceback" not in err
     assert folder_digest(folder) == before
@@ -85,7 +85,7 @@ def test_a_symlinked_target_is_refused_before_anything_is_written(
     (tmp_path / "link").symlink_to(tmp_path / "real")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for name in ("link", "dangling"):
-        assert run("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / name, "--model", gqa_model) == 2
+        assert run(*extract_args(photo, tmp_path / name, gqa_model, prompt="Hi")) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "symbolic link" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "link", "real"]

@@ -19,7 +19,7 @@ from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named, detect_model_type
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
-from conftest import TinyCheckpoint, run, striped_image
+from conftest import TinyCheckpoint, extract_args, run, striped_image
 from reference import (
     ATOL,
     PROMPT,
@@ -55,9 +55,7 @@ def extracted(
     """The sample a user gets without --model-type."""
     family, model_dir = family_model
     sample = tmp_path_factory.mktemp("samples") / family
-    assert (
-        run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", model_dir, "--device", "cpu") == 0
-    )
+    assert run(*extract_args(photo, sample, model_dir, "--device", "cpu")) == 0
     return family, model_dir, sample
 
 
@@ -90,10 +88,7 @@ def test_a_hub_style_flat_config_gives_the_same_sample(
     text = config.pop("text_config")
     text.pop("model_type")
     (flat / "config.json").write_text(json.dumps({**text, **config}))
-    assert (
-        run("--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", flat, "--device", "cpu")
-        == 0
-    )
+    assert run(*extract_args(photo, tmp_path / "s", flat, "--device", "cpu")) == 0
     meta = fmt.read_meta(sample)
     assert fmt.read_meta(tmp_path / "s")["model_type"] == family
     for name in meta["layer_files"] + meta["head_mean_files"] + meta["head_max_files"]:
@@ -129,21 +124,7 @@ def test_max_pixels_caps_the_image_whatever_the_checkpoint_calls_its_bounds(
     """Qwen2.5-VL's tiny checkpoint sets top-level min_pixels/max_pixels, Qwen2-VL's size={min_pixels, max_pixels}."""
     family, model_dir = family_model
     cap = 20 * 28 * 28
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            model_dir,
-            "--max-pixels",
-            cap,
-        )
-        == 0
-    )
+    assert run(*extract_args(photo, tmp_path / "s", model_dir, "--max-pixels", cap)) == 0
     meta = fmt.read_meta(tmp_path / "s")
     width, height = meta["image_size"]
     # smart_resize scales 300x170 by sqrt(300 * 170 / cap) and floors to multiples of 28: 140x84
@@ -164,21 +145,7 @@ def test_a_model_type_of_another_family_is_refused_before_loading(
 ) -> None:
     family, model_dir = family_model
     capsys.readouterr()
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            model_dir,
-            "--model-type",
-            "qwen3-vl",
-        )
-        == 2
-    )
+    assert run(*extract_args(photo, tmp_path / "s", model_dir, "--model-type", "qwen3-vl")) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         f"error: {model_dir} is a {family} model, not qwen3-vl; pass --model-type {family}, or leave it out to detect it"
@@ -190,23 +157,7 @@ def test_generate_mode_answers_greedily_and_stores_the_eager_attention_of_prompt
     family_model: tuple[str, Path], photo: Path, tmp_path: Path
 ) -> None:
     family, model_dir = family_model
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            model_dir,
-            "--mode",
-            "generate",
-            "--max-new-tokens",
-            5,
-        )
-        == 0
-    )
+    assert run(*extract_args(photo, tmp_path / "s", model_dir, "--mode", "generate", "--max-new-tokens", 5)) == 0
     meta = fmt.validate_sample(tmp_path / "s")
     adapter = adapter_named(family)
     processor = adapter.load_processor(str(model_dir))
@@ -235,23 +186,7 @@ def test_qwen2_vl_vision_blocks_equal_the_reference_from_block_inputs(
     """Qwen2-VL's tower, like Qwen3-VL's, attends over whole images of merge-window ordered patches."""
     model_dir = tiny_checkpoint(SHAPES["qwen2-vl"])
     sample = tmp_path / "sample"
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            sample,
-            "--model",
-            model_dir,
-            "--device",
-            "cpu",
-            "--vision-layers",
-            "all",
-        )
-        == 0
-    )
+    assert run(*extract_args(photo, sample, model_dir, "--device", "cpu", "--vision-layers", "all")) == 0
     meta = fmt.validate_sample(sample)
     expected = reference_for_photo(model_dir, photo, adapter_named("qwen2-vl"))
     assert meta["vision"]["patch_size"] == 14 and meta["vision"]["blocks"] == sorted(expected)
@@ -324,23 +259,7 @@ def test_qwen2_5_vl_windowed_and_full_attention_blocks_equal_the_reference_from_
     qwen2_5_vl_model: Path, photo: Path, tmp_path: Path
 ) -> None:
     sample = tmp_path / "sample"
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            PROMPT,
-            "--output-dir",
-            sample,
-            "--model",
-            qwen2_5_vl_model,
-            "--device",
-            "cpu",
-            "--vision-layers",
-            "all",
-        )
-        == 0
-    )
+    assert run(*extract_args(photo, sample, qwen2_5_vl_model, "--device", "cpu", "--vision-layers", "all")) == 0
     meta = fmt.validate_sample(sample)
     # 308 x 168 px for the model: 22 x 12 patches of 14 px
     assert (

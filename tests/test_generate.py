@@ -14,7 +14,7 @@ from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import build_tokens, mark_answer
 
-from conftest import TinyCheckpoint, run
+from conftest import TinyCheckpoint, extract_args, run
 from reference import ATOL, PROMPT, RTOL, processed
 
 NEW_TOKENS = 6
@@ -75,21 +75,7 @@ def test_thinking_template_marks_the_open_think_block(
 ) -> None:
     model = tiny_checkpoint(TinyShape(layers=2, heads=2, kv_heads=1, thinking=True, seed=2))
     assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            "Hi",
-            "--output-dir",
-            tmp_path / "s",
-            "--model",
-            model,
-            "--mode",
-            "generate",
-            "--max-new-tokens",
-            3,
-        )
-        == 0
+        run(*extract_args(photo, tmp_path / "s", model, "--mode", "generate", "--max-new-tokens", 3, prompt="Hi")) == 0
     )
     meta = fmt.read_meta(tmp_path / "s")
     tokens, start = meta["tokens"], meta["answer_start"]

@@ -11,7 +11,7 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.images import load_image
 
-from conftest import run, striped_image
+from conftest import extract_args, run, striped_image
 
 
 def save(image: Image.Image, path: Path) -> Path:
@@ -56,9 +56,7 @@ def test_sixteen_bit_scales_to_eight_bits(tmp_path: Path) -> None:
 )
 def test_extraction_accepts_every_image_mode(name: str, make, gqa_model: Path, tmp_path: Path) -> None:
     image = save(make(), tmp_path / name)
-    assert (
-        run("--image", image, "--prompt", "What is this?", "--output-dir", tmp_path / "out", "--model", gqa_model) == 0
-    )
+    assert run(*extract_args(image, tmp_path / "out", gqa_model, prompt="What is this?")) == 0
     meta = fmt.validate_sample(tmp_path / "out")
     assert meta["original_image_size"] == list(Image.open(image).size)
     width, height = meta["image_size"]
@@ -69,21 +67,7 @@ def test_extraction_accepts_every_image_mode(name: str, make, gqa_model: Path, t
 def test_huge_image_is_held_to_max_pixels(gqa_model: Path, tmp_path: Path) -> None:
     image = save(striped_image(3000, 2000), tmp_path / "huge.jpg")
     cap = 256 * 192
-    assert (
-        run(
-            "--image",
-            image,
-            "--prompt",
-            "Hi",
-            "--output-dir",
-            tmp_path / "out",
-            "--model",
-            gqa_model,
-            "--max-pixels",
-            cap,
-        )
-        == 0
-    )
+    assert run(*extract_args(image, tmp_path / "out", gqa_model, "--max-pixels", cap, prompt="Hi")) == 0
     meta = fmt.read_meta(tmp_path / "out")
     width, height = meta["image_size"]
     assert width * height <= cap and meta["image_grid"]["rows"] * meta["image_grid"]["cols"] <= cap // 1024
@@ -91,22 +75,8 @@ def test_huge_image_is_held_to_max_pixels(gqa_model: Path, tmp_path: Path) -> No
 
 
 def test_model_type_given_explicitly_matches_detection(gqa_model: Path, photo: Path, tmp_path: Path) -> None:
-    assert (
-        run(
-            "--image",
-            photo,
-            "--prompt",
-            "Hi",
-            "--output-dir",
-            tmp_path / "a",
-            "--model",
-            gqa_model,
-            "--model-type",
-            "qwen3-vl",
-        )
-        == 0
-    )
-    assert run("--image", photo, "--prompt", "Hi", "--output-dir", tmp_path / "b", "--model", gqa_model) == 0
+    assert run(*extract_args(photo, tmp_path / "a", gqa_model, "--model-type", "qwen3-vl", prompt="Hi")) == 0
+    assert run(*extract_args(photo, tmp_path / "b", gqa_model, prompt="Hi")) == 0
     assert fmt.read_meta(tmp_path / "a")["model_type"] == fmt.read_meta(tmp_path / "b")["model_type"] == "qwen3-vl"
     assert (tmp_path / "a" / "attn_layer_01.bin").read_bytes() == (tmp_path / "b" / "attn_layer_01.bin").read_bytes()
     index = fmt.list_samples(tmp_path)

@@ -15,7 +15,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
 
-from conftest import TinyCheckpoint, run
+from conftest import TinyCheckpoint, extract_args, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -53,7 +53,7 @@ def quadrants(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def internvl_sample(internvl_model: Path, quadrants: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = tmp_path_factory.mktemp("samples") / "internvl"
-    assert run("--image", quadrants, "--prompt", PROMPT, "--output-dir", sample, "--model", internvl_model) == 0
+    assert run(*extract_args(quadrants, sample, internvl_model)) == 0
     return sample
 
 
@@ -139,7 +139,7 @@ def test_a_one_tile_image_is_a_single_grid_and_max_pixels_caps_the_tiles(
 ) -> None:
     small = tmp_path / "small.png"
     quadrant_image(60, 60).save(small)
-    assert run("--image", small, "--prompt", PROMPT, "--output-dir", tmp_path / "one", "--model", internvl_model) == 0
+    assert run(*extract_args(small, tmp_path / "one", internvl_model)) == 0
     meta = fmt.validate_sample(tmp_path / "one")
     assert meta["format_version"] == 1 and (meta["image_grid"]["rows"], meta["image_grid"]["cols"]) == (SIDE, SIDE)
     args = ["--image", quadrants, "--prompt", PROMPT, "--output-dir", tmp_path / "capped", "--max-pixels", "4096"]

@@ -20,7 +20,7 @@ from vlm_attention_viz.linear_capture import capturing_linear_layers, implicit_a
 from vlm_attention_viz.models import ModelAdapter, adapter_named
 from vlm_attention_viz.models.qwen3_5 import gated_delta_of
 
-from conftest import TinyCheckpoint, run
+from conftest import TinyCheckpoint, extract_args, run
 from reference import ATOL, PROMPT, RTOL, eager_reference, unrolled_implicit_attention
 
 # Eight layers: linear, linear, linear, full, twice. Two attention heads, four linear value heads.
@@ -49,7 +49,7 @@ def qwen3_5_model(family: str, tiny_checkpoint: TinyCheckpoint) -> Path:
 @pytest.fixture(scope="module")
 def qwen3_5_sample(qwen3_5_model: Path, photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = tmp_path_factory.mktemp("samples") / "qwen3.5"
-    assert run("--image", photo, "--prompt", PROMPT, "--output-dir", sample, "--model", qwen3_5_model) == 0
+    assert run(*extract_args(photo, sample, qwen3_5_model)) == 0
     return sample
 
 

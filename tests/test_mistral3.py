@@ -15,7 +15,7 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
 
-from conftest import TinyCheckpoint, run
+from conftest import TinyCheckpoint, extract_args, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -56,7 +56,7 @@ def quadrants(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def mistral3_sample(mistral3_model: Path, quadrants: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = tmp_path_factory.mktemp("samples") / "mistral3"
-    assert run("--image", quadrants, "--prompt", PROMPT, "--output-dir", sample, "--model", mistral3_model) == 0
+    assert run(*extract_args(quadrants, sample, mistral3_model)) == 0
     return sample
 
 

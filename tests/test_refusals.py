@@ -14,14 +14,14 @@ import torch
 
 from vlm_attention_viz import sample_format as fmt
 
-from conftest import assert_refused, cli_process, run, striped_image
+from conftest import assert_refused, cli_process, extract_args, run, striped_image
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, gqa_model: Path, photo: Path) -> Path:
     """A parent folder holding one good sample, which every refused run must leave byte-identical."""
     root = tmp_path_factory.mktemp("refusals")
-    assert run("--image", photo, "--prompt", "Hi", "--output-dir", root / "out" / "kept", "--model", gqa_model) == 0
+    assert run(*extract_args(photo, root / "out" / "kept", gqa_model, prompt="Hi")) == 0
     return root
 
 

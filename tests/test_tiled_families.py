@@ -18,7 +18,7 @@ from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
 from vlm_attention_viz.models import adapter_named
 
-from conftest import TinyCheckpoint, assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, extract_args, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -71,7 +71,7 @@ def tiles_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiled_sample(tiled_model: TiledModel, tiles_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = tmp_path_factory.mktemp("samples") / tiled_model.family
-    assert run("--image", tiles_photo, "--prompt", PROMPT, "--output-dir", sample, "--model", tiled_model.path) == 0
+    assert run(*extract_args(tiles_photo, sample, tiled_model.path)) == 0
     return sample
 
 

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.tokens import IMAGE_TEXT, token_texts
 
-from conftest import run
+from conftest import extract_args, run
 
 PROMPTS = [
     "Describe this image in detail.",
@@ -44,7 +44,7 @@ def test_split_character_goes_to_the_completing_token(gqa_model: Path) -> None:
 
 def test_sample_tokens_keep_special_spelling_and_prompt_text(gqa_model: Path, photo: Path, tmp_path: Path) -> None:
     prompt = "猫は 😀 where?"
-    assert run("--image", photo, "--prompt", prompt, "--output-dir", tmp_path / "s", "--model", gqa_model) == 0
+    assert run(*extract_args(photo, tmp_path / "s", gqa_model, prompt=prompt)) == 0
     tokens = fmt.read_meta(tmp_path / "s")["tokens"]
     text = "".join(t["text"] for t in tokens if t["type"] != "image")
     assert text == f"<|im_start|>user\n<|vision_start|><|vision_end|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
