@@ -16,10 +16,19 @@ from PIL import Image
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
+from vlm_attention_viz.image_layout import runs_of
 from vlm_attention_viz.models import adapter_named
 
 from conftest import TinyCheckpoint, assert_refused, extract_args, run
-from reference import ATOL, PROMPT, RTOL, captured_chunks_with_logits_unchanged, eager_reference
+from reference import (
+    ATOL,
+    PROMPT,
+    RTOL,
+    assert_layers_equal,
+    captured_chunks_with_logits_unchanged,
+    eager_attentions,
+    eager_reference,
+)
 
 SHAPES = {
     # Seven layers: five sliding (window 32), one global, one sliding, as the hub's pattern of six.
@@ -150,7 +159,7 @@ def test_gemma_image_rows_see_later_image_tokens_where_bidirectional_and_sliding
     for layer in range(meta["num_layers"]):
         stored = np.asarray(fmt.open_layer(sample, meta, layer), np.float32)
         kind = meta["layer_attention"][layer]
-        reachable = fmt.reachable(kind, np.arange(n), n, span)
+        reachable = fmt.reachable(kind, np.arange(n), n, [span])
         assert (stored[:, ~reachable] == 0).all()  # outside the mask exactly 0
         later_image_tokens = stored[:, start + 1, start + 2 : end + 1].sum(-1)  # per head
         assert (later_image_tokens > 0).all() if kind.get("image_bidirectional") else (later_image_tokens == 0).all()
@@ -172,3 +181,33 @@ def test_gemma_refuses_max_pixels_with_one_line(
 ) -> None:
     args = ["--image", photo, "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", models[family]]
     assert_refused(capsys, [*args, "--max-pixels", 10000], says, untouched=tmp_path)
+
+
+@pytest.mark.parametrize("family", GEMMAS)
+def test_two_images_each_see_their_own_later_tokens_only_and_equal_eager(
+    family: str, models: dict, photo: Path, tmp_path: Path
+) -> None:
+    """Two images in one Gemma prompt: one `image` region per image over its run of image tokens, every layer equal
+    to eager, and an image-bidirectional layer's image rows open to their own image's later tokens, never to the
+    other image's."""
+    tall = tmp_path / "tall.png"
+    Image.new("RGB", (100, 200), (10, 120, 200)).save(tall)
+    sample = tmp_path / "two"
+    assert run(*extract_args(photo, sample, models[family], "--image", tall)) == 0
+    meta = fmt.validate_sample(sample)
+    adapter = adapter_named(family)
+    opened = [Image.open(path).convert("RGB") for path in (photo, tall)]
+    prepared = adapter.prepare_images(adapter.load_processor(str(models[family])), opened, PROMPT, None)
+    inputs = prepared.model_inputs
+    runs = runs_of(inputs["input_ids"][0].tolist(), prepared.image_token_id)
+    regions = meta["image_regions"]
+    assert [(r["image"], r["kind"], r["tokens"]) for r in regions] == [(0, "image", runs[0]), (1, "image", runs[1])]
+    assert fmt.image_blocks(regions) == [(run[0], run[-1]) for run in runs]
+    reference = eager_attentions(family, models[family], inputs)
+    assert_layers_equal(sample, meta, reference)
+    (first, last), (second, _) = fmt.image_blocks(regions)
+    for layer, kind in enumerate(meta["layer_attention"]):
+        stored = reference[layer]
+        assert (stored[:, first, second:] == 0).all()  # never the other image
+        seen_later = stored[:, first, first + 1 : min(last + 1, first + 32)].sum(-1)
+        assert (seen_later > 0).all() if kind.get("image_bidirectional") else (seen_later == 0).all()

@@ -220,7 +220,7 @@ def test_a_layer_with_its_own_head_count_is_sized_and_opened_by_it(tmp_path: Pat
 
 def test_reachable_cells_follow_the_layer_kind() -> None:
     """Image tokens 2..4; rows 0..5 of a 6-token sequence."""
-    rows, span = np.arange(6), (2, 4)
+    rows, span = np.arange(6), [(2, 4)]
     causal = fmt.reachable(fmt.CAUSAL, rows, 6, span)
     assert np.array_equal(causal, np.tril(np.ones((6, 6), bool)))
     bidirectional = fmt.reachable(fmt.layer_kind("causal", image_bidirectional=True), rows, 6, span)
@@ -228,6 +228,16 @@ def test_reachable_cells_follow_the_layer_kind() -> None:
     sliding = fmt.reachable(fmt.layer_kind("sliding", window=2, image_bidirectional=True), rows, 6, span)
     assert sliding[5, 4] and not sliding[5, 3]  # the last two tokens
     assert sliding[2, 4] and not sliding[4, 2]  # later image tokens, but earlier ones only within the window
+
+
+def test_two_image_blocks_each_open_to_their_own_tokens_only() -> None:
+    """The two-image fixture: each image's first and last token, and a bidirectional layer's reach, as format.ts."""
+    meta = fmt.read_meta(LAYOUTS / "sample_two_images")
+    (first, second), n = fmt.image_blocks(meta["image_regions"]), meta["seq_len"]
+    assert first[1] < second[0]
+    allowed = fmt.reachable(fmt.layer_kind("causal", image_bidirectional=True), np.arange(n), n, [first, second])
+    assert allowed[first[0], first[1]] and allowed[second[0], second[1]]
+    assert not allowed[first[0], second[0]] and not allowed[first[1] + 1, first[1] + 2]
 
 
 LAYOUTS = FIXTURE.parent / "layouts"

@@ -263,7 +263,7 @@ def check_float16(stored: np.ndarray, layer: int, row0: int) -> None:
 def check_causal(head_max: np.ndarray, layer: int, row0: int, span: tuple[int, int]) -> None:
     """An imported sample's layers are causal softmax (no layer_attention): nothing outside what that kind reaches."""
     rows = np.arange(row0, row0 + head_max.shape[0])
-    later = ~fmt.reachable(fmt.CAUSAL, rows, head_max.shape[1], span)
+    later = ~fmt.reachable(fmt.CAUSAL, rows, head_max.shape[1], [span])
     if later.any() and head_max[later].max() > CAUSAL_TOLERANCE:
         raise UserError(
             f"layer {layer} is not causal: a token attends to a later one (rows from {row0}); the format stores causal attention"

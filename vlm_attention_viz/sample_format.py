@@ -515,14 +515,26 @@ def meta_layer_kinds(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return meta.get("layer_attention") or [CAUSAL] * meta["num_layers"]
 
 
-def reachable(entry: dict[str, Any], rows: np.ndarray, n: int, image_span: tuple[int, int]) -> np.ndarray:
+def image_blocks(regions: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Per image, in prompt order, its first and last image token: where an image_bidirectional layer lets an
+    image token see its own image's later tokens (the families with such layers write an image as one run)."""
+    blocks: dict[int, tuple[int, int]] = {}
+    for region in regions:
+        first, last = region["tokens"][0], region["tokens"][-1]
+        low, high = blocks.get(region["image"], (first, last))
+        blocks[region["image"]] = (min(low, first), max(high, last))
+    return [blocks[image] for image in sorted(blocks)]
+
+
+def reachable(entry: dict[str, Any], rows: np.ndarray, n: int, blocks: list[tuple[int, int]]) -> np.ndarray:
     """(len(rows), n) bool: the key columns each query row of a layer of this kind may weigh. The mask transformers
-    builds: causal, or within the image when image_bidirectional; and then, when sliding, keys after row - window."""
+    builds: causal, or within its own image block (image_blocks) when image_bidirectional; and then, when sliding,
+    keys after row - window."""
     keys, queries = np.arange(n)[None, :], np.asarray(rows)[:, None]
     allowed = keys <= queries
     if entry.get("image_bidirectional"):
-        start, end = image_span
-        allowed |= (keys >= start) & (keys <= end) & (queries >= start) & (queries <= end)
+        for start, end in blocks:
+            allowed |= (keys >= start) & (keys <= end) & (queries >= start) & (queries <= end)
     if "window" in entry:
         allowed &= keys > queries - entry["window"]
     return allowed

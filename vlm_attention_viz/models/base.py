@@ -193,13 +193,6 @@ class ModelAdapter(ABC):
         """prepare with one or more images, in the user message before the text, in the order given."""
 
 
-def one_image(family: str, images: list[Image.Image]) -> Image.Image:
-    """The image of a family whose adapter does not lay out several images yet."""
-    if len(images) != 1:
-        raise UserError(f"{family} takes one --image here; several images in one prompt are not supported for it yet")
-    return images[0]
-
-
 class PatchGridAdapter(ModelAdapter):
     """A family whose processor cuts the resized image into square patches, reports them as
     image_grid_thw = (frames, patch rows, patch cols), and merges merge_size x merge_size

@@ -16,7 +16,8 @@ from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
 
 from .. import sample_format as fmt
 from ..errors import UserError
-from .base import ModelAdapter, PreparedInputs, auto_processor, one_image
+from ..image_layout import ImageLayout, Region, runs_of
+from .base import ModelAdapter, PreparedInputs, auto_processor, user_message
 
 
 class Gemma3Adapter(ModelAdapter):
@@ -31,19 +32,26 @@ class Gemma3Adapter(ModelAdapter):
     def prepare_images(
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
     ) -> PreparedInputs:
-        image = one_image(self.name, images)
         size = processor.image_processor.size
         if max_pixels is not None:
             raise UserError(
                 f"--max-pixels does not apply to {self.name}: it sees every image at {size['width']}x{size['height']} px"
             )
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = processor(text=[text], images=[image], return_tensors="pt")
-        side = math.isqrt(processor.image_seq_length)  # the pooled tokens form a square grid, row-major
-        return PreparedInputs(
-            dict(inputs), processor.tokenizer.image_token_id, side, side, (size["width"], size["height"])
+        text = processor.apply_chat_template(
+            user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
         )
+        inputs = processor(text=[text], images=[images], return_tensors="pt")
+        side = math.isqrt(processor.image_seq_length)  # the pooled tokens form a square grid, row-major
+        image_size = (size["width"], size["height"])
+        image_token = processor.tokenizer.image_token_id
+        layout = None
+        if len(images) > 1:  # each image its own square, in its own run of image tokens, in prompt order
+            runs = runs_of(inputs["input_ids"][0].tolist(), image_token)
+            if len(runs) != len(images):
+                raise UserError(f"the processor wrote {len(runs)} runs of image tokens for {len(images)} images")
+            regions = [Region(i, "image", side, side, (0, 0, *image_size), run) for i, run in enumerate(runs)]
+            layout = ImageLayout([image_size] * len(images), regions)
+        return PreparedInputs(dict(inputs), image_token, side, side, image_size, layout)
 
     def layer_attention(self, model: PreTrainedModel) -> list[dict[str, Any]]:
         """Sliding layers see the last `sliding_window` keys, global layers every earlier one; in both, the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from PIL import Image
 from transformers import (
     AutoImageProcessor,
@@ -27,7 +28,8 @@ from transformers.utils import is_torchvision_available
 
 from .. import sample_format as fmt
 from ..errors import UserError
-from .base import ModelAdapter, PreparedInputs, chat_template, one_image
+from ..image_layout import ImageLayout, Region, runs_of
+from .base import ModelAdapter, PreparedInputs, chat_template, user_message
 
 
 class Gemma4Adapter(ModelAdapter):
@@ -44,25 +46,27 @@ class Gemma4Adapter(ModelAdapter):
     def prepare_images(
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
     ) -> PreparedInputs:
-        image = one_image(self.name, images)
         if max_pixels is not None:
             raise UserError(
                 f"--max-pixels does not apply to {self.name}: its processor sizes images by a token budget"
                 " (max_soft_tokens in preprocessor_config.json)"
             )
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = processor(text=[text], images=[image], return_tensors="pt")
-        positions = inputs["image_position_ids"][0]
-        patch_cols, patch_rows = (int(v) + 1 for v in positions.max(dim=0).values)  # (x, y); padding is -1
-        pool, patch = processor.image_processor.pooling_kernel_size, processor.image_processor.patch_size
-        return PreparedInputs(
-            dict(inputs),
-            processor.image_token_id,
-            patch_rows // pool,
-            patch_cols // pool,
-            (patch_cols * patch, patch_rows * patch),
+        text = processor.apply_chat_template(
+            user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
         )
+        inputs = processor(text=[text], images=[images], return_tensors="pt")
+        grids = [pooled_grid(positions, processor.image_processor) for positions in inputs["image_position_ids"]]
+        (rows, cols, size), layout = grids[0], None
+        if len(images) > 1:  # each image its own grid, in its own run of image tokens, in prompt order
+            runs = runs_of(inputs["input_ids"][0].tolist(), processor.image_token_id)
+            if len(runs) != len(images):
+                raise UserError(f"the processor wrote {len(runs)} runs of image tokens for {len(images)} images")
+            regions = [
+                Region(i, "image", r, c, (0, 0, *wh), run)
+                for i, ((r, c, wh), run) in enumerate(zip(grids, runs, strict=True))
+            ]
+            layout = ImageLayout([wh for _, _, wh in grids], regions)
+        return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, size, layout)
 
     def num_kv_heads(self, model: PreTrainedModel) -> int | None:
         """Global layers have key heads of their own (num_global_key_value_heads), so no one count fits."""
@@ -77,6 +81,14 @@ class Gemma4Adapter(ModelAdapter):
             else fmt.layer_kind("causal")
             for layer_type in config.layer_types
         ]
+
+
+def pooled_grid(positions: torch.Tensor, image_processor: Any) -> tuple[int, int, tuple[int, int]]:
+    """(token rows, token cols, (w, h) px) of one image from its patches' (x, y) positions (padding is -1): the
+    pooler orders each pooling_kernel_size² block of patches into one token, row-major."""
+    patch_cols, patch_rows = (int(v) + 1 for v in positions.max(dim=0).values)
+    pool, patch = image_processor.pooling_kernel_size, image_processor.patch_size
+    return patch_rows // pool, patch_cols // pool, (patch_cols * patch, patch_rows * patch)
 
 
 class _WithoutAbsentParts(ProcessorMixin):

@@ -172,6 +172,8 @@ export interface SampleMeta {
   images: ImageInfo[];
   /** Every region of image tokens; each image token is in exactly one (its Token.region). */
   regions: ImageRegion[];
+  /** Per image, its first and last image token: what an image-bidirectional layer opens up (imageBlocks). */
+  imageBlocks: ImageBlock[];
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];
@@ -306,6 +308,7 @@ export function parseMeta(raw: unknown): SampleMeta {
     seqLen,
     tokens,
     ...layout,
+    imageBlocks: imageBlocks(layout.regions),
     layerFiles: fileList(raw, "layer_files", storage.layers.length),
     headMeanFiles: fileList(raw, "head_mean_files", storage.layers.length),
     headMaxFiles: fileList(raw, "head_max_files", storage.layers.length),
@@ -520,19 +523,32 @@ function parseLayerAttention(raw: unknown, numLayers: number, numHeads: number):
   });
 }
 
+/** An image's first and last image token, inclusive. */
+export type ImageBlock = readonly [number, number];
+
+/** Per image, in prompt order, its first and last image token (sample_format.image_blocks). */
+export function imageBlocks(regions: readonly ImageRegion[]): ImageBlock[] {
+  const blocks = new Map<number, [number, number]>();
+  for (const region of regions) {
+    const [first, last] = [region.tokens[0]!, region.tokens[region.tokens.length - 1]!];
+    const block = blocks.get(region.image);
+    blocks.set(region.image, block ? [Math.min(block[0], first), Math.max(block[1], last)] : [first, last]);
+  }
+  return [...blocks.keys()].sort((a, b) => a - b).map((image) => blocks.get(image)!);
+}
+
 /**
  * The cells [first, last] that token `index`'s row ("row": the keys it may weigh)
  * or column ("col": the queries that may weigh it) can hold in a layer of this
  * kind; every other cell is 0 by the layer's mask (SPEC §1, layer kinds). Causal:
  * keys up to the row's own token. An image token of an image-bidirectional layer
- * also sees its image's later tokens. A sliding layer sees the last `window` keys.
+ * also sees its own image's later tokens. A sliding layer sees the last `window` keys.
  */
-export function reach(layer: LayerAttention, index: number, axis: "row" | "col", grid: ImageGrid | undefined, n: number): [number, number] {
-  // Image-bidirectional layers come with single-grid samples only; a region sample's layers are causal or sliding.
-  const inImage = layer.imageBidirectional === true && grid !== undefined && index >= grid.startIdx && index <= grid.endIdx;
+export function reach(layer: LayerAttention, index: number, axis: "row" | "col", blocks: readonly ImageBlock[], n: number): [number, number] {
+  const block = layer.imageBidirectional === true ? blocks.find(([first, last]) => index >= first && index <= last) : undefined;
   const window = layer.window ?? n;
-  if (axis === "row") return [Math.max(0, index - window + 1), inImage ? grid.endIdx : index];
-  return [inImage ? grid.startIdx : index, Math.min(n - 1, index + window - 1)];
+  if (axis === "row") return [Math.max(0, index - window + 1), block ? block[1] : index];
+  return [block ? block[0] : index, Math.min(n - 1, index + window - 1)];
 }
 
 /**

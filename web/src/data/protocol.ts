@@ -1,7 +1,7 @@
 // Messages between the main thread (data-client.ts) and the worker (worker.ts).
 
 import type { Axis } from "./attention";
-import type { ImageGrid, LayerAttention, RolloutMeta, Storage, TokenMeasure, VisionMeta } from "./format";
+import type { ImageBlock, LayerAttention, RolloutMeta, Storage, TokenMeasure, VisionMeta } from "./format";
 import type { Combine, HeadChoice, Reduce, VisionHead } from "./variants";
 
 /** The files and sizes the worker needs; a subset of SampleMeta. */
@@ -10,7 +10,7 @@ export interface SampleFiles {
   /** The sample's query heads (a layer may have its own count, in layerAttention). */
   numHeads: number;
   layerAttention: LayerAttention[];
-  imageGrid?: ImageGrid;
+  imageBlocks: ImageBlock[];
   layerFiles: string[];
   headMeanFiles: string[];
   headMaxFiles: string[];

@@ -132,7 +132,7 @@ async function computeHeadRows(request: HeadRowsRequest): Promise<Float32Array> 
 
 /** One token's row or column, from the rows it needs (cached, or read alone). */
 async function tokenVector(request: VectorRequest, layer: number, index: number): Promise<Float32Array> {
-  const [firstRow] = reach(layerKind(layer), index, "col", openFiles().imageGrid, seqLen);
+  const [firstRow] = reach(layerKind(layer), index, "col", openFiles().imageBlocks, seqLen);
   const [first, count] = rowsNeeded(seqLen, index, request.axis, firstRow);
   return openSource().withRows(layer, request.head, first, count, (rows) =>
     vectorFromRows(rows, seqLen, index, request.axis, firstRow),

@@ -55,14 +55,14 @@ interface Span {
  * mask a row sees up to its last token and a column is seen from its first; an image token of an
  * image-bidirectional layer also sees its image's later tokens; a sliding window cuts the far side.
  */
-export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttention" | "imageGrid">, n: number): [number, number] {
+export function visibleSpan(view: ViewState, meta: Pick<SampleMeta, "layerAttention" | "imageBlocks">, n: number): [number, number] {
   if (view.tokens.length === 0) return [0, n - 1];
   const [first, last] = layerSpan(view);
   let lo = n - 1;
   let hi = 0;
   for (const layer of meta.layerAttention.slice(first, last + 1)) {
     for (const token of view.tokens) {
-      const [a, b] = reach(layer, token, view.dir === "src" ? "row" : "col", meta.imageGrid, n);
+      const [a, b] = reach(layer, token, view.dir === "src" ? "row" : "col", meta.imageBlocks, n);
       lo = Math.min(lo, a);
       hi = Math.max(hi, b);
     }

@@ -5,6 +5,7 @@ import {
   FormatError,
   ROLLOUT_FILE,
   TOKEN_TABLES,
+  type ImageBlock,
   type LayerAttention,
   attentionFileSizes,
   entropyRegion,
@@ -283,13 +284,23 @@ describe("layer_attention: each layer's kind", () => {
       }),
     );
     const [bidirectional, sliding] = meta.layerAttention as [LayerAttention, LayerAttention];
-    const grid = meta.imageGrid; // image tokens 4..24 of 40
+    const grid = meta.imageBlocks; // image tokens 4..24 of 40
     expect(reach(bidirectional, 12, "row", grid, 40)).toEqual([0, 24]); // an image row sees its image's later tokens
     expect(reach(bidirectional, 12, "col", grid, 40)).toEqual([4, 39]); // and is seen from the image's first row
     expect(reach(bidirectional, 30, "row", grid, 40)).toEqual([0, 30]); // text rows stay causal
     expect(reach(sliding, 12, "row", grid, 40)).toEqual([8, 24]);
     expect(reach(sliding, 30, "col", grid, 40)).toEqual([30, 34]);
     expect(reach({ kind: "causal", numHeads: 3 }, 12, "col", grid, 40)).toEqual([12, 39]);
+  });
+
+  test("two images: an image-bidirectional layer opens each image to its own tokens only, as in sample_format.py", () => {
+    const meta = parseMeta(layoutMetaJson("sample_two_images"));
+    const [first, second] = meta.imageBlocks as [ImageBlock, ImageBlock];
+    expect(first[1]).toBeLessThan(second[0]);
+    const bidirectional: LayerAttention = { kind: "causal", numHeads: 3, imageBidirectional: true };
+    expect(reach(bidirectional, first[0], "row", meta.imageBlocks, meta.seqLen)).toEqual([0, first[1]]);
+    expect(reach(bidirectional, second[1], "col", meta.imageBlocks, meta.seqLen)).toEqual([second[0], meta.seqLen - 1]);
+    expect(reach(bidirectional, first[1] + 1, "row", meta.imageBlocks, meta.seqLen)).toEqual([0, first[1] + 1]);
   });
 });
 
