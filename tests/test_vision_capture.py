@@ -13,10 +13,12 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import AttentionRecorder, capturing_sub_models
+from vlm_attention_viz.dev.tiny import TinyShape
+from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.models.base import merge_window_orders
 from vlm_attention_viz.vision_capture import VisionRecorder, VisionRows, vision_attention_modules
 
-from conftest import assert_refused, folder_digest, run, striped_image
+from conftest import TinyCheckpoint, assert_refused, extract_args, folder_digest, run, striped_image
 from reference import (
     ADAPTER,
     ATOL,
@@ -26,6 +28,7 @@ from reference import (
     batch_geometry,
     grab_block_inputs,
     load,
+    processed_images,
     reference_for_photo,
     row_major,
     vision_block_reference,
@@ -219,3 +222,32 @@ def test_vision_capture_works_through_a_peft_wrapper(gqa_model: Path, photo: Pat
     with wrapped.disable_adapter():
         base = vision_block_reference(wrapped.get_base_model(), 1, grabbed[1], orders)[0]
     assert np.abs(adapted - base).max() > 1e-3  # the LoRA changed the attention, so the test above tells them apart
+
+
+# The families whose tower attends over the whole image in one call per block, with their test modules' shapes.
+WHOLE_IMAGE_TOWERS = {
+    "gemma3": TinyShape(family="gemma3", layers=7, heads=4, kv_heads=2, head_dim=16, hidden=64, seed=5),
+    "mistral3": TinyShape(family="mistral3", layers=2, heads=4, kv_heads=2, seed=7),
+}
+
+
+@pytest.mark.parametrize("family", sorted(WHOLE_IMAGE_TOWERS))
+def test_a_whole_image_tower_equals_its_eager_output_attentions(
+    family: str, photo: Path, tmp_path: Path, tiny_checkpoint: TinyCheckpoint
+) -> None:
+    """Gemma 3's SigLIP (the fixed square's patches) and Mistral 3's Pixtral (the resized image's, under a block
+    mask over one image): every block equals the tower's own eager attention, patches row-major."""
+    model_dir = tiny_checkpoint(WHOLE_IMAGE_TOWERS[family])
+    sample = tmp_path / "s"
+    assert run(*extract_args(photo, sample, model_dir, "--vision-layers", "all")) == 0
+    meta = fmt.validate_sample(sample)
+    inputs, _ = processed_images(family, model_dir, [photo])
+    model = adapter_named(family).model_class.from_pretrained(model_dir, attn_implementation="eager").eval()
+    sizes = {"image_sizes": inputs["image_sizes"]} if "image_sizes" in inputs else {}
+    with torch.no_grad():
+        reference = model.model.vision_tower(inputs["pixel_values"], output_attentions=True, **sizes).attentions
+    vision = meta["vision"]
+    assert vision["blocks"] == list(range(len(reference))) and vision["seq_len"] == reference[0].shape[-1]
+    for i, block in enumerate(reference):
+        stored = np.asarray(fmt.open_vision_block(sample, meta, i), np.float32)
+        np.testing.assert_allclose(stored, block[0].numpy(), rtol=RTOL, atol=ATOL)

@@ -131,7 +131,7 @@ class VisionRecorder:
         scaling: float,
         causal: bool,
     ) -> None:
-        if mask is not None or causal:
+        if causal or not masks_nothing(mask):
             raise UserError(
                 "this vision tower masks its attention; vision capture supports full attention over images or windows only"
             )
@@ -180,6 +180,13 @@ class VisionRecorder:
     def received_matrix(self, image: int = 0) -> np.ndarray:
         """(len(blocks), P) float32: per chosen block, the attention each patch of the image receives."""
         return torch.stack([self.received[(block, image)] for block in self.blocks]).cpu().numpy()
+
+
+def masks_nothing(mask: torch.Tensor | None) -> bool:
+    """No mask, or one that lets every patch see every other (Pixtral's block mask over a single image)."""
+    if mask is None:
+        return True
+    return bool(mask.all()) if mask.dtype == torch.bool else bool((mask == 0).all())
 
 
 def vision_attention_modules(model: torch.nn.Module, vision_config: object) -> list[torch.nn.Module]:

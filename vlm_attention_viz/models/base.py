@@ -83,6 +83,12 @@ class VisionGeometry:
     block_calls: list[list[PatchCall]]  # per block, its attention calls in the order the tower makes them
 
 
+def whole_image_geometry(rows: int, cols: int, patch_size: int, depth: int) -> VisionGeometry:
+    """A tower whose every block attends over the image's rows x cols patches in one call, in row-major order."""
+    call = PatchCall(0, rows * cols, torch.arange(rows * cols))
+    return VisionGeometry(rows, cols, patch_size, [[call] for _ in range(depth)])
+
+
 def merge_window_orders(grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
     """Per image frame, the index of each row-major patch in merge-window order.
 
@@ -153,7 +159,7 @@ class ModelAdapter(ABC):
     def vision_shape(self, model: PreTrainedModel) -> tuple[int, int]:
         """(blocks, heads per block) of the vision tower."""
         config = self.vision_config(model)
-        return config.depth, config.num_heads
+        return config.num_hidden_layers, config.num_attention_heads
 
     def num_kv_heads(self, model: PreTrainedModel) -> int | None:
         """meta.json's num_kv_heads (GQA); None where layers differ in it (the field is then left out)."""
@@ -225,6 +231,10 @@ class PatchGridAdapter(ModelAdapter):
             ]
             layout = ImageLayout([wh for _, _, wh in grids], regions)
         return PreparedInputs(dict(inputs), processor.image_token_id, rows, cols, image_size, layout)
+
+    def vision_shape(self, model: PreTrainedModel) -> tuple[int, int]:
+        config = self.vision_config(model)
+        return config.depth, config.num_heads
 
     def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
         """image_grid_thw counts patches before the merge; the tower sees them in the processor's merge-window

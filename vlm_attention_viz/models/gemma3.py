@@ -17,7 +17,7 @@ from transformers import Gemma3ForConditionalGeneration, PreTrainedModel
 from .. import sample_format as fmt
 from ..errors import UserError
 from ..image_layout import ImageLayout, Region, runs_of
-from .base import ModelAdapter, PreparedInputs, auto_processor, user_message
+from .base import ModelAdapter, PreparedInputs, VisionGeometry, auto_processor, user_message, whole_image_geometry
 
 
 class Gemma3Adapter(ModelAdapter):
@@ -52,6 +52,12 @@ class Gemma3Adapter(ModelAdapter):
             regions = [Region(i, "image", side, side, (0, 0, *image_size), run) for i, run in enumerate(runs)]
             layout = ImageLayout([image_size] * len(images), regions)
         return PreparedInputs(dict(inputs), image_token, side, side, image_size, layout)
+
+    def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
+        """SigLIP over the whole square: (image_size / patch_size)² patches, row-major, before the pooling."""
+        config = self.vision_config(model)
+        side = config.image_size // config.patch_size
+        return whole_image_geometry(side, side, config.patch_size, config.num_hidden_layers)
 
     def layer_attention(self, model: PreTrainedModel) -> list[dict[str, Any]]:
         """Sliding layers see the last `sliding_window` keys, global layers every earlier one; in both, the

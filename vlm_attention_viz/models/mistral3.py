@@ -17,12 +17,26 @@ import sys
 from typing import Any
 
 from PIL import Image
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, Mistral3ForConditionalGeneration
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    AutoTokenizer,
+    Mistral3ForConditionalGeneration,
+    PreTrainedModel,
+)
 from transformers.utils import is_torchvision_available
 
 from ..errors import UserError
 from ..image_layout import ImageLayout, Region
-from .base import ModelAdapter, PreparedInputs, chat_template, processor_settings, user_message
+from .base import (
+    ModelAdapter,
+    PreparedInputs,
+    VisionGeometry,
+    chat_template,
+    processor_settings,
+    user_message,
+    whole_image_geometry,
+)
 
 # Without torchvision, the Pixtral processor's module imports its resize helper from the torchvision image
 # processor's module; the PIL image processor's module defines the same function.
@@ -106,3 +120,10 @@ class Mistral3Adapter(ModelAdapter):
         )
         first = layout.regions[0]
         return PreparedInputs(dict(inputs), processor.image_token_id, first.rows, first.cols, sizes[0], layout)
+
+    def vision_geometry(self, model: PreTrainedModel, processor: Any, prepared: PreparedInputs) -> VisionGeometry:
+        """Pixtral over the resized image: (h / patch) x (w / patch) patches, row-major, before the merge."""
+        config = self.vision_config(model)
+        width, height = prepared.image_size
+        patch = config.patch_size
+        return whole_image_geometry(height // patch, width // patch, patch, config.num_hidden_layers)
