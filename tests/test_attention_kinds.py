@@ -174,7 +174,7 @@ def test_gemma_image_rows_see_later_image_tokens_where_bidirectional_and_sliding
 
 @pytest.mark.parametrize(
     ("family", "says"),
-    [("gemma3", "sees every image at 896x896 px"), ("gemma4", "sizes images by a token budget")],
+    [("gemma3", "sees every image at its processor's one square size"), ("gemma4", "sizes images by a token budget")],
 )
 def test_gemma_refuses_max_pixels_with_one_line(
     family: str, says: str, models: dict, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -31,7 +31,7 @@ from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, TinyShape
 from vlm_attention_viz.tokens import IMAGE_TEXT
 
-from conftest import TinyCheckpoint, assert_refused, run
+from conftest import TinyCheckpoint, assert_refused, extract_args, run
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -174,11 +174,15 @@ def test_two_images_are_padded_squares_each_with_one_row_end(
                 assert np.abs(seen - mean).max() < 0.01
 
 
-def test_max_pixels_is_refused_for_llava_onevision(
+def test_max_pixels_is_refused_for_llava_onevision_before_the_model_loads(
     llava_model: Path, images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--image", images["small"], "--prompt", PROMPT, "--output-dir", tmp_path / "s", "--model", llava_model]
-    assert_refused(capsys, [*args, "--max-pixels", "4096"], "--max-pixels is not supported for llava-onevision")
+    """Refused from config.json alone: the folder holds no weights, which loading would name first."""
+    config_only = tmp_path / "config_only"
+    config_only.mkdir()
+    (config_only / "config.json").write_bytes((llava_model / "config.json").read_bytes())
+    args = extract_args(images["small"], tmp_path / "s", config_only, "--max-pixels", 4096)
+    assert_refused(capsys, args, "--max-pixels does not apply to llava-onevision: its canvases are the checkpoint's")
 
 
 def test_llava_onevision_token_texts_decode_back_and_row_ends_are_special(

@@ -89,6 +89,7 @@ def load_model(request: Request) -> LoadedModel:
     """request's model, adapter and processor on its device; the adapter folder and weights checked first."""
     peft_fields = adapter_meta(request.adapter, read_adapter_config(request.adapter)) if request.adapter else None
     adapter = adapter_for(request.model, request.model_type)
+    adapter.check_max_pixels(request.max_pixels)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     model, processor = load(adapter, request.model, device, dtype, request.adapter)
@@ -112,6 +113,7 @@ def capture_loaded(
 ) -> Result:
     """Capture the images + prompt on a loaded model into request.output_dir; opened: check_inputs' images."""
     model, processor, adapter = loaded.model, loaded.processor, loaded.adapter
+    adapter.check_max_pixels(request.max_pixels)
     try:
         prepared = adapter.prepare_images(processor, [image for image, _ in opened], request.prompt, request.max_pixels)
     except ValueError as err:  # the processor's own refusals, e.g. an aspect ratio above 200

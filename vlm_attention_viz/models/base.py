@@ -144,6 +144,12 @@ class ModelAdapter(ABC):
     image_placeholder: ClassVar[
         str
     ]  # the text of an image token as a tokenizer decodes it; `import` finds the image by it
+    max_pixels_refusal: ClassVar[str | None] = None  # why --max-pixels does not apply to the family; None: it does
+
+    def check_max_pixels(self, max_pixels: int | None) -> None:
+        """Refuse --max-pixels for a family whose processor does not size images by pixels (before the load)."""
+        if max_pixels is not None and self.max_pixels_refusal:
+            raise UserError(f"--max-pixels does not apply to {self.name}: {self.max_pixels_refusal}")
 
     def load_model(self, source: str, device: str, dtype: torch.dtype) -> PreTrainedModel:
         """Load on `device`; "auto" spreads the layers over every GPU with accelerate."""

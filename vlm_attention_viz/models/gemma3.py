@@ -25,6 +25,7 @@ class Gemma3Adapter(ModelAdapter):
     config_model_types = ("gemma3",)
     model_class = Gemma3ForConditionalGeneration
     image_placeholder = "<image_soft_token>"
+    max_pixels_refusal = "it sees every image at its processor's one square size (896 x 896 px on the hub)"
 
     def load_processor(self, source: str) -> Any:
         return auto_processor(source)
@@ -33,10 +34,6 @@ class Gemma3Adapter(ModelAdapter):
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
     ) -> PreparedInputs:
         size = processor.image_processor.size
-        if max_pixels is not None:
-            raise UserError(
-                f"--max-pixels does not apply to {self.name}: it sees every image at {size['width']}x{size['height']} px"
-            )
         text = processor.apply_chat_template(
             user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
         )

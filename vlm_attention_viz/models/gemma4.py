@@ -37,6 +37,7 @@ class Gemma4Adapter(ModelAdapter):
     config_model_types = ("gemma4",)
     model_class = Gemma4ForConditionalGeneration
     image_placeholder = "<|image|>"
+    max_pixels_refusal = "its processor sizes images by a token budget (max_soft_tokens in preprocessor_config.json)"
 
     def load_processor(self, source: str) -> Any:
         if is_torchvision_available():
@@ -46,11 +47,6 @@ class Gemma4Adapter(ModelAdapter):
     def prepare_images(
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
     ) -> PreparedInputs:
-        if max_pixels is not None:
-            raise UserError(
-                f"--max-pixels does not apply to {self.name}: its processor sizes images by a token budget"
-                " (max_soft_tokens in preprocessor_config.json)"
-            )
         text = processor.apply_chat_template(
             user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
         )

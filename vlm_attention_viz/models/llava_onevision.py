@@ -104,6 +104,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
     config_model_types = ("llava_onevision",)
     model_class = LlavaOnevisionForConditionalGeneration
     image_placeholder = "<image>"
+    max_pixels_refusal = "its canvases are the checkpoint's image_grid_pinpoints"
 
     def load_processor(self, source: str) -> Any:
         if is_torchvision_available():
@@ -113,8 +114,6 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def prepare_images(
         self, processor: Any, images: list[Image.Image], prompt: str, max_pixels: int | None
     ) -> PreparedInputs:
-        if max_pixels is not None:
-            raise UserError("--max-pixels is not supported for llava-onevision: its canvases are the checkpoint's")
         text = processor.apply_chat_template(
             user_message(len(images), prompt), add_generation_prompt=True, tokenize=False
         )
