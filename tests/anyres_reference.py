@@ -25,28 +25,28 @@ def gradient_image(width: int, height: int) -> Image.Image:
     return Image.fromarray(pixels.round().astype(np.uint8))
 
 
-def probe_features(canvases: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Per image, stand-in tower features (crops, g², 3): a base patch's (BASE, row, col), a crop patch's
-    (CELL, canvas row, canvas col); canvases: each image's crop grid (rows, cols), (0, 0) for a base view alone."""
-    base = torch.tensor([[BASE, r, c] for r in range(SIDE) for c in range(SIDE)])
+def probe_features(canvases: list[tuple[int, int]], side: int = SIDE) -> list[torch.Tensor]:
+    """Per image, stand-in tower features (crops, g², 3) for g = side: a base patch's (BASE, row, col), a crop
+    patch's (CELL, canvas row, canvas col); canvases: each image's crop grid (rows, cols), (0, 0) for a base view
+    alone."""
+    base = torch.tensor([[BASE, r, c] for r in range(side) for c in range(side)])
     features = []
     for crop_rows, crop_cols in canvases:
         crops = [base]
         for k in range(crop_rows * crop_cols):
             cr, cc = divmod(k, crop_cols)
-            crops.append(torch.tensor([[CELL, cr * SIDE + r, cc * SIDE + c] for r in range(SIDE) for c in range(SIDE)]))
+            crops.append(torch.tensor([[CELL, cr * side + r, cc * side + c] for r in range(side) for c in range(side)]))
         features.append(torch.stack(crops).float())
     return features
 
 
 def token_sources(
-    model_class: Any, model_dir: Path, inputs: dict, canvases: list[tuple[int, int]], **packing: Any
+    model: Any, inputs: dict, canvases: list[tuple[int, int]], side: int = SIDE, **packing: Any
 ) -> dict[int, np.ndarray]:
     """Per image placeholder position, the probe feature the model's own packing puts there; packing: the
     family's pack_image_features arguments besides the features, the image sizes and image_newline."""
-    model = model_class.from_pretrained(model_dir).eval()
     packed, _ = model.model.pack_image_features(
-        probe_features(canvases), inputs["image_sizes"], image_newline=NEWLINE_PROBE, **packing
+        probe_features(canvases, side), inputs["image_sizes"], image_newline=NEWLINE_PROBE, **packing
     )
     placeholders = (inputs["input_ids"][0] == model.config.image_token_id).nonzero()[:, 0].tolist()
     return dict(zip(placeholders, torch.cat(packed).numpy(), strict=True))
@@ -73,12 +73,16 @@ def cell_centre(region: dict, grid_pos: list[int]) -> tuple[float, float]:
 
 
 def assert_tokens_hold_what_the_model_packed(
-    meta: dict, sources: dict[int, np.ndarray], pastes: list[tuple[int, int]]
+    meta: dict,
+    sources: dict[int, np.ndarray],
+    pastes: list[tuple[int, int]],
+    cell_px: float = CELL_PX,
+    atol: float = 1e-4,
 ) -> None:
     """Each image token's region and grid place hold the feature the model put there: row ends its
     image_newline, the base view's tokens their patch, the stitched grid's tokens the canvas cell under the
-    centre of their rectangle (a fraction of a cell where the model interpolated the grid); pastes: where each
-    image sits in its canvas."""
+    centre of their rectangle (a fraction of a cell where the model interpolated the grid), within atol cells;
+    pastes: where each image sits in its canvas; cell_px: a crop's width over its features per side."""
     regions = meta["image_regions"]
     assert set(sources) == {t["id"] for t in meta["tokens"] if t["type"] == "image" or t.get("layout") == "row_end"}
     for position, (kind, a, b) in sources.items():
@@ -93,7 +97,7 @@ def assert_tokens_hold_what_the_model_packed(
         assert region["kind"] == "tile"
         cx, cy = cell_centre(region, token["grid_pos"])
         px, py = pastes[region["image"]]
-        np.testing.assert_allclose([(cy + py) / CELL_PX, (cx + px) / CELL_PX], [a + 0.5, b + 0.5], atol=1e-4)
+        np.testing.assert_allclose([(cy + py) / cell_px, (cx + px) / cell_px], [a + 0.5, b + 0.5], atol=atol)
 
 
 def assert_colours_match_pixel_values(

@@ -95,9 +95,8 @@ def test_every_image_is_a_base_view_then_its_unpadded_grid_as_the_model_packs_th
         (i, kind) for i in range(len(photos)) for kind in ("global", "tile")
     ]
     assert all((r["rows"], r["cols"]) == (SIDE, SIDE) for r in regions[::2])
-    packed = token_sources(
-        LlavaNextForConditionalGeneration, next_model, inputs, canvases, vision_feature_select_strategy="default"
-    )
+    model = LlavaNextForConditionalGeneration.from_pretrained(next_model).eval()
+    packed = token_sources(model, inputs, canvases, vision_feature_select_strategy="default")
     assert_tokens_hold_what_the_model_packed(meta, packed, [(left, top) for left, top, _, _ in boxes])
     assert_tables_and_rollout_match(samples[name])
 

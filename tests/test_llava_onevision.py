@@ -7,12 +7,14 @@ own pack_image_features is run on features that carry their cell's coordinates."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from analysis_reference import assert_tables_and_rollout_match
 from anyres_reference import (
+    CELL,
     NEWLINE,
     SIDE,
     assert_colours_match_pixel_values,
@@ -25,10 +27,20 @@ from anyres_reference import (
 )
 from PIL import Image
 from transformers import LlavaOnevisionForConditionalGeneration
+from transformers.models.llava_onevision.modeling_llava_onevision import get_anyres_image_grid_shape
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, TinyShape
+from vlm_attention_viz.dev.tiny import (
+    FAMILIES,
+    LLAVA_OV_CROP,
+    LLAVA_OV_PREPROCESSOR,
+    LLAVA_OV_PROCESSOR,
+    TinyShape,
+    llava_onevision_config,
+    write_processor_files,
+)
+from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import IMAGE_TEXT
 
 from conftest import TinyCheckpoint, assert_refused, extract_args, run
@@ -73,7 +85,8 @@ def samples(llava_model: Path, images: dict[str, Path], tmp_path_factory: pytest
 
 
 def sources(model_dir: Path, inputs: dict, canvases: list[tuple[int, int]]) -> dict:
-    return token_sources(LlavaOnevisionForConditionalGeneration, model_dir, inputs, canvases, **OV_PACKING)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
+    return token_sources(model, inputs, canvases, **OV_PACKING)
 
 
 def test_llava_onevision_is_detected_and_every_layer_matches_eager_output_attentions(
@@ -197,3 +210,60 @@ def test_llava_onevision_token_texts_decode_back_and_row_ends_are_special(
     text_ids = [t for t in ids if t != processor.image_token_id]
     decoded = processor.tokenizer.decode(text_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     assert "".join(t["text"] for t in meta["tokens"] if t["token_id"] != processor.image_token_id) == decoded
+
+
+HUB_CROP, HUB_PATCH, HUB_SIDE = 384, 14, 27
+HUB_PINPOINTS = [[HUB_CROP * r, HUB_CROP * c] for r in range(1, 7) for c in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def hub_geometry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LlavaOnevisionForConditionalGeneration]:
+    """The hub checkpoints' image geometry (SigLIP crops of 384 px, 27 x 27 patches of 14 px, the 36 canvases of up
+    to 6 x 6 crops, anyres_max_9) in a processor folder, and an unsaved model of tiny widths with that geometry:
+    the packing reads nothing else."""
+    folder = tmp_path_factory.mktemp("llava_hub")
+    tokenizer = write_processor_files(folder, LLAVA_OV)
+    size = {"height": HUB_CROP, "width": HUB_CROP}
+    preprocessor = {**LLAVA_OV_PREPROCESSOR, "size": size, "image_grid_pinpoints": HUB_PINPOINTS}
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    (folder / "processor_config.json").write_text(json.dumps({**LLAVA_OV_PROCESSOR, "num_image_tokens": HUB_SIDE**2}))
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in FAMILIES["llava-onevision"].tokens.special}
+    config = llava_onevision_config(LLAVA_OV, len(tokenizer), ids)
+    config.vision_config.image_size, config.vision_config.patch_size = HUB_CROP, HUB_PATCH
+    config.image_grid_pinpoints = HUB_PINPOINTS
+    return folder, LlavaOnevisionForConditionalGeneration(config).eval()
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080), (1080, 1920), (300, 170), (3000, 400), (2000, 2000)])
+def test_at_the_hubs_geometry_every_token_lies_within_a_pixel_of_its_cell_and_half_a_patch_of_its_patch(
+    hub_geometry: tuple[Path, LlavaOnevisionForConditionalGeneration], size: tuple[int, int]
+) -> None:
+    """With 384 px crops of 27 patches a cell is 14.2 px while a patch is 14 px (each crop's last 6 px unseen):
+    the rects, in whole pixels, put every stitched token's centre within 1 px of its cell's as the model's own
+    packing places it, and, where the model does not interpolate the grid, within half a patch (7 px) of the
+    centre of the patch it was computed from."""
+    folder, model = hub_geometry
+    adapter = adapter_named("llava-onevision")
+    prepared = adapter.prepare_images(adapter.load_processor(str(folder)), [gradient_image(*size)], PROMPT, None)
+    layout, inputs = prepared.image_layout(), prepared.model_inputs  # image_layout checks the processor's count
+    ids = inputs["input_ids"][0].tolist()
+    tokens = [{"id": i, "type": "image" if t == prepared.image_token_id else "text"} for i, t in enumerate(ids)]
+    layout.place(tokens)
+    meta = {"tokens": tokens, "image_regions": layout.region_entries()}
+    crops = get_anyres_image_grid_shape(inputs["image_sizes"][0], HUB_PINPOINTS, HUB_CROP)
+    left, top, width, height = image_box(crop_canvas(inputs["pixel_values"][0], *crops))
+    assert list(layout.image_sizes[0]) == [width, height]
+    sources = token_sources(model, inputs, [crops], HUB_SIDE, **OV_PACKING)
+    cell_px = HUB_CROP / HUB_SIDE
+    assert_tokens_hold_what_the_model_packed(meta, sources, [(left, top)], cell_px, atol=1 / cell_px)
+    cells = np.array([(a, b) for kind, a, b in sources.values() if kind == CELL])
+    if (cells % 1 != 0).any():  # interpolated: a token blends several patches
+        assert size in {(1920, 1080), (1080, 1920), (2000, 2000)}  # more than 9 crops of cells once unpadded
+        return
+    tile = meta["image_regions"][1]
+    for position, (kind, row, col) in sources.items():
+        if kind != CELL:
+            continue
+        cx, cy = cell_centre(tile, tokens[position]["grid_pos"])
+        patch_x, patch_y = (HUB_CROP * (v // HUB_SIDE) + HUB_PATCH * (v % HUB_SIDE + 0.5) for v in (col, row))
+        assert abs(cx + left - patch_x) <= HUB_PATCH / 2 and abs(cy + top - patch_y) <= HUB_PATCH / 2
