@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import type { ImageRegion, SampleMeta } from "../../src/data/format";
 import { LUTS, scaleIndex, type Scale } from "../../src/view/color";
 import { closeSession, openSession, type RunningServer } from "./harness";
-import { expectRedraw, openViewer, readSampleMeta, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
+import { expectRedraw, openViewer, paneCellCentre, readSampleMeta, referenceVector, sampleFile, shownValues, viewParams } from "./viewer-page";
 
 const LAYOUTS = path.resolve(import.meta.dirname, "../../../fixtures/layouts");
 const TIMEOUT = 30_000;
@@ -44,15 +44,6 @@ afterEach(async () => {
 /** The window point at the centre of a region's cell, the image being `size` in the region's coordinates. */
 async function cellCentre(region: ImageRegion, size: [number, number], row: number, col: number) {
   const box = (await page.locator("#image-overlay").boundingBox())!;
-  const [x, y, w, h] = region.rect;
-  const px = x + ((col + 0.5) / region.cols) * w;
-  const py = y + ((row + 0.5) / region.rows) * h;
-  return { x: box.x + (px / size[0]) * box.width, y: box.y + (py / size[1]) * box.height };
-}
-
-/** The window point at the centre of a region's cell on the image of one pane (0: left, 1: right). */
-async function paneCellCentre(region: ImageRegion, size: [number, number], pane: number, row: number, col: number) {
-  const box = (await page.locator("#image-wrap img").nth(pane).boundingBox())!;
   const [x, y, w, h] = region.rect;
   const px = x + ((col + 0.5) / region.cols) * w;
   const py = y + ((row + 0.5) / region.rows) * h;
@@ -204,13 +195,13 @@ describe("tiles and thumbnail side by side", () => {
       const fractions: number[][] = [];
       for (const { region, pane, row, col } of known) {
         const token = region.tokens[row * region.cols + col]!;
-        const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
+        const centre = await paneCellCentre(page, region, m.imageSize, pane, row, col);
         expect(await overlayPixelAt(centre)).toEqual(await expectedColour(values[token]!, "viridis"));
         fractions.push([(centre.x - overlay.x) / overlay.width, (centre.y - overlay.y) / overlay.height]);
       }
       for (const { png, view } of await exportedAndShown(fractions)) expect(png).toEqual(view); // the export holds both halves
       for (const { region, pane, row, col, label } of known) {
-        const centre = await paneCellCentre(region, m.imageSize, pane, row, col);
+        const centre = await paneCellCentre(page, region, m.imageSize, pane, row, col);
         await page.mouse.move(centre.x, centre.y);
         await expect.poll(() => page.locator("#tooltip").textContent()).toContain(label);
         await expectRedraw(page, () => page.mouse.click(centre.x, centre.y));

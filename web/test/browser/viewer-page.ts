@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Page } from "playwright-core";
 import { expect } from "vitest";
-import { parseMeta, type SampleMeta } from "../../src/data/format";
+import { parseMeta, type ImageRegion, type SampleMeta } from "../../src/data/format";
 import { halfToFloat } from "../../src/data/float16";
 
 export interface TokenBox {
@@ -65,6 +65,16 @@ export async function clickToken(page: Page, token: number): Promise<void> {
 export async function patchCentre(page: Page, row: number, col: number, rows: number, cols: number) {
   const box = (await page.locator("#image-overlay").boundingBox())!;
   return { x: box.x + ((col + 0.5) / cols) * box.width, y: box.y + ((row + 0.5) / rows) * box.height };
+}
+
+/** The window point at the centre of a region's cell on the image of one pane (0: left, 1: right), the image being
+ * `size` in the region's coordinates. */
+export async function paneCellCentre(page: Page, region: ImageRegion, size: readonly [number, number], pane: number, row: number, col: number) {
+  const box = (await page.locator("#image-wrap img").nth(pane).boundingBox())!;
+  const [x, y, w, h] = region.rect;
+  const px = x + ((col + 0.5) / region.cols) * w;
+  const py = y + ((row + 0.5) / region.rows) * h;
+  return { x: box.x + (px / size[0]) * box.width, y: box.y + (py / size[1]) * box.height };
 }
 
 export function shownValues(page: Page): Promise<number[] | null> {
