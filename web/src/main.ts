@@ -228,28 +228,32 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
   app.lower = null;
   app.lowerRequest++; // the last sample's lower views must not land on this one
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
+  let loaded: Loaded | null = null;
   try {
     const rolloutAnswer = fetch(new URL(ROLLOUT_FILE, sampleUrl)); // beside meta.json, not after it
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     performance.mark("vav:meta-parsed");
     const rollout = await rolloutOf(await rolloutAnswer, meta);
     const view = completeView(asked, name, meta, rollout !== undefined);
-    // The image decodes and the worker opens while the token panel is laid out.
-    const ready = Promise.all([
-      imagePanel.setImage(imageUrl(sampleUrl, meta, view.image)).then(() => performance.mark("vav:image-decoded")),
-      client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
-    ]);
-    controls.configure(meta, rollout !== undefined);
+    // The worker takes its messages in order: it opens the sample before it reads the view's first vector.
+    const opened = client.open(sampleUrl.href, meta, rollout, cacheBytes);
     byId("panels").hidden = false;
     byId("lower").hidden = !lowerWanted(controls.settings()); // before the panels are fitted, so they are fitted once
-    tokenPanel.setSample(meta);
-    imagePicker.configure(meta);
-    await ready;
-    app.loaded = { meta, sampleUrl, rollout, sinks: sinkMask(meta) };
+    loaded = app.loaded = { meta, sampleUrl, rollout, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
+    // The first vector's read and the image's fetch start here; the controls and the token panel are laid out
+    // while they run (in this same task, so before any answer is drawn); the heat does not wait for the image.
     setView(view, history);
+    controls.configure(meta, rollout !== undefined);
+    imagePicker.configure(meta);
+    tokenPanel.setSample(meta);
+    const decoded = shownImage(view).then(() => performance.mark("vav:image-decoded"));
+    await Promise.all([opened, decoded]);
   } catch (error) {
+    if (loaded && app.loaded !== loaded) return; // another sample has been opened since
+    app.request++; // nothing more may be drawn for this sample
+    app.loaded = null;
     byId("panels").hidden = true;
     showError(`Sample "${name}" cannot be shown: ${message(error)}`);
   }
@@ -354,9 +358,12 @@ async function refresh(): Promise<void> {
   const view = app.view;
   const request = ++app.request;
   if (!view) return redraw();
+  const image = shownImage(view).then(
+    () => null,
+    (error: unknown) => error,
+  );
   try {
-    const image = app.loaded && imagePanel.setImage(imageUrl(app.loaded.sampleUrl, app.loaded.meta, view.image));
-    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view), image]);
+    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view)]);
     if (request !== app.request) return; // the user has moved on
     hideError();
     app.values = values;
@@ -369,6 +376,16 @@ async function refresh(): Promise<void> {
     showError(message(error));
   }
   redraw();
+  // The heat does not wait for the image under it, but an image that cannot load is the view's error all the same.
+  const failed = await image;
+  if (failed && request === app.request) showError(message(failed));
+}
+
+/** The view's image in the image panel; resolves once it has decoded. */
+function shownImage(view: ViewState): Promise<void> {
+  if (!app.loaded) return Promise.resolve();
+  const { meta, sampleUrl } = app.loaded;
+  return imagePanel.setImage(imageUrl(sampleUrl, meta, view.image), meta.images[view.image]!.originalSize);
 }
 
 /** The LLM vector of the selected tokens, or null when none is selected. */
