@@ -8,6 +8,7 @@ import { ROLLOUT_FILE, parseIndex, parseMeta, parseRollout, type RolloutMeta, ty
 import type { CurveBand } from "./data/head-tables";
 import { LAYER_REDUCTIONS } from "./data/variants";
 import {
+  clampHead,
   completeView,
   layerSpan,
   shownVision,
@@ -16,6 +17,7 @@ import {
   stepVisionBlocks,
   stepVisionHead,
   viewFromParams,
+  viewHeads,
   viewToParams,
   visionBlockIndices,
   type ViewState,
@@ -148,7 +150,7 @@ function stepHead(delta: number): void {
   if (!app.loaded || !app.view) return;
   const vision = visionShown();
   if (vision) change({ vhead: stepVisionHead(app.view.vhead, delta, vision) });
-  else change({ head: stepLlmHead(app.view.head, delta, app.loaded.meta.numHeads) });
+  else change({ head: stepLlmHead(app.view.head, delta, viewHeads(app.view, app.loaded.meta)) });
 }
 
 /** Escape: back from a patch's row to the saliency, else deselect the tokens. */
@@ -296,7 +298,7 @@ function pickRanked(index: number): void {
 /** A user change to the view: record it in history, then fetch and draw. */
 function change(patch: Partial<ViewState>): void {
   if (!app.view || !app.loaded) return;
-  const next = { ...app.view, ...patch };
+  const next = clampHead({ ...app.view, ...patch }, app.loaded.meta); // a layer with fewer heads keeps its last
   if (JSON.stringify(next) === JSON.stringify(app.view)) return;
   setView(next, "push");
 }
