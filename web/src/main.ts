@@ -24,7 +24,7 @@ import {
 } from "./state/state";
 import { settingsFromParams, settingsToParams, type Settings } from "./state/settings";
 import { statusText } from "./state/status";
-import { vectorStored } from "./state/stored";
+import { stepKeptLayer, vectorStored } from "./state/stored";
 import { stepToken, wordAt } from "./state/words";
 import { Controls, bindShortcuts } from "./view/controls";
 import type { Heat } from "./view/color";
@@ -137,12 +137,12 @@ function visionShown(): VisionMeta | null {
   return (app.view && app.loaded && shownVision(app.view, app.loaded.meta)) || null;
 }
 
-/** ←/→: the next layer, or in vision mode the next choice of blocks (all, then each). */
+/** ←/→: the next layer the sample keeps, or in vision mode the next choice of blocks (all, then each). */
 function stepLayer(delta: number): void {
   if (!app.loaded || !app.view) return;
   const vision = visionShown();
   if (vision) change({ vblocks: stepVisionBlocks(app.view.vblocks, delta, vision) });
-  else change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) });
+  else change({ layer: stepKeptLayer(app.view.layer, delta, app.loaded.meta.storage.layers) });
 }
 
 /** ↑/↓: the next head, or in vision mode the next vision head (mean, then each). */
@@ -157,10 +157,6 @@ function stepHead(delta: number): void {
 function deselect(): void {
   if (visionShown() && app.view?.patch !== null) change({ patch: null });
   else change({ tokens: [] });
-}
-
-function clamp(value: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, value));
 }
 
 async function fetchJson(url: URL): Promise<unknown> {

@@ -51,3 +51,10 @@ export function unstoredCells(view: ViewState, meta: Stored): Uint8Array | null 
   if (view.dir !== "tgt" || storage.rows.length === storage.rowIndex.length) return null;
   return Uint8Array.from(storage.rowIndex, (k) => (k < 0 ? 1 : 0));
 }
+
+/** The kept layer ←/→ step to from `layer`: the nearest one `delta`'s way, else `layer` itself. */
+export function stepKeptLayer(layer: number, delta: number, kept: number[]): number {
+  const ahead = kept.filter((l) => (delta > 0 ? l > layer : l < layer));
+  if (!ahead.length) return layer;
+  return delta > 0 ? ahead[Math.min(delta, ahead.length) - 1]! : ahead[Math.max(0, ahead.length + delta)]!;
+}

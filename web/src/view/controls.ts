@@ -162,8 +162,10 @@ export class Controls {
       item.disabled = missing;
       item.title = missing ? ROLLOUT_MISSING : "";
     }
-    this.layer.max = String(meta.numLayers - 1);
-    this.layerEnd.max = String(meta.numLayers - 1);
+    for (const slider of [this.layer, this.layerEnd]) {
+      slider.max = String(meta.numLayers - 1);
+      showKeptLayers(slider, meta.storage.layers, meta.numLayers);
+    }
     const overlays = availableOverlays(meta);
     this.overlay.replaceChildren(...overlays.map((o) => option(o, OVERLAYS[o].label)));
     this.overlay.parentElement!.hidden = overlays.length < 2;
@@ -254,6 +256,32 @@ function headOption(head: HeadChoice, stored: number[]): HTMLOptionElement {
   element.disabled = !kept;
   return element;
 }
+
+/** The slider thumb's width in CSS pixels (style.css): a layer's place on the track is the thumb's centre there. */
+const THUMB = 14;
+
+/**
+ * Where a sample keeps only some layers, the slider's track is blue under the kept ones and grey under the
+ * others (style.css draws it from --kept-track); a sample that keeps every layer keeps the usual slider.
+ */
+function showKeptLayers(slider: HTMLInputElement, kept: number[], numLayers: number): void {
+  const some = kept.length < numLayers;
+  slider.classList.toggle("some-layers", some);
+  if (!some) {
+    slider.style.removeProperty("--kept-track");
+    return;
+  }
+  const at = (edge: number) => `calc(${THUMB / 2}px + (100% - ${THUMB}px) * ${edge / Math.max(1, numLayers - 1)})`;
+  const stops = Array.from({ length: numLayers }, (_, layer) => {
+    const colour = kept.includes(layer) ? KEPT_COLOUR : UNKEPT_COLOUR;
+    const [from, to] = [layer === 0 ? "0%" : at(layer - 0.5), layer === numLayers - 1 ? "100%" : at(layer + 0.5)];
+    return `${colour} ${from} ${to}`;
+  });
+  slider.style.setProperty("--kept-track", `linear-gradient(to right, ${stops.join(", ")})`);
+}
+
+const KEPT_COLOUR = "#60a5fa";
+const UNKEPT_COLOUR = "#d1d5db";
 
 function option(value: string, text: string): HTMLOptionElement {
   const element = document.createElement("option");
