@@ -4,10 +4,11 @@
 
 import { reduceVectors } from "./data/attention";
 import { DataClient } from "./data/data-client";
-import { ROLLOUT_FILE, entropyRegion, parseIndex, parseMeta, parseRollout, tableHeads, type RolloutMeta, type SampleEntry, type SampleMeta, type VisionMeta } from "./data/format";
-import { layerCurves, splitTables, topHeads, type CurveBand, type HeadTables, type RankedHead, regionRows } from "./data/head-tables";
-import { ATLAS_MEASURES, LAYER_REDUCTIONS } from "./data/variants";
+import { ROLLOUT_FILE, parseIndex, parseMeta, parseRollout, type RolloutMeta, type SampleEntry, type SampleMeta, type VisionMeta } from "./data/format";
+import type { CurveBand } from "./data/head-tables";
+import { LAYER_REDUCTIONS } from "./data/variants";
 import {
+  clampHead,
   completeView,
   layerSpan,
   shownVision,
@@ -16,22 +17,21 @@ import {
   stepVisionBlocks,
   stepVisionHead,
   viewFromParams,
+  viewHeads,
   viewToParams,
   visionBlockIndices,
   type ViewState,
 } from "./state/state";
 import { settingsFromParams, settingsToParams, type Settings } from "./state/settings";
-import { selectionLabel, statusText } from "./state/status";
-import { vectorStored } from "./state/stored";
+import { statusText } from "./state/status";
+import { stepKeptLayer, vectorStored } from "./state/stored";
 import { stepToken, wordAt } from "./state/words";
 import { Controls, bindShortcuts } from "./view/controls";
 import type { Heat } from "./view/color";
-import { byId } from "./view/dom";
+import { byId, setText } from "./view/dom";
 import { EXPORT_SCALES, download, figureCanvas, figureSvg, vectorsCsv, vectorsJson, type Box, type FigureParts, type ShownVector } from "./view/export";
-import { AtlasPanel, atlasLegend } from "./view/atlas";
-import { HeadMaps } from "./view/head-maps";
 import { ImagePanel } from "./view/image-panel";
-import { LayerCurves } from "./view/layer-curves";
+import { LowerViews, lowerWanted } from "./view/lower-views";
 import { ColourBar } from "./view/legend";
 import { ImagePicker, imageUrl } from "./view/image-picker";
 import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "./view/panel-heats";
@@ -42,8 +42,6 @@ import { Tooltip } from "./view/tooltip";
 const params = new URLSearchParams(location.search);
 const cacheBytes = (Number(params.get("cacheMB")) || 512) * 2 ** 20;
 const TOP_K = 10;
-/** How many heads the small multiples show. */
-const TOP_HEADS = 16;
 
 type HistoryMode = "push" | "replace" | "none";
 
@@ -76,23 +74,7 @@ const app = {
   unsynced: [] as { url: string; history: HistoryMode }[],
   /** The shared scale's vectors, kept for the selection they were read for: stepping layers or heads reuses them. */
   shared: null as SharedVectors | null,
-  /** What the lower views show, for the selection and measure they were read for. */
-  lower: null as LowerData | null,
-  lowerRequest: 0, // only the newest selection may draw below
 };
-
-interface LowerData {
-  /** The sample, selection and measure the data is for. */
-  key: string;
-  /** The selection's per-token tables; null with nothing selected. */
-  tables: HeadTables | null;
-  /** The atlas's values (L × H), or null when there are none to show, with the reason. */
-  atlas: Float32Array | null;
-  note: string;
-  ranked: RankedHead[];
-  /** The image part of each ranked head's row, one after another; null until read, or with nothing selected. */
-  maps: Float32Array | null;
-}
 
 const client = new DataClient();
 const tooltip = new Tooltip(byId("tooltip"));
@@ -105,10 +87,7 @@ const imageBar = new ColourBar(byId("image-legend"));
 const tokenBar = new ColourBar(byId("token-legend"));
 const topList = new TopKList(byId("top-k-list"), pickRanked);
 const goToHead = (layer: number, head: number) => change({ layer, head, layerReduce: null });
-const atlasPanel = new AtlasPanel(byId("atlas"), tooltip, goToHead);
-const atlasBar = new ColourBar(byId("atlas-legend"));
-const headMaps = new HeadMaps(byId("head-maps"), goToHead);
-const curvesPanel = new LayerCurves(byId("curves"), tooltip, (layer) => change({ layer }));
+const lowerViews = new LowerViews(client, tooltip, { head: goToHead, layer: (layer) => change({ layer }) });
 const controls = new Controls({
   sample: (name) => void openSampleNamed(name, {}, "push"),
   layer: (layer) => change({ layer }),
@@ -158,12 +137,12 @@ function visionShown(): VisionMeta | null {
   return (app.view && app.loaded && shownVision(app.view, app.loaded.meta)) || null;
 }
 
-/** ←/→: the next layer, or in vision mode the next choice of blocks (all, then each). */
+/** ←/→: the next layer the sample keeps, or in vision mode the next choice of blocks (all, then each). */
 function stepLayer(delta: number): void {
   if (!app.loaded || !app.view) return;
   const vision = visionShown();
   if (vision) change({ vblocks: stepVisionBlocks(app.view.vblocks, delta, vision) });
-  else change({ layer: clamp(app.view.layer + delta, 0, app.loaded.meta.numLayers - 1) });
+  else change({ layer: stepKeptLayer(app.view.layer, delta, app.loaded.meta.storage.layers) });
 }
 
 /** ↑/↓: the next head, or in vision mode the next vision head (mean, then each). */
@@ -171,17 +150,13 @@ function stepHead(delta: number): void {
   if (!app.loaded || !app.view) return;
   const vision = visionShown();
   if (vision) change({ vhead: stepVisionHead(app.view.vhead, delta, vision) });
-  else change({ head: stepLlmHead(app.view.head, delta, app.loaded.meta.numHeads) });
+  else change({ head: stepLlmHead(app.view.head, delta, viewHeads(app.view, app.loaded.meta)) });
 }
 
 /** Escape: back from a patch's row to the saliency, else deselect the tokens. */
 function deselect(): void {
   if (visionShown() && app.view?.patch !== null) change({ patch: null });
   else change({ tokens: [] });
-}
-
-function clamp(value: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, value));
 }
 
 async function fetchJson(url: URL): Promise<unknown> {
@@ -225,31 +200,34 @@ async function openSample(dataRoot: URL, name: string, asked: Partial<ViewState>
   app.values = null;
   app.vision = null;
   app.shared = null;
-  app.lower = null;
-  app.lowerRequest++; // the last sample's lower views must not land on this one
+  lowerViews.reset(); // the last sample's lower views must not land on this one
   const sampleUrl = new URL(`${encodeURIComponent(name)}/`, dataRoot);
+  let loaded: Loaded | null = null;
   try {
     const rolloutAnswer = fetch(new URL(ROLLOUT_FILE, sampleUrl)); // beside meta.json, not after it
     const meta = parseMeta(await fetchJson(new URL("meta.json", sampleUrl)));
     performance.mark("vav:meta-parsed");
     const rollout = await rolloutOf(await rolloutAnswer, meta);
     const view = completeView(asked, name, meta, rollout !== undefined);
-    // The image decodes and the worker opens while the token panel is laid out.
-    const ready = Promise.all([
-      imagePanel.setImage(imageUrl(sampleUrl, meta, view.image)).then(() => performance.mark("vav:image-decoded")),
-      client.open(sampleUrl.href, { ...meta, ...(rollout ? { rollout } : {}) }, cacheBytes),
-    ]);
-    controls.configure(meta, rollout !== undefined);
+    // The worker takes its messages in order: it opens the sample before it reads the view's first vector.
+    const opened = client.open(sampleUrl.href, meta, rollout, cacheBytes);
     byId("panels").hidden = false;
     byId("lower").hidden = !lowerWanted(controls.settings()); // before the panels are fitted, so they are fitted once
-    tokenPanel.setSample(meta);
-    imagePicker.configure(meta);
-    await ready;
-    app.loaded = { meta, sampleUrl, rollout, sinks: sinkMask(meta) };
+    loaded = app.loaded = { meta, sampleUrl, rollout, sinks: sinkMask(meta) };
     app.firstHeatmapDrawn = false;
     hideError();
+    // The first vector's read and the image's fetch start here; the controls and the token panel are laid out
+    // while they run (in this same task, so before any answer is drawn); the heat does not wait for the image.
     setView(view, history);
+    controls.configure(meta, rollout !== undefined);
+    imagePicker.configure(meta);
+    tokenPanel.setSample(meta);
+    const decoded = shownImage(view).then(() => performance.mark("vav:image-decoded"));
+    await Promise.all([opened, decoded]);
   } catch (error) {
+    if (loaded && app.loaded !== loaded) return; // another sample has been opened since
+    app.request++; // nothing more may be drawn for this sample
+    app.loaded = null;
     byId("panels").hidden = true;
     showError(`Sample "${name}" cannot be shown: ${message(error)}`);
   }
@@ -316,7 +294,7 @@ function pickRanked(index: number): void {
 /** A user change to the view: record it in history, then fetch and draw. */
 function change(patch: Partial<ViewState>): void {
   if (!app.view || !app.loaded) return;
-  const next = { ...app.view, ...patch };
+  const next = clampHead({ ...app.view, ...patch }, app.loaded.meta); // a layer with fewer heads keeps its last
   if (JSON.stringify(next) === JSON.stringify(app.view)) return;
   setView(next, "push");
 }
@@ -354,9 +332,12 @@ async function refresh(): Promise<void> {
   const view = app.view;
   const request = ++app.request;
   if (!view) return redraw();
+  const image = shownImage(view).then(
+    () => null,
+    (error: unknown) => error,
+  );
   try {
-    const image = app.loaded && imagePanel.setImage(imageUrl(app.loaded.sampleUrl, app.loaded.meta, view.image));
-    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view), image]);
+    const [values, vision, shared] = await Promise.all([tokenValues(view), visionValues(view), sharedValues(view)]);
     if (request !== app.request) return; // the user has moved on
     hideError();
     app.values = values;
@@ -369,6 +350,16 @@ async function refresh(): Promise<void> {
     showError(message(error));
   }
   redraw();
+  // The heat does not wait for the image under it, but an image that cannot load is the view's error all the same.
+  const failed = await image;
+  if (failed && request === app.request) showError(message(failed));
+}
+
+/** The view's image in the image panel; resolves once it has decoded. */
+function shownImage(view: ViewState): Promise<void> {
+  if (!app.loaded) return Promise.resolve();
+  const { meta, sampleUrl } = app.loaded;
+  return imagePanel.setImage(imageUrl(sampleUrl, meta, view.image), meta.images[view.image]!.originalSize);
 }
 
 /** The LLM vector of the selected tokens, or null when none is selected. */
@@ -429,6 +420,10 @@ function fetched(): Fetched | null {
   return { ...app.loaded, view: app.view, values: app.values, vision: app.vision, ...shared };
 }
 
+function refreshLower(): Promise<void> {
+  return lowerViews.refresh(app.loaded, app.view, controls.settings());
+}
+
 function redraw(): void {
   const settings = controls.settings();
   const shown = fetched();
@@ -443,143 +438,6 @@ function redraw(): void {
   syncPage(); // in the same frame as the pixels
   void refreshLower();
 }
-
-function lowerWanted(settings: Settings): boolean {
-  return settings.atlas || settings.curves;
-}
-
-/** The key of what the lower views read: the sample, the selection and the measure. */
-function lowerKey(view: ViewState, settings: Settings): string {
-  return JSON.stringify([view.sample, view.tokens, settings.measure]);
-}
-
-/**
- * The atlas, the top heads' maps and the layer curves, for the view's
- * selection: its per-token tables (one range read per measure and token), then
- * the top heads' rows (one read each); a layer or head change only redraws them.
- */
-async function refreshLower(): Promise<void> {
-  const settings = controls.settings();
-  const { loaded, view } = app;
-  const lower = byId("lower");
-  lower.hidden = !loaded || !view || !lowerWanted(settings);
-  if (!loaded || !view || lower.hidden) return;
-  const key = lowerKey(view, settings);
-  if (app.lower?.key === key) return drawLower();
-  const request = ++app.lowerRequest;
-  try {
-    const data = await lowerTables(loaded.meta, view, settings, key);
-    if (request !== app.lowerRequest) return;
-    app.lower = data;
-    drawLower();
-    performance.mark("vav:curves");
-    if (data.ranked.length && view.tokens.length) {
-      const { tokens } = entropyRegion(loaded.meta);
-      const [first, last] = [tokens[0]!, tokens[tokens.length - 1]!];
-      const rows = await client.headRows({ picks: data.ranked, indices: view.tokens, combine: "mean", first, last });
-      data.maps = regionRows(rows, data.ranked.length, first, last, tokens);
-      if (request !== app.lowerRequest) return;
-      drawLower();
-    }
-    performance.mark("vav:atlas");
-  } catch (error) {
-    // In its own area: the view above may still be fine, and its own error must not be overwritten.
-    if (request === app.lowerRequest) showLowerError(message(error));
-  }
-}
-
-function showLowerError(text: string): void {
-  app.lower = null;
-  atlasPanel.update(null);
-  atlasBar.update(null);
-  headMaps.update(null);
-  curvesPanel.update(null);
-  for (const id of ["head-maps-caption", "curves-caption"]) setText(byId(id), "");
-  setText(byId("atlas-caption"), `The atlas and the curves cannot be shown: ${text}`);
-}
-
-/** The selection's tables and the atlas they give; with nothing selected, the sample-wide text_to_image. */
-async function lowerTables(meta: SampleMeta, view: ViewState, settings: Settings, key: string): Promise<LowerData> {
-  const measure = ATLAS_MEASURES[settings.measure];
-  const none = { key, tables: null, ranked: [], maps: null, note: "" };
-  if (view.tokens.length === 0) {
-    if (measure.table === "image_share" && meta.textToImage) {
-      return { ...none, atlas: meta.textToImage, ranked: topHeads(meta.textToImage, meta.numHeads, TOP_HEADS, measure.best) };
-    }
-    return { ...none, atlas: null, note: `Select a token to see its ${measure.label} for every layer and head.` };
-  }
-  if (!meta.tokenTables.includes(measure.table)) return { ...none, atlas: null, note: NO_TABLES };
-  const flat = await client.tables({ indices: view.tokens, measures: meta.tokenTables });
-  const tables = splitTables(flat, meta.tokenTables, meta.numLayers, tableHeads(meta));
-  const atlas = tables.byMeasure[measure.table]!;
-  return { ...none, tables, atlas, ranked: topHeads(atlas, tableHeads(meta), TOP_HEADS, measure.best) };
-}
-
-const NO_TABLES = "This sample has no per-token tables (it was written before them).";
-
-/** Whose rows the lower views show: one token, or the mean of a word's tokens' rows. */
-function selectionRows(meta: SampleMeta, view: ViewState): string {
-  const label = selectionLabel(view.tokens, meta);
-  return view.tokens.length === 1 ? `token ${label}` : `the mean of the ${view.tokens.length} tokens' rows of ${label}`;
-}
-
-/** What the atlas shows, in words: the measure and whose rows. */
-function atlasCaption(meta: SampleMeta, view: ViewState, settings: Settings): string {
-  const grid = `${ATLAS_MEASURES[settings.measure].label} per layer (rows) × head (columns)`;
-  if (view.tokens.length === 0) return `${grid}: the sample-wide text_to_image, averaged over the tokens after the image`;
-  const rows = view.dir === "tgt" ? " (its own rows: where it looks, whatever the direction)" : "";
-  return `${grid} of ${selectionRows(meta, view)}${rows}`;
-}
-
-/** Draw the lower views from app.lower, with the current layer, head and colours. */
-function drawLower(): void {
-  const { loaded, view, lower } = app;
-  if (!loaded || !view || !lower) return;
-  const settings = controls.settings();
-  const { meta } = loaded;
-  for (const id of ["atlas-box", "head-maps-box"]) byId(id).hidden = !settings.atlas;
-  byId("curves-box").hidden = !settings.curves;
-  drawAtlas(meta, view, settings, lower);
-  drawHeadMaps(loaded, view, settings, lower);
-  drawCurves(meta, view, lower);
-}
-
-function drawAtlas(meta: SampleMeta, view: ViewState, settings: Settings, lower: LowerData): void {
-  const measure = ATLAS_MEASURES[settings.measure];
-  setText(byId("atlas-caption"), lower.atlas ? `Atlas: ${atlasCaption(meta, view, settings)}` : lower.note);
-  if (!lower.atlas) {
-    atlasPanel.update(null);
-    return atlasBar.update(null);
-  }
-  const why = "the spatial entropy needs a row after the image, and a map that is not flat";
-  const legend = atlasLegend(lower.atlas, settings.palette, `Atlas: ${measure.label}`, measure.meaning, why);
-  const current = typeof view.head === "number" && !view.layerReduce ? { layer: view.layer, head: view.head } : null;
-  const numLayers = meta.numLayers;
-  const numHeads = lower.tables ? tableHeads(meta) : meta.numHeads; // the tables' head axis is the widest layer's
-  atlasPanel.update({ values: lower.atlas, numLayers, numHeads, palette: settings.palette, measure: measure.label, current, legend });
-  atlasBar.update(legend);
-}
-
-function drawHeadMaps({ meta, sampleUrl }: Loaded, view: ViewState, settings: Settings, lower: LowerData): void {
-  const measure = ATLAS_MEASURES[settings.measure];
-  const title = `Top ${lower.ranked.length} heads by ${measure.label} (${measure.best} first); a click goes there`;
-  setText(byId("head-maps-caption"), lower.ranked.length ? title : "");
-  if (!lower.maps) return headMaps.update(null, lower.ranked.length && !view.tokens.length ? "Select a token to see the top heads' image maps." : "");
-  const { rows, cols, tokens, rect, image } = entropyRegion(meta);
-  const visible = Math.max(0, Math.min(rows * cols, Math.max(...view.tokens) - tokens[0]! + 1));
-  const { palette, opacity } = settings;
-  const where = { imageUrl: imageUrl(sampleUrl, meta, image), size: meta.images[image]!.size, rect };
-  headMaps.update({ heads: lower.ranked, maps: lower.maps, rows, cols, ...where, visible, palette, opacity, measure: measure.label });
-}
-
-function drawCurves(meta: SampleMeta, view: ViewState, lower: LowerData): void {
-  const curves = lower.tables && layerCurves(lower.tables);
-  const note = view.tokens.length ? NO_TABLES : "Select a token to see its layer curves.";
-  const what = "share of attention on image, text and special tokens, and entropies; a click goes to a layer";
-  setText(byId("curves-caption"), curves ? `Layer curves of ${selectionRows(meta, view)}: ${what}` : note);
-  curvesPanel.update(curves ? { curves, numLayers: meta.numLayers, layer: view.layer } : null);
-}
-
 
 /** The top-k of what the view shows: the vision patches in vision mode, else the LLM's tokens (text and image). */
 function showTopK(overlay: Heat | null, tokens: Heat | null, settings: Settings): void {
@@ -624,11 +482,6 @@ function settingChanged(changed: keyof Settings): void {
   if (changed === "opacity") void refreshLower(); // the top heads' maps lie over the image too
 }
 
-/** Text writes dirty layout even when equal, so only changes are written. */
-function setText(element: HTMLElement, text: string): void {
-  if (element.textContent !== text) element.textContent = text;
-}
-
 /**
  * window.vav, for browser tests and the benchmark: a canvas has no DOM per
  * token, so they ask here where a token's cell is and what the view shows.
@@ -642,17 +495,17 @@ function exposeAutomationHook(): void {
       legends: () => ({ image: imageBar.current, tokens: tokenBar.current }),
       exportFigure,
       atlas: () => {
-        const atlas = atlasPanel.current;
-        return atlas && { values: Array.from(atlas.values), numLayers: atlas.numLayers, numHeads: atlas.numHeads, legend: atlasBar.current };
+        const atlas = lowerViews.atlas.current;
+        return atlas && { values: Array.from(atlas.values), numLayers: atlas.numLayers, numHeads: atlas.numHeads, legend: lowerViews.atlasBar.current };
       },
-      topHeads: () => headMaps.current?.heads ?? [],
+      topHeads: () => lowerViews.headMaps.current?.heads ?? [],
       curves: () => {
-        const curves = curvesPanel.current?.curves;
+        const curves = lowerViews.curves.current?.curves;
         const plain = (band: CurveBand) => ({ mean: Array.from(band.mean), min: Array.from(band.min), max: Array.from(band.max) });
         return curves ? Object.fromEntries(Object.entries(curves).map(([name, band]) => [name, plain(band)])) : null;
       },
-      atlasCell: (layer: number, head: number) => atlasPanel.cellBox(layer, head),
-      curveX: (layer: number) => curvesPanel.layerX(layer),
+      atlasCell: (layer: number, head: number) => lowerViews.atlas.cellBox(layer, head),
+      curveX: (layer: number) => lowerViews.curves.layerX(layer),
       exportAtlas,
     },
   });
@@ -696,13 +549,10 @@ async function exportFigure(kind: ExportKind, scale = 2, withTokens = false): Pr
   return { name: `${base}.json`, blob: new Blob([vectorsJson(parts.caption, view, shownVectors())], { type: "application/json" }) };
 }
 
-/** The atlas as one PNG: a caption (model, measure, selection), the grid with its axes, and its colour bar. */
-async function exportAtlas(scale = 2): Promise<{ name: string; blob: Blob; imageBox: Box } | null> {
-  if (!app.view || !app.loaded || !atlasPanel.current) return null;
-  const caption = `${app.loaded.meta.model} · ${atlasCaption(app.loaded.meta, app.view, controls.settings())}`;
-  const { canvas, imageBox } = figureCanvas({ caption, image: (s) => atlasPanel.figure(s), imageLegend: atlasBar.current }, scale);
-  const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, "image/png"));
-  return blob && { name: `${app.view.sample}_atlas_${controls.settings().measure}@${scale}x.png`, blob, imageBox };
+/** The atlas as one PNG, for the current view. */
+function exportAtlas(scale = 2): Promise<{ name: string; blob: Blob; imageBox: Box } | null> {
+  if (!app.view || !app.loaded) return Promise.resolve(null);
+  return lowerViews.exportAtlas(app.loaded.meta, app.view, controls.settings(), scale);
 }
 
 function bindExport(): void {

@@ -1,5 +1,6 @@
 // The main thread's side of the worker: each call is a promise of its answer.
 
+import type { RolloutMeta, SampleMeta } from "./format";
 import type { FromWorker, HeadRowsRequest, SampleFiles, TablesRequest, ToWorker, VectorRequest, VisionRequest } from "./protocol";
 
 type Pending = { resolve: (message: FromWorker & { ok: true }) => void; reject: (error: Error) => void };
@@ -17,8 +18,8 @@ export class DataClient {
   }
 
   /** Point the worker at a sample; its cache starts empty. */
-  async open(sampleUrl: string, files: SampleFiles, cacheBytes: number): Promise<void> {
-    await this.send({ type: "open", sampleUrl, files, cacheBytes });
+  async open(sampleUrl: string, meta: SampleMeta, rollout: RolloutMeta | undefined, cacheBytes: number): Promise<void> {
+    await this.send({ type: "open", sampleUrl, files: sampleFiles(meta, rollout), cacheBytes });
   }
 
   async vector(request: VectorRequest): Promise<Float32Array> {
@@ -55,6 +56,13 @@ export class DataClient {
     if (message.ok) waiting.resolve(message);
     else waiting.reject(new Error(message.error));
   }
+}
+
+/** Only what the worker reads is cloned for it: the tokens and the tables of a long sample would cost milliseconds. */
+function sampleFiles(meta: SampleMeta, rollout: RolloutMeta | undefined): SampleFiles {
+  const { seqLen, numHeads, layerAttention, imageGrid, layerFiles, headMeanFiles, headMaxFiles, vision, storage } = meta;
+  const files: SampleFiles = { seqLen, numHeads, layerAttention, layerFiles, headMeanFiles, headMaxFiles, storage };
+  return Object.assign(files, imageGrid && { imageGrid }, vision && { vision }, rollout && { rollout });
 }
 
 function vectorOf(answer: FromWorker & { ok: true }): Float32Array {

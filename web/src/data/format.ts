@@ -707,17 +707,22 @@ export function matrixBytes(seqLen: number): number {
   return seqLen * seqLen * BYTES_PER_VALUE;
 }
 
+type HeadShape = Pick<SampleMeta, "storage" | "layerAttention" | "numHeads">;
+
 /**
- * Bytes the stored layer file at `position` (of storage.layers) must have: its heads' stored matrices, stacked.
- * Its heads: the kept ones of `--heads`, else that layer's own count (a subset is kept only where every layer
- * has the sample's heads).
+ * The heads a layer's file holds, in file order: the kept ones of `--heads`, else every one of that layer's own
+ * (a subset is kept only where every layer has the sample's heads; a linear layer may have more).
  */
-export function layerFileBytes(meta: Pick<SampleMeta, "storage" | "seqLen" | "layerAttention" | "numHeads">, position: number): number {
+export function storedHeads(meta: HeadShape, layer: number): number[] {
+  if (meta.storage.heads.length < meta.numHeads) return meta.storage.heads;
+  return range(meta.layerAttention[layer]?.numHeads ?? 0);
+}
+
+/** Bytes the stored layer file at `position` (of storage.layers) must have: its heads' stored matrices, stacked. */
+export function layerFileBytes(meta: HeadShape & Pick<SampleMeta, "seqLen">, position: number): number {
   const layer = meta.storage.layers[position];
-  const own = layer === undefined ? undefined : meta.layerAttention[layer]?.numHeads;
-  if (own === undefined) throw new Error(`no stored layer ${position}: meta.json keeps ${meta.storage.layers.length}`);
-  const heads = meta.storage.heads.length < meta.numHeads ? meta.storage.heads.length : own;
-  return heads * storedMatrixValues(meta) * BYTES_PER_VALUE;
+  if (layer === undefined || !meta.layerAttention[layer]) throw new Error(`no stored layer ${position}: meta.json keeps ${meta.storage.layers.length}`);
+  return storedHeads(meta, layer).length * storedMatrixValues(meta) * BYTES_PER_VALUE;
 }
 
 /** Bytes a vision block file must have: Hv stacked (P, P) matrices. */

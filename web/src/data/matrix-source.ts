@@ -20,6 +20,7 @@ import {
   visionBlockFileBytes,
   visionReceivedBytes,
   type TokenMeasure,
+  storedHeads,
   storedMatrixValues,
   type VisionMeta,
 } from "./format";
@@ -233,7 +234,7 @@ export class MatrixSource {
 
   /**
    * Where a matrix lives: one kept head's block of a kept layer's file, or a whole head-aggregate file; the
-   * file lists follow storage.layers, a layer file's blocks storage.heads.
+   * file lists follow storage.layers, a layer file's blocks its stored heads (storedHeads).
    */
   private matrixSpan(layer: number, head: HeadChoice): FileSpan {
     const { storage } = this.files;
@@ -241,7 +242,7 @@ export class MatrixSource {
     const position = storedPosition(storage.layers, layer, "layer");
     if (typeof head !== "number") return this.spanOf(listed(this.files[HEAD_AGGREGATES[head].files], position), bytes);
     const file = this.spanOf(listed(this.files.layerFiles, position), layerFileBytes(this.files, position));
-    return { ...file, start: storedPosition(storage.heads, head, "head") * bytes, length: bytes };
+    return { ...file, start: storedPosition(storedHeads(this.files, layer), head, "head") * bytes, length: bytes };
   }
 }
 

@@ -168,16 +168,19 @@ const DEFAULTS = {
  * defaults; a layer reduction the sample lacks the data for (the rollout without rollout.json) is none.
  */
 export function completeView(asked: Partial<ViewState>, sample: string, meta: SampleMeta, hasRollout = false): ViewState {
-  const head = asked.head;
-  const validHead = head !== undefined && (typeof head !== "number" || head < meta.numHeads);
   const lastLayer = meta.numLayers - 1;
   const layer = Math.min(asked.layer ?? 0, lastLayer);
-  const tokens = asked.tokens ?? [defaultToken(meta)];
-  return {
-    sample,
+  const layers = {
     layer,
     layerEnd: Math.min(asked.layerEnd ?? layer, lastLayer),
     layerReduce: asked.layerReduce && layerReductionAvailable(asked.layerReduce, hasRollout) ? asked.layerReduce : null,
+  };
+  const head = asked.head;
+  const validHead = head !== undefined && (typeof head !== "number" || head < viewHeads(layers, meta));
+  const tokens = asked.tokens ?? [defaultToken(meta)];
+  return {
+    sample,
+    ...layers,
     head: validHead ? head : DEFAULTS.head,
     tokens: tokens.every((t) => t < meta.seqLen) ? tokens : [defaultToken(meta)],
     combine: asked.combine ?? DEFAULTS.combine,
@@ -244,9 +247,24 @@ function stepCycle<T>(cycle: T[], current: T, delta: number): T {
 }
 
 /** The layers a view covers, lowest first; the rollout's row is R_layer's alone. */
-export function layerSpan(view: ViewState): [number, number] {
+export function layerSpan(view: Pick<ViewState, "layer" | "layerEnd" | "layerReduce">): [number, number] {
   if (!view.layerReduce || LAYER_REDUCTIONS[view.layerReduce].reads === "rollout") return [view.layer, view.layer];
   return [Math.min(view.layer, view.layerEnd), Math.max(view.layer, view.layerEnd)];
+}
+
+/**
+ * How many heads the view can pick from: its layer's own (a linear layer may have more than the sample's
+ * num_heads), the fewest of them over a range of layers.
+ */
+export function viewHeads(view: Pick<ViewState, "layer" | "layerEnd" | "layerReduce">, meta: Pick<SampleMeta, "layerAttention">): number {
+  const [first, last] = layerSpan(view);
+  return Math.min(...meta.layerAttention.slice(first, last + 1).map((layer) => layer.numHeads));
+}
+
+/** The view with its head brought within its layers' heads: a head past them becomes their last. */
+export function clampHead(view: ViewState, meta: Pick<SampleMeta, "layerAttention">): ViewState {
+  const heads = viewHeads(view, meta);
+  return typeof view.head === "number" && view.head >= heads ? { ...view, head: heads - 1 } : view;
 }
 
 /** The order ↑/↓ step through: the head aggregates, then every head. */

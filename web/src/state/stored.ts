@@ -3,10 +3,10 @@
 // line the status bar adds to say so. A view of something not stored is greyed
 // with this note instead of read.
 
-import type { SampleMeta } from "../data/format";
+import { storedHeads, type SampleMeta } from "../data/format";
 import { layerSpan, type ViewState } from "./state";
 
-type Stored = Pick<SampleMeta, "storage" | "numLayers">;
+type Stored = Pick<SampleMeta, "storage" | "numLayers" | "numHeads" | "layerAttention">;
 
 /** Why the view's LLM vector cannot be read, or null when it can. */
 function missing(view: ViewState, meta: Stored): string | null {
@@ -15,8 +15,9 @@ function missing(view: ViewState, meta: Stored): string | null {
   if (!storage.layers.some((l) => l >= first && l <= last)) {
     return `${first === last ? `layer ${first} is` : `layers ${first}–${last} are`} not stored: this sample keeps layers ${storage.layers.join(", ")}`;
   }
-  if (typeof view.head === "number" && !storage.heads.includes(view.head)) {
-    return `head ${view.head} is not stored: this sample keeps heads ${storage.heads.join(", ")}`;
+  const heads = storedHeads(meta, view.layer); // a subset of heads is the same in every layer
+  if (typeof view.head === "number" && !heads.includes(view.head)) {
+    return `head ${view.head} is not stored: this sample keeps heads ${heads.join(", ")}`;
   }
   const unstoredRow = view.dir === "src" && view.tokens.some((t) => storage.rowIndex[t]! < 0);
   if (unstoredRow) return `this token's row is not stored: a ${storage.profile} sample keeps only the rows of non-image tokens`;
@@ -49,4 +50,11 @@ export function unstoredCells(view: ViewState, meta: Stored): Uint8Array | null 
   if (view.tokens.length > 0 && !vectorStored(view, meta)) return new Uint8Array(storage.rowIndex.length).fill(1);
   if (view.dir !== "tgt" || storage.rows.length === storage.rowIndex.length) return null;
   return Uint8Array.from(storage.rowIndex, (k) => (k < 0 ? 1 : 0));
+}
+
+/** The kept layer ←/→ step to from `layer`: the nearest one `delta`'s way, else `layer` itself. */
+export function stepKeptLayer(layer: number, delta: number, kept: number[]): number {
+  const ahead = kept.filter((l) => (delta > 0 ? l > layer : l < layer));
+  if (!ahead.length) return layer;
+  return delta > 0 ? ahead[Math.min(delta, ahead.length) - 1]! : ahead[Math.max(0, ahead.length + delta)]!;
 }

@@ -1,7 +1,7 @@
 // The controls bar and the keyboard shortcuts. Controls only report what the
 // user asked for; main.ts changes the state and redraws.
 
-import type { LayerAttention, SampleEntry, SampleMeta } from "../data/format";
+import { storedHeads, type LayerAttention, type SampleEntry, type SampleMeta } from "../data/format";
 import {
   ATLAS_MEASURES,
   HEAD_AGGREGATES,
@@ -28,6 +28,7 @@ import {
   parseVisionHead,
   visionBlockCycle,
   visionHeadCycle,
+  viewHeads,
   type ViewState,
 } from "../state/state";
 import { PALETTE_NAMES, type Settings } from "../state/settings";
@@ -62,8 +63,10 @@ export class Controls {
   private readonly layer = byId<HTMLInputElement>("layer");
   private readonly layerValue = byId<HTMLOutputElement>("layer-value");
   private readonly layerKind = byId<HTMLOutputElement>("layer-kind");
-  private layerAttention: LayerAttention[] = [];
+  private meta: SampleMeta | null = null;
   private readonly head = byId<HTMLSelectElement>("head");
+  /** The head count and stored heads the head list was made for. */
+  private headsListed = "";
   private readonly direction = byId<HTMLSelectElement>("direction");
   private readonly palette = byId<HTMLSelectElement>("palette");
   private readonly scale = byId<HTMLSelectElement>("scale");
@@ -151,16 +154,18 @@ export class Controls {
    * vision attention, no overlay choice; no rollout.json, the rollout greyed with a note.
    */
   configure(meta: SampleMeta, hasRollout: boolean): void {
-    this.layerAttention = meta.layerAttention;
+    this.meta = meta;
+    this.headsListed = "";
     for (const item of Array.from(this.layerReduce.options)) {
       const reduce = variantNamed(LAYER_REDUCTIONS, item.value);
       const missing = reduce !== undefined && !layerReductionAvailable(reduce, hasRollout);
       item.disabled = missing;
       item.title = missing ? ROLLOUT_MISSING : "";
     }
-    this.layer.max = String(meta.numLayers - 1);
-    this.layerEnd.max = String(meta.numLayers - 1);
-    this.head.replaceChildren(...headCycle(meta.numHeads).map((head) => headOption(head, meta)));
+    for (const slider of [this.layer, this.layerEnd]) {
+      slider.max = String(meta.numLayers - 1);
+      showKeptLayers(slider, meta.storage.layers, meta.numLayers);
+    }
     const overlays = availableOverlays(meta);
     this.overlay.replaceChildren(...overlays.map((o) => option(o, OVERLAYS[o].label)));
     this.overlay.parentElement!.hidden = overlays.length < 2;
@@ -183,7 +188,8 @@ export class Controls {
     assign(this.sample, view.sample);
     assign(this.layer, String(view.layer));
     assign(this.layerValue, String(view.layer));
-    this.showLayerKinds(this.layerAttention.slice(first, last + 1));
+    this.showLayerKinds(this.meta?.layerAttention.slice(first, last + 1) ?? []);
+    this.listHeads(view);
     assign(this.head, String(view.head));
     assign(this.direction, view.dir);
     assign(this.layerReduce, view.layerReduce ?? SINGLE_LAYER);
@@ -201,6 +207,18 @@ export class Controls {
     const vision = OVERLAYS[view.overlay].source === "vision";
     for (const control of this.visionOnly) if (control.parentElement!.hidden !== !vision) control.parentElement!.hidden = !vision;
     for (const control of this.llmOnly) if (control.disabled !== vision) control.disabled = vision;
+  }
+
+  /** The head list of the view's layers: their own heads (a linear layer may have more than the sample's). */
+  private listHeads(view: ViewState): void {
+    const meta = this.meta;
+    if (!meta) return;
+    const heads = viewHeads(view, meta);
+    const stored = storedHeads(meta, view.layer);
+    const listed = JSON.stringify([heads, stored]); // most layer steps keep the list as it is
+    if (listed === this.headsListed) return;
+    this.headsListed = listed;
+    this.head.replaceChildren(...headCycle(heads).map((head) => headOption(head, stored)));
   }
 
   /** The mark of the layers shown: each distinct one, and their kinds as data-kinds (styled, and read by tests). */
@@ -231,13 +249,39 @@ function assign(element: { value: string }, value: string): void {
 }
 
 /** A head's entry; a head the sample does not keep is greyed out (the aggregates are over all heads, always stored). */
-function headOption(head: HeadChoice, meta: SampleMeta): HTMLOptionElement {
+function headOption(head: HeadChoice, stored: number[]): HTMLOptionElement {
   if (typeof head !== "number") return option(String(head), `aggregated: ${HEAD_AGGREGATES[head].label}`);
-  const kept = meta.storage.heads.includes(head);
+  const kept = stored.includes(head);
   const element = option(String(head), kept ? `head ${head}` : `head ${head} (not stored)`);
   element.disabled = !kept;
   return element;
 }
+
+/** The slider thumb's width in CSS pixels (style.css): a layer's place on the track is the thumb's centre there. */
+const THUMB = 14;
+
+/**
+ * Where a sample keeps only some layers, the slider's track is blue under the kept ones and grey under the
+ * others (style.css draws it from --kept-track); a sample that keeps every layer keeps the usual slider.
+ */
+function showKeptLayers(slider: HTMLInputElement, kept: number[], numLayers: number): void {
+  const some = kept.length < numLayers;
+  slider.classList.toggle("some-layers", some);
+  if (!some) {
+    slider.style.removeProperty("--kept-track");
+    return;
+  }
+  const at = (edge: number) => `calc(${THUMB / 2}px + (100% - ${THUMB}px) * ${edge / Math.max(1, numLayers - 1)})`;
+  const stops = Array.from({ length: numLayers }, (_, layer) => {
+    const colour = kept.includes(layer) ? KEPT_COLOUR : UNKEPT_COLOUR;
+    const [from, to] = [layer === 0 ? "0%" : at(layer - 0.5), layer === numLayers - 1 ? "100%" : at(layer + 0.5)];
+    return `${colour} ${from} ${to}`;
+  });
+  slider.style.setProperty("--kept-track", `linear-gradient(to right, ${stops.join(", ")})`);
+}
+
+const KEPT_COLOUR = "#60a5fa";
+const UNKEPT_COLOUR = "#d1d5db";
 
 function option(value: string, text: string): HTMLOptionElement {
   const element = document.createElement("option");

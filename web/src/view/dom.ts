@@ -5,3 +5,8 @@ export function byId<T extends HTMLElement>(id: string): T {
   if (!element) throw new Error(`index.html lacks #${id}`);
   return element as T;
 }
+
+/** Text writes dirty layout even when equal, so only changes are written. */
+export function setText(element: HTMLElement, text: string): void {
+  if (element.textContent !== text) element.textContent = text;
+}

@@ -62,6 +62,8 @@ export class ImagePanel {
   private view: OverlayView | null = null;
   /** The image last asked for, and its decoding. */
   private loading: { url: string; decoded: Promise<void> } | null = null;
+  /** The shown image's size in pixels: the one meta.json gives until the file has decoded, then the file's own. */
+  private imageSize: readonly [number, number] = [0, 0];
   /** The copies of the image after the first, for the panes after the first. */
   private readonly copies: HTMLImageElement[] = [];
   private readonly gridCanvas = document.createElement("canvas");
@@ -86,22 +88,37 @@ export class ImagePanel {
     overlay.addEventListener("mousedown", (event) => event.button === 0 && this.press(event));
   }
 
-  /** Show an image; resolves once it is decoded, rejects when it cannot load. The image already shown stays as it is. */
-  setImage(imageUrl: string): Promise<void> {
-    if (this.loading?.url !== imageUrl) this.loading = { url: imageUrl, decoded: this.load(imageUrl) };
+  /**
+   * Show an image of `size` pixels (the file's size, as meta.json gives it);
+   * resolves once it is decoded, rejects when it cannot load. The panel is
+   * fitted to that size at once, so an overlay drawn before the image decodes
+   * already lies where the image will show. The same image again is kept as it is.
+   */
+  setImage(imageUrl: string, size: readonly [number, number]): Promise<void> {
+    if (this.loading?.url !== imageUrl) this.loading = { url: imageUrl, decoded: this.load(imageUrl, size) };
     return this.loading.decoded;
   }
 
-  private async load(imageUrl: string): Promise<void> {
+  private async load(imageUrl: string, size: readonly [number, number]): Promise<void> {
     this.view = null;
     this.image.src = imageUrl;
     for (const copy of this.copies) copy.src = imageUrl;
+    this.showImages(false); // the last image must not show under the new one's overlay
+    this.imageSize = size;
+    this.fitToPanel();
     try {
       await this.image.decode();
     } catch {
       throw new Error(`the image ${decodeURIComponent(imageUrl.split("/").pop() ?? "")} cannot be loaded`);
     }
+    if (this.loading?.url !== imageUrl) return; // another image was asked for meanwhile
+    this.showImages(true);
+    this.imageSize = [this.image.naturalWidth, this.image.naturalHeight];
     this.fitToPanel();
+  }
+
+  private showImages(shown: boolean): void {
+    for (const image of [this.image, ...this.copies]) image.style.visibility = shown ? "" : "hidden";
   }
 
   update(view: OverlayView): void {
@@ -146,7 +163,7 @@ export class ImagePanel {
   /** Scale the image to fill the panel at its natural aspect ratio, and the overlay with it. */
   private fitToPanel(): void {
     const panel = this.image.parentElement!.parentElement!;
-    const { naturalWidth, naturalHeight } = this.image;
+    const [naturalWidth, naturalHeight] = this.imageSize;
     if (!naturalWidth || !naturalHeight) return;
     const style = getComputedStyle(panel);
     const width = panel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);

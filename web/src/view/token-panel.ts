@@ -29,6 +29,8 @@ export class TokenPanel {
   private selected: number[] = [];
   private collapseImage = true;
   private ratio = 1;
+  /** The width the layout was made for. */
+  private laidOutWidth = 0;
   private readonly textLayer = document.createElement("canvas");
   /** Where the mouse rests over the panel, so a redraw under a still mouse rewrites its tooltip. */
   private pointer: Pointer | null = null;
@@ -38,7 +40,8 @@ export class TokenPanel {
     private readonly tooltip: Tooltip,
     private readonly onSelect: (token: number) => void,
   ) {
-    new ResizeObserver(() => this.relayout()).observe(canvas.parentElement!);
+    // Only a new width moves the cells: a new height (a colour bar shown above) only shows more or fewer lines.
+    new ResizeObserver(() => (this.layout && this.layoutWidth() === this.laidOutWidth ? this.draw() : this.relayout())).observe(canvas.parentElement!);
     // Scroll events come before the frame is painted, so the newly visible lines never show blank.
     canvas.parentElement!.addEventListener("scroll", () => this.draw(), { passive: true });
     canvas.addEventListener("mousemove", (event) => this.hover(event));
@@ -105,9 +108,15 @@ export class TokenPanel {
     return { x: box.left + cell.x, y: box.top + cell.y, w: cell.w, h: LINE_HEIGHT };
   }
 
+  /** The width the cells flow in: the panel's, less its padding. */
+  private layoutWidth(): number {
+    return this.canvas.parentElement!.clientWidth - 16;
+  }
+
   private relayout(): void {
     if (!this.meta) return;
-    const width = this.canvas.parentElement!.clientWidth - 16;
+    const width = this.layoutWidth();
+    this.laidOutWidth = width;
     this.layout = this.layoutAt(width, this.textLayer.getContext("2d")!);
     this.ratio = Math.min(window.devicePixelRatio || 1, MAX_CANVAS_PIXELS / this.layout.height);
     for (const canvas of [this.canvas, this.textLayer]) {

@@ -10,12 +10,14 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { closeSession, openSession, runPython, type RunningServer } from "./harness";
 import {
   expectCloseVector as close,
+  expectRedraw,
   openViewer,
   readSampleMeta,
   referenceVector,
   sampleFile,
   shownValues,
   patchCentre,
+  viewParams,
 } from "./viewer-page";
 import { formatWeight } from "../../src/view/tooltip";
 
@@ -109,6 +111,32 @@ function overlayColour(x: number, y: number): Promise<number[]> {
     [x, y],
   );
 }
+
+test("a Qwen3.5 linear layer's own heads can be picked, stepped and linked; a layer with fewer clamps the head", async () => {
+  const meta = readSampleMeta(dataDir, "qwen35");
+  const heads = meta.layerAttention[0]!.numHeads;
+  expect(heads).toBeGreaterThan(meta.numHeads); // its value heads outnumber the sample's query heads
+  const last = heads - 1;
+  const token = meta.seqLen - 1;
+  await openViewer(page, server.url, `sample=qwen35&layer=0&head=${last}&token=${token}`);
+  const headSelect = page.locator("#head");
+  expect(await headSelect.inputValue()).toBe(String(last));
+  expect(await headSelect.locator("option").count()).toBe(2 + heads); // mean, max, then each of the layer's heads
+  close(await shownValues(page), referenceVector(sampleFile(dataDir, "qwen35", meta.layerFiles[0]!), meta.seqLen, last, token, "row"));
+  await expectRedraw(page, () => page.keyboard.press("ArrowDown")); // past the layer's last head: back to the mean
+  expect(viewParams(page).get("head")).toBe("mean");
+  await expectRedraw(page, () => page.keyboard.press("ArrowUp"));
+  expect(viewParams(page).get("head")).toBe(String(last));
+  // The full-attention layer has the sample's heads: the head becomes its last, and the list shrinks to them
+  const full = meta.layerAttention.findIndex((layer) => layer.kind === "causal");
+  for (let layer = 1; layer <= full; layer++) await expectRedraw(page, () => page.keyboard.press("ArrowRight"));
+  expect(viewParams(page).get("layer")).toBe(String(full));
+  expect(viewParams(page).get("head")).toBe(String(meta.numHeads - 1));
+  expect(await headSelect.inputValue()).toBe(String(meta.numHeads - 1));
+  expect(await headSelect.locator("option").count()).toBe(2 + meta.numHeads);
+  const fullFile = sampleFile(dataDir, "qwen35", meta.layerFiles[full]!);
+  close(await shownValues(page), referenceVector(fullFile, meta.seqLen, meta.numHeads - 1, token, "row"));
+}, TIMEOUT);
 
 test("the Qwen3.5 full-attention layer keeps the chosen palette and says it is taken before the gate", async () => {
   await openViewer(page, server.url, `sample=qwen35&layer=3&head=0`);

@@ -288,6 +288,7 @@ describe("a bad sample shows its message instead of a blank page", () => {
 
   test("a sample without its image", async () => {
     await openViewer(page, server.url, "sample=without_image");
+    await page.locator("#error").waitFor({ state: "visible" }); // the heat may be drawn before the image fails
     expect(await errorText()).toBe('Sample "without_image" cannot be shown: the image image.png cannot be loaded');
   }, TIMEOUT);
 

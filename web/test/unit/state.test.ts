@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { parseMeta } from "../../src/data/format";
+import { parseMeta, storedHeads } from "../../src/data/format";
 import {
+  clampHead,
   completeView,
   headCycle,
   layerSpan,
@@ -8,6 +9,7 @@ import {
   stepVisionBlocks,
   stepVisionHead,
   viewFromParams,
+  viewHeads,
   viewToParams,
   visionBlockIndices,
   visionHeadCycle,
@@ -123,6 +125,41 @@ describe("stepping heads", () => {
     expect(stepHead("max", 1, 3)).toBe(0);
     expect(stepHead(2, 1, 3)).toBe("mean");
     expect(stepHead("mean", -1, 3)).toBe(2);
+  });
+});
+
+describe("a linear layer's own heads", () => {
+  // Layer 0 is linear with 5 heads; layer 1 keeps the sample's 3.
+  const json = fixtureMetaJson();
+  json["layer_attention"] = [{ kind: "linear", conv_kernel: 4, num_heads: 5 }, { kind: "causal" }];
+  const linear = parseMeta(json);
+
+  test("a view counts its layers' own heads: the fewest over a range", () => {
+    expect(viewHeads(completeView({ layer: 0 }, "s", linear), linear)).toBe(5);
+    expect(viewHeads(completeView({ layer: 1 }, "s", linear), linear)).toBe(3);
+    expect(viewHeads(completeView({ layer: 0, layerEnd: 1, layerReduce: "mean" }, "s", linear), linear)).toBe(3);
+  });
+
+  test("the URL may name an extra head of the linear layer, not of a layer without it", () => {
+    expect(completeView({ layer: 0, head: 4 }, "s", linear).head).toBe(4);
+    expect(completeView({ layer: 1, head: 4 }, "s", linear).head).toBe("mean");
+    const params = viewToParams(completeView({ layer: 0, head: 4 }, "s", linear), new URLSearchParams());
+    expect(completeView(viewFromParams(params), "s", linear).head).toBe(4);
+  });
+
+  test("stepping cycles through the layer's own heads; a layer with fewer clamps the head to its last", () => {
+    const view = completeView({ layer: 0, head: 2 }, "s", linear);
+    expect(stepHead(view.head, 2, viewHeads(view, linear))).toBe(4);
+    expect(stepHead(4, 1, viewHeads(view, linear))).toBe("mean");
+    expect(clampHead({ ...view, head: 4, layer: 1, layerEnd: 1 }, linear).head).toBe(2);
+    expect(clampHead({ ...view, head: 1, layer: 1, layerEnd: 1 }, linear).head).toBe(1);
+    expect(clampHead({ ...view, head: "max", layer: 1, layerEnd: 1 }, linear).head).toBe("max");
+  });
+
+  test("every head of the linear layer is stored in a full sample; the status line does not call head 4 missing", () => {
+    expect(storedHeads(linear, 0)).toEqual([0, 1, 2, 3, 4]);
+    expect(storedHeads(linear, 1)).toEqual([0, 1, 2]);
+    expect(statusText(completeView({ layer: 0, head: 4 }, "s", linear), linear)).not.toContain("not stored");
   });
 });
 

@@ -12,7 +12,7 @@ import { MatrixSource } from "../../src/data/matrix-source";
 import { NOT_STORED } from "../../src/data/stored-rows";
 import type { HeadChoice } from "../../src/data/variants";
 import { completeView } from "../../src/state/state";
-import { storageNote, unstoredCells, vectorStored } from "../../src/state/stored";
+import { stepKeptLayer, storageNote, unstoredCells, vectorStored } from "../../src/state/stored";
 import { fixtureBits, fixtureMetaJson } from "./fixture";
 
 const N = 40;
@@ -147,4 +147,21 @@ test("a storage field that breaks the format is refused", () => {
 test("a rollout.json in a sample whose storage cannot hold a rollout is refused", () => {
   expect(() => parseRollout({ layers: 2, formula: "R" }, storedMeta("text-rows"))).toThrow("rollout.json is there, but this sample's storage holds no rollout");
   expect(parseRollout({ layers: 2, formula: "R" }, storedMeta("triangle")).files).toHaveLength(2);
+});
+
+describe("stepping layers of a sample that keeps some", () => {
+  const kept = [0, 2, 5];
+
+  test("←/→ go to the nearest kept layer, over the unkept ones, and stop at the last kept", () => {
+    expect(stepKeptLayer(0, 1, kept)).toBe(2);
+    expect(stepKeptLayer(2, 1, kept)).toBe(5);
+    expect(stepKeptLayer(5, 1, kept)).toBe(5);
+    expect(stepKeptLayer(5, -1, kept)).toBe(2);
+    expect(stepKeptLayer(0, -1, kept)).toBe(0);
+  });
+
+  test("from an unkept layer the slider landed on, each way goes to the next kept one", () => {
+    expect(stepKeptLayer(3, 1, kept)).toBe(5);
+    expect(stepKeptLayer(3, -1, kept)).toBe(2);
+  });
 });
