@@ -60,9 +60,9 @@ export class DataClient {
 
 /** Only what the worker reads is cloned for it: the tokens and the tables of a long sample would cost milliseconds. */
 function sampleFiles(meta: SampleMeta, rollout: RolloutMeta | undefined): SampleFiles {
-  const { seqLen, numHeads, layerAttention, imageGrid, layerFiles, headMeanFiles, headMaxFiles, vision, storage } = meta;
-  const files: SampleFiles = { seqLen, numHeads, layerAttention, layerFiles, headMeanFiles, headMaxFiles, storage };
-  return Object.assign(files, imageGrid && { imageGrid }, vision && { vision }, rollout && { rollout });
+  const { seqLen, numHeads, layerAttention, imageBlocks, layerFiles, headMeanFiles, headMaxFiles, vision, storage } = meta;
+  const files: SampleFiles = { seqLen, numHeads, layerAttention, imageBlocks, layerFiles, headMeanFiles, headMaxFiles, storage };
+  return Object.assign(files, vision && { vision }, rollout && { rollout });
 }
 
 function vectorOf(answer: FromWorker & { ok: true }): Float32Array {
