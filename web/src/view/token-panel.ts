@@ -1,8 +1,8 @@
 // The token panel: one canvas holding the sequence as a wrapped text flow.
-// Text is rendered once per layout into a transparent layer; a recolour paints
-// the backgrounds (batched by colour: at most 256 fills), stamps the text layer
-// on top and outlines the selection. Only the lines in view are repainted (and
-// again on scroll): uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall.
+// A draw paints only the lines in view (and again on scroll): their backgrounds
+// (batched by colour: at most 256 fills), their text on top and the selection's
+// outline. Uncollapsed, N = 8,192 tokens make a canvas 10,000 px tall, of which
+// a few hundred cells show, so the text of the others is never rendered.
 
 import { CSS_COLOURS, MASKED, NON_FINITE, heatIndex, type Heat } from "./color";
 import type { SampleMeta, Token } from "../data/format";
@@ -31,7 +31,6 @@ export class TokenPanel {
   private ratio = 1;
   /** The width the layout was made for. */
   private laidOutWidth = 0;
-  private readonly textLayer = document.createElement("canvas");
   /** Where the mouse rests over the panel, so a redraw under a still mouse rewrites its tooltip. */
   private pointer: Pointer | null = null;
 
@@ -86,7 +85,7 @@ export class TokenPanel {
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, layout.height);
     if (this.heat) paintBackgrounds(ctx, layout.cells, this.heat);
-    renderText(ctx, layout, width);
+    renderText(ctx, layout.cells, layout.sectionTop, width);
     return canvas;
   }
 
@@ -117,16 +116,11 @@ export class TokenPanel {
     if (!this.meta) return;
     const width = this.layoutWidth();
     this.laidOutWidth = width;
-    this.layout = this.layoutAt(width, this.textLayer.getContext("2d")!);
+    this.layout = this.layoutAt(width, this.canvas.getContext("2d")!);
     this.ratio = Math.min(window.devicePixelRatio || 1, MAX_CANVAS_PIXELS / this.layout.height);
-    for (const canvas of [this.canvas, this.textLayer]) {
-      canvas.width = Math.round(width * this.ratio);
-      canvas.height = Math.round(this.layout.height * this.ratio);
-    }
+    this.canvas.width = Math.round(width * this.ratio);
+    this.canvas.height = Math.round(this.layout.height * this.ratio);
     this.canvas.style.height = `${this.layout.height}px`;
-    const ctx = this.textLayer.getContext("2d")!;
-    ctx.setTransform(this.ratio, 0, 0, this.ratio, 0, 0);
-    renderText(ctx, this.layout, width);
     this.draw();
   }
 
@@ -151,8 +145,9 @@ export class TokenPanel {
     ctx.rect(0, top, width, height);
     ctx.clip(); // cells and outlines that cross the band's edges stay inside it
     ctx.clearRect(0, top, width, height);
-    if (this.heat) paintBackgrounds(ctx, cellsBetween(this.layout, top, bottom), this.heat);
-    ctx.drawImage(this.textLayer, 0, top * r, width * r, height * r, 0, top, width, height);
+    const cells = cellsBetween(this.layout, top, bottom);
+    if (this.heat) paintBackgrounds(ctx, cells, this.heat);
+    renderText(ctx, cells, this.layout.sectionTop, width);
     this.outlineSelection(ctx);
     ctx.restore();
   }
@@ -195,24 +190,24 @@ export class TokenPanel {
   }
 }
 
-/** The labels, the answer rule and the partial-character frames: drawn once per layout. */
-function renderText(ctx: CanvasRenderingContext2D, layout: Layout, width: number): void {
+/** The cells' labels and partial-character frames, and the answer rule (sectionTop) where the sample has one. */
+function renderText(ctx: CanvasRenderingContext2D, cells: Cell[], sectionTop: number | undefined, width: number): void {
   ctx.font = FONT;
   ctx.textBaseline = "middle";
   ctx.lineJoin = "round";
   ctx.lineWidth = 3;
   ctx.strokeStyle = "rgba(255,255,255,0.85)"; // a halo keeps text readable on any colour
-  for (const cell of layout.cells) {
+  for (const cell of cells) {
     const y = cell.y + LINE_HEIGHT / 2;
     ctx.strokeText(cell.label, cell.x + 3, y);
     ctx.fillStyle = TEXT_COLOUR[cell.kind];
     ctx.fillText(cell.label, cell.x + 3, y);
   }
-  if (layout.sectionTop !== undefined) markAnswer(ctx, layout.sectionTop, width);
+  if (sectionTop !== undefined) markAnswer(ctx, sectionTop, width);
   ctx.setLineDash([2, 2]); // partial characters: a dashed frame says "part of the next token's character"
   ctx.strokeStyle = TEXT_COLOUR.partial;
   ctx.lineWidth = 1;
-  for (const cell of layout.cells.filter((c) => c.kind === "partial")) {
+  for (const cell of cells.filter((c) => c.kind === "partial")) {
     ctx.strokeRect(cell.x + 0.5, cell.y + 1.5, cell.w - 1, LINE_HEIGHT - 3);
   }
 }
