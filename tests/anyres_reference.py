@@ -13,6 +13,8 @@ from PIL import Image
 
 from vlm_attention_viz.dev.tiny import LLAVA_OV_CROP, LLAVA_OV_PATCH
 
+from conftest import extract_args, run
+
 SIDE, CELL_PX = LLAVA_OV_CROP // LLAVA_OV_PATCH, LLAVA_OV_PATCH
 BASE, CELL, NEWLINE = 0.0, 1.0, 2.0  # what a probe feature holds: a base-view patch, a canvas cell, the row end
 NEWLINE_PROBE = torch.tensor([NEWLINE, 0.0, 0.0])
@@ -23,6 +25,27 @@ def gradient_image(width: int, height: int) -> Image.Image:
     xs, ys = np.meshgrid(np.arange(width) / width, np.arange(height) / height)
     pixels = np.stack([40 + 200 * xs, 40 + 200 * ys, np.full_like(xs, 128)], -1)
     return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+def gradient_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, Path]:
+    """A gradient PNG per name, of its (width, height)."""
+    for name, size in sizes.items():
+        gradient_image(*size).save(folder / f"{name}.png")
+    return {name: folder / f"{name}.png" for name in sizes}
+
+
+def extract_samples(folder: Path, model: Path, prompts: dict[str, list[Path]]) -> dict[str, Path]:
+    """A sample per name through the CLI, its images in the prompt in the order given."""
+    out = {}
+    for name, images in prompts.items():
+        out[name] = folder / name
+        assert (
+            run(
+                *extract_args(images[0], out[name], model, *[arg for image in images[1:] for arg in ("--image", image)])
+            )
+            == 0
+        )
+    return out
 
 
 def probe_features(canvases: list[tuple[int, int]], side: int = SIDE) -> list[torch.Tensor]:

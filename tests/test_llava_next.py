@@ -13,7 +13,8 @@ from anyres_reference import (
     assert_colours_match_pixel_values,
     assert_tokens_hold_what_the_model_packed,
     crop_canvas,
-    gradient_image,
+    extract_samples,
+    gradient_images,
     image_box,
     token_sources,
 )
@@ -23,9 +24,8 @@ from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
 from vlm_attention_viz.dev.tiny import TinyShape
 
-from conftest import TinyCheckpoint, run
+from conftest import TinyCheckpoint
 from reference import (
-    PROMPT,
     assert_detected_and_equal_to_eager,
     assert_layers_equal,
     captured_chunks_with_logits_unchanged,
@@ -46,21 +46,13 @@ def next_model(tiny_checkpoint: TinyCheckpoint) -> Path:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("llava_next_images")
-    for name, size in SIZES.items():
-        gradient_image(*size).save(folder / f"{name}.png")
-    return {name: folder / f"{name}.png" for name in SIZES}
+    return gradient_images(tmp_path_factory.mktemp("llava_next_images"), SIZES)
 
 
 @pytest.fixture(scope="module")
 def samples(next_model: Path, images: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("llava_next_samples")
-    out = {}
-    for name, photos in {"small": ["small"], "wide": ["wide"], "two": ["wide", "small"]}.items():
-        args = [arg for photo in photos for arg in ("--image", images[photo])]
-        out[name] = folder / name
-        assert run(*args, "--prompt", PROMPT, "--output-dir", out[name], "--model", next_model) == 0
-    return out
+    prompts = {"small": [images["small"]], "wide": [images["wide"]], "two": [images["wide"], images["small"]]}
+    return extract_samples(tmp_path_factory.mktemp("llava_next_samples"), next_model, prompts)
 
 
 def test_llava_next_is_detected_and_every_layer_matches_eager_output_attentions(

@@ -21,7 +21,9 @@ from anyres_reference import (
     assert_tokens_hold_what_the_model_packed,
     cell_centre,
     crop_canvas,
+    extract_samples,
     gradient_image,
+    gradient_images,
     image_box,
     token_sources,
 )
@@ -43,7 +45,7 @@ from vlm_attention_viz.dev.tiny import (
 from vlm_attention_viz.models import adapter_named
 from vlm_attention_viz.tokens import IMAGE_TEXT
 
-from conftest import TinyCheckpoint, assert_refused, extract_args, run
+from conftest import TinyCheckpoint, assert_refused, extract_args
 from reference import (
     PROMPT,
     assert_detected_and_equal_to_eager,
@@ -66,22 +68,14 @@ def llava_model(tiny_checkpoint: TinyCheckpoint) -> Path:
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """small: a 2 x 4 crop canvas, unpadded to 8 x 14 cells; edge: its last column of cells more padding than
     image; wide: a 4 x 6 canvas whose grid is interpolated."""
-    folder = tmp_path_factory.mktemp("llava_images")
     sizes = {"small": (100, 60), "edge": (66, 58), "wide": (300, 170)}
-    for name, size in sizes.items():
-        gradient_image(*size).save(folder / f"{name}.png")
-    return {name: folder / f"{name}.png" for name in sizes}
+    return gradient_images(tmp_path_factory.mktemp("llava_images"), sizes)
 
 
 @pytest.fixture(scope="module")
 def samples(llava_model: Path, images: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("llava_samples")
-    out = {}
-    for name, photos in {"small": ["small"], "edge": ["edge"], "wide": ["wide"], "two": ["wide", "small"]}.items():
-        args = [arg for photo in photos for arg in ("--image", images[photo])]
-        out[name] = folder / name
-        assert run(*args, "--prompt", PROMPT, "--output-dir", out[name], "--model", llava_model) == 0
-    return out
+    prompts = {name: [images[name]] for name in ("small", "edge", "wide")} | {"two": [images["wide"], images["small"]]}
+    return extract_samples(tmp_path_factory.mktemp("llava_samples"), llava_model, prompts)
 
 
 def sources(model_dir: Path, inputs: dict, canvases: list[tuple[int, int]]) -> dict:

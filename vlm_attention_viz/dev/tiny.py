@@ -155,6 +155,16 @@ def hub_qwen2_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]
     return {**text_config(shape, vocab_size, ids), "bos_token_id": ids["<|endoftext|>"]}
 
 
+def qwen2_text_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> dict[str, object]:
+    """A plain Qwen2 language model (InternVL's, LLaVA-OneVision's): 1-D rotary, head_dim as the shape says."""
+    return {
+        **text_config(shape, vocab_size, ids),
+        "model_type": "qwen2",
+        "head_dim": shape.head_dim,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+    }
+
+
 def token_ids(ids: dict[str, int]) -> dict[str, int]:
     return {
         "image_token_id": ids["<|image_pad|>"],
@@ -525,8 +535,10 @@ SMOLVLM_VISION = {
 }
 
 
-def smolvlm_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
-    return SmolVLMConfig(
+def smolvlm_config(
+    shape: TinyShape, vocab_size: int, ids: dict[str, int], config_class: type[PreTrainedConfig] = SmolVLMConfig
+) -> PreTrainedConfig:
+    return config_class(
         text_config=llama_text_config(shape, vocab_size, ids),
         vision_config=SMOLVLM_VISION,
         scale_factor=SMOLVLM_SHUFFLE,
@@ -552,13 +564,7 @@ SMOLVLM_PROCESSOR = {
 
 def idefics3_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     """Idefics3, SmolVLM's predecessor: the same layout and geometry."""
-    return Idefics3Config(
-        text_config=llama_text_config(shape, vocab_size, ids),
-        vision_config=SMOLVLM_VISION,
-        scale_factor=SMOLVLM_SHUFFLE,
-        image_token_id=ids["<image>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
+    return smolvlm_config(shape, vocab_size, ids, Idefics3Config)
 
 
 # Mistral 3's geometry at a small scale: 8 px patches merged 2 x 2, so one LLM token per 16 px, in an image
@@ -625,12 +631,7 @@ INTERNVL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|v
 
 def internvl_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return InternVLConfig(
-        text_config={
-            **text_config(shape, vocab_size, ids),
-            "model_type": "qwen2",
-            "head_dim": shape.head_dim,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
-        },
+        text_config=qwen2_text_config(shape, vocab_size, ids),
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -670,12 +671,7 @@ LLAVA_OV_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|v
 
 def llava_onevision_config(shape: TinyShape, vocab_size: int, ids: dict[str, int]) -> PreTrainedConfig:
     return LlavaOnevisionConfig(
-        text_config={
-            **text_config(shape, vocab_size, ids),
-            "model_type": "qwen2",
-            "head_dim": shape.head_dim,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
-        },
+        text_config=qwen2_text_config(shape, vocab_size, ids),
         vision_config={
             "model_type": "siglip_vision_model",
             "hidden_size": 32,
