@@ -13,7 +13,8 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape
+from vlm_attention_viz.dev.tiny import INTERNVL_PREPROCESSOR, INTERNVL_PROCESSOR, TinyShape, write_processor_files
+from vlm_attention_viz.models import adapter_named
 
 from conftest import TinyCheckpoint, extract_args, run
 from reference import (
@@ -166,3 +167,28 @@ def test_two_images_each_get_their_tiles_in_prompt_order(internvl_model: Path, q
     inputs, processor = processed_images("internvl", internvl_model, [quadrants, tall])
     ids = inputs["input_ids"][0].tolist()
     assert [p for r in regions for p in r["tokens"]] == [i for i, t in enumerate(ids) if t == processor.image_token_id]
+
+
+# InternVL3's geometry on the hub: 448 px tiles of 16 x 16 tokens, up to 12 tiles, plus the thumbnail.
+HUB_TILE, HUB_SIDE, HUB_MAX_TILES = 448, 16, 12
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1080, 1920), (640, 480), (300, 300), (4000, 600)])
+def test_at_the_hubs_geometry_the_regions_are_the_processors_tiles(size: tuple[int, int], tmp_path: Path) -> None:
+    """The processor alone, with the hub's files: as many tile regions as it cut tiles (pixel_values, less the
+    thumbnail), each 16 x 16 over its 448 px, and every image token placed."""
+    preprocessor = {
+        **INTERNVL_PREPROCESSOR,
+        "size": {"height": HUB_TILE, "width": HUB_TILE},
+        "max_patches": HUB_MAX_TILES,
+    }
+    write_processor_files(tmp_path, INTERNVL, preprocessor, {**INTERNVL_PROCESSOR, "image_seq_length": HUB_SIDE**2})
+    adapter = adapter_named("internvl")
+    prepared = adapter.prepare_images(adapter.load_processor(str(tmp_path)), [Image.new("RGB", size)], PROMPT, None)
+    layout = prepared.image_layout()  # every image placeholder in one region
+    crops = prepared.model_inputs["pixel_values"].shape[0]
+    tiles = [region for region in layout.regions if region.kind != "global"]
+    assert len(tiles) == (crops - 1 if crops > 1 else 1) and len(layout.regions) == crops
+    width, height = layout.image_sizes[0]
+    assert width % HUB_TILE == height % HUB_TILE == 0 and len(tiles) == width * height // HUB_TILE**2 <= HUB_MAX_TILES
+    assert all((r.rows, r.cols, r.rect[2], r.rect[3]) == (HUB_SIDE, HUB_SIDE, HUB_TILE, HUB_TILE) for r in tiles)

@@ -7,7 +7,6 @@ own pack_image_features is run on features that carry their cell's coordinates."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -216,11 +215,10 @@ def hub_geometry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LlavaO
     to 6 x 6 crops, anyres_max_9) in a processor folder, and an unsaved model of tiny widths with that geometry:
     the packing reads nothing else."""
     folder = tmp_path_factory.mktemp("llava_hub")
-    tokenizer = write_processor_files(folder, LLAVA_OV)
     size = {"height": HUB_CROP, "width": HUB_CROP}
     preprocessor = {**LLAVA_OV_PREPROCESSOR, "size": size, "image_grid_pinpoints": HUB_PINPOINTS}
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
-    (folder / "processor_config.json").write_text(json.dumps({**LLAVA_OV_PROCESSOR, "num_image_tokens": HUB_SIDE**2}))
+    processor = {**LLAVA_OV_PROCESSOR, "num_image_tokens": HUB_SIDE**2}
+    tokenizer = write_processor_files(folder, LLAVA_OV, preprocessor, processor)
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in FAMILIES["llava-onevision"].tokens.special}
     config = llava_onevision_config(LLAVA_OV, len(tokenizer), ids)
     config.vision_config.image_size, config.vision_config.patch_size = HUB_CROP, HUB_PATCH

@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlm_attention_viz import sample_format as fmt
 from vlm_attention_viz.attention_capture import DEFAULT_ROW_BUDGET
-from vlm_attention_viz.dev.tiny import TinyShape
+from vlm_attention_viz.dev.tiny import SMOLVLM_PREPROCESSOR, SMOLVLM_PROCESSOR, TinyShape, write_processor_files
 from vlm_attention_viz.models import adapter_named
 
 from conftest import TinyCheckpoint, assert_refused, extract_args, run
@@ -286,3 +286,32 @@ def test_import_with_model_type_reads_the_tiles_from_the_token_texts(
     assert all(t["type"] == "special" for t in imported["tokens"] if "layout" in t)
     assert_layers_equal(sample, imported, reference)
     assert_tables_and_rollout_match(sample)
+
+
+# SmolVLM-256M's geometry on the hub: 512 px tiles, 16 px patches shuffled by 4 (8 x 8 tokens), longest edge 2048.
+HUB_TILE, HUB_SIDE = 512, 8
+HUB_PREPROCESSOR = {
+    **SMOLVLM_PREPROCESSOR,
+    "size": {"longest_edge": 4 * HUB_TILE},
+    "max_image_size": {"longest_edge": HUB_TILE},
+}
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1080, 1920), (640, 480), (400, 300), (4000, 600)])
+def test_at_the_hubs_geometry_the_regions_are_the_processors_tiles(size: tuple[int, int], tmp_path: Path) -> None:
+    """The processor alone, with the hub's files: the tiles it reports (rows, cols, pixel_values) are the
+    regions, each 8 x 8 over its 512 px of the stretched image, and every image token is placed."""
+    write_processor_files(tmp_path, SHAPES["smolvlm"], HUB_PREPROCESSOR, {**SMOLVLM_PROCESSOR, "image_seq_len": 64})
+    adapter = adapter_named("smolvlm")
+    processor = adapter.load_processor(str(tmp_path))
+    image = Image.new("RGB", size, (120, 80, 40))
+    prepared = adapter.prepare_images(processor, [image], PROMPT, None)
+    layout = prepared.image_layout()  # every image placeholder in one region
+    batch = processor.image_processor([[image]], return_row_col_info=True)
+    rows, cols = batch["rows"][0][0], batch["cols"][0][0]
+    assert prepared.model_inputs["pixel_values"].shape[1] == rows * cols + (rows * cols > 0)
+    tiles = [(r, c) for r in range(rows) for c in range(cols)]
+    assert [region.rect for region in layout.regions] == [
+        (c * HUB_TILE, r * HUB_TILE, HUB_TILE, HUB_TILE) for r, c in tiles
+    ] + [(0, 0, cols * HUB_TILE, rows * HUB_TILE)]
+    assert all((region.rows, region.cols) == (HUB_SIDE, HUB_SIDE) for region in layout.regions)

@@ -850,8 +850,14 @@ def build_tiny_checkpoint(folder: Path, shape: TinyShape = TinyShape()) -> Path:
     return folder
 
 
-def write_processor_files(folder: Path, shape: TinyShape = TinyShape()) -> PreTrainedTokenizerFast:
-    """The processor half of a checkpoint: tokenizer, chat template and the family's real image geometry."""
+def write_processor_files(
+    folder: Path,
+    shape: TinyShape = TinyShape(),
+    preprocessor: dict[str, object] | None = None,
+    processor: dict[str, object] | None = None,
+) -> PreTrainedTokenizerFast:
+    """The processor half of a checkpoint: tokenizer, chat template and the family's real image geometry, or the
+    preprocessor_config.json and processor_config.json given (a hub checkpoint's geometry, say)."""
     folder.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[shape.family]
     tokenizer = build_tokenizer(family.tokens)
@@ -859,9 +865,11 @@ def write_processor_files(folder: Path, shape: TinyShape = TinyShape()) -> PreTr
     prefix = "'<think>\\n'" if shape.thinking else "''"  # a thinking model's answer opens with its think block
     template = family.chat_template.replace("GENERATION_PREFIX", prefix)
     (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
-    (folder / "preprocessor_config.json").write_text(json.dumps(family.preprocessor, indent=1), encoding="utf-8")
-    if family.processor:
-        (folder / "processor_config.json").write_text(json.dumps(family.processor, indent=1), encoding="utf-8")
+    preprocessor = preprocessor or family.preprocessor
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1), encoding="utf-8")
+    processor = processor or family.processor
+    if processor:
+        (folder / "processor_config.json").write_text(json.dumps(processor, indent=1), encoding="utf-8")
     return tokenizer
 
 
