@@ -257,7 +257,7 @@ def test_vision_layers_with_two_images_is_refused_before_loading(
 def test_import_with_model_type_reads_the_tiles_from_the_token_texts(
     tiled_model: TiledModel, tiled_sample: Path, tiles_photo: Path, tmp_path: Path
 ) -> None:
-    """Seed 003's arrays (the eager [L, H, N, N] attention and each token's decoded text) imported with
+    """A click-a-word viewer's arrays (the eager [L, H, N, N] attention and each token's decoded text) imported with
     --model-type and nothing else: the same regions and token places as the extractor wrote, each tile counted
     as 512 px (the tokens carry the grid of tiles, not their size), and the layers equal to the array."""
     reference, inputs, processor = eager_reference(tiled_model.path, tiles_photo, tiled_model.family)
