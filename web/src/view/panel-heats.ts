@@ -257,7 +257,9 @@ function shownRegionsLabel(meta: SampleMeta, image: number, view: RegionView): s
 export function regionLabel(meta: SampleMeta, region: ImageRegion): string {
   const image = meta.images.length > 1 ? `image ${region.image + 1}` : "";
   const tiles = meta.regions.filter((r) => r.image === region.image && r.kind === "tile");
-  const own = region.kind === "tile" ? `tile ${tiles.indexOf(region) + 1} of ${tiles.length}` : region.kind === "global" ? "global thumbnail" : "";
+  // One tile region is the crops stitched into one grid (LLaVA's anyres), not one tile among several.
+  const tile = tiles.length === 1 ? "full-resolution grid" : `tile ${tiles.indexOf(region) + 1} of ${tiles.length}`;
+  const own = region.kind === "tile" ? tile : region.kind === "global" ? "global thumbnail" : "";
   return [image, own].filter(Boolean).join(", ");
 }
 

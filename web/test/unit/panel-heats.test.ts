@@ -5,7 +5,7 @@ import { DEFAULT_SETTINGS, type Settings } from "../../src/state/settings";
 import { completeView } from "../../src/state/state";
 import { LUT_SIZE, MASKED, heatIndex } from "../../src/view/color";
 import { legendText } from "../../src/view/legend";
-import { imageOverlay, tokenHeat, type Fetched } from "../../src/view/panel-heats";
+import { imageOverlay, regionLabel, tokenHeat, type Fetched } from "../../src/view/panel-heats";
 import { describeValue } from "../../src/view/tooltip";
 import { fixtureMetaJson, layoutMetaJson } from "./fixture";
 
@@ -206,4 +206,11 @@ describe("a tiled sample's overlay", () => {
     expect(overlay.grid.panes).toBe(1);
     expect(overlay.grid.parts.every((p) => p.pane === 0 && p.label.includes("tile"))).toBe(true);
   });
+});
+
+test("a region is named as a tile among its image's tiles, or as the full-resolution grid when it is the only one", () => {
+  const tiled = parseMeta(layoutMetaJson("sample_tiled"));
+  expect(tiled.regions.map((r) => regionLabel(tiled, r))).toEqual([1, 2, 3, 4, 5, 6].map((k) => `tile ${k} of 6`).concat("global thumbnail"));
+  const padded = parseMeta(layoutMetaJson("sample_padded"));
+  expect(padded.regions.map((r) => regionLabel(padded, r))).toEqual(["global thumbnail", "full-resolution grid"]);
 });
